@@ -1,0 +1,143 @@
+"""``dvc-gateway verify``: check the digital signatures of documents, for clerks and for scripts.
+
+Exit 0 when every file is ``valid``, 1 otherwise, 2 for usage errors. ``--json`` prints the report list (the
+machine contract); the default is a table, in Vietnamese with ``--lang vi``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from signing.trust import TrustMaterialError, TrustSettings, TrustStore
+from signing.verify import Document, Verifier, find_detached_signature
+
+from ..config import load_config
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+
+_HEADERS = {
+    "en": ("File", "Format", "Verdict", "Signer", "Details"),
+    "vi": ("Tệp", "Định dạng", "Kết luận", "Người ký", "Chi tiết"),
+}
+_VERDICT_VI = {
+    "valid": "hợp lệ",
+    "invalid": "không hợp lệ",
+    "untrusted": "chưa tin cậy",
+    "revoked": "đã thu hồi",
+    "expired": "hết hiệu lực",
+    "modified": "bị sửa đổi",
+    "unsigned": "không có chữ ký",
+}
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "verify",
+        help="verify the digital signatures of documents (PDF, XML, CMS)",
+        description="Verify PAdES, XML-DSig/XAdES and CMS/CAdES signatures against configured trust anchors.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="documents to verify")
+    parser.add_argument("--detached", metavar="SIG", help="a detached CMS signature (.p7s) over the single FILE")
+    parser.add_argument(
+        "--trust-anchor", action="append", default=[], metavar="PEM", help="a trusted root (repeatable)"
+    )
+    parser.add_argument(
+        "--cert", action="append", default=[], metavar="PEM", help="an intermediate certificate (repeatable)"
+    )
+    parser.add_argument("--crl", action="append", default=[], metavar="FILE", help="a CRL, DER or PEM (repeatable)")
+    parser.add_argument("--offline", action="store_true", help="never fetch revocation data online")
+    parser.add_argument("--json", action="store_true", help="print the JSON report list")
+    parser.add_argument("--lang", choices=("en", "vi"), default="en", help="language of the table")
+    parser.add_argument("--config", metavar="FILE", help="configuration file ([signing] section)")
+    parser.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="processes for many files (default: all cores)"
+    )
+    parser.set_defaults(run=run)
+
+
+def _existing(paths: list[str], what: str) -> list[Path]:
+    result = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UsageError(f"{what} {raw}: no such file")
+        result.append(path)
+    return result
+
+
+def trust_settings(args: argparse.Namespace) -> TrustSettings:
+    base = load_config(args.config).signing
+    return TrustSettings(
+        trust_anchors=(*base.trust_anchors, *_existing(args.trust_anchor, "trust anchor")),
+        intermediates=(*base.intermediates, *_existing(args.cert, "certificate")),
+        crls=(*base.crls, *_existing(args.crl, "CRL")),
+        online_revocation=base.online_revocation and not args.offline,
+        fetch_timeout_seconds=base.fetch_timeout_seconds,
+    )
+
+
+def _documents(args: argparse.Namespace) -> list[Document]:
+    files = _existing(args.files, "file")
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"file {path}: not a regular file")
+    detached = None
+    if args.detached:
+        if len(files) != 1:
+            raise UsageError("--detached goes with exactly one FILE")
+        detached = _existing([args.detached], "detached signature")[0]
+    docs = []
+    for path in files:
+        try:
+            docs.append(Document.from_path(path, detached or find_detached_signature(path)))
+        except OSError as exc:
+            raise UsageError(f"file {path}: {exc.strerror}") from exc
+    return docs
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = trust_settings(args)
+    try:
+        store = TrustStore.load(settings)
+    except TrustMaterialError as exc:
+        raise UsageError(str(exc)) from exc
+    if not store.anchors:
+        raise UsageError("no trust anchor: give --trust-anchor PEM or set [signing] trust_anchors in the configuration")
+    docs = _documents(args)
+    verifier = Verifier(store, settings=settings)
+    try:
+        reports = _verify_all(verifier, docs, args.workers)
+    finally:
+        verifier.close()
+    if args.json:
+        json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_table(reports, args.lang)
+    return EXIT_OK if all(r["verdict"] == "valid" for r in reports) else EXIT_CHECK_FAILED
+
+
+def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[dict]:
+    workers = workers or min(len(docs), os.cpu_count() or 1)
+    show = sys.stderr.isatty() and len(docs) > 1
+    with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
+        task = progress.add_task("Verifying", total=len(docs))
+        return verifier.verify_batch(docs, workers=workers, on_done=lambda: progress.advance(task))
+
+
+def _print_table(reports: list[dict], lang: str) -> None:
+    table = Table(*_HEADERS[lang], show_lines=False)
+    for report in reports:
+        verdict = report["verdict"]
+        shown = _VERDICT_VI[verdict] if lang == "vi" else verdict
+        style = "green" if verdict == "valid" else "red"
+        signers = ", ".join(s["signer"]["common_name"] or "?" for s in report["signatures"]) or "-"
+        table.add_row(report["file"], report["format"], f"[{style}]{shown}[/]", signers, report["message"][lang])
+    Console(soft_wrap=False).print(table)

@@ -1,0 +1,125 @@
+"""CMS / PKCS#7 signatures (CAdES-BES and up) over any file: scans, images, office documents.
+
+A detached signature (``don.pdf.p7s`` beside ``don.pdf``) is checked against the file's bytes; an attached one
+(``.p7m``) against the content it carries. pyHanko's ETSI AdES validation does the work; each ``SignerInfo`` is
+validated on its own so a countersigned or multi-signer file reports every signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from asn1crypto import cms, pem
+from pyhanko.sign.general import get_pyca_cryptography_hash
+from pyhanko.sign.validation import ades
+from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+
+from .evidence import result_from_status
+from .report import Format, SignatureReport, SignatureResult, format_failure
+from .trust import TrustStore
+
+
+class NotCMSError(ValueError):
+    """The bytes are not a CMS SignedData structure."""
+
+
+def parse_signed_data(signature: bytes) -> cms.SignedData:
+    """The ``SignedData`` in DER, PEM (``PKCS7``/``CMS``) or base64 bytes; :class:`NotCMSError` otherwise."""
+    data = signature
+    if pem.detect(data):
+        _, _, data = pem.unarmor(data)
+    try:
+        info = cms.ContentInfo.load(data, strict=True)
+        if info["content_type"].native != "signed_data":
+            raise NotCMSError(f"CMS content type is {info['content_type'].native}, not signed data")
+        signed = info["content"]
+        signed.native  # noqa: B018 - force a full parse: malformed input fails here, not deep inside
+    except NotCMSError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise NotCMSError(f"not a CMS signature: {exc}") from exc
+    return signed
+
+
+def looks_like_cms(data: bytes) -> bool:
+    try:
+        parse_signed_data(data)
+    except NotCMSError:
+        return False
+    return True
+
+
+def _single_signer(signed_data: cms.SignedData, index: int) -> cms.SignedData:
+    """A copy of ``signed_data`` carrying only its ``index``-th SignerInfo (pyHanko validates the first)."""
+    copy = cms.SignedData.load(signed_data.dump())
+    infos = copy["signer_infos"]
+    copy["signer_infos"] = cms.SignerInfos([infos[index]])
+    return copy
+
+
+def _digest(content: bytes, signer_info: cms.SignerInfo) -> bytes:
+    algo = signer_info["digest_algorithm"]["algorithm"].native
+    if algo in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "sha3_384", "sha3_512"):
+        return hashlib.new(algo.replace("_", "-") if algo.startswith("sha3") else algo, content).digest()
+    from cryptography.hazmat.primitives import hashes
+
+    digest = hashes.Hash(get_pyca_cryptography_hash(algo))
+    digest.update(content)
+    return digest.finalize()
+
+
+async def validate_signer(
+    signed_data: cms.SignedData,
+    content: bytes,
+    store: TrustStore,
+    *,
+    timing: ValidationTimingInfo | None = None,
+) -> SignatureResult:
+    """Validate the first SignerInfo of ``signed_data`` over ``content`` with the store's policy."""
+    signer_info = signed_data["signer_infos"][0]
+    raw_digest = _digest(content, signer_info)
+    timing = timing or ValidationTimingInfo.now()
+    has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
+    if has_timestamp:
+        outcome = await ades.ades_with_time_validation(
+            signed_data, store.spec, timing_info=timing, raw_digest=raw_digest
+        )
+    else:
+        outcome = await ades.ades_basic_validation(signed_data, store.spec, timing_info=timing, raw_digest=raw_digest)
+    return result_from_status(outcome.ades_subindic, outcome.api_status, failure_msg=outcome.failure_msg)
+
+
+async def validate_cms(
+    signature: bytes,
+    store: TrustStore,
+    *,
+    content: bytes | None = None,
+    file: str = "",
+) -> SignatureReport:
+    """Verify a CMS signature, detached over ``content`` or attached (content inside the signature)."""
+    report = SignatureReport(file=file, format=Format.CADES)
+    try:
+        signed_data = parse_signed_data(signature)
+    except NotCMSError as exc:
+        report.signatures.append(format_failure(str(exc)))
+        return report
+    encapsulated = signed_data["encap_content_info"]["content"]
+    if encapsulated.native is not None:
+        embedded = encapsulated.parsed.contents if hasattr(encapsulated, "parsed") else None
+        embedded = embedded if isinstance(embedded, bytes) else encapsulated.native
+        if content is not None and embedded != content:
+            report.signatures.append(format_failure("the signature carries content that differs from the given file"))
+            return report
+        content = embedded if isinstance(embedded, bytes) else content
+    if content is None:
+        report.signatures.append(format_failure("detached signature given without the signed file"))
+        return report
+    infos = signed_data["signer_infos"]
+    if len(infos) == 0:
+        return report  # a SignedData with no signer: unsigned
+    timing = ValidationTimingInfo.now()
+    for index in range(len(infos)):
+        one = signed_data if len(infos) == 1 else _single_signer(signed_data, index)
+        report.signatures.append(await validate_signer(one, content, store, timing=timing))
+    return report

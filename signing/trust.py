@@ -1,0 +1,178 @@
+"""The trust store: configured anchors, intermediates and revocation data, parsed once and shared.
+
+Trust comes only from the anchors configured here (in Vietnam, the national root CA and the Government Cipher
+Committee's specialised root), never from a system or ``certifi`` store. Every format validates its signers'
+certificates through the one :class:`SignatureValidationSpec` built here, so all formats share one trust decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+
+from asn1crypto import crl, ocsp, pem, x509
+from pyhanko.sign.validation.policy_decl import (
+    CertificateFetchingRule,
+    LocalKnowledge,
+    RevinfoOnlineFetchingRule,
+    RevocationInfoGatheringSpec,
+    SignatureValidationSpec,
+)
+from pyhanko.sign.validation.utils import CMSAlgorithmUsagePolicy
+from pyhanko_certvalidator.context import CertValidationPolicySpec
+from pyhanko_certvalidator.registry import SimpleTrustManager
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+from .policy import ALGORITHM_POLICY, KEY_USAGE, REVOCATION_POLICY
+
+CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der")
+CRL_SUFFIXES = (".crl", ".pem", ".der")
+#: Clock drift tolerated between signers, CAs and this machine.
+TIME_TOLERANCE = timedelta(minutes=2)
+
+
+class TrustMaterialError(ValueError):
+    """A configured anchor, certificate or CRL is missing or unreadable (a configuration error)."""
+
+
+def _blocks(data: bytes) -> list[bytes]:
+    """DER payloads from PEM (one or many blocks) or from raw DER."""
+    if pem.detect(data):
+        return [der for _, _, der in pem.unarmor(data, multiple=True)]
+    return [data]
+
+
+def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+    if path.is_file():
+        return [path]
+    raise TrustMaterialError(f"{path}: no such file or directory")
+
+
+def load_certificates(paths: Iterable[str | Path]) -> list[x509.Certificate]:
+    """Certificates from PEM/DER files or directories of them."""
+    certs: list[x509.Certificate] = []
+    for entry in paths:
+        for file in _files(Path(entry), CERT_SUFFIXES):
+            try:
+                for der in _blocks(file.read_bytes()):
+                    cert = x509.Certificate.load(der)
+                    cert.native  # noqa: B018 - force a full parse so bad input fails here
+                    certs.append(cert)
+            except (OSError, ValueError, TypeError) as exc:
+                raise TrustMaterialError(f"{file}: not a readable certificate ({exc})") from exc
+    return certs
+
+
+def load_crls(paths: Iterable[str | Path]) -> list[crl.CertificateList]:
+    """CRLs from PEM/DER files or directories of them."""
+    crls: list[crl.CertificateList] = []
+    for entry in paths:
+        for file in _files(Path(entry), CRL_SUFFIXES):
+            try:
+                for der in _blocks(file.read_bytes()):
+                    item = crl.CertificateList.load(der)
+                    item["tbs_cert_list"]["this_update"].native  # noqa: B018 - fail early
+                    crls.append(item)
+            except (OSError, ValueError, TypeError) as exc:
+                raise TrustMaterialError(f"{file}: not a readable CRL ({exc})") from exc
+    return crls
+
+
+@dataclass(frozen=True)
+class TrustSettings:
+    """Where the trust material lives; the ``[signing]`` configuration section."""
+
+    trust_anchors: Sequence[str | Path] = ()
+    intermediates: Sequence[str | Path] = ()
+    crls: Sequence[str | Path] = ()
+    online_revocation: bool = False
+    fetch_timeout_seconds: float = 10.0
+
+
+@dataclass(eq=False)
+class TrustStore:
+    """Parsed trust material and the validation specification built from it, reused across documents."""
+
+    anchors: list[x509.Certificate]
+    intermediates: list[x509.Certificate] = field(default_factory=list)
+    crls: list[crl.CertificateList] = field(default_factory=list)
+    ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
+    online_revocation: bool = False
+    fetch_timeout_seconds: float = 10.0
+
+    @classmethod
+    def load(cls, settings: TrustSettings) -> TrustStore:
+        return cls(
+            anchors=load_certificates(settings.trust_anchors),
+            intermediates=load_certificates(settings.intermediates),
+            crls=load_crls(settings.crls),
+            online_revocation=settings.online_revocation,
+            fetch_timeout_seconds=settings.fetch_timeout_seconds,
+        )
+
+    def extended(
+        self,
+        *,
+        anchors: Iterable[x509.Certificate] = (),
+        certs: Iterable[x509.Certificate] = (),
+        crls: Iterable[crl.CertificateList] = (),
+    ) -> TrustStore:
+        """A new store with extra material (a CLI call's ``--cert``/``--crl``); this one is unchanged."""
+        return TrustStore(
+            anchors=[*self.anchors, *anchors],
+            intermediates=[*self.intermediates, *certs],
+            crls=[*self.crls, *crls],
+            ocsps=list(self.ocsps),
+            online_revocation=self.online_revocation,
+            fetch_timeout_seconds=self.fetch_timeout_seconds,
+        )
+
+    @cached_property
+    def fetcher_backend(self):  # -> FetcherBackend | None
+        """One fetcher backend for the store's lifetime, so fetched CRLs/OCSP answers are cached across documents."""
+        if not self.online_revocation:
+            return None
+        from .fetchers import HttpxFetcherBackend
+
+        return HttpxFetcherBackend(timeout_seconds=self.fetch_timeout_seconds)
+
+    @cached_property
+    def cert_policy(self) -> CertValidationPolicySpec:
+        return CertValidationPolicySpec(
+            trust_manager=SimpleTrustManager.build(trust_roots=self.anchors),
+            revinfo_policy=REVOCATION_POLICY,
+            time_tolerance=TIME_TOLERANCE,
+            algorithm_usage_policy=ALGORITHM_POLICY,
+        )
+
+    @cached_property
+    def spec(self) -> SignatureValidationSpec:
+        """The one validation specification every format uses."""
+        if self.online_revocation:
+            gathering = RevocationInfoGatheringSpec(
+                online_fetching_rule=RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH,
+                fetcher_backend=self.fetcher_backend,
+                certificate_fetching_rule=CertificateFetchingRule.FOLLOW_ONLINE_RULE,
+            )
+        else:
+            gathering = RevocationInfoGatheringSpec(
+                online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY,
+                certificate_fetching_rule=CertificateFetchingRule.NEVER_FETCH,
+            )
+        return SignatureValidationSpec(
+            cert_validation_policy=self.cert_policy,
+            ts_cert_validation_policy=self.cert_policy,
+            revinfo_gathering_policy=gathering,
+            local_knowledge=LocalKnowledge(
+                known_crls=[CRLContainer(c) for c in self.crls],
+                known_ocsps=[OCSPContainer(o) for o in self.ocsps],
+                known_certs=list(self.intermediates),
+            ),
+            key_usage_settings=KEY_USAGE,
+            signature_algorithm_policy=CMSAlgorithmUsagePolicy.lift_policy(ALGORITHM_POLICY),
+        )
