@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from asn1crypto import cms, pem
+from asn1crypto import cms, core, pem
 from pyhanko.sign.general import get_pyca_cryptography_hash
 from pyhanko.sign.validation import ades
 from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
@@ -52,7 +52,7 @@ def looks_like_cms(data: bytes) -> bool:
 
 def _single_signer(signed_data: cms.SignedData, index: int) -> cms.SignedData:
     """A copy of ``signed_data`` carrying only its ``index``-th SignerInfo (pyHanko validates the first)."""
-    copy = cms.SignedData.load(signed_data.dump())
+    copy = signed_data.copy()
     infos = copy["signer_infos"]
     copy["signer_infos"] = cms.SignerInfos([infos[index]])
     return copy
@@ -71,23 +71,32 @@ def _digest(content: bytes, signer_info: cms.SignerInfo) -> bytes:
 
 async def validate_signer(
     signed_data: cms.SignedData,
-    content: bytes,
+    content: bytes | None,
     store: TrustStore,
     *,
     timing: ValidationTimingInfo | None = None,
 ) -> SignatureResult:
-    """Validate the first SignerInfo of ``signed_data`` over ``content`` with the store's policy."""
+    """Validate the first SignerInfo of ``signed_data`` with the store's policy.
+
+    ``content`` is the detached file; ``None`` for an attached signature, whose encapsulated content is hashed.
+    """
     signer_info = signed_data["signer_infos"][0]
-    raw_digest = _digest(content, signer_info)
+    raw_digest = _digest(content, signer_info) if content is not None else None
     timing = timing or ValidationTimingInfo.now()
     has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
-    if has_timestamp:
-        outcome = await ades.ades_with_time_validation(
-            signed_data, store.spec, timing_info=timing, raw_digest=raw_digest
-        )
-    else:
-        outcome = await ades.ades_basic_validation(signed_data, store.spec, timing_info=timing, raw_digest=raw_digest)
-    return result_from_status(outcome.ades_subindic, outcome.api_status, failure_msg=outcome.failure_msg)
+    validate = ades.ades_with_time_validation if has_timestamp else ades.ades_basic_validation
+    outcome = await validate(signed_data, store.spec, timing_info=timing, raw_digest=raw_digest)
+    return result_from_status(
+        outcome.ades_subindic, outcome.api_status, failure_msg=outcome.failure_msg, signed_data=signed_data
+    )
+
+
+def _encapsulated(signed_data: cms.SignedData) -> bytes | None:
+    content = signed_data["encap_content_info"]["content"]
+    if isinstance(content, core.Void) or content.native is None:
+        return None
+    value = content.native
+    return value if isinstance(value, bytes) else content.contents
 
 
 async def validate_cms(
@@ -104,20 +113,16 @@ async def validate_cms(
     except NotCMSError as exc:
         report.signatures.append(format_failure(str(exc)))
         return report
-    encapsulated = signed_data["encap_content_info"]["content"]
-    if encapsulated.native is not None:
-        embedded = encapsulated.parsed.contents if hasattr(encapsulated, "parsed") else None
-        embedded = embedded if isinstance(embedded, bytes) else encapsulated.native
+    embedded = _encapsulated(signed_data)
+    if embedded is not None:
         if content is not None and embedded != content:
             report.signatures.append(format_failure("the signature carries content that differs from the given file"))
             return report
-        content = embedded if isinstance(embedded, bytes) else content
-    if content is None:
+        content = None  # attached: pyHanko hashes the encapsulated content itself
+    elif content is None:
         report.signatures.append(format_failure("detached signature given without the signed file"))
         return report
     infos = signed_data["signer_infos"]
-    if len(infos) == 0:
-        return report  # a SignedData with no signer: unsigned
     timing = ValidationTimingInfo.now()
     for index in range(len(infos)):
         one = signed_data if len(infos) == 1 else _single_signer(signed_data, index)

@@ -6,10 +6,11 @@ its sub-indications and status objects into the report's vocabulary, the same wa
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from asn1crypto import x509
+from asn1crypto import cms, x509
 from pyhanko.sign.ades.report import AdESStatus, AdESSubIndic
+from pyhanko.sign.validation.generic_cms import extract_self_reported_ts
 from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignatureStatus
 from pyhanko_certvalidator.path import ValidationPath
 
@@ -74,6 +75,7 @@ def result_from_status(
     *,
     failure_msg: str | None = None,
     signer_cert: x509.Certificate | None = None,
+    signed_data: cms.SignedData | None = None,
 ) -> SignatureResult:
     """One signature's result from pyHanko's AdES sub-indication and its (possibly partial) status object."""
     indication, sub = translate(subindic)
@@ -92,6 +94,9 @@ def result_from_status(
         result.signing_time = _aware(status.signer_reported_dt)
         if status.timestamp_validity is not None:
             result.timestamp_time = _aware(status.timestamp_validity.timestamp)
+    if result.signing_time is None and signed_data is not None:
+        # The signer's claim (signingTime attribute): reported, but it proves nothing on its own.
+        result.signing_time = _aware(extract_self_reported_ts(signed_data["signer_infos"][0]))
     if failure_msg:
         result.warnings.append(failure_msg)
     if status is not None and status.trust_problem_indic is not None and sub is None:
@@ -102,6 +107,4 @@ def result_from_status(
 def _aware(value: datetime | None) -> datetime | None:
     if value is None or value.tzinfo is not None:
         return value
-    from datetime import UTC
-
     return value.replace(tzinfo=UTC)
