@@ -170,7 +170,7 @@ class _GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """
 
     def __init__(self) -> None:
-        self._inner = httpcore.AutoBackend()
+        self._inner = httpcore.AnyIOBackend()  # asyncio (pyhanko-certvalidator is asyncio-based) via anyio
 
     async def connect_tcp(
         self,

@@ -1,0 +1,123 @@
+"""`dvc-gateway verify` as a user runs it: real files, real process, exit codes and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gateway.cli import main
+
+SCAN = b"\x89PNG\r\n\x1a\n" + b"scanned page" * 500
+
+
+@pytest.fixture(scope="module")
+def files(pki, tmp_path_factory):
+    """A scan with a detached signature beside it, one signed by a revoked signer, and an unsigned file."""
+    import asyncio
+
+    directory = tmp_path_factory.mktemp("docs")
+
+    async def sign(identity, data):
+        info = await identity.pyhanko_signer().async_sign_general_data(data, "sha256", detached=True)
+        return info.dump()
+
+    good = directory / "giay-to.png"
+    good.write_bytes(SCAN)
+    (directory / "giay-to.png.p7s").write_bytes(asyncio.run(sign(pki.good, SCAN)))
+    revoked = directory / "revoked.png"
+    revoked.write_bytes(SCAN)
+    other_sig = directory / "other.p7s"
+    other_sig.write_bytes(asyncio.run(sign(pki.revoked, SCAN)))
+    plain = directory / "plain.txt"
+    plain.write_text("không có chữ ký")
+    return {"good": good, "revoked": revoked, "revoked_sig": other_sig, "plain": plain, "dir": directory}
+
+
+def trust_args(pki):
+    args = ["--trust-anchor", str(pki.root.cert_path), "--cert", str(pki.ca.cert_path)]
+    for crl in pki.crl_paths:
+        args += ["--crl", str(crl)]
+    return args
+
+
+def test_valid_file_exits_zero_with_the_json_report(pki, files, capsys):
+    code = main(["verify", "--json", *trust_args(pki), str(files["good"])])
+    out = capsys.readouterr().out
+    reports = json.loads(out)
+    assert code == 0
+    assert [r["verdict"] for r in reports] == ["valid"]
+    assert reports[0]["file"] == "giay-to.png"
+    assert reports[0]["format"] == "cades"
+    assert reports[0]["originals_check_required"] is False
+
+
+def test_explicit_detached_signature_and_exit_one_when_not_valid(pki, files, capsys):
+    code = main(["verify", "--json", *trust_args(pki), "--detached", str(files["revoked_sig"]), str(files["revoked"])])
+    reports = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert reports[0]["verdict"] == "revoked"
+
+
+def test_many_files_in_parallel_keep_their_order(pki, files, capsys):
+    paths = [files["good"], files["plain"], files["good"], files["good"]]
+    code = main(["verify", "--json", "--workers", "2", *trust_args(pki), *map(str, paths)])
+    reports = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [r["verdict"] for r in reports] == ["valid", "unsigned", "valid", "valid"]
+
+
+def test_table_in_vietnamese(pki, files, capsys):
+    code = main(["verify", "--lang", "vi", *trust_args(pki), str(files["good"]), str(files["plain"])])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "hợp lệ" in out
+    assert "không có chữ ký" in out.lower()
+    assert "Nguyễn Văn A" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["verify", "--trust-anchor", "/nonexistent/root.pem", "x"],
+            "trust anchor /nonexistent/root.pem: no such file",
+        ),
+        (["verify", "/nonexistent.pdf", "--trust-anchor", "{root}"], "file /nonexistent.pdf: no such file"),
+        (["verify", "{plain}"], "no trust anchor"),
+        (["verify", "--trust-anchor", "{plain}", "{plain}"], "not a readable certificate"),
+        (["verify", "--detached", "{plain}", "--trust-anchor", "{root}", "{plain}", "{plain}"], "exactly one FILE"),
+        (["verify", "--lang", "fr", "{plain}"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_two(pki, files, capsys, args, message):
+    args = [a.format(root=pki.root.cert_path, plain=files["plain"]) for a in args]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and err.startswith("dvc-gateway: error: ")
+
+
+def test_console_script_runs_as_a_process(pki, files):
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "verify", "--json", *trust_args(pki), str(files["good"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["verdict"] == "valid"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "verify", str(files["plain"])], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_version_and_help():
+    proc = subprocess.run([sys.executable, "-m", "gateway", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("dvc-gateway ")
+    proc = subprocess.run([sys.executable, "-m", "gateway", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "verify" in proc.stdout
