@@ -505,7 +505,7 @@ class HttpxFetcherBackend(FetcherBackend):
                         if len(body) > limit:
                             raise error(f"Response from {url} exceeds the limit of {limit} bytes")
                     media_type = response.headers.get("Content-Type")
-        except TimeoutError as exc:
+        except (TimeoutError, httpx.TimeoutException) as exc:  # the whole-exchange deadline or a socket timeout
             raise error(f"Fetching {url} timed out after {self.timeout_seconds} s") from exc
         except (httpx.HTTPError, httpx.StreamError, httpx.InvalidURL, OSError) as exc:
             raise error(f"Fetching {url} failed: {exc}") from exc
@@ -574,7 +574,10 @@ class _OCSPFetcher(OCSPFetcher):
     async def fetch(
         self, cert: x509.Certificate | cms.AttributeCertificateV2, authority: Authority
     ) -> ocsp.OCSPResponse:
-        urls = tuple(get_ocsp_urls(cert))
+        try:
+            urls = tuple(get_ocsp_urls(cert))
+        except ValueError as exc:  # asn1crypto cannot decode some URIs (IPv6 literals among them)
+            raise errors.OCSPFetchError(f"Unreadable OCSP URL in {_describe(cert)}: {exc}") from exc
         # The responder URLs are part of the key: a hostile certificate naming the same issuer and serial as a real
         # one but another responder must not put its responder's answer in the real certificate's place.
         tag = (issuer_serial(cert), authority.hashable, urls)
@@ -666,9 +669,18 @@ class _CRLFetcher(CRLFetcher):
         known = self._by_cert.get(key)
         if known is not None:
             return known
+        try:
+            points = get_relevant_crl_dps(cert, use_deltas=bool(use_deltas))
+        except ValueError as exc:
+            raise errors.CRLFetchError(f"Unreadable CRL distribution points in {_describe(cert)}: {exc}") from exc
         urls: list[str] = []
-        for point in get_relevant_crl_dps(cert, use_deltas=bool(use_deltas)):
-            urls.extend(url for url in enumerate_delivery_point_urls(point) if url not in urls)
+        for point in points:
+            try:
+                found = list(enumerate_delivery_point_urls(point))
+            except ValueError as exc:  # asn1crypto cannot decode some URIs (IPv6 literals among them)
+                logger.warning("Skipping an unreadable CRL distribution point of %s: %s", _describe(cert), exc)
+                continue
+            urls.extend(url for url in found if url not in urls)
         if urls:
             logger.info("Fetching CRLs for %s", _describe(cert))
         # Raises the last CRLFetchError when every distribution point failed.
@@ -706,6 +718,15 @@ class _CRLFetcher(CRLFetcher):
         return self._by_cert[issuer_serial(cert)]  # KeyError when never fetched, as the API says
 
 
+def _readable_urls(source: Callable[[], Iterable[str]]) -> list[str]:
+    """The caIssuers URLs of a certificate or CRL; none when asn1crypto cannot decode them."""
+    try:
+        return list(source())
+    except ValueError as exc:
+        logger.warning("Ignoring unreadable caIssuers URLs: %s", exc)
+        return []
+
+
 class _CertificateFetcher(CertificateFetcher):
     def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
         self._backend = backend
@@ -715,12 +736,12 @@ class _CertificateFetcher(CertificateFetcher):
     def fetch_cert_issuers(
         self, cert: x509.Certificate | cms.AttributeCertificateV2
     ) -> AsyncIterator[x509.Certificate]:
-        urls = cap_aia_urls(self._budget, gather_aia_issuer_urls(cert))
+        urls = cap_aia_urls(self._budget, _readable_urls(lambda: gather_aia_issuer_urls(cert)))
         logger.info("Fetching issuer certificates of %s", _describe(cert))
         return complete_certificate_fetch_jobs([self._fetch_certs(url) for url in urls])
 
     def fetch_crl_issuers(self, certificate_list: crl.CertificateList) -> AsyncIterator[x509.Certificate]:
-        urls = cap_aia_urls(self._budget, certificate_list.issuer_cert_urls)
+        urls = cap_aia_urls(self._budget, _readable_urls(lambda: certificate_list.issuer_cert_urls))
         return complete_certificate_fetch_jobs([self._fetch_certs(url) for url in urls])
 
     async def _fetch_certs(self, url: str) -> tuple[x509.Certificate, ...]:

@@ -25,8 +25,8 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
     CertificateFetchError,
     CRLFetchError,
+    InsufficientRevinfoError,
     OCSPFetchError,
-    PathValidationError,
     RevokedError,
 )
 from pyhanko_certvalidator.fetchers.api import FetchLimits
@@ -58,7 +58,7 @@ class MiscServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+            def log_message(self, format, *args):
                 pass
 
             def _handle(self) -> None:
@@ -183,7 +183,7 @@ def issue_with_aia(
     directory: Path,
     name: str,
     *,
-    ca_issuers: list[str] = (),  # type: ignore[assignment]
+    ca_issuers: tuple[str, ...] = (),
     ocsp_url: str | None = None,
     crl_url: str | None = None,
 ) -> Identity:
@@ -195,7 +195,9 @@ def issue_with_aia(
         for url in ca_issuers
     ]
     if ocsp_url:
-        access.append(x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)))
+        access.append(
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))
+        )
     builder = (
         x509.CertificateBuilder()
         .subject_name(signer_subject(name))
@@ -215,7 +217,9 @@ def issue_with_aia(
         )
         builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     cert = builder.sign(pki.ca.key, hashes.SHA256())  # type: ignore[arg-type]
-    return Identity(name=name, key=key, cert=cert, cert_path=directory / name, key_path=directory / name, chain=[pki.ca])
+    return Identity(
+        name=name, key=key, cert=cert, cert_path=directory / name, key_path=directory / name, chain=[pki.ca]
+    )
 
 
 def deltas(server: PKIServer | MiscServer, before: dict[str, int]) -> dict[str, int]:
@@ -308,6 +312,30 @@ def test_backend_works_across_event_loops_and_threads(pki, pki_server):
     asyncio.run(backend.close())
 
 
+def test_backend_is_shared_by_concurrent_threads(pki, pki_server):
+    """Several verifications at once, each in its own thread and event loop, over one backend."""
+    backend = HttpxFetcherBackend(timeout_seconds=5)
+    targets = [pki.good, pki.good_ec, pki.tsa, pki.good, pki.good_ec, pki.tsa]
+    failures: list[BaseException] = []
+
+    def run(identity: Identity) -> None:
+        try:
+            asyncio.run(validate(pki, asn1(identity), backend))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(identity,)) for identity in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    before = dict(pki_server.hits)
+    for identity in targets[:3]:  # everything is cached by now
+        asyncio.run(validate(pki, asn1(identity), backend))
+    assert deltas(pki_server, before) == {}
+
+
 async def test_ocsp_response_is_fetched_again_after_its_next_update(pki, pki_server, backend, monkeypatch):
     await validate(pki, asn1(pki.good), backend)
     before = dict(pki_server.hits)
@@ -330,7 +358,7 @@ async def test_aia_issuer_certificate_is_fetched_and_cached(pki, pki_server, tmp
         pki,
         tmp_path,
         "AIA signer",
-        ca_issuers=[f"{pki_server.base_url}/ca.crt"],
+        ca_issuers=(f"{pki_server.base_url}/ca.crt",),
         crl_url=pki_server.crl_url,
     )
     before = dict(pki_server.hits)
@@ -378,7 +406,7 @@ async def test_hanging_server_times_out_with_a_revocation_failure(pki, misc, tmp
     cert = issue_cert(pki.ca, "hang", tmp_path, ocsp_url=misc.url("/hang-ocsp"), crl_url=misc.url("/hang.crl"))
     backend = HttpxFetcherBackend(timeout_seconds=0.5)
     started = time.monotonic()
-    with pytest.raises(PathValidationError, match="(?i)revocation"):
+    with pytest.raises(InsufficientRevinfoError, match="no revocation information"):
         await validate(pki, asn1(cert), backend)
     assert time.monotonic() - started < 5
     assert misc.count("/hang-ocsp") >= 1 and misc.count("/hang.crl") >= 1
@@ -408,7 +436,7 @@ async def test_oversized_response_is_cut_off(pki, misc, tmp_path):
     with pytest.raises(CRLFetchError, match="too large"):
         await fetchers.crl_fetcher.fetch(asn1(declared_cert))
 
-    with pytest.raises(PathValidationError):
+    with pytest.raises(InsufficientRevinfoError):
         await validate(pki, asn1(endless_cert), backend)
     await backend.close()
 
@@ -417,7 +445,9 @@ async def test_http_errors_and_bad_payloads_map_to_fetch_errors(pki, misc, tmp_p
     from cryptography.x509 import ocsp as crypto_ocsp
 
     try_later = crypto_ocsp.OCSPResponseBuilder.build_unsuccessful(crypto_ocsp.OCSPResponseStatus.TRY_LATER)
-    misc.routes["/ocsp-try-later"] = serve(try_later.public_bytes(serialization.Encoding.DER), "application/ocsp-response")
+    misc.routes["/ocsp-try-later"] = serve(
+        try_later.public_bytes(serialization.Encoding.DER), "application/ocsp-response"
+    )
     misc.routes["/ocsp-500"] = serve(b"boom", "text/plain", status=500)
     misc.routes["/garbage.crl"] = serve(b"not a CRL", "application/pkix-crl")
     fetchers = backend.get_fetchers()
@@ -437,7 +467,7 @@ async def test_http_errors_and_bad_payloads_map_to_fetch_errors(pki, misc, tmp_p
 async def test_fetch_limits_are_enforced(pki, pki_server, backend):
     limited = HttpxFetcherBackend(timeout_seconds=5, limits=FetchLimits(max_requests=0))
     before = dict(pki_server.hits)
-    with pytest.raises(PathValidationError):
+    with pytest.raises(InsufficientRevinfoError):
         await validate(pki, asn1(pki.good), limited)
     assert deltas(pki_server, before) == {}
     await limited.close()
@@ -464,12 +494,13 @@ def connections(monkeypatch) -> list[str]:
 
 async def test_metadata_address_is_never_requested(pki, tmp_path, backend, connections):
     cert = issue_cert(pki.ca, "ssrf", tmp_path, ocsp_url=METADATA_URL, crl_url="http://[fe80::1]/ca.crl")
-    with pytest.raises(PathValidationError):
+    with pytest.raises(InsufficientRevinfoError):
         await validate(pki, asn1(cert), backend)
     fetchers = backend.get_fetchers()
     with pytest.raises(OCSPFetchError, match="metadata"):
         await fetchers.ocsp_fetcher.fetch(asn1(cert), _authority(pki))
-    with pytest.raises(CRLFetchError, match="metadata"):
+    # asn1crypto turns "http://[fe80::1]/ca.crl" into "http://fe80::1/ca.crl": refused as unreadable instead
+    with pytest.raises(CRLFetchError, match=r"metadata|Invalid URL|Unreadable"):
         await fetchers.crl_fetcher.fetch(asn1(cert))
     for url in (
         METADATA_URL,
