@@ -121,3 +121,32 @@ def test_version_and_help():
     assert proc.returncode == 0 and proc.stdout.startswith("dvc-gateway ")
     proc = subprocess.run([sys.executable, "-m", "gateway", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "verify" in proc.stdout
+
+
+def test_detached_signature_listed_beside_its_file_is_not_a_second_document(pki, files, capsys):
+    sig = files["dir"] / "giay-to.png.p7s"
+    code = main(["verify", "--json", *trust_args(pki), str(files["good"]), str(sig)])
+    reports = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [r["file"] for r in reports] == ["giay-to.png"]
+
+
+def test_online_revocation_from_configuration_and_offline_override(pki, pki_server, files, tmp_path, capsys):
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        "[signing]\n"
+        f"trust_anchors = ['{pki.root.cert_path}']\n"
+        f"intermediates = ['{pki.ca.cert_path}']\n"
+        "online_revocation = true\n"
+        "timeout_seconds = 5\n"
+    )
+    before = pki_server.hits.get("/ocsp", 0)
+    code = main(["verify", "--json", "--config", str(config), str(files["good"])])
+    reports = json.loads(capsys.readouterr().out)
+    assert (code, reports[0]["verdict"]) == (0, "valid")
+    assert reports[0]["signatures"][0]["revocation"] == "good"
+    assert pki_server.hits.get("/ocsp", 0) > before
+
+    code = main(["verify", "--json", "--offline", "--config", str(config), str(files["good"])])
+    reports = json.loads(capsys.readouterr().out)
+    assert (code, reports[0]["verdict"]) == (1, "untrusted")

@@ -93,10 +93,15 @@ def _documents(args: argparse.Namespace) -> list[Document]:
         if len(files) != 1:
             raise UsageError("--detached goes with exactly one FILE")
         detached = _existing([args.detached], "detached signature")[0]
+    pairs = [(path, detached or find_detached_signature(path)) for path in files]
+    # A detached signature listed beside its file (say, by a shell glob) is part of that file, not a document.
+    used = {sig.resolve() for _, sig in pairs if sig is not None}
     docs = []
-    for path in files:
+    for path, signature in pairs:
+        if path.resolve() in used:
+            continue
         try:
-            docs.append(Document.from_path(path, detached or find_detached_signature(path)))
+            docs.append(Document.from_path(path, signature))
         except OSError as exc:
             raise UsageError(f"file {path}: {exc.strerror}") from exc
     return docs
