@@ -7,6 +7,7 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -43,7 +44,14 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+def _quiet_logging() -> None:
+    """Libraries' warnings (pyHanko explains every failed validation in its log) are not the user's output:
+    the command's report says what matters. Only errors reach stderr, as one line each."""
+    logging.basicConfig(level=logging.ERROR, format=f"{PROG}: %(message)s", stream=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_logging()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -143,6 +143,7 @@ def _print_table(reports: list[dict], lang: str) -> None:
         verdict = report["verdict"]
         shown = _VERDICT_VI[verdict] if lang == "vi" else verdict
         style = "green" if verdict == "valid" else "red"
-        signers = ", ".join(s["signer"]["common_name"] or "?" for s in report["signatures"]) or "-"
-        table.add_row(report["file"], report["format"], f"[{style}]{shown}[/]", signers, report["message"][lang])
-    Console(soft_wrap=False).print(table)
+        signers = ", ".join(s["signer"]["common_name"] for s in report["signatures"] if s["signer"]["common_name"])
+        table.add_row(report["file"], report["format"], f"[{style}]{shown}[/]", signers or "-", report["message"][lang])
+    # On a terminal the table fits the window; piped into a file or a pager it keeps whole lines.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
