@@ -1,0 +1,303 @@
+"""The office calendar: working days, office sessions and working time (DESIGN.md "Time", a contract).
+
+A **working day** is Monday to Friday, minus Vietnam's official holidays, minus the configured extra days off, plus
+make-up working days. Official holidays come from the ``holidays`` package's Vietnamese calendar (lunar Tết, Hùng
+Kings' day and their observed days included); the make-up Saturdays the government swaps for a bridge day are taken
+from the same package (``HolidayBase.is_working_day`` honours its ``weekend_workdays``: 2026-08-31 is a day off
+"substituted from 08/22/2026", so Saturday 2026-08-22 is worked), and the configured ``makeup_working_days`` add to
+them. A date may not be both a configured extra day off and a configured make-up day.
+
+Office **sessions** default to 07:00–11:30 and 13:30–17:00, Asia/Ho_Chi_Minh. A session is the half-open interval
+``[start, end)``: 11:30 is already outside the morning session. Half a working day is one session.
+
+Rules (all inputs and outputs are aware datetimes; a naive datetime raises ``ValueError``; results are expressed in
+the calendar's time zone, Asia/Ho_Chi_Minh):
+
+- *Counting start* (:meth:`OfficeCalendar.session_start_at_or_after`): a moment inside a session counts from
+  itself; a moment outside one counts from the start of the next session (17:05 → the next working morning 07:00;
+  12:15 → 13:30 the same day; Saturday → Monday 07:00, unless Saturday is a make-up day).
+- *Acknowledgement* (:meth:`OfficeCalendar.acknowledge_by`): reception must answer within half a working day: by
+  the end of the session after the one the dossier counts from (DESIGN.md "Time"). 10:00 Wednesday → Wednesday
+  17:00; 17:05 Tuesday → Wednesday 17:00; 12:15 → 11:30 the next working day; 15:00 Friday → Monday 11:30.
+- *Due date* (:meth:`OfficeCalendar.due_at`): as in Vietnamese practice (and the Civil Code's rule for periods in
+  days), the day of reception is not counted: a dossier whose counting start falls on working day D with ``n``
+  processing days is due at the end of the afternoon session of the n-th working day after D. Counted from a
+  working morning with 1 processing day, it is due at 17:00 on the next working day. ``n = 0`` (a same-day
+  procedure) means the end of D's afternoon session.
+- *Working time* (:meth:`OfficeCalendar.working_time_between`, :meth:`OfficeCalendar.add_working_time`): only time
+  inside sessions counts; a full working day is 8 hours with the default sessions. Adding working time from a moment
+  outside a session starts at the next session; a sum that ends exactly at a session's end ends there.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import holidays
+
+__all__ = ["DEFAULT_AFTERNOON", "DEFAULT_MORNING", "VIETNAM_TZ", "OfficeCalendar", "official_holidays"]
+
+VIETNAM_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+DEFAULT_MORNING: tuple[time, time] = (time(7, 0), time(11, 30))
+DEFAULT_AFTERNOON: tuple[time, time] = (time(13, 30), time(17, 0))
+
+#: More consecutive days than this without a working day means the calendar is broken, not that the office is shut.
+_MAX_DAYS_WITHOUT_WORK = 400
+_CONFIG_KEYS = ("extra_holidays", "makeup_working_days", "morning", "afternoon")
+_SESSION_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+@lru_cache(maxsize=128)
+def _national(year: int) -> holidays.HolidayBase:
+    """Vietnam's official calendar for one year (cached; never expanded to other years, never mutated)."""
+    return holidays.country_holidays("VN", years=year, expand=False)
+
+
+def official_holidays(year: int) -> dict[date, str]:
+    """Vietnam's official days off in ``year`` with their (English) names, as the ``holidays`` package lists them."""
+    return dict(sorted(_national(year).items()))
+
+
+def _aware(value: datetime, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime (got naive {value.isoformat()})")
+    return value
+
+
+def _config_dates(section: Mapping[str, Any], key: str) -> frozenset[date]:
+    value = section.get(key, [])
+    if isinstance(value, str | date):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f'[calendar] {key} must be a list of dates "YYYY-MM-DD"')
+    days: set[date] = set()
+    for item in value:
+        if isinstance(item, datetime):
+            raise ValueError(f"[calendar] {key}: {item.isoformat()} is a date and time, expected a date YYYY-MM-DD")
+        if isinstance(item, date):
+            days.add(item)
+            continue
+        if not isinstance(item, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", item.strip()):
+            raise ValueError(f'[calendar] {key}: {item!r} is not a date "YYYY-MM-DD"')
+        try:
+            days.add(date.fromisoformat(item.strip()))
+        except ValueError:
+            raise ValueError(f"[calendar] {key}: {item!r} is not a valid date") from None
+    return frozenset(days)
+
+
+def _config_session(section: Mapping[str, Any], key: str, default: tuple[time, time]) -> tuple[time, time]:
+    value = section.get(key)
+    if value is None:
+        return default
+    match = _SESSION_RE.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f'[calendar] {key} must be a time range "HH:MM-HH:MM", got {value!r}')
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"[calendar] {key}: {value!r} is not a valid time range")
+    start, end = time(h1, m1), time(h2, m2)
+    if start >= end:
+        raise ValueError(f"[calendar] {key}: the session must end after it starts, got {value!r}")
+    return start, end
+
+
+def _fmt(t: time) -> str:
+    return t.strftime("%H:%M")
+
+
+@dataclass(frozen=True)
+class OfficeCalendar:
+    """Working days and office sessions of the province's agencies. Immutable; safe to share between threads."""
+
+    extra_days_off: frozenset[date] = frozenset()
+    makeup_working_days: frozenset[date] = frozenset()
+    morning: tuple[time, time] = DEFAULT_MORNING
+    afternoon: tuple[time, time] = DEFAULT_AFTERNOON
+    tz: ZoneInfo = VIETNAM_TZ
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "extra_days_off", frozenset(self.extra_days_off))
+        object.__setattr__(self, "makeup_working_days", frozenset(self.makeup_working_days))
+        for name in ("morning", "afternoon"):
+            session = getattr(self, name)
+            if (
+                len(session) != 2
+                or not all(isinstance(t, time) and t.tzinfo is None for t in session)
+                or session[0] >= session[1]
+            ):
+                raise ValueError(f"{name} must be a (start, end) pair of naive times with start < end")
+            object.__setattr__(self, name, tuple(session))
+        if self.morning[1] > self.afternoon[0]:
+            raise ValueError(
+                f"[calendar] afternoon must start at or after the morning session ends ({_fmt(self.morning[1])})"
+            )
+        both = self.extra_days_off & self.makeup_working_days
+        if both:
+            days = ", ".join(d.isoformat() for d in sorted(both))
+            raise ValueError(f"[calendar] makeup_working_days: {days} also listed in extra_holidays")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> OfficeCalendar:
+        """The calendar a ``[calendar]`` TOML section describes (an empty or missing section gives the defaults).
+
+        Keys: ``extra_holidays`` and ``makeup_working_days`` (lists of ``"YYYY-MM-DD"``, or TOML dates),
+        ``morning`` and ``afternoon`` (``"HH:MM-HH:MM"``). Invalid values and unknown keys raise ``ValueError`` with a
+        one-line message naming the key.
+        """
+        section = section or {}
+        if not isinstance(section, Mapping):
+            raise ValueError("[calendar] must be a table")
+        unknown = sorted(set(section) - set(_CONFIG_KEYS))
+        if unknown:
+            raise ValueError(f"[calendar] unknown key {unknown[0]!r} (expected one of: {', '.join(_CONFIG_KEYS)})")
+        return cls(
+            extra_days_off=_config_dates(section, "extra_holidays"),
+            makeup_working_days=_config_dates(section, "makeup_working_days"),
+            morning=_config_session(section, "morning", DEFAULT_MORNING),
+            afternoon=_config_session(section, "afternoon", DEFAULT_AFTERNOON),
+        )
+
+    # -- days and sessions ------------------------------------------------------------------------------------------
+
+    def local(self, t: datetime) -> datetime:
+        """``t`` (aware) expressed in the calendar's time zone; ``ValueError`` for a naive datetime."""
+        return _aware(t, "time").astimezone(self.tz)
+
+    def is_working_day(self, d: date) -> bool:
+        """Whether ``d`` is a working day (an aware datetime is taken as its local date)."""
+        if isinstance(d, datetime):
+            d = self.local(d).date()
+        if d in self.makeup_working_days:
+            return True
+        if d in self.extra_days_off:
+            return False
+        return _national(d.year).is_working_day(d)
+
+    def sessions(self, d: date) -> list[tuple[datetime, datetime]]:
+        """The office sessions of day ``d`` as aware ``(start, end)`` pairs; empty on a day off."""
+        if isinstance(d, datetime):
+            d = self.local(d).date()
+        if not self.is_working_day(d):
+            return []
+        return [
+            (datetime.combine(d, start, tzinfo=self.tz), datetime.combine(d, end, tzinfo=self.tz))
+            for start, end in (self.morning, self.afternoon)
+        ]
+
+    def _sessions_from(self, t: datetime) -> Iterator[tuple[datetime, datetime]]:
+        """Every session ending after ``t`` (local), in order, without end."""
+        day = t.date()
+        idle = 0
+        while True:
+            found = self.sessions(day)
+            idle = 0 if found else idle + 1
+            if idle > _MAX_DAYS_WITHOUT_WORK:
+                raise ValueError(f"no working day within {_MAX_DAYS_WITHOUT_WORK} days after {t.date().isoformat()}")
+            for start, end in found:
+                if end > t:
+                    yield start, end
+            day += timedelta(days=1)
+
+    def _next_working_day(self, d: date) -> date:
+        for _ in range(_MAX_DAYS_WITHOUT_WORK):
+            d += timedelta(days=1)
+            if self.is_working_day(d):
+                return d
+        raise ValueError(f"no working day within {_MAX_DAYS_WITHOUT_WORK} days after {d.isoformat()}")
+
+    # -- counting rules ---------------------------------------------------------------------------------------------
+
+    def session_start_at_or_after(self, t: datetime) -> datetime:
+        """The moment ``t`` counts from: ``t`` itself inside a session, else the start of the next session."""
+        local = self.local(t)
+        start, _ = next(self._sessions_from(local))
+        return max(start, local)
+
+    def acknowledge_by(self, received_at: datetime) -> datetime:
+        """When reception must have answered (half a working day): the end of the session after the one the
+        dossier counts from (the session it arrived in, or the next one when it arrived outside office hours)."""
+        sessions = self._sessions_from(self.local(received_at))
+        next(sessions)  # the session it counts from
+        return next(sessions)[1]
+
+    def due_at(self, received_at: datetime, processing_days: int) -> datetime:
+        """The end of the afternoon session of the ``processing_days``-th working day after the counting start's day.
+
+        The reception day itself is not counted (see the module's rules): 1 processing day from a Monday morning is
+        Tuesday 17:00.
+        """
+        if isinstance(processing_days, bool) or not isinstance(processing_days, int) or processing_days < 0:
+            raise ValueError(f"processing_days must be a non-negative integer, got {processing_days!r}")
+        day = self.session_start_at_or_after(received_at).date()
+        for _ in range(processing_days):
+            day = self._next_working_day(day)
+        return datetime.combine(day, self.afternoon[1], tzinfo=self.tz)
+
+    # -- working time -----------------------------------------------------------------------------------------------
+
+    def working_time_between(self, a: datetime, b: datetime) -> timedelta:
+        """Office time inside sessions between ``a`` and ``b`` (negative when ``b`` is before ``a``)."""
+        a, b = self.local(a), self.local(b)
+        if b < a:
+            return -self.working_time_between(b, a)
+        total = timedelta(0)
+        for start, end in self._sessions_from(a):
+            if start >= b:
+                break
+            total += min(end, b) - max(start, a)
+        return total
+
+    def add_working_time(self, t: datetime, delta: timedelta) -> datetime:
+        """The moment ``delta`` of working time after ``t`` (how a deadline moves by the working time waited)."""
+        local = self.local(t)
+        if delta < timedelta(0):
+            raise ValueError(f"delta must not be negative, got {delta}")
+        if not delta:
+            return local
+        remaining = delta
+        for start, end in self._sessions_from(local):
+            begin = max(start, local)
+            available = end - begin
+            if remaining <= available:
+                return begin + remaining
+            remaining -= available
+        raise AssertionError("unreachable: _sessions_from never ends")  # pragma: no cover
+
+    def split_remaining(self, now: datetime, due_at: datetime, shares: Sequence[float]) -> list[datetime]:
+        """Split the working time left between ``now`` and ``due_at`` between agencies (*liên thông*).
+
+        ``shares`` are positive weights, one per agency in processing order (they need not add up to 1; equal
+        shares, the default when the procedure's catalogue entry says nothing, are ``[1] * n``). The result is
+        each agency's deadline: the i-th is ``now`` plus the first i+1 shares of the remaining working time,
+        to the second; the last is ``due_at`` itself. When nothing remains (``now`` at or after ``due_at``), every
+        deadline is ``due_at``.
+        """
+        weights = list(shares)
+        if not weights:
+            raise ValueError("shares must not be empty")
+        if not all(isinstance(w, int | float) and math.isfinite(w) and w > 0 for w in weights):
+            raise ValueError(f"shares must be positive numbers, got {weights!r}")
+        start, due = self.local(now), self.local(due_at)
+        remaining = self.working_time_between(start, due)
+        if remaining <= timedelta(0):
+            return [due] * len(weights)
+        total = sum(weights)
+        seconds = remaining.total_seconds()
+        deadlines: list[datetime] = []
+        cumulative = 0.0
+        for weight in weights[:-1]:
+            cumulative += weight
+            offset = timedelta(seconds=round(seconds * cumulative / total))
+            deadlines.append(self.add_working_time(start, offset))
+        deadlines.append(due)
+        return deadlines
