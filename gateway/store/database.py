@@ -1,0 +1,70 @@
+"""The database handle and the unit of work.
+
+``Database`` owns the engine and a session factory; ``with db.unit_of_work() as session:`` is one transaction that
+commits on success and rolls back on any error, so a change and the outbox messages it causes land together or not
+at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import anyio.to_thread
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from .engine import DEFAULT_URL, has_tables, is_current, make_engine, upgrade
+
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def connect(cls, url: str = DEFAULT_URL) -> Database:
+        return cls(make_engine(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends normally, rolled back otherwise."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    async def run(self, work: Callable[[Session], T]) -> T:
+        """Run ``work(session)`` in one unit of work on a worker thread, off the event loop."""
+
+        def call() -> T:
+            with self.unit_of_work() as session:
+                return work(session)
+
+        return await anyio.to_thread.run_sync(call)
+
+    def upgrade(self) -> None:
+        upgrade(self.engine)
+
+    def ensure_schema(self) -> None:
+        """Apply migrations (the embedded default is upgraded on start)."""
+        upgrade(self.engine)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - readiness: any failure means not ready
+            return False
+        return True
+
+    def is_current(self) -> bool:
+        return has_tables(self.engine) and is_current(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

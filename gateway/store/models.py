@@ -1,0 +1,262 @@
+"""The database schema (SQLAlchemy 2 declarative models).
+
+One schema for SQLite (the embedded default) and PostgreSQL. Times are stored as aware UTC; JSON columns hold
+documents whose shape is owned by the domain (applicant, components' verification reports, registration documents).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every engine (SQLite keeps no zone: values are normalised on the way in and out)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
+
+
+class Procedure(Base):
+    """One administrative procedure (thủ tục hành chính) of the catalogue."""
+
+    __tablename__ = "procedures"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    processing_days: Mapped[int] = mapped_column(Integer)
+    agencies: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    components: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    fees: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: Shares of the legal time for inter-agency (liên thông) processing, by agency code; empty = equal shares.
+    transfer_shares: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Agency(Base):
+    """A registered agency and its one-stop system endpoint (the registration document, validated)."""
+
+    __tablename__ = "agencies"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    protocol: Mapped[str] = mapped_column(String(8))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Blob(Base):
+    """File content, stored once per sha256 whatever the name a client gave it."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DaySequence(Base):
+    """The daily dossier sequence per agency: incremented atomically, so codes are unique across processes."""
+
+    __tablename__ = "day_sequences"
+
+    agency_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(6), primary_key=True)  # yymmdd, Asia/Ho_Chi_Minh
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Dossier(Base):
+    __tablename__ = "dossiers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(96), unique=True)
+    procedure_code: Mapped[str] = mapped_column(String(64), index=True)
+    agency_code: Mapped[str] = mapped_column(String(64), index=True)
+    #: The agency that returns the result (the first one, in liên thông); ``agency_code`` is the one handling it now.
+    lead_agency_code: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    channel: Mapped[str] = mapped_column(String(16), default="online")
+    applicant: Mapped[dict[str, Any]] = mapped_column(JSON)
+    summary: Mapped[str | None] = mapped_column(Text, default=None)
+    return_method: Mapped[str | None] = mapped_column(String(16), default=None)
+    delivery_address: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: Fields of the submission the gateway does not interpret, kept as given.
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    originals_check_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledge_by: Mapped[datetime | None] = mapped_column(default=None)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    components: Mapped[list[Component]] = relationship(
+        back_populates="dossier", order_by="Component.id", cascade="all, delete-orphan"
+    )
+    fees: Mapped[list[Fee]] = relationship(back_populates="dossier", order_by="Fee.id", cascade="all, delete-orphan")
+    history: Mapped[list[HistoryEntry]] = relationship(
+        back_populates="dossier", order_by="HistoryEntry.id", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class Component(Base):
+    """One document of a dossier (thành phần hồ sơ); a supplement adds a newer revision of the same code."""
+
+    __tablename__ = "components"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text, default="")
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    detached_signature_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), default=None)
+    verification: Mapped[dict[str, Any]] = mapped_column(JSON)
+    originals_check_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    dossier: Mapped[Dossier] = relationship(back_populates="components")
+
+
+class Fee(Base):
+    __tablename__ = "fees"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(Text, default="")
+    amount: Mapped[int] = mapped_column(BigInteger)  # VND, an integer: never a float
+    paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    dossier: Mapped[Dossier] = relationship(back_populates="fees")
+
+
+class HistoryEntry(Base):
+    """One accepted status change (or a notable step) of a dossier, in order."""
+
+    __tablename__ = "history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text, default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    dossier: Mapped[Dossier] = relationship(back_populates="history")
+
+
+class OutboxMessage(Base):
+    """Work to do outside the database, written in the same transaction as the change that caused it.
+
+    Workers claim due rows (``state = pending``, ``next_attempt_at <= now``) by setting a lease; a claim whose lease
+    has expired is taken over. Messages of one dossier (``ordering_key``) are delivered in ``id`` order.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    target: Mapped[str] = mapped_column(String(96))
+    ordering_key: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(96), default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a request carrying an ``Idempotency-Key``, replayed for repeats."""
+
+    __tablename__ = "idempotency"
+
+    principal: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """The append-only, hash-chained audit trail: each entry's hash covers its content and the previous hash."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_prev_hash"),)
