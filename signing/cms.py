@@ -11,11 +11,9 @@ import hashlib
 
 from asn1crypto import cms, core, pem
 from pyhanko.sign.general import get_pyca_cryptography_hash
-from pyhanko.sign.validation import ades
-from pyhanko.sign.validation.generic_cms import extract_tst_data_iter
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 
-from .evidence import result_from_status
+from .adesval import validate_signed_data
 from .report import Format, SignatureReport, SignatureResult, format_failure
 from .trust import TrustStore
 
@@ -81,13 +79,11 @@ async def validate_signer(
     ``content`` is the detached file; ``None`` for an attached signature, whose encapsulated content is hashed.
     """
     signer_info = signed_data["signer_infos"][0]
-    raw_digest = _digest(content, signer_info) if content is not None else None
-    timing = timing or ValidationTimingInfo.now()
-    has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
-    validate = ades.ades_with_time_validation if has_timestamp else ades.ades_basic_validation
-    outcome = await validate(signed_data, store.spec, timing_info=timing, raw_digest=raw_digest)
-    return result_from_status(
-        outcome.ades_subindic, outcome.api_status, failure_msg=outcome.failure_msg, signed_data=signed_data
+    return await validate_signed_data(
+        signed_data,
+        store.spec,
+        timing=timing or ValidationTimingInfo.now(),
+        raw_digest=_digest(content, signer_info) if content is not None else None,
     )
 
 

@@ -181,7 +181,7 @@ _INVALID = {
 
 def signature_verdict(sig: SignatureResult) -> Verdict:
     """The clerk's word for one signature, from its indication and the document-coverage facts."""
-    if sig.sub_indication is SubIndication.HASH_FAILURE or sig.modified_after_signing:
+    if sig.sub_indication is SubIndication.HASH_FAILURE or sig.modified_after_signing or not sig.covers_whole_document:
         return Verdict.MODIFIED
     if sig.sub_indication in _REVOKED or sig.revocation is Revocation.REVOKED:
         return Verdict.REVOKED
@@ -193,8 +193,6 @@ def signature_verdict(sig: SignatureResult) -> Verdict:
         return Verdict.INVALID
     if sig.indication is Indication.INDETERMINATE:
         return Verdict.UNTRUSTED
-    if not sig.covers_whole_document:
-        return Verdict.MODIFIED
     return Verdict.VALID
 
 

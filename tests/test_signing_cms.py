@@ -121,16 +121,19 @@ async def test_unknown_revocation_status_is_never_valid(pki):
     bare = TrustStore.load(TrustSettings(trust_anchors=[pki.root.cert_path], intermediates=[pki.ca.cert_path]))
     report = await validate_cms(await sign(pki.good), bare, content=SCAN)
     sig = only(report)
-    assert report.verdict is Verdict.UNTRUSTED
-    assert sig.indication is Indication.INDETERMINATE
-    assert sig.revocation is not Revocation.GOOD
+    assert (report.verdict, sig.indication, sig.sub_indication) == (
+        Verdict.UNTRUSTED,
+        Indication.INDETERMINATE,
+        SubIndication.TRY_LATER,
+    )
+    assert sig.revocation is Revocation.UNKNOWN
 
 
 async def test_ca_without_revocation_service_is_untrusted(pki, store):
     with_ca = store.extended(certs=[_asn1_cert(pki.ca_norev)])
     report = await validate_cms(await sign(pki.no_revinfo), with_ca, content=SCAN)
     assert report.verdict is Verdict.UNTRUSTED
-    assert only(report).indication is Indication.INDETERMINATE
+    assert (only(report).indication, only(report).sub_indication) == (Indication.INDETERMINATE, SubIndication.TRY_LATER)
 
 
 async def test_rsa_1024_signer_is_refused_by_the_national_minimum(pki, store):

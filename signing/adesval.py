@@ -1,0 +1,82 @@
+"""Validate one CMS SignerInfo (inside a PDF or a CMS file) with pyHanko's ETSI AdES processes.
+
+Shared by the PAdES and CAdES modules so both reach their indications the same way:
+
+- a signature timestamp proves when the signature existed, so it is validated "with time" (EN 319 102-1 §5.5);
+  without one, basic validation at the current time (§5.3): a signature is not penalised for carrying no timestamp;
+- pyHanko reports a path that failed for lack of revocation data as the generic CERTIFICATE_CHAIN_GENERAL_FAILURE;
+  the path is then checked once more to tell that case apart, and it is reported as INDETERMINATE/TRY_LATER with
+  revocation ``unknown``, as EU DSS does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asn1crypto import cms, x509
+from pyhanko.sign.validation import ades
+from pyhanko.sign.validation.generic_cms import extract_certs_for_validation, extract_tst_data_iter
+from pyhanko.sign.validation.policy_decl import SignatureValidationSpec, bootstrap_validation_data_handlers
+from pyhanko_certvalidator import CertificateValidator
+from pyhanko_certvalidator.errors import InsufficientRevinfoError
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+
+from .evidence import result_from_status
+from .report import Revocation, SignatureResult, SubIndication
+
+
+async def validate_signed_data(
+    signed_data: cms.SignedData,
+    spec: SignatureValidationSpec,
+    *,
+    timing: ValidationTimingInfo,
+    raw_digest: bytes | None = None,
+    extra_status_kwargs: dict[str, Any] | None = None,
+    signer_cert: x509.Certificate | None = None,
+) -> SignatureResult:
+    """The result for the first SignerInfo of ``signed_data``; ``raw_digest`` is the digest of detached content."""
+    signer_info = signed_data["signer_infos"][0]
+    has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
+    validate = ades.ades_with_time_validation if has_timestamp else ades.ades_basic_validation
+    outcome = await validate(
+        signed_data,
+        spec,
+        timing_info=timing,
+        raw_digest=raw_digest,
+        extra_status_kwargs=extra_status_kwargs,
+    )
+    result = result_from_status(
+        outcome.ades_subindic,
+        outcome.api_status,
+        failure_msg=outcome.failure_msg,
+        signer_cert=signer_cert,
+        signed_data=signed_data,
+    )
+    if result.sub_indication is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE:
+        if await revocation_unknown(signed_data, spec, timing):
+            result.sub_indication = SubIndication.TRY_LATER
+            result.revocation = Revocation.UNKNOWN
+            result.warnings.append("the revocation status of a certificate in the chain could not be established")
+    return result
+
+
+async def revocation_unknown(
+    signed_data: cms.SignedData, spec: SignatureValidationSpec, timing: ValidationTimingInfo
+) -> bool:
+    """True when the signer's certificate path fails only because some revocation status is unavailable."""
+    try:
+        certs = extract_certs_for_validation(signed_data)
+    except (ValueError, KeyError, TypeError):
+        return False
+    handlers = bootstrap_validation_data_handlers(spec, timing)
+    context = spec.cert_validation_policy.build_validation_context(timing, handlers)
+    validator = CertificateValidator(
+        certs.signer_cert, intermediate_certs=certs.other_certs, validation_context=context
+    )
+    try:
+        await validator.async_validate_path()
+    except InsufficientRevinfoError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure keeps pyHanko's own diagnosis
+        return False
+    return False

@@ -1,0 +1,267 @@
+"""PAdES: every signature embedded in a PDF, checked for trust and for what changed after it was applied.
+
+pyHanko's ETSI AdES validation (``pyhanko.sign.validation.ades``) decides each signature's indication with the
+store's one :class:`SignatureValidationSpec`. This module adds what is specific to PDF:
+
+* the revocation data the file carries (the Document Security Store and Adobe's revocation-info-archival
+  attribute) joins the store's own CRLs/OCSP responses;
+* coverage and difference analysis: the signed byte range must cover the whole signed revision, and every later
+  incremental update must pass pyHanko's difference analysis at form-filling level (more signatures, form field
+  values, DSS and document timestamps) and the signer's DocMDP permission. Anything else (a swapped page content
+  stream or XObject: a "shadow" attack) makes the signature ``modified``.
+
+Malformed files never raise: a signature that cannot be processed is ``INDETERMINATE``/``FORMAT_FAILURE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from datetime import UTC, datetime
+from io import BytesIO
+from typing import Any
+
+from asn1crypto import cms, crl, ocsp, x509
+from pyhanko.pdf_utils.decode_limits import DecodePurpose
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel, SuspiciousModification
+from pyhanko.sign.fields import enumerate_sig_fields
+from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+from pyhanko.sign.validation.errors import NoDSSFoundError
+from pyhanko.sign.validation.pdf_embedded import EmbeddedPdfSignature
+from pyhanko.sign.validation.policy_decl import LocalKnowledge, PdfSignatureValidationSpec, SignatureValidationSpec
+from pyhanko.sign.validation.status import SignatureCoverageLevel
+from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+from .adesval import validate_signed_data
+from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
+from .trust import TrustStore
+
+logger = logging.getLogger(__name__)
+
+#: The most a later incremental update may do without invalidating an earlier signature: add signatures, fill in
+#: form fields, add DSS data and document timestamps. Annotations and anything else count as modification.
+ALLOWED_MODIFICATION = ModificationLevel.FORM_FILLING
+
+#: The signature types (``/SubFilter``) this validator understands.
+SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"})
+
+
+async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> SignatureReport:
+    """The signature report for a PDF: one result per signature (``/Sig``), in signing order."""
+    try:
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        if reader.encrypted:
+            # Permission-only encryption (an empty user password) is common: open it when that is all it takes.
+            with contextlib.suppress(Exception):
+                reader.decrypt(b"")
+        entries = _signatures(reader)
+    except Exception as exc:  # noqa: BLE001 - the file-level boundary: an unreadable PDF is a format failure
+        return failed_report(file, Format.PADES, f"not a readable PDF: {_brief(exc)}")
+    report = SignatureReport(file=file, format=Format.PADES)
+    if not entries:
+        return report
+    file_spec, file_warnings = _with_file_revinfo(store.spec, reader)
+    spec = PdfSignatureValidationSpec(file_spec, diff_policy=DEFAULT_DIFF_POLICY)
+    timing = ValidationTimingInfo.now()
+    for entry in entries:
+        if isinstance(entry, SignatureResult):
+            report.signatures.append(entry)
+            continue
+        try:
+            result = await _validate_signature(entry, spec, timing)
+        except Exception as exc:  # noqa: BLE001 - the per-signature boundary: an error is never `valid`
+            # Only the exception type is logged: messages may quote document content.
+            logger.warning("PDF signature could not be validated: %s", type(exc).__name__)
+            result = format_failure(f"signature {entry.field_name!r} could not be processed: {_brief(exc)}")
+        result.warnings.extend(file_warnings)
+        report.signatures.append(result)
+    return report
+
+
+def _signatures(reader: PdfFileReader) -> list[EmbeddedPdfSignature | SignatureResult]:
+    """Every filled ``/Sig`` field: its signature, or a ``FORMAT_FAILURE`` result when it cannot be read.
+
+    pyHanko's ``embedded_regular_signatures`` fails as a whole on one unreadable signature and silently skips
+    unsupported ones; the fields it missed are read one by one here so that each is reported.
+    """
+    found: list[EmbeddedPdfSignature | SignatureResult] = []
+    seen: set[str] = set()
+    try:
+        found.extend(reader.embedded_regular_signatures)
+        seen = {sig.field_name for sig in reader.embedded_signatures}  # document timestamps included
+    except Exception:  # noqa: BLE001 - fall back to reading the fields one by one
+        found = []
+    for name, _value, field in enumerate_sig_fields(reader, filled_status=True):
+        if name in seen:
+            continue
+        try:
+            sig = EmbeddedPdfSignature(reader, field, name)
+            kind = sig.sig_object_type
+            subfilter = sig.sig_object.get("/SubFilter")
+        except Exception as exc:  # noqa: BLE001 - a broken signature dictionary or /Contents
+            found.append(format_failure(f"signature {name!r} is unreadable: {_brief(exc)}"))
+            continue
+        if kind == "/DocTimeStamp":
+            continue  # document timestamps are not signatures by a person (and are allowed updates)
+        if subfilter not in SUPPORTED_SUBFILTERS:
+            found.append(format_failure(f"signature {name!r} has an unsupported type {subfilter}"))
+            continue
+        found.append(sig)
+    return found
+
+
+def _with_file_revinfo(
+    spec: SignatureValidationSpec, reader: PdfFileReader
+) -> tuple[SignatureValidationSpec, list[str]]:
+    """``spec`` knowing also the certificates, CRLs and OCSP responses in the file's Document Security Store.
+
+    Each item is parsed on its own: a malformed one is left out (with a warning) instead of spoiling the rest.
+    """
+    try:
+        dss = DocumentSecurityStore.read_dss(reader)
+    except NoDSSFoundError:
+        return spec, []
+    except Exception as exc:  # noqa: BLE001 - an unreadable DSS adds nothing; revocation may then be unknown
+        return spec, [f"unreadable Document Security Store ignored ({type(exc).__name__})"]
+    extra = LocalKnowledge()
+    skipped = 0
+    for kind, refs in (("cert", dss.certs.values()), ("crl", dss.crls), ("ocsp", dss.ocsps)):
+        for ref in refs:
+            try:
+                _load_dss_item(kind, ref, extra)
+            except Exception:  # noqa: BLE001 - one malformed item
+                skipped += 1
+    warnings = [f"{skipped} unreadable item(s) in the Document Security Store ignored"] if skipped else []
+    return _add_knowledge(spec, extra), warnings
+
+
+def _load_dss_item(kind: str, ref: Any, into: LocalKnowledge) -> None:
+    if kind == "cert":
+        cert = x509.Certificate.load(ref.get_object().read_data(DecodePurpose.CERTIFICATE))
+        cert.native  # noqa: B018 - force a full parse: malformed input fails here, not deep inside validation
+        into.known_certs.append(cert)
+    elif kind == "crl":
+        item = crl.CertificateList.load(ref.get_object().read_data(DecodePurpose.CRL))
+        item.native  # noqa: B018
+        into.known_crls.append(CRLContainer(item))
+    else:
+        response = ocsp.OCSPResponse.load(ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE))
+        response.native  # noqa: B018
+        into.known_ocsps.extend(OCSPContainer.load_multi(response))
+
+
+def _with_signature_revinfo(spec: SignatureValidationSpec, signer_info: cms.SignerInfo) -> SignatureValidationSpec:
+    """``spec`` knowing also the CRLs and OCSP responses in the signature's revocation-info-archival attribute."""
+    try:
+        archive = find_unique_cms_attribute(signer_info["signed_attrs"], "adobe_revocation_info_archival")
+    except NonexistentAttributeError:
+        return spec
+    extra = LocalKnowledge(
+        known_crls=[CRLContainer(item) for item in archive["crl"] or ()],
+        known_ocsps=[OCSPContainer(item) for item in archive["ocsp"] or ()],
+    )
+    return _add_knowledge(spec, extra)
+
+
+def _add_knowledge(spec: SignatureValidationSpec, extra: LocalKnowledge) -> SignatureValidationSpec:
+    known = spec.local_knowledge
+    merged = dataclasses.replace(
+        known,
+        known_certs=[*known.known_certs, *extra.known_certs],
+        known_crls=[*known.known_crls, *extra.known_crls],
+        known_ocsps=[*known.known_ocsps, *extra.known_ocsps],
+    )
+    return dataclasses.replace(spec, local_knowledge=merged)
+
+
+async def _validate_signature(
+    sig: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec, timing: ValidationTimingInfo
+) -> SignatureResult:
+    """One signature: AdES indication from pyHanko, then the PDF coverage and modification facts."""
+    sig.compute_integrity_info(diff_policy=spec.diff_policy)
+    integrity = sig.summarise_integrity_info()
+    claimed = _claimed_signing_time(sig)
+    # The PDF integrity facts stay out of pyHanko's status object: ades_basic_validation builds a plain CMS status
+    # on success whatever ``status_cls`` says, so PdfSignatureStatus keywords would break it. They are applied below.
+    status_kwargs = {"signer_reported_dt": claimed} if claimed is not None else {}
+    result = await validate_signed_data(
+        sig.signed_data,
+        _with_signature_revinfo(spec.signature_validation_spec, sig.signer_info),
+        timing=timing,
+        raw_digest=sig.compute_digest(),
+        extra_status_kwargs=status_kwargs,
+        signer_cert=_signer_cert(sig),
+    )
+    if result.signing_time is None:
+        result.signing_time = claimed
+    _apply_modification_analysis(result, integrity)
+    return result
+
+
+def _signer_cert(sig: EmbeddedPdfSignature) -> x509.Certificate | None:
+    try:
+        return sig.signer_cert
+    except Exception:  # noqa: BLE001 - no usable signer certificate: the result says so through its indication
+        return None
+
+
+def _claimed_signing_time(sig: EmbeddedPdfSignature) -> datetime | None:
+    """The signer's own claim: the signingTime attribute, else the signature dictionary's ``/M`` (proves nothing)."""
+    try:
+        claimed = sig.self_reported_timestamp
+    except Exception:  # noqa: BLE001 - an unparsable /M date is no reason to reject the signature
+        return None
+    if claimed is not None and claimed.tzinfo is None:
+        claimed = claimed.replace(tzinfo=UTC)
+    return claimed
+
+
+def _apply_modification_analysis(result: SignatureResult, integrity: dict[str, Any]) -> None:
+    """Set ``covers_whole_document`` / ``modified_after_signing`` from pyHanko's coverage and difference analysis."""
+    coverage: SignatureCoverageLevel | None = integrity.get("coverage")
+    diff = integrity.get("diff_result")
+    if coverage is SignatureCoverageLevel.ENTIRE_FILE:
+        return
+    if coverage is not SignatureCoverageLevel.ENTIRE_REVISION:
+        # The byte range leaves part of the signed revision unsigned: what is outside it was never signed.
+        _not_whole_document(result)
+        result.warnings.append(f"the signed byte range does not cover the signed revision ({_name(coverage)})")
+        return
+    if isinstance(diff, SuspiciousModification) or diff is None:
+        reason = _brief(diff) if diff is not None else "difference analysis unavailable"
+        _modified(result, f"{ModificationLevel.OTHER.name} ({reason})")
+        return
+    level = diff.modification_level
+    if level > ALLOWED_MODIFICATION:
+        _modified(result, level.name)
+    elif integrity.get("docmdp_ok") is False:
+        _modified(result, f"{level.name}, not allowed by the signer's DocMDP permission")
+
+
+def _modified(result: SignatureResult, level: str) -> None:
+    _not_whole_document(result)
+    result.modified_after_signing = True
+    result.warnings.append(f"document modified after signing: {level}")
+
+
+def _not_whole_document(result: SignatureResult) -> None:
+    """The signature does not vouch for the document as shown: it fails format checking (as EU DSS reports PDF
+    modification and coverage failures), whatever its cryptography and certificate said."""
+    result.covers_whole_document = False
+    if result.indication is Indication.TOTAL_PASSED:
+        result.indication = Indication.TOTAL_FAILED
+        result.sub_indication = SubIndication.FORMAT_FAILURE
+
+
+def _name(value: Any) -> str:
+    return getattr(value, "name", str(value))
+
+
+def _brief(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line for a report's warnings."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
