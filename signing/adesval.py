@@ -53,26 +53,25 @@ async def validate_signed_data(
         signed_data=signed_data,
     )
     if result.sub_indication is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE:
-        if await revocation_unknown(signed_data, spec, timing):
-            result.sub_indication = SubIndication.TRY_LATER
-            result.revocation = Revocation.UNKNOWN
-            result.warnings.append("the revocation status of a certificate in the chain could not be established")
+        try:
+            certs = extract_certs_for_validation(signed_data)
+        except (ValueError, KeyError, TypeError):
+            return result
+        if await path_lacks_revocation(certs.signer_cert, list(certs.other_certs), spec, timing):
+            mark_revocation_unknown(result)
     return result
 
 
-async def revocation_unknown(
-    signed_data: cms.SignedData, spec: SignatureValidationSpec, timing: ValidationTimingInfo
+async def path_lacks_revocation(
+    cert: x509.Certificate,
+    other_certs: list[x509.Certificate],
+    spec: SignatureValidationSpec,
+    timing: ValidationTimingInfo,
 ) -> bool:
-    """True when the signer's certificate path fails only because some revocation status is unavailable."""
-    try:
-        certs = extract_certs_for_validation(signed_data)
-    except (ValueError, KeyError, TypeError):
-        return False
+    """True when ``cert``'s path fails only because some certificate's revocation status is unavailable."""
     handlers = bootstrap_validation_data_handlers(spec, timing)
     context = spec.cert_validation_policy.build_validation_context(timing, handlers)
-    validator = CertificateValidator(
-        certs.signer_cert, intermediate_certs=certs.other_certs, validation_context=context
-    )
+    validator = CertificateValidator(cert, intermediate_certs=other_certs, validation_context=context)
     try:
         await validator.async_validate_path()
     except InsufficientRevinfoError:
@@ -80,3 +79,10 @@ async def revocation_unknown(
     except Exception:  # noqa: BLE001 - any other failure keeps pyHanko's own diagnosis
         return False
     return False
+
+
+def mark_revocation_unknown(result: SignatureResult) -> None:
+    """Report a path that failed for lack of revocation data as EU DSS does: INDETERMINATE/TRY_LATER."""
+    result.sub_indication = SubIndication.TRY_LATER
+    result.revocation = Revocation.UNKNOWN
+    result.warnings.append("the revocation status of a certificate in the chain could not be established")

@@ -294,10 +294,13 @@ def describe(report: SignatureReport) -> dict[str, str]:
         en, vi = f"{en} by {name}", f"{vi} của {name}"
     reason = _REASON_TEXT.get(worst.sub_indication) if worst.sub_indication else None
     if verdict is Verdict.MODIFIED and worst.sub_indication is not SubIndication.HASH_FAILURE:
-        reason = (
-            "content was changed in a later revision",
-            "nội dung bị thay đổi ở phiên bản lưu sau khi ký",
-        )
+        if worst.modified_after_signing:
+            reason = ("content was changed after signing", "nội dung bị thay đổi sau khi ký")
+        else:
+            reason = (
+                "the signature does not cover the whole document",
+                "chữ ký không bao trùm toàn bộ tài liệu",
+            )
     if reason and verdict is not Verdict.VALID:
         en, vi = f"{en}: {reason[0]}", f"{vi}: {reason[1]}"
     count = len(report.signatures)
