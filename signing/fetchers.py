@@ -78,18 +78,11 @@ from pyhanko_certvalidator.fetchers.common_utils import (
 )
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
 
+from adapters.netguard import BLOCKED_NETWORKS, AddressPolicy, guarded_transport, is_blocked_address
+
 __all__ = ["BLOCKED_NETWORKS", "MAX_REDIRECTS", "HttpxFetcherBackend", "is_blocked_address"]
 
 logger = logging.getLogger(__name__)
-
-#: Addresses never connected to: link-local ranges (where cloud instance-metadata services live) and the metadata
-#: endpoints that are not link-local.
-BLOCKED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
-    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local; 169.254.169.254 is AWS/GCP/Azure/OCI metadata
-    ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
-    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS instance metadata over IPv6
-    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud instance metadata
-)
 
 #: Redirects followed per request (CRL distribution points are sometimes moved behind one).
 MAX_REDIRECTS = 3
@@ -101,6 +94,9 @@ _CACHE_MAX_ENTRIES = 256
 _CRL_CACHE_MAX_BYTES = 64 * 1024 * 1024
 #: Simultaneous connections per event loop.
 _MAX_CONNECTIONS = 16
+#: CRL, OCSP and AIA servers of government CAs may sit on private networks (a provincial intranet): only link-local
+#: and cloud metadata addresses (:data:`BLOCKED_NETWORKS`) are refused, at connection time.
+_FETCH_POLICY = AddressPolicy(allow_private=True)
 
 _CERT_CONTENT_TYPES = (
     ACCEPTABLE_STRICT_CERT_CONTENT_TYPES
@@ -122,31 +118,6 @@ def _utcnow() -> datetime:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _parse_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``host`` as an IP address (legacy IPv4 spellings such as ``2852039166`` included), or ``None``."""
-    host = host.strip("[]")
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    if host and all(c in "0123456789abcdefxABCDEFX." for c in host):
-        try:  # inet_aton accepts what resolvers accept: "2852039166", "0xa9fea9fe", "169.254.43518"
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def is_blocked_address(host: str) -> bool:
-    """Whether ``host`` is an IP address (literal, in any spelling) that must never be connected to."""
-    address = _parse_address(host)
-    if address is None:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address.version == net.version and address in net for net in BLOCKED_NETWORKS)
-
-
 def _checked_url(url: str, kind: FetchKind) -> httpx.URL:
     """``url`` parsed, or the fetch error of ``kind`` when it is not http(s) or names a blocked address."""
     try:
@@ -160,155 +131,6 @@ def _checked_url(url: str, kind: FetchKind) -> httpx.URL:
     if is_blocked_address(parsed.host):
         raise kind.value(f"Refusing to fetch {url!r}: link-local or cloud metadata address")
     return parsed
-
-
-class _GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """Resolves host names itself and connects only to addresses outside :data:`BLOCKED_NETWORKS`.
-
-    The check is made on the address actually connected to, so it covers redirects and host names that resolve (or
-    re-resolve) to a blocked address. A name with any blocked address is refused outright.
-    """
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()  # asyncio (pyhanko-certvalidator is asyncio-based) via anyio
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await _resolve(host, port, timeout)
-        blocked = [address for address in addresses if is_blocked_address(address)]
-        if blocked:
-            raise httpcore.ConnectError(f"Refusing to connect to {host}: link-local or cloud metadata address")
-        last_error: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        raise last_error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("Unix sockets are not used")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
-    """The distinct addresses of ``host`` in resolver order (an IP literal resolves to itself)."""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
-        )
-    except TimeoutError as exc:
-        raise httpcore.ConnectTimeout(f"Resolving {host} timed out") from exc
-    except (OSError, UnicodeError) as exc:
-        raise httpcore.ConnectError(f"Cannot resolve {host}: {exc}") from exc
-    addresses: list[str] = []
-    for _family, _type, _proto, _canonname, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# httpx transport over the guarded network backend
-# ----------------------------------------------------------------------------------------------------------------------
-
-# Most specific first: the first match wins.
-_HTTPCORE_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
-    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
-    (httpcore.ReadTimeout, httpx.ReadTimeout),
-    (httpcore.WriteTimeout, httpx.WriteTimeout),
-    (httpcore.PoolTimeout, httpx.PoolTimeout),
-    (httpcore.TimeoutException, httpx.TimeoutException),
-    (httpcore.ConnectError, httpx.ConnectError),
-    (httpcore.ReadError, httpx.ReadError),
-    (httpcore.WriteError, httpx.WriteError),
-    (httpcore.NetworkError, httpx.NetworkError),
-    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
-    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
-    (httpcore.ProtocolError, httpx.ProtocolError),
-    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
-)
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Iterator[None]:
-    """Re-raise httpcore errors as their httpx counterparts, as httpx's own transport does."""
-    try:
-        yield
-    except Exception as exc:
-        for core_error, httpx_error in _HTTPCORE_ERRORS:
-            if isinstance(exc, core_error):
-                raise httpx_error(str(exc) or type(exc).__name__) from exc
-        raise
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpcore.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors():
-            async for chunk in self._response.aiter_stream():
-                yield chunk
-
-    async def aclose(self) -> None:
-        with _httpx_errors():
-            await self._response.aclose()
-
-
-class _GuardedTransport(httpx.AsyncBaseTransport):
-    """A minimal httpx transport: HTTP/1.1 over :class:`_GuardedNetworkBackend`, no keep-alive."""
-
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=_MAX_CONNECTIONS,
-            # No idle connection outlives its request, so a client left behind by a finished event loop holds no
-            # socket: the backend can drop such clients without closing them.
-            max_keepalive_connections=0,
-            http1=True,
-            http2=False,
-            network_backend=_GuardedNetworkBackend(),
-        )
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
-            extensions=request.extensions,
-        )
-        with _httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -454,8 +276,17 @@ class HttpxFetcherBackend(FetcherBackend):
                 if self._ssl_context is None:
                     # The operating system's trust store; never certifi, never SSL_CERT_FILE & co. from the env.
                     self._ssl_context = ssl.create_default_context()
+                # No idle connection outlives its request, so a client left behind by a finished event loop holds
+                # no socket: the backend can drop such clients without closing them.
+                transport = guarded_transport(
+                    _FETCH_POLICY,
+                    verify=self._ssl_context,
+                    limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=0),
+                    http1=True,
+                    http2=False,
+                )
                 client = httpx.AsyncClient(
-                    transport=_GuardedTransport(self._ssl_context),
+                    transport=transport,
                     timeout=httpx.Timeout(self.timeout_seconds),
                     follow_redirects=True,
                     max_redirects=MAX_REDIRECTS,

@@ -284,26 +284,31 @@ _REASON_TEXT: dict[SubIndication, tuple[str, str]] = {
 
 
 def describe(report: SignatureReport) -> dict[str, str]:
+    """The verdict and its reason in one sentence each: "Valid signature by X." / "Signature not trusted: the
+    certificate does not chain to a trusted root (signer: X)." and the same in Vietnamese."""
     verdict = report.verdict
     en, vi = _VERDICT_TEXT[verdict]
     if not report.signatures:
         return {"en": f"{en}.", "vi": f"{vi}."}
     worst = max(report.signatures, key=lambda s: _SEVERITY[s.verdict])
     name = worst.signer.common_name
-    if name:
-        en, vi = f"{en} by {name}", f"{vi} của {name}"
+    if verdict is Verdict.VALID:
+        count = len(report.signatures)
+        if name:
+            en, vi = f"{en} by {name}", f"{vi} của {name}"
+        if count > 1:
+            en, vi = f"{en} ({count} signatures, all valid)", f"{vi} ({count} chữ ký, tất cả hợp lệ)"
+        return {"en": f"{en}.", "vi": f"{vi}."}
     reason = _REASON_TEXT.get(worst.sub_indication) if worst.sub_indication else None
     if verdict is Verdict.MODIFIED and worst.sub_indication is not SubIndication.HASH_FAILURE:
-        if worst.modified_after_signing:
-            reason = ("content was changed after signing", "nội dung bị thay đổi sau khi ký")
-        else:
-            reason = (
-                "the signature does not cover the whole document",
-                "chữ ký không bao trùm toàn bộ tài liệu",
-            )
-    if reason and verdict is not Verdict.VALID:
+        reason = None if worst.modified_after_signing else _NOT_WHOLE_DOCUMENT
+    if verdict is Verdict.REVOKED:
+        reason = None
+    if reason:
         en, vi = f"{en}: {reason[0]}", f"{vi}: {reason[1]}"
-    count = len(report.signatures)
-    if verdict is Verdict.VALID and count > 1:
-        en, vi = f"{en} ({count} signatures, all valid)", f"{vi} ({count} chữ ký, tất cả hợp lệ)"
+    if name:
+        en, vi = f"{en} (signer: {name})", f"{vi} (người ký: {name})"
     return {"en": f"{en}.", "vi": f"{vi}."}
+
+
+_NOT_WHOLE_DOCUMENT = ("the signature does not cover the whole document", "chữ ký không bao trùm toàn bộ tài liệu")

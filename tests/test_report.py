@@ -100,5 +100,8 @@ def test_messages_name_the_signer_and_reason_in_both_languages():
         format=Format.PADES,
         signatures=[sig(Indication.INDETERMINATE, SubIndication.NO_CERTIFICATE_CHAIN_FOUND)],
     )
-    assert report.message["en"].startswith("Signature not trusted by Trần Thị B: ")
-    assert report.message["vi"].startswith("Chữ ký số chưa được xác thực tin cậy của Trần Thị B: ")
+    assert report.message["en"] == (
+        "Signature not trusted: the certificate does not chain to a trusted root (signer: Trần Thị B)."
+    )
+    assert report.message["vi"].startswith("Chữ ký số chưa được xác thực tin cậy: ")
+    assert report.message["vi"].endswith("(người ký: Trần Thị B).")
