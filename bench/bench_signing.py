@@ -140,7 +140,7 @@ def main() -> None:
         )
 
     cores = os.cpu_count() or 1
-    docs = [Document(pdf_1mb, f"d{i}.pdf") for i in range(max(8, 4 * cores))]
+    docs = [Document(pdf_1mb, f"d{i}.pdf") for i in range(24 * cores)]
     verifier = Verifier(store, settings=settings)
     timings = {}
     for workers in (1, cores):

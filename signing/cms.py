@@ -8,6 +8,7 @@ validated on its own so a countersigned or multi-signer file reports every signa
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from asn1crypto import cms, core, pem
 from pyhanko.sign.general import get_pyca_cryptography_hash
@@ -16,6 +17,8 @@ from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from .adesval import validate_signed_data
 from .report import Format, SignatureReport, SignatureResult, format_failure
 from .trust import TrustStore
+
+logger = logging.getLogger(__name__)
 
 
 class NotCMSError(ValueError):
@@ -32,7 +35,12 @@ def parse_signed_data(signature: bytes) -> cms.SignedData:
         if info["content_type"].native != "signed_data":
             raise NotCMSError(f"CMS content type is {info['content_type'].native}, not signed data")
         signed = info["content"]
-        signed.native  # noqa: B018 - force a full parse: malformed input fails here, not deep inside
+        # Parse the parts every validation needs now, so a malformed structure fails here (a full `.native`
+        # parse would cost more than the validation itself); anything deeper is caught per signer.
+        signed["encap_content_info"]["content_type"].native  # noqa: B018
+        for signer_info in signed["signer_infos"]:
+            signer_info["sid"].native  # noqa: B018
+            signer_info["digest_algorithm"]["algorithm"].native  # noqa: B018
     except NotCMSError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
@@ -121,6 +129,11 @@ async def validate_cms(
     infos = signed_data["signer_infos"]
     timing = ValidationTimingInfo.now()
     for index in range(len(infos)):
-        one = signed_data if len(infos) == 1 else _single_signer(signed_data, index)
-        report.signatures.append(await validate_signer(one, content, store, timing=timing))
+        try:
+            one = signed_data if len(infos) == 1 else _single_signer(signed_data, index)
+            result = await validate_signer(one, content, store, timing=timing)
+        except Exception as exc:  # noqa: BLE001 - the per-signer boundary: an error is never `valid`
+            logger.warning("CMS signature could not be validated: %s", type(exc).__name__)
+            result = format_failure(f"signer {index + 1} could not be processed: {type(exc).__name__}: {exc}")
+        report.signatures.append(result)
     return report

@@ -34,18 +34,14 @@ Every validation still checks whatever it is given: the caches only save network
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import logging
-import socket
 import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-import httpcore
 import httpx
 from asn1crypto import cms, crl, ocsp, pem, x509
 from pyhanko_certvalidator import errors
