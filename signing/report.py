@@ -140,7 +140,8 @@ class SignatureReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
-            "format": str(self.format),
+            # The signature format: a document without any signature has none, whatever its file type.
+            "format": str(self.format) if self.signatures else str(Format.NONE),
             "signed": self.signed,
             "verdict": str(self.verdict),
             "originals_check_required": self.originals_check_required,

@@ -105,3 +105,7 @@ def test_messages_name_the_signer_and_reason_in_both_languages():
     )
     assert report.message["vi"].startswith("Chữ ký số chưa được xác thực tin cậy: ")
     assert report.message["vi"].endswith("(người ký: Trần Thị B).")
+
+
+def test_a_document_without_signatures_has_no_signature_format():
+    assert SignatureReport(file="ban-sao.pdf", format=Format.PADES).to_dict()["format"] == "none"
