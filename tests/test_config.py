@@ -36,7 +36,7 @@ def test_bad_configuration_is_one_clear_error(tmp_path, content, message):
     file = tmp_path / "bad.toml"
     file.write_text(content)
     with pytest.raises(ConfigError, match=message):
-        load_config(file, environ={}).signing
+        _ = load_config(file, environ={}).signing
 
 
 def test_missing_file_is_a_config_error(tmp_path):

@@ -76,7 +76,7 @@ def test_trust_material_from_directories_and_pem_bundles(pki, tmp_path):
 def test_unreadable_trust_anchor_is_a_clear_error(tmp_path, content):
     bad = tmp_path / "root.pem"
     bad.write_bytes(content)
-    with pytest.raises(TrustMaterialError, match="root.pem: not a readable certificate"):
+    with pytest.raises(TrustMaterialError, match=r"root\.pem: not a readable certificate"):
         TrustStore.load(TrustSettings(trust_anchors=[bad]))
 
 

@@ -1,0 +1,196 @@
+"""``dvc-gateway agency register|list|show|remove``: the agency endpoint registry.
+
+``register --file F`` validates the registration document (see :mod:`gateway.registry`) and stores it; an agency
+already registered is changed only with ``--replace``. ``list --json`` and ``show --json`` print the stored
+documents (secrets as the ``env:``/``file:`` references given, never resolved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..catalogue import known_procedure_codes
+from ..config import load_config
+from ..errors import EXIT_OK, UsageError
+from ..registry import (
+    SECRET_FIELDS,
+    AgencyExistsError,
+    Registration,
+    RegistrationError,
+    RegistrySettings,
+    get_agency,
+    list_agencies,
+    load_registration_file,
+    register,
+    remove_agency,
+    validate_registration,
+)
+from .db import config_argument, open_database
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "agency", help="the agency endpoint registry", description="Register, list, show and remove agencies."
+    )
+    actions = parser.add_subparsers(dest="agency_command", metavar="ACTION", parser_class=type(parser))
+    actions.required = True
+
+    reg = actions.add_parser(
+        "register",
+        help="register an agency's one-stop system",
+        description="Validate a registration document (JSON or TOML) and store it.",
+    )
+    reg.add_argument("--file", required=True, metavar="FILE", help="the registration document")
+    reg.add_argument("--replace", action="store_true", help="replace the agency's registration if it exists")
+    config_argument(reg)
+    reg.set_defaults(run=run_register)
+
+    listing = actions.add_parser("list", help="list registered agencies", description="List registered agencies.")
+    listing.add_argument("--json", action="store_true", help="print the registration documents as JSON")
+    config_argument(listing)
+    listing.set_defaults(run=run_list)
+
+    show = actions.add_parser("show", help="show one agency", description="Show one agency's registration.")
+    show.add_argument("code", metavar="CODE", help="the agency code")
+    show.add_argument("--json", action="store_true", help="print the registration document as JSON")
+    config_argument(show)
+    show.set_defaults(run=run_show)
+
+    remove = actions.add_parser("remove", help="remove an agency", description="Remove an agency's registration.")
+    remove.add_argument("code", metavar="CODE", help="the agency code")
+    config_argument(remove)
+    remove.set_defaults(run=run_remove)
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+def _address(reg: Registration) -> str:
+    if reg.protocol == "soap":
+        return f"{reg.wsdl}" + (f" → {reg.endpoint}" if reg.endpoint else "")
+    return reg.endpoint or "-"
+
+
+def _updates(reg: Registration) -> str:
+    updates = reg.status_updates
+    return f"poll every {updates.interval_seconds}s" if updates.mode == "poll" else "callback"
+
+
+def run_register(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    settings = RegistrySettings.from_config(config)
+    try:
+        doc = load_registration_file(args.file)
+    except RegistrationError as exc:
+        raise UsageError(str(exc)) from None
+    db = open_database(config)
+    try:
+        with db.unit_of_work() as session:
+            known = known_procedure_codes(session)
+        # Validation may resolve host names: done outside any transaction.
+        try:
+            registration = validate_registration(doc, settings=settings, known_procedures=known)
+            with db.unit_of_work() as session:
+                created = register(session, registration, replace=args.replace)
+        except AgencyExistsError as exc:
+            raise UsageError(f"{args.file}: {exc}: use --replace to update it") from None
+        except RegistrationError as exc:
+            raise UsageError(f"{args.file}: registration refused: {exc}") from None
+    finally:
+        db.dispose()
+    verb = "registered" if created else "updated"
+    print(f"{verb} {registration.code} ({registration.name}): {registration.protocol} {_address(registration)}")
+    return EXIT_OK
+
+
+def run_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    db = open_database(config)
+    try:
+        with db.unit_of_work() as session:
+            agencies = list_agencies(session)
+    finally:
+        db.dispose()
+    if args.json:
+        _print_json([reg.document() for reg in agencies])
+        return EXIT_OK
+    if not agencies:
+        print("no agency registered (dvc-gateway agency register --file FILE)")
+        return EXIT_OK
+    table = Table("Code", "Name", "Protocol", "Address", "Auth", "Status updates", "Procedures")
+    for reg in agencies:
+        table.add_row(
+            reg.code,
+            reg.name,
+            reg.protocol,
+            _address(reg),
+            reg.auth.type,
+            _updates(reg),
+            ", ".join(reg.procedures),
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    return EXIT_OK
+
+
+def _get(args: argparse.Namespace) -> Registration:
+    config = load_config(args.config)
+    db = open_database(config)
+    try:
+        with db.unit_of_work() as session:
+            reg = get_agency(session, args.code)
+    finally:
+        db.dispose()
+    if reg is None:
+        raise UsageError(f"agency {args.code} is not registered")
+    return reg
+
+
+def _shown_auth_value(key: str, value: str) -> str:
+    """References are shown; an inline secret (allowed with strict_secrets = false) is not printed to a terminal."""
+    if key in SECRET_FIELDS and not value.startswith(("env:", "file:")):
+        return "(inline secret)"
+    return value
+
+
+def run_show(args: argparse.Namespace) -> int:
+    reg = _get(args)
+    if args.json:
+        _print_json(reg.document())
+        return EXIT_OK
+    auth = {k: _shown_auth_value(k, v) for k, v in reg.auth.model_dump().items() if k != "type" and v is not None}
+    lines = [
+        ("code", reg.code),
+        ("name", reg.name),
+        ("protocol", reg.protocol),
+        ("endpoint", reg.endpoint or "-"),
+        ("wsdl", reg.wsdl or "-"),
+        ("procedures", ", ".join(reg.procedures)),
+        ("auth", reg.auth.type + "".join(f", {k}={v}" for k, v in auth.items())),
+        ("status updates", _updates(reg)),
+        ("mapping", json.dumps(reg.mapping, ensure_ascii=False) if reg.mapping else "-"),
+    ]
+    for key, value in lines:
+        print(f"{key + ':':16}{value}")
+    return EXIT_OK
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    db = open_database(config)
+    try:
+        with db.unit_of_work() as session:
+            removed = remove_agency(session, args.code)
+    finally:
+        db.dispose()
+    if not removed:
+        raise UsageError(f"agency {args.code} is not registered")
+    print(f"removed {args.code}")
+    return EXIT_OK

@@ -1,0 +1,458 @@
+"""The agency endpoint registry: each agency's one-stop system (một cửa điện tử) and how to reach it.
+
+An agency registers a document (contract, DESIGN.md §5 "Agency registration document"; the same body for
+``POST /api/v1/admin/agencies`` and ``dvc-gateway agency register --file``). :func:`validate_registration` checks
+it and refuses with every problem found (:class:`RegistrationError`, ``errors`` for a 422, ``str()`` one line):
+
+- the shape: known fields only, an official agency code, ``protocol`` ``rest`` (``endpoint`` required) or ``soap``
+  (``wsdl`` required), ``auth`` of a known type with its fields, ``status_updates`` ``callback`` or ``poll`` (with
+  ``interval_seconds`` from 30 to 86400);
+- every URL (``endpoint``, ``wsdl``, ``auth.token_url``): http(s) only, https unless ``[registry]
+  allow_insecure_http``, no credentials in it, and no server-side request forgery: loopback and private addresses
+  (names resolving there included) only with ``[registry] allow_private_endpoints``, link-local and cloud metadata
+  addresses never, and never the gateway's own listening address;
+- secrets (``auth.password``, ``auth.token``, ``auth.client_secret``, ``auth.key_password``) as ``env:NAME`` or
+  ``file:PATH`` references, unless ``[registry] strict_secrets = false``. The stored document keeps the references;
+  secrets are resolved only when the gateway calls the agency;
+- every procedure named must be in the catalogue.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.netguard import AddressPolicy, BlockedAddressError, UnresolvableHostError, parse_address
+
+from .catalogue import AgencyCode, Code, Name, validation_errors
+from .config import Config, ConfigError
+from .store.models import Agency
+
+__all__ = [
+    "SECRET_FIELDS",
+    "AgencyExistsError",
+    "Registration",
+    "RegistrationError",
+    "RegistrySettings",
+    "get_agency",
+    "list_agencies",
+    "load_registration_file",
+    "register",
+    "remove_agency",
+    "validate_registration",
+]
+
+POLL_MIN_SECONDS = 30
+POLL_MAX_SECONDS = 86400
+_UNSPECIFIED = ("", "0.0.0.0", "::")  # noqa: S104 - the bind-all addresses, compared against, never bound here
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
+
+
+class RegistrationError(ValueError):
+    """A registration refused: ``errors`` is ``[{"field", "message"}]`` (API 422 details), ``str()`` is one line."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors))
+
+
+class AgencyExistsError(RegistrationError):
+    """The agency code is already registered and the caller did not ask to replace it (API 409)."""
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """``[registry]`` and the gateway's own ``[server]`` address, as registration needs them."""
+
+    #: Endpoints on loopback or private addresses (tests, demos, an agency inside the province's own network).
+    allow_private_endpoints: bool = False
+    #: Plain http endpoints; ``None`` means "as allow_private_endpoints" (on only where private ones are).
+    allow_insecure_http: bool | None = None
+    #: Secrets only as ``env:``/``file:`` references, never inline in the document.
+    strict_secrets: bool = True
+    server_host: str = "127.0.0.1"
+    server_port: int = 8080
+
+    def __post_init__(self) -> None:
+        if self.allow_insecure_http is None:
+            object.__setattr__(self, "allow_insecure_http", self.allow_private_endpoints)
+
+    @classmethod
+    def from_config(cls, config: Config) -> RegistrySettings:
+        registry = config.section("registry")
+        server = config.section("server")
+        flags: dict[str, bool] = {}
+        for key in ("allow_private_endpoints", "allow_insecure_http", "strict_secrets"):
+            if key in registry:
+                if not isinstance(registry[key], bool):
+                    raise ConfigError(f"[registry] {key} must be true or false")
+                flags[key] = registry[key]
+        unknown = sorted(set(registry) - {"allow_private_endpoints", "allow_insecure_http", "strict_secrets"})
+        if unknown:
+            raise ConfigError(f"[registry] unknown key {unknown[0]!r}")
+        host = server.get("host", cls.server_host)
+        port = server.get("port", cls.server_port)
+        if not isinstance(host, str):
+            raise ConfigError("[server] host must be a string")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ConfigError("[server] port must be an integer from 1 to 65535")
+        return cls(**flags, server_host=host, server_port=port)
+
+
+# --- the document ---------------------------------------------------------------------------------------------------
+
+Secret = Annotated[StrictStr, Field(min_length=1)]
+Text = Annotated[StrictStr, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoAuth(_Strict):
+    type: Literal["none"]
+
+
+class BasicAuth(_Strict):
+    type: Literal["basic"]
+    username: Text
+    password: Secret
+
+
+class BearerAuth(_Strict):
+    type: Literal["bearer"]
+    token: Secret
+
+
+class OAuth2Auth(_Strict):
+    """OAuth2 client credentials: the gateway fetches a token from ``token_url``."""
+
+    type: Literal["oauth2"]
+    token_url: Text
+    client_id: Text
+    client_secret: Secret
+    scope: StrictStr | None = None
+
+
+class MtlsAuth(_Strict):
+    """Mutual TLS: ``cert`` and ``key`` are paths of PEM files on the gateway's host."""
+
+    type: Literal["mtls"]
+    cert: Text
+    key: Text
+    key_password: Secret | None = None
+
+
+Auth = Annotated[NoAuth | BasicAuth | BearerAuth | OAuth2Auth | MtlsAuth, Field(discriminator="type")]
+SECRET_FIELDS = ("password", "token", "client_secret", "key_password")
+
+
+class StatusUpdates(_Strict):
+    mode: Literal["callback", "poll"] = "callback"
+    interval_seconds: Annotated[StrictInt, Field(ge=POLL_MIN_SECONDS, le=POLL_MAX_SECONDS)] | None = None
+
+
+class Registration(_Strict):
+    """A registration document, checked for shape (see :func:`validate_registration` for the rest)."""
+
+    code: AgencyCode
+    name: Name
+    protocol: Literal["rest", "soap"]
+    #: The REST base URL; for SOAP, when given, it overrides the service address written in the WSDL.
+    endpoint: StrictStr | None = None
+    wsdl: StrictStr | None = None
+    procedures: Annotated[list[Code], Field(min_length=1)]
+    auth: Auth = Field(default_factory=lambda: NoAuth(type="none"))
+    status_updates: StatusUpdates = Field(default_factory=StatusUpdates)
+    #: Operation and field names of an agency system that differs from the reference contract.
+    mapping: dict[str, Any] | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The document as stored and shown: every field, secrets as the references given."""
+        data = self.model_dump(mode="json")
+        for key in ("auth", "status_updates"):  # optional fields left out are not written as nulls
+            data[key] = {name: value for name, value in data[key].items() if value is not None}
+        return data
+
+
+# --- validation ----------------------------------------------------------------------------------------------------
+
+
+def _shape_errors(exc: ValidationError) -> list[dict[str, str]]:
+    problems = []
+    for problem, error in zip(validation_errors(exc), exc.errors(include_url=False), strict=True):
+        loc = error["loc"]
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
+            problem = {
+                "field": f"{problem['field']}.type",
+                "message": "required field is missing"
+                if tag is None
+                else f"must be one of none, basic, bearer, oauth2, mtls (got {tag!r})",
+            }
+        elif loc and loc[0] == "auth" and len(loc) > 2:
+            # Drop the discriminator pydantic puts in the location: auth.bearer.token -> auth.token.
+            message = problem["message"]
+            if loc[-1] in SECRET_FIELDS:  # never echo what was given as a secret
+                message = message.split(" (got ", 1)[0]
+            problem = {"field": ".".join(["auth", *map(str, loc[2:])]), "message": message}
+        problems.append(problem)
+    return problems
+
+
+def _structure(reg: Registration) -> list[dict[str, str]]:
+    problems = []
+    if reg.protocol == "soap" and not reg.wsdl:
+        problems.append({"field": "wsdl", "message": "required for protocol soap (the URL of the service's WSDL)"})
+    if reg.protocol == "rest":
+        if not reg.endpoint:
+            problems.append({"field": "endpoint", "message": "required for protocol rest (the system's base URL)"})
+        if reg.wsdl:
+            problems.append({"field": "wsdl", "message": "only for protocol soap"})
+    updates = reg.status_updates
+    if updates.mode == "poll" and updates.interval_seconds is None:
+        problems.append(
+            {
+                "field": "status_updates.interval_seconds",
+                "message": f"required for mode poll ({POLL_MIN_SECONDS} to {POLL_MAX_SECONDS} seconds)",
+            }
+        )
+    if updates.mode == "callback" and updates.interval_seconds is not None:
+        problems.append({"field": "status_updates.interval_seconds", "message": "only for mode poll"})
+    seen: set[str] = set()
+    for code in reg.procedures:
+        if code in seen:
+            problems.append({"field": "procedures", "message": f"duplicate procedure {code}"})
+        seen.add(code)
+    return problems
+
+
+def _secrets(reg: Registration, settings: RegistrySettings) -> list[dict[str, str]]:
+    problems = []
+    for name in SECRET_FIELDS:
+        value = getattr(reg.auth, name, None)
+        if value is None:
+            continue
+        field = f"auth.{name}"
+        if value.startswith("env:"):
+            if _ENV_NAME_RE.match(value[4:]) is None:
+                problems.append({"field": field, "message": f"{value!r} does not name an environment variable"})
+        elif value.startswith("file:"):
+            if not value[5:].strip():
+                problems.append({"field": field, "message": "file: reference without a path"})
+        elif settings.strict_secrets:
+            problems.append(
+                {
+                    "field": field,
+                    "message": "inline secret refused: give an env:NAME or file:PATH reference "
+                    "([registry] strict_secrets = true)",
+                }
+            )
+    return problems
+
+
+def _resolve(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` stands for (itself, for an IP literal); empty when it does not resolve."""
+    literal = parse_address(host)
+    if literal is not None:
+        return {_plain(literal)}
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return set()
+    return {_plain(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos}
+
+
+def _plain(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The host's own addresses, as far as its name says (the gateway listening on 0.0.0.0 answers on them all)."""
+    return _resolve(socket.gethostname()) | _resolve("localhost")
+
+
+def _is_gateway_itself(host: str, port: int, settings: RegistrySettings) -> bool:
+    if port != settings.server_port:
+        return False
+    if host.lower() == settings.server_host.lower().strip("[]"):
+        return True
+    targets = _resolve(host)
+    if settings.server_host in _UNSPECIFIED:
+        own = _local_addresses()
+        return any(a.is_loopback or a.is_unspecified or a in own for a in targets)
+    own = _resolve(settings.server_host)
+    return any(a.is_unspecified or a in own for a in targets)
+
+
+def _check_url(field: str, url: str, settings: RegistrySettings, policy: AddressPolicy) -> list[dict[str, str]]:
+    def refuse(message: str) -> list[dict[str, str]]:
+        return [{"field": field, "message": message}]
+
+    if not url:
+        return refuse("must not be empty")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return refuse("not a valid URL: it contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return refuse(f"not a valid URL: {exc}")
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return refuse(f"URL scheme must be https or http, got {scheme or 'none'!r}")
+    host = parts.hostname
+    if not host:
+        return refuse("not a valid URL: no host")
+    problems = []
+    if scheme == "http" and not settings.allow_insecure_http:
+        problems += refuse("must use https (plain http only with [registry] allow_insecure_http = true)")
+    if parts.username is not None or parts.password is not None:
+        problems += refuse("credentials in the URL are refused: give them in auth")
+    port = port or (443 if scheme == "https" else 80)
+    if _is_gateway_itself(host, port, settings):
+        return [*problems, *refuse(f"{host}:{port} is the gateway's own address ([server] host/port)")]
+    try:
+        policy.check_host(host, port)
+    except BlockedAddressError as exc:
+        message = str(exc)
+        message = message[:1].lower() + message[1:]
+        if not policy.allow_private and not isinstance(exc, UnresolvableHostError) and _private_only(host, port):
+            message += " (allowed only with [registry] allow_private_endpoints = true)"
+        problems += refuse(message)
+    return problems
+
+
+def _private_only(host: str, port: int) -> bool:
+    """Whether ``host`` is refused only for being loopback/private (not link-local or metadata)."""
+    try:
+        AddressPolicy(allow_private=True).check_host(host, port)
+    except BlockedAddressError:
+        return False
+    return True
+
+
+def validate_registration(
+    doc: dict[str, Any], *, settings: RegistrySettings, known_procedures: set[str]
+) -> Registration:
+    """The registration ``doc`` describes, or :class:`RegistrationError` with every problem found."""
+    if not isinstance(doc, dict):
+        kind = type(doc).__name__
+        raise RegistrationError([{"field": "", "message": f"expected a JSON object/TOML table, got a {kind}"}])
+    try:
+        reg = Registration.model_validate(doc)
+    except ValidationError as exc:
+        raise RegistrationError(_shape_errors(exc)) from None
+    problems = _structure(reg) + _secrets(reg, settings)
+    policy = AddressPolicy(allow_private=settings.allow_private_endpoints)
+    urls = {"endpoint": reg.endpoint, "wsdl": reg.wsdl, "auth.token_url": getattr(reg.auth, "token_url", None)}
+    for field, url in urls.items():
+        if url is not None:
+            problems += _check_url(field, url, settings, policy)
+    unknown = [code for code in dict.fromkeys(reg.procedures) if code not in known_procedures]
+    if unknown:
+        listed = ", ".join(unknown)
+        message = f"not in the procedure catalogue: {listed} (import it first)"
+        problems.append({"field": "procedures", "message": message})
+    if problems:
+        raise RegistrationError(problems)
+    return reg
+
+
+# --- storage -------------------------------------------------------------------------------------------------------
+
+
+def register(session: Session, registration: Registration, *, replace: bool = False) -> bool:
+    """Store ``registration``: ``True`` when created, ``False`` when it replaced the earlier one.
+
+    A code already registered is refused (:class:`AgencyExistsError`) unless ``replace`` says to update it.
+    """
+    row = session.get(Agency, registration.code)
+    if row is not None and not replace:
+        raise AgencyExistsError(
+            [{"field": "code", "message": f"agency {registration.code} is already registered (replace it explicitly)"}]
+        )
+    values = {"name": registration.name, "protocol": registration.protocol, "document": registration.document()}
+    if row is None:
+        session.add(Agency(code=registration.code, **values))
+    else:
+        for key, value in values.items():
+            setattr(row, key, value)
+    session.flush()
+    return row is None
+
+
+def get_agency(session: Session, code: str) -> Registration | None:
+    row = session.get(Agency, code)
+    return None if row is None else Registration.model_validate(row.document)
+
+
+def list_agencies(session: Session) -> list[Registration]:
+    """Every registered agency, by code."""
+    return [Registration.model_validate(row.document) for row in session.scalars(select(Agency).order_by(Agency.code))]
+
+
+def remove_agency(session: Session, code: str) -> bool:
+    """Remove agency ``code``: ``False`` when it was not registered."""
+    row = session.get(Agency, code)
+    if row is None:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
+
+
+# --- files -----------------------------------------------------------------------------------------------------------
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def load_registration_file(path: str | Path) -> dict[str, Any]:
+    """The registration document in ``path``: ``.json`` or ``.toml``, any other suffix recognised by content."""
+    file = Path(path)
+
+    def refuse(message: str) -> RegistrationError:
+        return RegistrationError([{"field": "", "message": f"{file}: {message}"}])
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise refuse("no such file") from None
+    except UnicodeDecodeError:
+        raise refuse("not UTF-8 text") from None
+    except OSError as exc:
+        raise refuse(f"cannot read: {exc.strerror}") from None
+    fmt = {".json": "json", ".toml": "toml"}.get(file.suffix.lower())
+    if fmt is None:
+        fmt = "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "toml"
+    if fmt == "json":
+        try:
+            data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        except ValueError as exc:
+            raise refuse(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise refuse(f"expected a JSON object, got a {type(data).__name__}")
+        return data
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise refuse(f"not valid TOML: {exc}") from None
