@@ -1,0 +1,414 @@
+"""The outbox workers: claim due messages, deliver them, record the outcome.
+
+An :class:`OutboxWorker` polls the outbox (:mod:`gateway.outbox`), claims a batch under a lease, and hands each
+message to a :class:`Dispatcher` concurrently. Delivery is at-least-once; each delivery carries the message's
+idempotency key (the dossier code plus the step), so effects are exactly-once at every receiver that honours it.
+
+Isolation between agencies (``target``): each target has its own concurrency limit (counted in the database across
+workers, and a semaphore in this process) and its own circuit breaker, which opens after N consecutive retryable
+failures; while it is open that target's messages are not claimed (they wait in the outbox, their attempts not
+spent), and messages for every other target keep flowing. After the cooldown one probe message is let through
+(half-open): success closes the breaker, failure opens it again.
+
+Outcomes: return → ``done``; :class:`~adapters.errors.PermanentError` (and any non-retryable
+:class:`~adapters.errors.UpstreamError`) → ``dead`` at once; :class:`~adapters.errors.TransientError`, a delivery
+timeout, or an exception of any other type → retried later with backoff (the error's class name recorded), never
+crashing the loop. Leases: each delivery gets a timeout shorter than the lease, so a claim is recorded before anybody
+else may take it over; a worker whose claim was nevertheless retaken is refused when it records (the outbox fences
+claims), and the message is delivered again under the new claim.
+
+Shutdown: when ``stop`` is set the worker claims nothing more, gives in-flight deliveries ``shutdown_grace`` seconds
+to finish, cancels the rest and releases their claims (``pending`` again, the attempt not counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import anyio
+from sqlalchemy.orm import Session
+
+from adapters.errors import UpstreamError
+from gateway import outbox
+from gateway.outbox import RetryPolicy
+from gateway.store.database import Database
+from gateway.store.models import OutboxMessage, utcnow
+
+log = logging.getLogger("gateway.workers")
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """A snapshot of a claimed outbox row, safe to pass between threads (no ORM object crosses them).
+
+    ``attempts`` counts this delivery (1 for the first); it is also the claim's fencing token.
+    """
+
+    id: int
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempts: int
+    ordering_key: str | None = None
+
+    @classmethod
+    def of(cls, message: OutboxMessage) -> MessageView:
+        return cls(
+            id=message.id,
+            kind=message.kind,
+            target=message.target,
+            payload=copy.deepcopy(message.payload),
+            idempotency_key=message.idempotency_key,
+            attempts=message.attempts,
+            ordering_key=message.ordering_key,
+        )
+
+
+class Dispatcher(Protocol):
+    """Delivers one message; raises :mod:`adapters.errors` to say whether trying again may help."""
+
+    async def dispatch(self, message: MessageView) -> None: ...
+
+
+@dataclass(frozen=True)
+class CircuitBreakerSettings:
+    """A target's breaker opens after ``failure_threshold`` consecutive retryable failures, for ``cooldown_seconds``."""
+
+    failure_threshold: int = 5
+    cooldown_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.failure_threshold, bool) or not isinstance(self.failure_threshold, int):
+            raise ValueError(f"[outbox] breaker_failures must be a whole number, got {self.failure_threshold!r}")
+        if self.failure_threshold < 1:
+            raise ValueError(f"[outbox] breaker_failures must be ≥ 1, got {self.failure_threshold!r}")
+        if isinstance(self.cooldown_seconds, bool) or not isinstance(self.cooldown_seconds, int | float):
+            raise ValueError(f"[outbox] breaker_cooldown_seconds must be a number, got {self.cooldown_seconds!r}")
+        if self.cooldown_seconds <= 0:
+            raise ValueError(f"[outbox] breaker_cooldown_seconds must be > 0, got {self.cooldown_seconds!r}")
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None) -> CircuitBreakerSettings:
+        """From the ``[outbox]`` keys ``breaker_failures`` and ``breaker_cooldown_seconds``."""
+        section = section or {}
+        values: dict[str, Any] = {}
+        if "breaker_failures" in section:
+            values["failure_threshold"] = section["breaker_failures"]
+        if "breaker_cooldown_seconds" in section:
+            values["cooldown_seconds"] = section["breaker_cooldown_seconds"]
+        return cls(**values)
+
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitBreakers:
+    """One circuit breaker per target (in this process)."""
+
+    def __init__(self, settings: CircuitBreakerSettings, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._monotonic = monotonic
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+
+    def state(self, target: str) -> str:
+        until = self._open_until.get(target)
+        if until is None:
+            return CLOSED
+        return OPEN if self._monotonic() < until else HALF_OPEN
+
+    def limits(self) -> dict[str, int]:
+        """The in-flight limit the breakers impose: 0 while open, one probe when half-open."""
+        return {target: 0 if self.state(target) == OPEN else 1 for target in self._open_until}
+
+    def success(self, target: str) -> None:
+        self._failures.pop(target, None)
+        if self._open_until.pop(target, None) is not None:
+            log.info("circuit closed", extra={"target": target})
+
+    def failure(self, target: str) -> None:
+        failures = self._failures.get(target, 0) + 1
+        self._failures[target] = failures
+        if failures >= self.settings.failure_threshold:
+            was = self.state(target)
+            self._open_until[target] = self._monotonic() + self.settings.cooldown_seconds
+            if was != OPEN:
+                log.warning(
+                    "circuit opened",
+                    extra={"target": target, "failures": failures, "cooldown_seconds": self.settings.cooldown_seconds},
+                )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    retryable: bool = False
+    error: str = ""
+
+
+def classify(exc: BaseException) -> _Outcome:
+    """A failed delivery's outcome: retryable unless the error says it is permanent."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, UpstreamError):
+        return _Outcome(ok=False, retryable=exc.retryable, error=text)
+    return _Outcome(ok=False, retryable=True, error=text)
+
+
+def default_worker_id() -> str:
+    """Unique per process: host, pid and a random suffix (a restarted process never reuses a dead one's id)."""
+    return f"{socket.gethostname()[:60]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class OutboxWorker:
+    """Delivers outbox messages through ``dispatcher`` until stopped; see the module documentation.
+
+    ``batch`` is the most messages claimed at once, ``max_in_flight`` (default ``batch``) the most delivered at once
+    by this worker, ``concurrency_per_target`` the most in flight per target (default the policy's
+    ``concurrency_per_agency``), ``lease`` the claim's lease (default the policy's ``lease_seconds``) and
+    ``delivery_timeout`` (default three quarters of the lease, always shorter) how long one delivery may take.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher,
+        *,
+        worker_id: str | None = None,
+        policy: RetryPolicy | None = None,
+        lease: timedelta | None = None,
+        batch: int = 20,
+        max_in_flight: int | None = None,
+        concurrency_per_target: int | None = None,
+        breaker: CircuitBreakerSettings | None = None,
+        delivery_timeout: float | None = None,
+        poll_interval: float = 0.2,
+        shutdown_grace: float = 10.0,
+        clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+        self.worker_id = worker_id or default_worker_id()
+        self.policy = policy or RetryPolicy()
+        self.lease = lease if lease is not None else self.policy.lease
+        if self.lease <= timedelta(0):
+            raise ValueError("outbox worker: the lease must be positive")
+        self.batch = batch
+        self.max_in_flight = max_in_flight or batch
+        self.concurrency_per_target = concurrency_per_target or self.policy.concurrency_per_agency
+        if self.batch < 1 or self.max_in_flight < 1 or self.concurrency_per_target < 1:
+            raise ValueError("outbox worker: batch, max_in_flight and concurrency_per_target must be ≥ 1")
+        lease_seconds = self.lease.total_seconds()
+        self.delivery_timeout = delivery_timeout if delivery_timeout is not None else lease_seconds * 0.75
+        if not 0 < self.delivery_timeout < lease_seconds:
+            raise ValueError("outbox worker: delivery_timeout must be positive and shorter than the lease")
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.breakers = CircuitBreakers(breaker or CircuitBreakerSettings(), monotonic)
+        self._clock = clock
+        self._semaphores: dict[str, anyio.Semaphore] = {}
+        self._in_flight: dict[int, MessageView] = {}
+        self._wake: anyio.Event | None = None
+        #: Outcomes recorded by this worker, for metrics: delivered, retried, dead, refused (claim lost), errors.
+        self.counters: dict[str, int] = dict.fromkeys(("delivered", "retried", "dead", "refused", "errors"), 0)
+
+    @classmethod
+    def from_config(
+        cls, db: Database, dispatcher: Dispatcher, section: Mapping[str, Any] | None, **kwargs: Any
+    ) -> OutboxWorker:
+        """A worker configured by the ``[outbox]`` section (ValueError, one line, for bad values)."""
+        policy = RetryPolicy.from_config(section)
+        return cls(db, dispatcher, policy=policy, breaker=CircuitBreakerSettings.from_config(section), **kwargs)
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wake the polling loop now (new messages were enqueued). Call it from the worker's event loop."""
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def breaker_state(self, target: str) -> str:
+        return self.breakers.state(target)
+
+    async def run(self, stop: anyio.Event | asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; then finish or release the in-flight deliveries."""
+        self._wake = anyio.Event()
+        log.info("outbox worker started", extra={"worker_id": self.worker_id})
+        try:
+            async with anyio.create_task_group() as watchers:
+                watchers.start_soon(self._watch, stop)
+                async with anyio.create_task_group() as deliveries:
+                    while not stop.is_set():
+                        claimed = await self._claim_free()
+                        for view in claimed:
+                            deliveries.start_soon(self._deliver, view)
+                        if not claimed:
+                            await self._sleep()
+                    with anyio.move_on_after(self.shutdown_grace):
+                        while self._in_flight:
+                            await self._sleep()
+                    deliveries.cancel_scope.cancel()
+                watchers.cancel_scope.cancel()
+        finally:
+            await self._release()
+            log.info("outbox worker stopped", extra={"worker_id": self.worker_id})
+
+    async def run_once(self) -> int:
+        """Claim one batch, deliver it, record the outcomes; the number of messages processed."""
+        if self._wake is None:
+            self._wake = anyio.Event()
+        claimed = await self._claim_free()
+        if claimed:
+            async with anyio.create_task_group() as deliveries:
+                for view in claimed:
+                    deliveries.start_soon(self._deliver, view)
+        return len(claimed)
+
+    async def _watch(self, stop: anyio.Event | asyncio.Event) -> None:
+        await stop.wait()
+        self.notify()
+
+    async def _sleep(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        with anyio.move_on_after(self.poll_interval):
+            await wake.wait()
+        if wake.is_set():
+            self._wake = anyio.Event()
+
+    def _limits(self) -> dict[str, int]:
+        limits = {outbox.ANY_TARGET: self.concurrency_per_target}
+        limits.update(self.breakers.limits())
+        return limits
+
+    async def _claim_free(self) -> list[MessageView]:
+        free = min(self.batch, self.max_in_flight - len(self._in_flight))
+        if free <= 0:
+            return []
+        limits = self._limits()
+        now = self._clock()
+
+        def work(session: Session) -> list[MessageView]:
+            messages = outbox.claim(
+                session,
+                worker_id=self.worker_id,
+                limit=free,
+                lease=self.lease,
+                now=now,
+                max_in_flight_per_target=limits,
+            )
+            return [MessageView.of(message) for message in messages]
+
+        try:
+            claimed = await self.db.run(work)
+        except Exception:  # the database may be briefly unreachable: poll again later
+            self.counters["errors"] += 1
+            log.exception("outbox claim failed", extra={"worker_id": self.worker_id})
+            return []
+        for view in claimed:
+            self._in_flight[view.id] = view
+        return claimed
+
+    # -- one delivery -------------------------------------------------------------------------------------------
+
+    def _semaphore(self, target: str) -> anyio.Semaphore:
+        semaphore = self._semaphores.get(target)
+        if semaphore is None:
+            semaphore = self._semaphores[target] = anyio.Semaphore(self.concurrency_per_target)
+        return semaphore
+
+    async def _deliver(self, view: MessageView) -> None:
+        self._in_flight[view.id] = view
+        try:
+            async with self._semaphore(view.target):
+                outcome = await self._dispatch(view)
+            if outcome.ok:
+                self.breakers.success(view.target)
+            elif outcome.retryable:
+                self.breakers.failure(view.target)
+            else:  # the agency answered (a refusal): it is reachable
+                self.breakers.success(view.target)
+            await self._record(view, outcome)
+        finally:
+            self._in_flight.pop(view.id, None)
+            self.notify()
+
+    async def _dispatch(self, view: MessageView) -> _Outcome:
+        try:
+            with anyio.fail_after(self.delivery_timeout):
+                await self.dispatcher.dispatch(view)
+        except TimeoutError as exc:
+            detail = str(exc) or f"no answer within {self.delivery_timeout:g} s"
+            return _Outcome(ok=False, retryable=True, error=f"{type(exc).__name__}: {detail}")
+        except Exception as exc:  # noqa: BLE001 - any failure of one delivery is recorded, never crashes the loop
+            return classify(exc)
+        return _Outcome(ok=True)
+
+    async def _record(self, view: MessageView, outcome: _Outcome) -> None:
+        now = self._clock()
+
+        def work(session: Session) -> str | None:
+            if outcome.ok:
+                done = outbox.complete(session, view.id, self.worker_id, attempt=view.attempts, now=now)
+                return outbox.DONE if done else None
+            return outbox.fail(
+                session,
+                view.id,
+                self.worker_id,
+                outcome.error,
+                retryable=outcome.retryable,
+                now=now,
+                policy=self.policy,
+                attempt=view.attempts,
+            )
+
+        fields = {
+            "worker_id": self.worker_id,
+            "message_id": view.id,
+            "kind": view.kind,
+            "target": view.target,
+            "attempt": view.attempts,
+        }
+        try:
+            state = await self.db.run(work)
+        except Exception:  # unrecorded: the lease expires and the message is delivered again
+            self.counters["errors"] += 1
+            log.exception("outbox outcome not recorded", extra=fields)
+            return
+        if state is None:
+            self.counters["refused"] += 1
+            log.warning("outbox claim lost before the outcome was recorded", extra=fields)
+        elif state == outbox.DONE:
+            self.counters["delivered"] += 1
+            log.debug("outbox message delivered", extra=fields)
+        elif state == outbox.DEAD:
+            self.counters["dead"] += 1
+            log.warning("outbox message dead", extra={**fields, "error": outcome.error})
+        else:
+            self.counters["retried"] += 1
+            log.info("outbox delivery failed, will retry", extra={**fields, "error": outcome.error})
+
+    async def _release(self) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                released = await self.db.run(lambda session: outbox.release(session, self.worker_id))
+            except Exception:  # unreleased claims are retaken when their leases expire
+                log.exception("outbox release failed", extra={"worker_id": self.worker_id})
+                return
+        if released:
+            log.info("outbox claims released", extra={"worker_id": self.worker_id, "released": released})
