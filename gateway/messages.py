@@ -1,0 +1,27 @@
+"""The outbox message kinds: what the core asks to be done outside the database, and their payloads.
+
+Every message's ``ordering_key`` is the dossier code (a dossier's messages are delivered in order) and its
+``idempotency_key`` is :func:`gateway.outbox.message_key` of the dossier code and the step, so a receiver that
+honours the key applies each step exactly once.
+
+- ``agency.deliver`` → the agency (target: agency code); payload ``{"dossier_code", "agency_code"}``;
+  step ``deliver:<agency>``.
+- ``agency.supplement`` → the agency; payload ``{"dossier_code", "agency_code", "components": [codes]}``;
+  step ``supplement:<n>``.
+- ``agency.withdraw`` → the agency; payload ``{"dossier_code", "agency_code", "reason"}``; step ``withdraw``.
+- ``portal.webhook`` → the provincial portal (target ``portal``); payload ``{"dossier_code", "event": {status, at,
+  actor, note}}``; step ``webhook:<history id>``.
+
+The dispatcher reads the dossier's current content from the database when it delivers, so a payload carries
+references, not copies of personal data.
+"""
+
+from __future__ import annotations
+
+AGENCY_DELIVER = "agency.deliver"
+AGENCY_SUPPLEMENT = "agency.supplement"
+AGENCY_WITHDRAW = "agency.withdraw"
+PORTAL_WEBHOOK = "portal.webhook"
+PORTAL_TARGET = "portal"
+
+AGENCY_KINDS = frozenset({AGENCY_DELIVER, AGENCY_SUPPLEMENT, AGENCY_WITHDRAW})
