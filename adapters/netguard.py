@@ -21,6 +21,7 @@ around the policy. A name with any refused address is refused outright.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -29,7 +30,6 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import httpcore
 import httpx
 
@@ -261,9 +261,11 @@ def _resolve_blocking(host: str, port: int, timeout: float) -> list[str]:
 
 async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
     """The distinct addresses of ``host`` in resolver order (an IP literal resolves to itself)."""
+    loop = asyncio.get_running_loop()  # the gateway runs on asyncio (zeep, pyhanko-certvalidator)
     try:
-        with anyio.fail_after(timeout):
-            infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
+        )
     except TimeoutError as exc:
         raise httpcore.ConnectTimeout(f"Resolving {host} timed out") from exc
     except (OSError, UnicodeError, ValueError) as exc:

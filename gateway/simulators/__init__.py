@@ -1,0 +1,4 @@
+"""Simulated upstreams for tests, demos and agencies' own trials (``dvc-gateway simulate …``).
+
+- :mod:`gateway.simulators.agency`: an agency one-stop system speaking the reference REST contract.
+"""
