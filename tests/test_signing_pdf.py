@@ -28,6 +28,11 @@ from signing.report import Format, Indication, Revocation, SubIndication, Verdic
 from signing.trust import TrustStore, load_crls
 from signing.verify import verify_document
 from tests.pki import issue_cert
+from tests.reports import (
+    VALID,
+    only,
+    outcome,
+)
 
 name = generic.NameObject
 
@@ -186,17 +191,6 @@ def signed(pki, document) -> bytes:
     return asyncio.run(sign(document, pki.good))
 
 
-def only(report):
-    assert len(report.signatures) == 1, report.to_dict()
-    return report.signatures[0]
-
-
-def outcome(report, sig=None):
-    sig = sig or only(report)
-    return report.verdict, sig.indication, sig.sub_indication
-
-
-VALID = (Verdict.VALID, Indication.TOTAL_PASSED, None)
 #: A disallowed change in a later revision: the signature fails format checking, as EU DSS reports it.
 MODIFIED_LATER = (Verdict.MODIFIED, Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
 
