@@ -1,0 +1,5 @@
+"""The gateway's HTTP API (DESIGN.md §5): ``create_app(runtime)`` builds the ASGI application."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,248 @@
+"""The HTTP API (DESIGN.md §5): :func:`create_app` builds the FastAPI application on a :class:`Runtime`.
+
+Middleware, outermost first, both pure ASGI (they never buffer a body):
+
+- :class:`AccessLog`: one structured JSON line per request on the ``gateway.access`` logger (method, route
+  *template*, status, duration, request id, the caller's role), never a body, a query string or a header value;
+  Prometheus counters; and the last line of defence: an unexpected exception becomes a 500 in the error shape,
+  without internals (the log has its type and frames, never its message, which could quote personal data).
+  The request id is the caller's ``X-Request-ID`` when it is a plain token of at most 64 characters, else a new one;
+  it is echoed in the answer's ``X-Request-ID``.
+- :class:`BodyLimit`: a body over ``runtime.max_body_bytes`` is refused with 413: at once when ``Content-Length``
+  says so (nothing is read), else as soon as the stream passes the limit (the rest is never read).
+
+Blocking work (the database, file decoding, signature verification, DNS) runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic.json_schema import models_json_schema
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..auth import TokenStore
+from ..outbox import STATES
+from ..runtime import Runtime
+from ..store.models import utcnow
+from . import routes_admin, routes_agencies, routes_dossiers, routes_ops, routes_public, routes_signatures
+from .errors import BodyTooLarge, error_body, install_handlers, log_exception
+from .routes_common import BODY_MODELS
+
+__all__ = ["AccessLog", "BodyLimit", "Metrics", "create_app"]
+
+access_log = logging.getLogger("gateway.access")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
+
+
+class Metrics:
+    """The app's Prometheus metrics, in a registry of its own (one per app: tests build many)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "dvc_gateway_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "dvc_gateway_http_request_duration_seconds",
+            "HTTP request duration by route template",
+            ["route"],
+            registry=self.registry,
+        )
+        self.submitted = Counter(
+            "dvc_gateway_dossiers_submitted", "Dossiers taken in, by agency", ["agency"], registry=self.registry
+        )
+        self.events = Counter(
+            "dvc_gateway_agency_events",
+            "Agency status events accepted, by status and outcome (applied or duplicate)",
+            ["status", "outcome"],
+            registry=self.registry,
+        )
+        self.outbox = Gauge(
+            "dvc_gateway_outbox_messages", "Outbox messages by state", ["state"], registry=self.registry
+        )
+        self.database_up = Gauge(
+            "dvc_gateway_database_up", "1 when the last metrics scrape could read the database", registry=self.registry
+        )
+
+    def set_outbox(self, stats: dict[str, int] | None) -> None:
+        self.database_up.set(0 if stats is None else 1)
+        for state in STATES:
+            self.outbox.labels(state=state).set((stats or {}).get(state, 0))
+
+
+async def _send_error(send: Send, status: int, code: str, message: str, request_id: str | None = None) -> None:
+    body = json.dumps(error_body(code, message), ensure_ascii=False).encode("utf-8")
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    if status == 413:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, reading at most ``limit + 1`` of them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_error(send, 400, "malformed_request", "Content-Length is not a number")
+                    return
+        if declared is not None and declared > self.limit:
+            message = f"the request body is larger than {self.limit} bytes"
+            await _send_error(send, 413, "payload_too_large", message)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await _send_error(send, 413, "payload_too_large", str(exc))
+
+
+class AccessLog:
+    """One JSON line per request, Prometheus counters, request ids, and the 500 of last resort."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _REQUEST_ID_RE.match(candidate):
+                    request_id = candidate
+        request_id = request_id or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = False
+        begin = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the client
+            log_exception(exc, request_id)
+            status = 500
+            if not started:
+                await _send_error(send, 500, "internal_error", f"internal error (request {request_id})", request_id)
+        finally:
+            duration = time.perf_counter() - begin
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
+            self.metrics.duration.labels(route=template).observe(duration)
+            line = {
+                "event": "http_request",
+                "method": method,
+                "route": template,
+                "status": status,
+                "duration_ms": round(duration * 1000, 2),
+                "request_id": request_id,
+                "role": scope.get("state", {}).get("role"),
+            }
+            access_log.info(json.dumps(line, ensure_ascii=False))
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
+        )
+        models = [(model, "validation") for model in BODY_MODELS.values()]
+        if models:
+            _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in definitions.get("$defs", {}).items():
+                schemas.setdefault(name, definition)
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    """The gateway's HTTP API on ``runtime`` (``clock``: the current time, aware; tests freeze it).
+
+    Raises :class:`~gateway.config.ConfigError` for a bad ``[[auth.tokens]]`` entry.
+    """
+    app = FastAPI(
+        title="dvc-gateway",
+        version=__version__,
+        description="The provincial integration gateway for online public services (DESIGN.md §5).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    app.state.tokens = TokenStore.from_config(runtime.config)
+    app.state.clock = clock or utcnow
+    app.state.metrics = Metrics()
+    install_handlers(app)
+    for module in (routes_dossiers, routes_public, routes_agencies, routes_signatures, routes_admin, routes_ops):
+        app.include_router(module.router)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    # Added last = outermost: the access log sees the body limit's 413s.
+    app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)
+    app.add_middleware(AccessLog, metrics=app.state.metrics)
+    return app

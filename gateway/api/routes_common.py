@@ -1,0 +1,145 @@
+"""What every route module shares: the runtime and clock of the app, authentication, JSON bodies.
+
+- :func:`require` is the authentication dependency: ``Authorization: Bearer <token>``; a missing or unknown token is
+  401 (``WWW-Authenticate: Bearer``), a token of another role is 403.
+- :func:`read_json` reads a JSON body itself (rather than letting FastAPI bind a model), so that the checks come in
+  the order a caller can act on: token (401/403), content type (415), JSON syntax (400), then the content (422, every
+  problem at once, by field path). Large bodies are parsed off the event loop.
+- :func:`json_body_doc` documents such a body in the OpenAPI description (the app adds the models' schemas to
+  ``components.schemas``).
+"""
+
+from __future__ import annotations
+
+import email.message
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from ..auth import Principal, TokenStore
+from ..runtime import Runtime
+from .errors import ApiError
+
+__all__ = [
+    "BODY_MODELS",
+    "Authenticated",
+    "clock",
+    "json_body_doc",
+    "read_json",
+    "require",
+    "runtime_of",
+]
+
+#: Request body models documented in the OpenAPI description (added by :func:`json_body_doc`).
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+#: Bodies larger than this are parsed in a worker thread.
+_PARSE_IN_THREAD = 256 * 1024
+
+_bearer = HTTPBearer(auto_error=False, description="A token configured in [[auth.tokens]]")
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def clock(request: Request) -> datetime:
+    """The app's clock (aware; tests freeze it)."""
+    return request.app.state.clock()
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller's principal; 401 without a valid bearer token."""
+    if credentials is None:
+        raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    tokens: TokenStore = request.app.state.tokens
+    principal = tokens.authenticate(credentials.credentials)
+    if principal is None:
+        raise _unauthorized("the bearer token is not valid")
+    request.state.role = principal.role
+    return principal
+
+
+Authenticated = Annotated[Principal, Depends(authenticate)]
+
+
+def require(*roles: str) -> Callable[..., Any]:
+    """A dependency giving the principal when its role is one of ``roles`` (403 otherwise)."""
+
+    async def dependency(principal: Authenticated) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, f"this endpoint is for {' or '.join(roles)} tokens, not {principal.role}")
+        return principal
+
+    return dependency
+
+
+def media_type(request: Request) -> str:
+    value = request.headers.get("content-type")
+    if not value:
+        return ""
+    message = email.message.Message()
+    message["content-type"] = value
+    return message.get_content_type().lower()
+
+
+def is_json(kind: str) -> bool:
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document ``body`` holds; ``ApiError(400)`` for anything else."""
+    if not body.strip():
+        raise ApiError(400, "the request body is empty (expected a JSON document)")
+    try:
+        return json.loads(body, object_pairs_hook=_refuse_duplicates, parse_constant=_no_constants)
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is not valid JSON: nested too deeply") from None
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body (415 for another content type, 400 for malformed JSON)."""
+    kind = media_type(request)
+    if not is_json(kind):
+        raise ApiError(415, f"expected Content-Type application/json, got {kind or 'none'}")
+    body = await request.body()
+    if len(body) > _PARSE_IN_THREAD:
+        return await anyio.to_thread.run_sync(parse_json, body)
+    return parse_json(body)
+
+
+def json_body_doc(model: type[BaseModel], *extra_types: str) -> dict[str, Any]:
+    """``openapi_extra`` describing a JSON request body of ``model`` (plus other media types, schema-less)."""
+    BODY_MODELS[model.__name__] = model
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+    for kind in extra_types:
+        content[kind] = {"schema": {"type": "object"}}
+    return {"requestBody": {"required": True, "content": content}}
