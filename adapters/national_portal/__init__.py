@@ -1,1 +1,20 @@
-"""adapters/national_portal."""
+"""Client for the national public-service portal (*Cổng Dịch vụ công quốc gia*).
+
+Dossier sync (``DongBoHoSoMC``), progress updates (``CapNhatTienDoHoSoMC``) and the procedure catalogue, over a
+session login with the province's ``dstcode``. The wire shape lives in :mod:`adapters.national_portal.wire` alone.
+Usable on its own by a portal backend: it never imports the daemon.
+"""
+
+from adapters.national_portal.client import BatchResult, NationalPortalClient, RecordFailure
+from adapters.national_portal.wire import Channel, DossierRecord, ProgressRecord, format_time, parse_time
+
+__all__ = [
+    "BatchResult",
+    "Channel",
+    "DossierRecord",
+    "NationalPortalClient",
+    "ProgressRecord",
+    "RecordFailure",
+    "format_time",
+    "parse_time",
+]

@@ -1,1 +1,64 @@
-"""adapters/payment."""
+"""Payment platform clients and notification (IPN) verification.
+
+The core depends on :class:`~adapters.payment.port.PaymentProvider` only; :class:`~adapters.payment.vnpay.VNPayProvider`
+speaks the VNPay-style protocol (DESIGN.md §6). Money is ``int`` VND everywhere. Usable on its own by a portal
+backend: nothing here imports the daemon::
+
+    from adapters.payment import VNPayProvider, InvalidSignature, decide_ipn, ipn_answer
+"""
+
+from adapters.payment.port import (
+    AmountMismatch,
+    InvalidNotification,
+    InvalidSignature,
+    LocalPayment,
+    Notification,
+    PaymentError,
+    PaymentProvider,
+    PaymentRequest,
+    PaymentState,
+    PaymentStatus,
+    ReconciliationReport,
+    SettlementFormatError,
+    SettlementRow,
+    StatusMismatch,
+    check_amount,
+)
+from adapters.payment.vnpay import (
+    IpnCode,
+    VNPayProvider,
+    canonical_query,
+    decide_ipn,
+    ipn_answer,
+    parse_settlement,
+    sign,
+    signed_query,
+    verify_signature,
+)
+
+__all__ = [
+    "AmountMismatch",
+    "InvalidNotification",
+    "InvalidSignature",
+    "IpnCode",
+    "LocalPayment",
+    "Notification",
+    "PaymentError",
+    "PaymentProvider",
+    "PaymentRequest",
+    "PaymentState",
+    "PaymentStatus",
+    "ReconciliationReport",
+    "SettlementFormatError",
+    "SettlementRow",
+    "StatusMismatch",
+    "VNPayProvider",
+    "canonical_query",
+    "check_amount",
+    "decide_ipn",
+    "ipn_answer",
+    "parse_settlement",
+    "sign",
+    "signed_query",
+    "verify_signature",
+]

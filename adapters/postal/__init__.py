@@ -1,1 +1,40 @@
-"""adapters/postal."""
+"""Public postal service (*bưu chính công ích*) client and tracking webhook verification.
+
+Pickup orders (the applicant's originals) and delivery orders (the result), tracking by order code, and the signed
+tracking webhook (contract for ``POST /api/v1/postal/events``). Usable on its own by a portal backend: nothing here
+imports the daemon::
+
+    from adapters.postal import PostalClient, verify_webhook, InvalidSignature, InvalidEvent
+"""
+
+from adapters.postal.client import KINDS, Order, OrderKind, PostalClient, request_signature
+from adapters.postal.webhook import (
+    SIGNATURE_HEADER,
+    InvalidEvent,
+    InvalidSignature,
+    PostalError,
+    TrackingEvent,
+    TrackingStatus,
+    parse_event,
+    sign_body,
+    verify_signature,
+    verify_webhook,
+)
+
+__all__ = [
+    "KINDS",
+    "SIGNATURE_HEADER",
+    "InvalidEvent",
+    "InvalidSignature",
+    "Order",
+    "OrderKind",
+    "PostalClient",
+    "PostalError",
+    "TrackingEvent",
+    "TrackingStatus",
+    "parse_event",
+    "request_signature",
+    "sign_body",
+    "verify_signature",
+    "verify_webhook",
+]

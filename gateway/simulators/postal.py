@@ -1,0 +1,361 @@
+"""A simulated public postal service (the API of :mod:`adapters.postal.client`, the webhook of
+:mod:`adapters.postal.webhook`).
+
+For tests, demos and trials; never for production (state in memory, ``/_sim`` open). It behaves as the service:
+
+* every request must carry a valid ``X-Signature`` (HMAC-SHA256 with the shared secret of ``"<METHOD> <path>\\n"``
+  and the body), else 401;
+* ``POST /orders`` needs an ``Idempotency-Key``: a repeated key gets the first answer again (header
+  ``Idempotent-Replayed: true``) and creates nothing; the same key with another body is refused (422). The order
+  starts ``accepted``, with a first tracking event;
+* ``GET /orders/{code}/events`` lists its tracking events, ``GET /orders/{code}`` the order;
+* ``POST /_sim/orders/{code}/advance`` ``{"status": ..., "note": ...}`` (both optional) moves the order on
+  (accepted → in_transit → delivered; in_transit → failed; failed → in_transit or returned) and pushes the event to
+  ``webhook_url`` signed with ``X-Signature`` (hex HMAC-SHA256 of the raw body);
+* ``POST /_sim/faults`` ``{"fail_next": N, "lose_next": N, "fail_status": 503}``: fail the next N requests before
+  handling them, or handle them and then answer ``fail_status`` as if the answer were lost;
+* ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/config`` ``{"webhook_url": ...}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from adapters.errors import UpstreamError
+from adapters.http import ClientFactory, ClientSettings, default_factory, map_http_errors
+from adapters.netguard import AddressPolicy
+from adapters.postal import (
+    KINDS,
+    SIGNATURE_HEADER,
+    InvalidSignature,
+    TrackingEvent,
+    TrackingStatus,
+    sign_body,
+    verify_signature,
+)
+from adapters.postal.webhook import POSTAL_TIME
+
+__all__ = ["NEXT_STATUS", "TRANSITIONS", "PostalSimulator", "create_app"]
+
+T = TrackingStatus
+#: Where an order may go from each status.
+TRANSITIONS: Mapping[TrackingStatus, frozenset[TrackingStatus]] = {
+    T.ACCEPTED: frozenset({T.IN_TRANSIT}),
+    T.IN_TRANSIT: frozenset({T.DELIVERED, T.FAILED}),
+    T.FAILED: frozenset({T.IN_TRANSIT, T.RETURNED}),
+    T.DELIVERED: frozenset(),
+    T.RETURNED: frozenset(),
+}
+#: Where ``advance`` goes when no status is given.
+NEXT_STATUS: Mapping[TrackingStatus, TrackingStatus] = {
+    T.ACCEPTED: T.IN_TRANSIT,
+    T.IN_TRANSIT: T.DELIVERED,
+    T.FAILED: T.RETURNED,
+}
+_NOTES = {
+    T.ACCEPTED: "Bưu cục đã nhận đơn hàng",
+    T.IN_TRANSIT: "Đang vận chuyển",
+    T.DELIVERED: "Đã phát thành công",
+    T.FAILED: "Phát không thành công: không liên lạc được người nhận",
+    T.RETURNED: "Đã chuyển hoàn cho người gửi",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(POSTAL_TIME).replace(microsecond=0)
+
+
+@dataclass
+class PostalSimulator:
+    """The simulated postal service's state (in memory)."""
+
+    secret: str = field(default="POSTAL-SIMULATOR-SECRET", repr=False)
+    webhook_url: str | None = None
+    factory: ClientFactory = field(default_factory=lambda: default_factory)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
+    webhooks: list[dict[str, Any]] = field(default_factory=list)
+    fail_next: int = 0
+    lose_next: int = 0
+    fail_status: int = 503
+    _serial: int = 0
+    _client: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        self.orders.clear()
+        self.answers.clear()
+        self.counters.clear()
+        self.webhooks.clear()
+        self.fail_next = self.lose_next = 0
+        self.fail_status = 503
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "orders": self.orders,
+            "counters": dict(self.counters),
+            "webhooks": self.webhooks,
+            "faults": {"fail_next": self.fail_next, "lose_next": self.lose_next, "fail_status": self.fail_status},
+            "config": {"webhook_url": self.webhook_url},
+        }
+
+    def set_faults(self, changes: Mapping[str, Any]) -> None:
+        for name, value in changes.items():
+            if name not in ("fail_next", "lose_next", "fail_status"):
+                raise ValueError(f"unknown fault {name!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer")
+            if name == "fail_status" and not 400 <= value <= 599:
+                raise ValueError("fail_status must be an HTTP error status")
+            setattr(self, name, value)
+
+    # -- contract ------------------------------------------------------------------------------------------------------
+
+    def create_order(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        if not isinstance(payload, dict):
+            return 400, {"error": "invalid_json"}
+        problem = _order_problem(payload)
+        if problem:
+            return 422, {"error": "invalid_order", "detail": problem}
+        self._serial += 1
+        code = f"EL{self._serial:09d}VN"
+        event = TrackingEvent(code, T.ACCEPTED, _now(), _NOTES[T.ACCEPTED])
+        self.orders[code] = {
+            "order_code": code,
+            "kind": payload["kind"],
+            "dossier_code": payload["dossier_code"],
+            "status": event.status.value,
+            "request": payload,
+            "events": [event.to_json()],
+        }
+        self.counters["orders_created"] += 1
+        return 201, self.public(code)
+
+    def public(self, code: str) -> dict[str, Any]:
+        order = self.orders[code]
+        return {key: order[key] for key in ("order_code", "kind", "dossier_code", "status")}
+
+    # -- advancing and the webhook -------------------------------------------------------------------------------------
+
+    async def advance(self, code: str, status: str | None, note: str | None) -> tuple[int, dict[str, Any]]:
+        order = self.orders.get(code)
+        if order is None:
+            return 404, {"error": "not_found", "order_code": code}
+        current = TrackingStatus(order["status"])
+        if status is None:
+            target = NEXT_STATUS.get(current)
+            if target is None:
+                return 409, {"error": "final", "status": current.value}
+        else:
+            try:
+                target = TrackingStatus(status)
+            except ValueError:
+                return 400, {"error": "unknown_status", "status": status}
+            if target not in TRANSITIONS[current]:
+                return 409, {"error": "illegal_transition", "from": current.value, "to": target.value}
+        event = TrackingEvent(code, target, _now(), note or _NOTES[target])
+        order["status"] = target.value
+        order["events"].append(event.to_json())
+        outcome = await self.push(event) if self.webhook_url else None
+        return 200, {"event": event.to_json(), "webhook": outcome}
+
+    async def push(self, event: TrackingEvent) -> dict[str, Any]:
+        """Post ``event`` to the webhook, signed; what the answer was."""
+        assert self.webhook_url is not None
+        raw = json.dumps(event.to_json(), ensure_ascii=False).encode("utf-8")
+        outcome: dict[str, Any] = {"order_code": event.order_code, "status": event.status.value}
+        if self._client is None:
+            settings = ClientSettings(base_url=self.webhook_url, address_policy=AddressPolicy(allow_private=True))
+            self._client = self.factory.client("simulator:postal-webhook", settings)
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_body(raw, self.secret)}
+        self.counters["webhooks_sent"] += 1
+        try:
+            with map_http_errors("gateway"):
+                response = await self._client.post(self.webhook_url, content=raw, headers=headers)
+            outcome["status_code"] = response.status_code
+        except UpstreamError as exc:
+            outcome["error"] = str(exc)
+        self.webhooks.append(outcome)
+        return outcome
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def _order_problem(payload: Mapping[str, Any]) -> str | None:
+    if payload.get("kind") not in KINDS:
+        return "kind must be pickup or delivery"
+    if not isinstance(payload.get("dossier_code"), str) or not payload["dossier_code"].strip():
+        return "dossier_code is required"
+    for party in ("sender", "receiver"):
+        value = payload.get(party)
+        if not isinstance(value, dict):
+            return f"{party} is required"
+        for name in ("name", "phone", "address"):
+            if not isinstance(value.get(name), str) or not value[name].strip():
+                return f"{party}.{name} is required"
+    items = payload.get("items")
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) and i.get("name") for i in items):
+        return "items must be a non-empty list of named items"
+    return None
+
+
+def create_app(
+    *,
+    secret: str = "POSTAL-SIMULATOR-SECRET",  # noqa: S107 - the simulator's demo secret
+    webhook_url: str | None = None,
+    factory: ClientFactory | None = None,
+) -> ASGIApp:
+    """The simulated postal service as an ASGI app; its :class:`PostalSimulator` is ``app.state.simulator``.
+
+    :param secret: the shared secret (requests and webhooks).
+    :param webhook_url: where tracking events are pushed (the gateway's ``/api/v1/postal/events``).
+    :param factory: HTTP client factory for the webhook (the process-wide one by default).
+    """
+    sim = PostalSimulator(secret=secret, webhook_url=webhook_url, factory=factory or default_factory)
+
+    def preflight(request: Request, body: bytes) -> Response | None:
+        sim.counters["requests"] += 1
+        if sim.fail_next > 0:
+            sim.fail_next -= 1
+            sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
+        # The path as sent (percent-encoded), query included: what the client signed.
+        signed = f"{request.method} ".encode() + (request.scope.get("raw_path") or request.url.path.encode())
+        if request.scope.get("query_string"):
+            signed += b"?" + request.scope["query_string"]
+        try:
+            verify_signature(signed + b"\n" + body, request.headers.get(SIGNATURE_HEADER), sim.secret)
+        except InvalidSignature as exc:
+            sim.counters["unauthorized"] += 1
+            return JSONResponse({"error": "invalid_signature", "detail": str(exc)}, status_code=401)
+        return None
+
+    def lost(answer: Response) -> Response:
+        if sim.lose_next > 0:
+            sim.lose_next -= 1
+            sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
+        return answer
+
+    async def create(request: Request) -> Response:
+        body = await request.body()
+        if (refused := preflight(request, body)) is not None:
+            return refused
+        key = request.headers.get("Idempotency-Key", "")
+        if not key:
+            return JSONResponse({"error": "missing_idempotency_key"}, status_code=400)
+        fingerprint = hashlib.sha256(body).hexdigest()
+        stored = sim.answers.get(key)
+        if stored is not None:
+            if stored[0] != fingerprint:
+                return JSONResponse({"error": "idempotency_key_reused"}, status_code=422)
+            sim.counters["replayed"] += 1
+            answer = {**stored[1], "status": sim.orders[stored[1]["order_code"]]["status"]}
+            return lost(JSONResponse(answer, status_code=201, headers={"Idempotent-Replayed": "true"}))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        status, answer = sim.create_order(payload)
+        if status == 201:
+            sim.answers[key] = (fingerprint, answer)
+        return lost(JSONResponse(answer, status_code=status))
+
+    async def order(request: Request) -> Response:
+        if (refused := preflight(request, b"")) is not None:
+            return refused
+        code = request.path_params["code"]
+        if code not in sim.orders:
+            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
+        return lost(JSONResponse(sim.public(code)))
+
+    async def events(request: Request) -> Response:
+        if (refused := preflight(request, b"")) is not None:
+            return refused
+        code = request.path_params["code"]
+        if code not in sim.orders:
+            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
+        return lost(JSONResponse({"order_code": code, "events": sim.orders[code]["events"]}))
+
+    async def advance(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            options = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            return JSONResponse({"error": "invalid_json"}, status_code=400)
+        status, note = options.get("status"), options.get("note")
+        if (status is not None and not isinstance(status, str)) or (note is not None and not isinstance(note, str)):
+            return JSONResponse({"error": "invalid_options"}, status_code=400)
+        code, answer = await sim.advance(request.path_params["code"], status, note)
+        return JSONResponse(answer, status_code=code)
+
+    async def state(request: Request) -> Response:
+        return JSONResponse(sim.state())
+
+    async def reset(request: Request) -> Response:
+        sim.reset()
+        return JSONResponse({"reset": True})
+
+    async def faults(request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
+            sim.set_faults(changes)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
+        return JSONResponse(sim.state()["faults"])
+
+    async def config(request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict) or set(changes) - {"webhook_url"}:
+                raise ValueError('expected {"webhook_url": ...}')
+            url = changes.get("webhook_url")
+            if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                raise ValueError("webhook_url must be an http(s) URL or null")
+            sim.webhook_url = url
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
+        return JSONResponse(sim.state()["config"])
+
+    routes = [
+        Route("/orders", create, methods=["POST"]),
+        Route("/orders/{code}", order, methods=["GET"]),
+        Route("/orders/{code}/events", events, methods=["GET"]),
+        Route("/_sim/orders/{code}/advance", advance, methods=["POST"]),
+        Route("/_sim/state", state, methods=["GET"]),
+        Route("/_sim/reset", reset, methods=["POST"]),
+        Route("/_sim/faults", faults, methods=["POST"]),
+        Route("/_sim/config", config, methods=["POST"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await sim.aclose()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.simulator = sim
+    return app
