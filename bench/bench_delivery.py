@@ -1,0 +1,221 @@
+"""Delivery throughput through the outbox, beside the floor of posting directly to the same agency.
+
+The agency simulator (``dvc-gateway simulate agency``, the reference REST contract with idempotency keys) runs in a
+child process. The gateway side runs here on a SQLite database (WAL) holding N submitted dossiers, each with its
+``agency.deliver`` message:
+
+- *gateway*: an :class:`~gateway.workers.OutboxWorker` with the :class:`~gateway.dispatch.GatewayDispatcher` claims
+  the messages, reads each dossier and the agency's registration, builds the agency's document (files in base64),
+  delivers it through the REST adapter (bearer token, idempotency key, SSRF guard, size cap) and records the outcome;
+- *floor*: ``httpx.AsyncClient`` posting the same documents to the same simulator with the same concurrency and the
+  same idempotency keys, nothing else.
+
+It prints messages per second for each and the ratio: the gateway's time per message over the floor's (1.0 = as fast
+as the floor). The simulator is reset between runs.
+
+Run: ``.venv/bin/python bench/bench_delivery.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from gateway import outbox  # noqa: E402
+from gateway.auth import Principal  # noqa: E402
+from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
+from gateway.config import Config  # noqa: E402
+from gateway.dispatch import GatewayDispatcher  # noqa: E402
+from gateway.intake import submit  # noqa: E402
+from gateway.logging import setup_logging  # noqa: E402
+from gateway.outbox import RetryPolicy  # noqa: E402
+from gateway.registry import Registration, register  # noqa: E402
+from gateway.runtime import Runtime  # noqa: E402
+from gateway.store.database import Database  # noqa: E402
+from gateway.store.models import Dossier, utcnow  # noqa: E402
+from gateway.workers import OutboxWorker  # noqa: E402
+from tests.documents import make_pdf  # noqa: E402
+
+AGENCY = "000.00.23.H38"
+TOKEN = "bench-agency-token-0123456789"
+CONCURRENCY = 8
+CATALOGUE = [
+    {
+        "code": "BENCH.1",
+        "name": "Thủ tục đo hiệu năng",
+        "agencies": [AGENCY],
+        "processing_days": 15,
+        "components": [{"code": "TP1", "name": "Đơn đề nghị", "required": True, "must_be_signed": False}],
+        "fees": [],
+    }
+]
+
+
+def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "simulate", "agency", "--port", "0", "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=work,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on " not in line:
+        process.kill()
+        raise SystemExit("the agency simulator did not start")
+    return process, line.rsplit(" ", 1)[-1].strip()
+
+
+async def prepare(work: Path, sim_url: str, count: int) -> Runtime:
+    """A runtime on a fresh database with ``count`` submitted dossiers (each with a small PDF) awaiting delivery."""
+    token_file = work / "token"
+    token_file.write_text(TOKEN, encoding="utf-8")
+    db = Database.connect(f"sqlite:///{work / 'gateway.db'}")
+    db.upgrade()
+    runtime = Runtime(config=Config(raw={"registry": {"allow_private_endpoints": True}}, base_dir=work), db=db)
+    with db.unit_of_work() as session:
+        import_procedures(session, parse_catalogue(json.dumps(CATALOGUE)))
+        document = {
+            "code": AGENCY,
+            "name": "Sở Xây dựng",
+            "protocol": "rest",
+            "endpoint": sim_url,
+            "procedures": ["BENCH.1"],
+            "auth": {"type": "bearer", "token": f"file:{token_file}"},
+        }
+        register(session, Registration.model_validate(document))
+    pdf = base64.b64encode(make_pdf("Don de nghi", padding=20_000)).decode("ascii")
+    submission = {
+        "procedure_code": "BENCH.1",
+        "agency_code": AGENCY,
+        "applicant": {"full_name": "Nguyễn Văn A", "id_number": "001099012345"},
+        "components": [{"code": "TP1", "filename": "don.pdf", "content_base64": pdf}],
+    }
+    for _ in range(count):
+        answer = await submit(runtime, Principal("portal"), submission, idempotency_key=None, now=utcnow())
+        assert answer.status == 201
+    return runtime
+
+
+async def documents(runtime: Runtime) -> list[tuple[str, dict[str, Any]]]:
+    """(idempotency key, agency document) of every pending delivery: what the floor posts."""
+    from sqlalchemy import select
+
+    from gateway.dossiers import agency_document
+
+    def read(session: Any) -> list[tuple[str, dict[str, Any]]]:
+        pairs = []
+        for message in outbox.list_messages(session, outbox.PENDING, limit=10**6):
+            dossier = session.scalars(select(Dossier).where(Dossier.code == message.ordering_key)).one()
+            pairs.append((message.idempotency_key, agency_document(session, dossier, agency_code=AGENCY)))
+        return pairs
+
+    return await runtime.db.run(read)
+
+
+async def reset(sim_url: str) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        (await client.post(f"{sim_url}/_sim/reset")).raise_for_status()
+
+
+async def delivered(sim_url: str) -> int:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
+
+
+async def floor_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> float:
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    bodies = iter([(key, json.dumps(doc, ensure_ascii=False).encode("utf-8")) for key, doc in pairs])
+    async with httpx.AsyncClient(base_url=sim_url, timeout=60, limits=limits, trust_env=False) as client:
+
+        async def worker() -> None:
+            for key, content in bodies:
+                response = await client.post("/dossiers", content=content, headers={**headers, "Idempotency-Key": key})
+                if response.status_code != 201:
+                    raise RuntimeError(f"floor: HTTP {response.status_code}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return len(pairs) / (time.perf_counter() - start)
+
+
+async def gateway_rate(runtime: Runtime, count: int) -> float:
+    dispatcher = GatewayDispatcher(runtime)
+    policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
+    worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        # The worker's own counters: polling the database here would compete with the worker for it.
+        while worker.counters["delivered"] + worker.counters["dead"] < count:
+            if task.done():
+                task.result()
+                raise RuntimeError("the worker stopped")
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop.set()
+        await task
+        await dispatcher.aclose()
+    if worker.counters["dead"]:
+        raise RuntimeError(f"{worker.counters['dead']} messages dead")
+    return count / elapsed
+
+
+async def run(work: Path, sim_url: str, count: int) -> None:
+    runtime = await prepare(work, sim_url, count)
+    try:
+        pairs = await documents(runtime)
+        size = len(json.dumps(pairs[0][1]).encode())
+        print(f"delivery of {count} dossiers (~{size / 1000:.0f} kB each) to the agency simulator at {sim_url}")
+        print(f"({CONCURRENCY} concurrent deliveries; gateway: outbox on SQLite WAL + worker + REST adapter)")
+        await reset(sim_url)
+        floor = await floor_rate(sim_url, pairs)
+        assert await delivered(sim_url) == count
+        await reset(sim_url)
+        gateway = await gateway_rate(runtime, count)
+        assert await delivered(sim_url) == count
+        print(f"{'':<24}{'messages/s':>12}")
+        print(f"{'gateway (outbox)':<24}{gateway:>12.1f}")
+        print(f"{'floor (httpx direct)':<24}{floor:>12.1f}")
+        print(f"ratio {floor / gateway:.1f} (the gateway's time per message / the floor's; 1.0 = as fast as the floor)")
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    args = parser.parse_args()
+    setup_logging("ERROR")
+    count = 100 if args.quick else 500
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+        process, sim_url = start_simulator(Path(tmp))
+        try:
+            asyncio.run(run(Path(tmp), sim_url, count))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

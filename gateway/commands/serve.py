@@ -1,0 +1,106 @@
+"""``dvc-gateway serve`` (the API and the outbox workers) and ``dvc-gateway worker`` (the workers only).
+
+Both take ``--config FILE``. The database is the configured one, or the embedded default
+``sqlite:///./var/gateway.db``; a SQLite database is migrated on start, a PostgreSQL one must be current (``dvc-gateway
+db upgrade``: several processes share it, so one migrates it, deliberately). Everything the configuration names (trust
+anchors, tokens, the office calendar, the outbox policy) is loaded before the daemon starts, so a mistake is one line
+on stderr and exit code 2, never a half-started daemon.
+
+``serve`` prints one line on stdout with the URL it listens on once it accepts requests; the daemon's logs are JSON
+lines on stderr. SIGTERM or SIGINT stops it gracefully (exit code 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ..auth import TokenStore
+from ..config import Config, ConfigError, load_config
+from ..daemon import DaemonError, run_daemon
+from ..errors import EXIT_OK, UsageError
+from ..logging import setup_logging
+from ..runtime import Runtime
+from ..store.database import Database
+from ..store.engine import DatabaseConfigError
+from .db import config_argument, database_url, open_database
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the daemon (API and workers)",
+        description="Run the gateway: the HTTP API and the outbox workers, until SIGTERM or SIGINT.",
+    )
+    config_argument(serve)
+    serve.set_defaults(run=run_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the outbox workers only (scale-out)",
+        description="Run the outbox workers without the HTTP API, until SIGTERM or SIGINT.",
+    )
+    config_argument(worker)
+    worker.set_defaults(run=run_worker)
+
+
+def open_runtime(config: Config) -> Runtime:
+    """The runtime on the configured database (SQLite migrated, PostgreSQL checked), every setting loaded."""
+    url = database_url(config)
+    if url.startswith("sqlite"):
+        db = open_database(config)
+    else:
+        try:
+            db = Database.connect(url)
+        except DatabaseConfigError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            current = db.is_current()
+        except Exception as exc:  # noqa: BLE001 - one line, whatever the driver raised
+            db.dispose()
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"database unreachable: {reason}") from None
+        if not current:
+            db.dispose()
+            raise UsageError("the database schema is not at the newest migration: run 'dvc-gateway db upgrade'")
+    runtime = Runtime(config=config, db=db)
+    try:
+        # Load everything now: a bad setting is one line before anything starts.
+        runtime.verifier  # noqa: B018
+        runtime.calendar  # noqa: B018
+        runtime.retry_policy  # noqa: B018
+        runtime.registry_settings  # noqa: B018
+        TokenStore.from_config(config)
+    except (ConfigError, ValueError):
+        runtime.close()
+        raise
+    return runtime
+
+
+def _run(args: argparse.Namespace, *, api: bool) -> int:
+    config = load_config(args.config)
+    runtime = open_runtime(config)
+    setup_logging()
+
+    def ready(url: str | None) -> None:
+        if url is not None:
+            print(f"dvc-gateway listening on {url}", flush=True)
+        else:
+            print("dvc-gateway worker running", flush=True)
+
+    try:
+        asyncio.run(run_daemon(runtime, api=api, workers=True, on_ready=ready))
+    except DaemonError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    return _run(args, api=True)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    return _run(args, api=False)
