@@ -449,7 +449,17 @@ async def test_simulator_posts_status_events_to_the_gateway():
     [(path, authorization, body)] = receiver.received
     assert path == f"/api/v1/agencies/{AGENCY}/events"
     assert authorization == "Bearer cb-token"
-    assert set(body) == {"dossier_code", "status", "at", "note", "reason", "due_at", "transfer_to", "result"}
+    assert set(body) == {
+        "dossier_code",
+        "status",
+        "at",
+        "note",
+        "reason",
+        "due_at",
+        "transfer_to",
+        "result",
+        "components",
+    }
     assert body["dossier_code"] == code and body["status"] == "completed"
     assert body["result"] == {"number": "123/GPXD"} and body["note"] == "Đã có kết quả"
     assert datetime.fromisoformat(body["at"]).tzinfo is not None

@@ -292,7 +292,6 @@ async def _story(
 ) -> list[dict[str, Any]]:
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
     portal = {"Authorization": f"Bearer {tokens['portal']}"}
-    agency_auth = {"Authorization": f"Bearer {tokens['agency']}"}
 
     status.update("Registering the simulated agency…")
     registration = {
@@ -350,23 +349,12 @@ async def _story(
     await _until("the deliveries to the agency", delivered)
     done("both dossiers delivered to the agency's one-stop system (idempotency keys: <code>:deliver:<agency>)")
 
-    async def clerk(code: str, event: dict[str, Any], via_gateway_if_refused: bool = False) -> None:
+    async def clerk(code: str, event: dict[str, Any]) -> None:
         """The agency's clerk changes the dossier's status in the simulator, which posts the event to the gateway."""
         body = _expect(await agency.post(f"/_sim/dossiers/{code}/events", json=event), 200, f"{event['status']} event")
         callback = body.get("callback") or {}
-        if callback.get("status_code") == 200 and not callback.get("error"):
-            return
-        if via_gateway_if_refused and callback.get("status_code") == 422:
-            # The simulator forwards only the contract's event fields; the components to supplement go with the
-            # gateway's own event endpoint, posted here as the agency would.
-            direct = {"dossier_code": code, **event}
-            _expect(
-                await gateway.post(f"/api/v1/agencies/{AGENCY}/events", json=direct, headers=agency_auth),
-                200,
-                f"{event['status']} event",
-            )
-            return
-        raise DemoError(f"the agency's {event['status']} callback for {code} failed: {callback.get('error')}")
+        if callback.get("status_code") != 200 or callback.get("error"):
+            raise DemoError(f"the agency's {event['status']} callback for {code} failed: {callback.get('error')}")
 
     status.update("The agency processes the signed dossier…")
     for event in (
@@ -386,7 +374,6 @@ async def _story(
             "components": ["TP1"],
             "note": "Bổ sung đơn đề nghị có chữ ký số",
         },
-        via_gateway_if_refused=True,
     )
     done(f"{codes[1]}: supplement_requested (TP1: the application form must be signed)")
 

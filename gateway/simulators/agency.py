@@ -19,7 +19,8 @@ Test and demo controls, under ``/_sim``:
   fail the next N requests before handling them; handle the next N then answer ``fail_status`` as if the answer
   were lost; answer an HTML page instead of JSON; delay every answer; stream an oversized JSON answer;
 * ``GET /_sim/state``: received dossiers and counters; ``POST /_sim/reset``: forget everything;
-* ``POST /_sim/dossiers/{code}/events`` ``{"status", "note", "reason", "due_at", "transfer_to", "result", "at"}``:
+* ``POST /_sim/dossiers/{code}/events`` ``{"status", "note", "reason", "due_at", "transfer_to", "result",
+  "components", "at"}``:
   change a dossier's status as the agency's clerk would and, with ``callback_url``, post the agency event
   (``dossier_code, status, at, note, reason, due_at, transfer_to, result``) to the gateway with ``callback_token``.
 """
@@ -55,7 +56,7 @@ __all__ = ["AgencySimulator", "Faults", "create_app"]
 logger = logging.getLogger(__name__)
 
 _FINAL = frozenset({"withdrawn", "refused", "completed", "returned"})
-_EVENT_FIELDS = ("note", "reason", "due_at", "transfer_to", "result")
+_EVENT_FIELDS = ("note", "reason", "due_at", "transfer_to", "result", "components")
 _HTML_PAGE = (
     "<!DOCTYPE html><html><head><title>Bảo trì hệ thống</title></head>"
     "<body><h1>Hệ thống đang bảo trì</h1><p>Vui lòng quay lại sau.</p></body></html>"

@@ -1,0 +1,30 @@
+"""The reference SOAP service description of an agency one-stop system, shipped as package data.
+
+* ``TiepNhanHoSo.wsdl``: WSDL 1.1, document/literal, one service with a SOAP 1.1 and a SOAP 1.2 port; operations
+  ``TiepNhanHoSo`` (deliver), ``LayTrangThaiHoSo`` (status, or changes since a time), ``BoSungHoSo`` (supplement),
+  ``RutHoSo`` (withdraw); business rejections are faults with a ``LoiNghiepVu`` detail;
+* ``hoso.xsd``: the messages (namespace ``urn:dvc:motcua:1.0``), imported by the WSDL as ``hoso.xsd``;
+* ``xml.xsd``: the schema of the ``xml:`` attributes, served locally to WSDLs that import that namespace without a
+  location (zeep would otherwise fetch it from w3.org).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+__all__ = ["REFERENCE_NAMESPACE", "REFERENCE_WSDL", "REFERENCE_XSD", "XML_XSD", "read"]
+
+REFERENCE_WSDL = "TiepNhanHoSo.wsdl"
+REFERENCE_XSD = "hoso.xsd"
+XML_XSD = "xml.xsd"
+#: Target namespace of ``hoso.xsd`` (the messages); the WSDL's own is ``urn:dvc:motcua:1.0:wsdl``.
+REFERENCE_NAMESPACE = "urn:dvc:motcua:1.0"
+
+_NAMES = frozenset({REFERENCE_WSDL, REFERENCE_XSD, XML_XSD})
+
+
+def read(name: str) -> bytes:
+    """The bytes of one shipped document (``TiepNhanHoSo.wsdl``, ``hoso.xsd`` or ``xml.xsd``)."""
+    if name not in _NAMES:
+        raise ValueError(f"no shipped document {name!r}")
+    return resources.files(__name__).joinpath(name).read_bytes()

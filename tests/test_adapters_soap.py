@@ -1,0 +1,575 @@
+"""The SOAP one-stop client (zeep over the factory's httpx client) against the SOAP simulator, over real loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import zeep.exceptions
+from lxml import etree
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError
+from adapters.http import ClientFactory, ClientSettings, bearer
+from adapters.netguard import AddressPolicy
+from adapters.onestop import OneStopClient
+from adapters.onestop.soap import (
+    SoapFaultError,
+    SoapMapping,
+    SoapOneStopClient,
+    WsdlError,
+    clear_wsdl_cache,
+    dossier_to_hoso,
+    wsdl_cache_stats,
+)
+from gateway.simulators.soap_agency import VARIANT_MAPPING, SoapAgencySimulator, create_soap_app
+from tests.soap_support import AGENCY, SOAP11, SOAP12, ServerThread, dossier, faults, payload, schema, sim_state
+
+TOKEN = "sim-soap-token"
+LOCAL = AddressPolicy(allow_private=True)
+CODE = f"{AGENCY}-261123-0001"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def agency() -> Iterator[ServerThread]:
+    with ServerThread(create_soap_app(token=TOKEN)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def variant() -> Iterator[ServerThread]:
+    with ServerThread(create_soap_app(mapping_variant=True)) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fresh_wsdl_cache() -> Iterator[None]:
+    clear_wsdl_cache()
+    yield
+    clear_wsdl_cache()
+
+
+@pytest.fixture
+def sim(agency: ServerThread) -> Iterator[SoapAgencySimulator]:
+    simulator: SoapAgencySimulator = agency.app.state.simulator
+    simulator.reset()
+    yield simulator
+    simulator.reset()
+
+
+def client_settings(base_url: str, **overrides: Any) -> ClientSettings:
+    return ClientSettings(base_url=base_url, **{"address_policy": LOCAL, "timeout_seconds": 5, **overrides})
+
+
+@pytest.fixture
+async def http(agency: ServerThread, sim: SoapAgencySimulator) -> AsyncIterator[httpx.AsyncClient]:
+    async with ClientFactory().client(f"agency:{AGENCY}", client_settings(agency.base_url), auth=bearer(TOKEN)) as c:
+        yield c
+
+
+def soap_client(http: httpx.AsyncClient, base_url: str, **options: Any) -> SoapOneStopClient:
+    options.setdefault("address_policy", LOCAL)
+    return SoapOneStopClient(http, agency_code=AGENCY, wsdl=f"{base_url}/soap?wsdl", **options)
+
+
+def version_mapping(version: str) -> dict[str, Any]:
+    return {"soap_version": version}
+
+
+def assert_requests_valid(
+    sim: SoapAgencySimulator, *, mapping_variant: bool = False, version: str | None = None
+) -> int:
+    """Every request the simulator received validates against the XSD (xmlschema); returns how many there were."""
+    xsd = schema(mapping_variant=mapping_variant)
+    for request, answer in sim.exchanges:
+        xsd.validate(etree.tostring(payload(request)).decode())
+        if version is not None:
+            expected = SOAP11 if version == "1.1" else SOAP12
+            assert etree.QName(etree.fromstring(request)).namespace == expected
+        if b"Fault>" not in answer:
+            xsd.validate(etree.tostring(payload(answer)).decode())
+    return len(sim.exchanges)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The reference service
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.2"])
+async def test_deliver_status_supplement_withdraw(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread, version: str
+) -> None:
+    client = soap_client(http, agency.base_url, mapping=version_mapping(version))
+    assert isinstance(client, OneStopClient)
+    receipt = await client.deliver(dossier(), f"{CODE}:deliver")
+    assert client.soap_version == version and client.address == f"{agency.base_url}/soap"
+    assert receipt.dossier_code == CODE and not receipt.duplicate
+    assert receipt.agency_reference == "SIM-000001" and receipt.status == "submitted"
+    assert receipt.received_at is not None and receipt.received_at.utcoffset() is not None
+    received = sim.core.dossiers[CODE]["received"]
+    assert received["procedure_code"] == "1.009794" and received["applicant"]["full_name"] == "Nguyễn Văn A"
+    assert received["components"][0]["fetch_url"] == "https://lgsp.example.gov.vn/files/9f2c"
+    assert received["components"][1]["content_base64"] == "JVBERi0xLjcK"
+    assert received["fees"] == [{"code": "LP1", "name": "Lệ phí cấp phép", "amount": 150000}]
+    assert datetime.fromisoformat(received["received_at"]) == datetime.fromisoformat("2026-11-23T08:05:00+07:00")
+
+    status = await client.get_status(CODE)
+    assert status.status == "submitted" and status.at is not None
+
+    event = {"status": "supplement_requested", "reason": "Thiếu bản vẽ", "due_at": "2026-12-20T17:00:00+07:00"}
+    async with httpx.AsyncClient(base_url=agency.base_url, trust_env=False) as admin:
+        await admin.post(f"/_sim/dossiers/{CODE}/events", json=event)
+    status = await client.get_status(CODE)
+    assert (status.status, status.reason) == ("supplement_requested", "Thiếu bản vẽ")
+    assert status.due_at == datetime.fromisoformat("2026-12-20T17:00:00+07:00")
+
+    component = {"code": "TP2", "name": "Bản vẽ", "content_base64": "JVBERi0xLjcK", "sha256": "51ab" * 16}
+    ack = await client.supplement(CODE, [component], f"{CODE}:supplement:1")
+    assert ack.status == "processing" and not ack.duplicate
+    ack = await client.withdraw(CODE, "Người nộp không còn nhu cầu", f"{CODE}:withdraw")
+    assert ack.status == "withdrawn"
+    assert sim.core.dossiers[CODE]["withdraw_reason"] == "Người nộp không còn nhu cầu"
+
+    state = await sim_state(agency.base_url)
+    assert state["effects"] == {"deliver": 1, "event": 1, "supplement": 1, "withdraw": 1}
+    assert assert_requests_valid(sim, version=version) == 5
+
+
+async def test_repeated_key_has_no_second_effect(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url)
+    first = await client.deliver(dossier(), f"{CODE}:deliver")
+    again = await client.deliver(dossier(), f"{CODE}:deliver")
+    assert not first.duplicate and again.duplicate
+    assert again.agency_reference == first.agency_reference
+    other_key = await client.deliver(dossier(), f"{CODE}:deliver:retry")  # the agency answers DA_TON_TAI
+    assert other_key.duplicate and other_key.dossier_code == CODE
+    await client.withdraw(CODE, "x", f"{CODE}:withdraw")
+    assert (await client.withdraw(CODE, "x", f"{CODE}:withdraw")).duplicate
+    state = await sim_state(agency.base_url)
+    assert state["effects"] == {"deliver": 1, "withdraw": 1}
+    assert state["counters"]["replayed"] == 2
+
+
+async def test_lost_answer_then_retry_is_exactly_once(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url)
+    await faults(agency.base_url, truncate_next=1)
+    with pytest.raises(BadResponseError) as caught:
+        await client.deliver(dossier(), f"{CODE}:deliver")
+    assert caught.value.retryable and "not well-formed XML" in str(caught.value)
+    retried = await client.deliver(dossier(), f"{CODE}:deliver")
+    assert retried.duplicate
+    assert (await sim_state(agency.base_url))["effects"] == {"deliver": 1}
+
+
+async def test_wsdl_is_loaded_once_per_url(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    first, second = soap_client(http, agency.base_url), soap_client(http, agency.base_url)
+    codes = [f"{AGENCY}-261123-{n:04d}" for n in range(1, 6)]
+    await asyncio.gather(*(first.deliver(dossier(code), f"{code}:deliver") for code in codes))  # concurrent first use
+    await asyncio.gather(*(second.get_status(code) for code in codes))
+    counters = (await sim_state(agency.base_url))["counters"]
+    assert counters["wsdl_fetches"] == 1 and counters["xsd_fetches"] == 1
+    assert counters["requests"] == 10
+    stats = wsdl_cache_stats()
+    assert stats["fetched"] == 1 and stats["hits"] >= 1
+
+
+async def test_changes_since_and_results(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url, mapping=version_mapping("1.2"))
+    for code in (CODE, f"{AGENCY}-261123-0002"):
+        await client.deliver(dossier(code), f"{code}:deliver")
+    event = {
+        "status": "completed",
+        "at": "2030-01-02T09:00:00+07:00",
+        "note": "Đã có kết quả",
+        "result": {"number": "123/GPXD", "signed_at": "2030-01-02T08:00:00+07:00", "url": "https://x.vn/kq.pdf"},
+    }
+    async with httpx.AsyncClient(base_url=agency.base_url, trust_env=False) as admin:
+        await admin.post(f"/_sim/dossiers/{CODE}/events", json=event)
+    changes = await client.changes_since(datetime(2029, 12, 31, tzinfo=UTC))
+    assert [(change.dossier_code, change.status) for change in changes] == [(CODE, "completed")]
+    assert changes[0].result == {
+        "number": "123/GPXD",
+        "signed_at": "2030-01-02T08:00:00+07:00",
+        "url": "https://x.vn/kq.pdf",
+    }
+    assert changes[0].note == "Đã có kết quả"
+    assert len(await client.changes_since(datetime(2020, 1, 1, tzinfo=UTC))) == 2
+    assert_requests_valid(sim, version="1.2")
+
+
+async def test_endpoint_overrides_the_wsdl_address(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    with ServerThread(create_soap_app(token=TOKEN)) as other:
+        client = soap_client(http, agency.base_url, endpoint=f"{other.base_url}/soap")
+        await client.deliver(dossier(), f"{CODE}:deliver")
+        assert client.address == f"{other.base_url}/soap"
+        assert CODE in other.app.state.simulator.core.dossiers
+        assert sim.core.dossiers == {}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A differently described service, reached through a mapping
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+async def test_mapping_variant(variant: ServerThread) -> None:
+    simulator: SoapAgencySimulator = variant.app.state.simulator
+    simulator.reset()
+    async with ClientFactory().client("agency:variant", client_settings(variant.base_url)) as http:
+        unmapped = soap_client(http, variant.base_url)
+        with pytest.raises(WsdlError, match=r"no operation TiepNhanHoSo \(deliver\)"):
+            await unmapped.deliver(dossier(), f"{CODE}:deliver")
+
+        client = soap_client(http, variant.base_url, mapping=VARIANT_MAPPING)
+        receipt = await client.deliver(dossier(), f"{CODE}:deliver")
+        assert receipt.status == "submitted"  # the agency answered "1"
+        assert (await client.deliver(dossier(), f"{CODE}:deliver")).duplicate
+        assert (await client.get_status(CODE)).status == "submitted"
+        ack = await client.supplement(CODE, [{"code": "TP3", "fetch_url": "https://x.vn/3"}], f"{CODE}:s1")
+        assert ack.dossier_code == CODE
+        assert (await client.withdraw(CODE, "x", f"{CODE}:withdraw")).status == "withdrawn"
+        with pytest.raises(SoapFaultError) as caught:
+            await client.get_status(f"{AGENCY}-261123-0404")
+        assert caught.value.business_code == "KHONG_TIM_THAY"  # read from ThongBaoLoi/MaSoLoi through the mapping
+    assert simulator.core.effects == {"deliver": 1, "supplement": 1, "withdraw": 1}
+    assert assert_requests_valid(simulator, mapping_variant=True) == 6
+    simulator.reset()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Robustness
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "version", "error", "message"),
+    [
+        ({"wrong_namespace_next": 1}, "1.1", BadResponseError, "is in namespace urn:khong-phai-dich-vu:9.9"),
+        ({"version_mismatch_next": 1}, "1.1", BadResponseError, "a SOAP 1.2 envelope answered a SOAP 1.1 request"),
+        ({"version_mismatch_next": 1}, "1.2", BadResponseError, "a SOAP 1.1 envelope answered a SOAP 1.2 request"),
+        ({"html_next": 1}, "1.1", BadResponseError, "expected a SOAP envelope, got an HTML page"),
+        ({"truncate_next": 1}, "1.2", BadResponseError, "not well-formed XML"),
+        ({"xml_bomb_next": 1}, "1.1", BadResponseError, "carries a DTD"),
+        ({"soap_server_fault": 1}, "1.1", TransientError, "SOAP fault Server"),
+        ({"soap_server_fault": 1}, "1.2", TransientError, "SOAP fault Receiver"),
+    ],
+)
+async def test_unreadable_or_failed_answers(
+    http: httpx.AsyncClient,
+    sim: SoapAgencySimulator,
+    agency: ServerThread,
+    fault: dict[str, int],
+    version: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    client = soap_client(http, agency.base_url, mapping=version_mapping(version))
+    await client.deliver(dossier(), f"{CODE}:deliver")
+    await faults(agency.base_url, **fault)
+    tracemalloc.start()
+    try:
+        with pytest.raises(error) as caught:
+            await client.get_status(CODE)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert type(caught.value) is error and caught.value.retryable  # type: ignore[attr-defined]
+    text = str(caught.value)
+    assert message in text and "\n" not in text and len(text) < 300
+    assert "Nguyễn" not in text
+    assert peak < 5 * 1024 * 1024  # the billion laughs never expanded
+    assert (await client.get_status(CODE)).status == "submitted"  # the next call is fine
+
+
+async def test_business_fault_is_permanent_with_its_code(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url, mapping=version_mapping("1.2"))
+    await faults(agency.base_url, fail_next=1, fail_code="HO_SO_KHONG_HOP_LE")
+    with pytest.raises(SoapFaultError) as caught:
+        await client.deliver(dossier(), f"{CODE}:deliver")
+    assert isinstance(caught.value, PermanentError) and not caught.value.retryable
+    assert caught.value.business_code == "HO_SO_KHONG_HOP_LE" and caught.value.fault_code == "Sender"
+    assert "HO_SO_KHONG_HOP_LE" in str(caught.value) and caught.value.status_code == 400
+    with pytest.raises(SoapFaultError) as missing:
+        await client.get_status(f"{AGENCY}-261123-0404")
+    assert missing.value.business_code == "KHONG_TIM_THAY"
+    assert (await sim_state(agency.base_url))["effects"] == {}
+
+
+async def test_oversized_answer_is_cut_off_with_bounded_memory(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url)
+    await client.load()
+    await faults(agency.base_url, oversize_next=1, oversize_bytes=50_000_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadResponseError, match="larger than the limit"):
+            await client.get_status(CODE)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 30 * 1024 * 1024  # the 10 MiB cap, not 50 MB
+    await asyncio.sleep(0.2)
+    assert sim.bytes_streamed < 50_000_000
+
+
+async def test_slow_answer_times_out(sim: SoapAgencySimulator, agency: ServerThread) -> None:
+    settings = client_settings(agency.base_url, timeout_seconds=0.3)
+    async with ClientFactory().client(f"agency:{AGENCY}", settings, auth=bearer(TOKEN)) as http:
+        client = soap_client(http, agency.base_url)
+        await client.load()
+        await faults(agency.base_url, delay_seconds=3)
+        with pytest.raises(TransientError, match="timed out"):
+            await client.get_status(CODE)
+        await faults(agency.base_url, delay_seconds=0)
+
+
+UTF16_BOMB = (
+    '<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10))
+    + f']><soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><mc:LayTrangThaiHoSoResponse xmlns:mc="urn:dvc:motcua:1.0">'
+    "<mc:ThoiDiemTraLoi>&lol9;</mc:ThoiDiemTraLoi></mc:LayTrangThaiHoSoResponse></soap:Body></soap:Envelope>"
+).encode("utf-16")
+
+
+UTF16_DTD = (
+    '<?xml version="1.0" encoding="UTF-16"?>\n<!DOCTYPE d [<!ENTITY e "x">]>'
+    f'<soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><mc:LayTrangThaiHoSoResponse xmlns:mc="urn:dvc:motcua:1.0">'
+    "<mc:ThoiDiemTraLoi>&e;</mc:ThoiDiemTraLoi></mc:LayTrangThaiHoSoResponse></soap:Body></soap:Envelope>"
+).encode("utf-16")
+
+
+def failing_app() -> Starlette:
+    async def post(request: Request) -> Response:
+        if request.query_params.get("kind") == "bomb16":  # not caught by the byte-level screen: zeep refuses it
+            return Response(UTF16_BOMB, media_type="text/xml; charset=utf-16")
+        if request.query_params.get("kind") == "dtd16":
+            return Response(UTF16_DTD, media_type="text/xml; charset=utf-16")
+        if request.query_params.get("kind") == "html":
+            return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502)
+        return Response("Service Unavailable", status_code=503, media_type="text/plain")
+
+    return Starlette(routes=[Route("/soap", post, methods=["POST"])])
+
+
+async def test_http_errors(http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread) -> None:
+    with ServerThread(failing_app()) as failing:
+        for endpoint in (f"{failing.base_url}/soap", f"{failing.base_url}/soap?kind=html"):
+            client = soap_client(http, agency.base_url, endpoint=endpoint)
+            with pytest.raises(TransientError) as caught:
+                await client.get_status(CODE)
+            assert type(caught.value) is TransientError and caught.value.status_code in (502, 503)
+        for kind in ("bomb16", "dtd16"):  # past the byte-level screen: refused by libxml2's limits, then by zeep's
+            client = soap_client(http, agency.base_url, endpoint=f"{failing.base_url}/soap?kind={kind}")
+            tracemalloc.start()
+            try:
+                with pytest.raises(BadResponseError, match="carries a DTD or entities") as refused:
+                    await client.get_status(CODE)
+                _current, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert peak < 5 * 1024 * 1024
+            cause = refused.value.__cause__
+            assert (cause is None) if kind == "bomb16" else isinstance(cause, zeep.exceptions.DTDForbidden)
+    async with ClientFactory().client(f"agency:{AGENCY}", client_settings(agency.base_url)) as anonymous:
+        client = soap_client(anonymous, agency.base_url, endpoint=f"{agency.base_url}/soap")
+        client.wsdl = f"{agency.base_url}/soap?wsdl"
+        with pytest.raises(AuthError):
+            await client.get_status(CODE)
+
+
+async def test_blocked_addresses_are_refused(agency: ServerThread) -> None:
+    strict = client_settings(agency.base_url, address_policy=AddressPolicy())
+    async with ClientFactory().client(f"agency:{AGENCY}", strict, auth=bearer(TOKEN)) as http:
+        client = soap_client(http, agency.base_url, address_policy=AddressPolicy())
+        with pytest.raises(PermanentError, match=r"Refusing to connect to 127\.0\.0\.1: loopback address"):
+            await client.load()
+    async with ClientFactory().client(f"agency:{AGENCY}", client_settings(agency.base_url)) as http:
+        client = SoapOneStopClient(http, agency_code=AGENCY, wsdl="http://169.254.169.254/latest/wsdl")
+        with pytest.raises(PermanentError, match="link-local or cloud metadata address"):
+            await client.load()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Offline cache
+# ----------------------------------------------------------------------------------------------------------------------
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from adapters.http import ClientFactory, ClientSettings
+    from adapters.netguard import AddressPolicy
+    from adapters.onestop.soap import SoapOneStopClient, wsdl_cache_stats
+
+    async def main():
+        settings = ClientSettings(base_url=sys.argv[1], address_policy=AddressPolicy(allow_private=True))
+        async with ClientFactory().client("agency:offline", settings) as http:
+            client = SoapOneStopClient(http, agency_code="000.00.23.H38", wsdl=sys.argv[1] + "/soap?wsdl",
+                                       cache_dir=sys.argv[2], address_policy=AddressPolicy(allow_private=True))
+            await client.load()
+            print(client.port_name, client.soap_version, wsdl_cache_stats().get("offline"))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_offline_cache_loads_without_the_agency(tmp_path: Path) -> None:
+    cache = tmp_path / "wsdl-cache"
+    with ServerThread(create_soap_app()) as server:
+        base = server.base_url
+        async with ClientFactory().client("agency:offline", client_settings(base)) as http:
+            client = soap_client(http, base, cache_dir=cache)
+            await client.deliver(dossier(), f"{CODE}:deliver")
+    entries = list(cache.iterdir())
+    assert len(entries) == 1 and len(list(entries[0].glob("*.xml"))) == 2
+    clear_wsdl_cache()
+
+    async with ClientFactory().client("agency:offline", client_settings(base)) as http:
+        without_cache = soap_client(http, base)
+        with pytest.raises(TransientError):
+            await without_cache.load()
+        clear_wsdl_cache()
+        restarted = soap_client(http, base, cache_dir=cache)
+        await restarted.load()
+        assert restarted.soap_version == "1.1" and restarted.address == f"{base}/soap"
+        assert wsdl_cache_stats()["offline"] == 1
+        with pytest.raises(TransientError):  # the description loads, the agency itself is still down
+            await restarted.get_status(CODE)
+
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT, base, str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TiepNhanHoSoSoap11", "1.1", "1"]
+
+
+async def test_damaged_offline_copy_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with ServerThread(create_soap_app()) as server:
+        base = server.base_url
+        async with ClientFactory().client("agency:offline", client_settings(base)) as http:
+            await soap_client(http, base, cache_dir=cache).load()
+    for document in cache.glob("*/*.xml"):
+        document.write_bytes(document.read_bytes().replace(b"TiepNhanHoSo", b"XXXXXXXXXXXX"))
+    clear_wsdl_cache()
+    async with ClientFactory().client("agency:offline", client_settings(base)) as http:
+        with pytest.raises(TransientError):
+            await soap_client(http, base, cache_dir=cache).load()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Registration documents, WS-Security, input checks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("digest", [False, True])
+async def test_ws_security_username_token(digest: bool) -> None:
+    secrets = {"env:SXD_WSSE": "mat-khau", "env:WRONG": "sai"}
+    with ServerThread(create_soap_app(wsse=("canbo", "mat-khau"))) as server:
+        document = {
+            "code": AGENCY,
+            "protocol": "soap",
+            "wsdl": f"{server.base_url}/soap?wsdl",
+            "endpoint": None,
+            "auth": {"type": "wsse", "username": "canbo", "password": "env:SXD_WSSE", "digest": digest},
+            "mapping": {"soap_version": "1.2"},
+        }
+        async with SoapOneStopClient.from_document(
+            document, resolve_secret=secrets.__getitem__, address_policy=LOCAL
+        ) as client:
+            assert "mat-khau" not in repr(client._wsse)
+            assert (await client.deliver(dossier(), f"{CODE}:deliver")).dossier_code == CODE
+        request = server.app.state.simulator.exchanges[-1][0]
+        assert b"UsernameToken" in request and (b"PasswordDigest" in request) is digest
+        wrong = {**document, "auth": {**document["auth"], "password": "env:WRONG"}}
+        async with SoapOneStopClient.from_document(
+            wrong, resolve_secret=secrets.__getitem__, address_policy=LOCAL
+        ) as c:
+            with pytest.raises(AuthError, match="WS-Security credentials refused"):
+                await c.get_status(CODE)
+
+
+def test_from_document_checks() -> None:
+    secrets: dict[str, str] = {}
+    base = {"code": AGENCY, "protocol": "soap", "wsdl": "https://motcua.example.vn/soap?wsdl"}
+    with pytest.raises(ValueError, match="protocol is not 'soap'"):
+        SoapOneStopClient.from_document({**base, "protocol": "rest"}, resolve_secret=secrets.__getitem__)
+    with pytest.raises(ValueError, match="wsdl is required"):
+        SoapOneStopClient.from_document({**base, "wsdl": None}, resolve_secret=secrets.__getitem__)
+    with pytest.raises(ValueError, match="unknown operation 'nop'"):
+        SoapOneStopClient.from_document(
+            {**base, "mapping": {"operations": {"nop": "X"}}}, resolve_secret=secrets.__getitem__
+        )
+    with pytest.raises(KeyError):  # a missing secret is reported when the document is loaded
+        SoapOneStopClient.from_document(
+            {**base, "auth": {"type": "wsse", "username": "u", "password": "env:NOPE"}},
+            resolve_secret=secrets.__getitem__,
+        )
+
+
+def test_mapping_validation() -> None:
+    assert SoapMapping.parse(None).operation("deliver") == "TiepNhanHoSo"
+    mapping = SoapMapping.parse(VARIANT_MAPPING)
+    assert mapping.operation("status") == "TraCuuHoSo" and mapping.name("MaHoSo") == "SoHoSo"
+    assert mapping.inbound({"SoHoSo": "x", "TepDinhKem": [{"MaThanhPhan": "TP1"}]}) == {
+        "MaHoSo": "x",
+        "ThanhPhanHoSo": [{"MaThanhPhan": "TP1"}],
+    }
+    assert mapping.status("9") == "completed"
+    for bad, message in [
+        ({"paths": {}}, "unknown keys"),
+        ({"fields": {"MaHoSo": "So Ho So"}}, "not an XML name"),
+        ({"fields": {"MaHoSo": "X", "MaTTHC": "X"}}, "same name"),
+        ({"soap_version": "2.0"}, "soap_version"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            SoapMapping.parse(bad)
+
+
+def test_dossier_conversion_checks() -> None:
+    hoso = dossier_to_hoso(dossier())
+    assert hoso["NgayTiepNhan"] == datetime.fromisoformat("2026-11-23T08:05:00+07:00")
+    assert hoso["ThanhPhanHoSo"][1]["NoiDung"] == b"%PDF-1.7\n"
+    assert hoso["PhiLePhi"] == [{"MaPhi": "LP1", "TenPhi": "Lệ phí cấp phép", "SoTien": 150000}]
+    with pytest.raises(ValueError, match="received_at"):
+        dossier_to_hoso({**dossier(), "received_at": None})
+    with pytest.raises(ValueError, match="neither content_base64 nor fetch_url"):
+        dossier_to_hoso({**dossier(), "components": [{"code": "TP1"}]})
+    with pytest.raises(ValueError, match="not base64"):
+        dossier_to_hoso({**dossier(), "components": [{"code": "TP1", "content_base64": "***"}]})
+    with pytest.raises(ValueError, match="whole number"):
+        dossier_to_hoso({**dossier(), "fees": [{"code": "LP1", "amount": -5}]})
