@@ -17,10 +17,15 @@ follow the registry's address policy: loopback and private addresses only with `
 allow_private_endpoints``, link-local and metadata addresses never. The portal's webhook URL is the operator's own
 configuration, so it may be on the province's private network (link-local and metadata addresses stay refused).
 
+SOAP agencies get a :class:`~adapters.onestop.soap.SoapOneStopClient` built from the registration document
+(``SoapOneStopClient.from_document``: the same factory, address policy and cache invalidation; WS-Security
+``wsse`` credentials; the fetched WSDL kept in the runtime's ``wsdl_cache_dir`` so a restart with the agency
+unreachable still loads it, and parsed once per process per WSDL URL).
+
 Errors are :mod:`adapters.errors`, as the workers expect (:func:`gateway.workers.classify`): a dossier or agency
-that does not exist, a SOAP registration (not supported yet), an unknown message kind, a registration the client
-cannot be built from or credentials that cannot be resolved → :class:`~adapters.errors.PermanentError` (dead
-letter: an operator fixes the cause and redrives); the adapters' own errors pass through unchanged.
+that does not exist, an unknown message kind, a registration the client cannot be built from or credentials that
+cannot be resolved → :class:`~adapters.errors.PermanentError` (dead letter: an operator fixes the cause and
+redrives); the adapters' own errors pass through unchanged.
 
 Secrets (``env:NAME`` / ``file:PATH``) are resolved through :func:`gateway.config.resolve_secret` each time a request
 needs them, never kept or logged.
@@ -45,6 +50,7 @@ from adapters.errors import AuthError, PermanentError
 from adapters.http import ClientFactory, ClientSettings, bearer, default_factory, map_http_errors, raise_for_status
 from adapters.netguard import AddressPolicy
 from adapters.onestop.rest import RestOneStopClient
+from adapters.onestop.soap import SoapOneStopClient
 
 from . import messages
 from .config import ConfigError, resolve_secret
@@ -78,7 +84,7 @@ class _AgencyClient:
     """A cached client of one agency, the registration document it was built from, and its users."""
 
     document: dict[str, Any]
-    client: RestOneStopClient
+    client: RestOneStopClient | SoapOneStopClient
     users: int = 0
     retired: bool = False
 
@@ -148,8 +154,8 @@ class GatewayDispatcher:
             raise PermanentError("the message names no dossier or agency", upstream=message.target)
         upstream = f"agency:{agency_code}"
         work = await self.runtime.db.run(functools.partial(self._read, message.kind, code, agency_code, payload))
-        if work.protocol != "rest":
-            raise PermanentError("SOAP agencies are not supported yet", upstream=upstream)
+        if work.protocol not in ("rest", "soap"):
+            raise PermanentError(f"protocol {work.protocol!r} is not supported", upstream=upstream)
         entry = self._client(agency_code, work.registration)
         entry.users += 1
         try:
@@ -192,8 +198,6 @@ class GatewayDispatcher:
         if registration is None:
             raise PermanentError(f"agency {agency_code} is not registered", upstream=upstream)
         document = registration.document()
-        if registration.protocol != "rest":
-            return _Work(registration=document, protocol=registration.protocol)
         if kind == messages.AGENCY_WITHDRAW:
             return _Work(registration=document, protocol=registration.protocol)
         dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one_or_none()
@@ -215,9 +219,19 @@ class GatewayDispatcher:
         if entry is not None and entry.document == document:
             return entry
         try:
-            client = RestOneStopClient.from_document(
-                document, resolve_secret=_secret, factory=self.factory, address_policy=self.address_policy
-            )
+            client: RestOneStopClient | SoapOneStopClient
+            if document.get("protocol") == "soap":
+                client = SoapOneStopClient.from_document(
+                    document,
+                    resolve_secret=_secret,
+                    factory=self.factory,
+                    cache_dir=self._wsdl_cache_dir(),
+                    address_policy=self.address_policy,
+                )
+            else:
+                client = RestOneStopClient.from_document(
+                    document, resolve_secret=_secret, factory=self.factory, address_policy=self.address_policy
+                )
         except ValueError as exc:
             upstream = f"agency:{agency_code}"
             raise PermanentError(f"cannot reach the agency as registered: {exc}", upstream=upstream) from None
@@ -230,6 +244,13 @@ class GatewayDispatcher:
                 # Closed in the background of the next await; nothing else holds it.
                 self._retire_later(entry)
         return fresh
+
+    def _wsdl_cache_dir(self) -> Any:
+        """The runtime's ``wsdl_cache_dir`` (none for a runtime without one: descriptions not kept on disk)."""
+        try:
+            return getattr(self.runtime, "wsdl_cache_dir", None)
+        except ConfigError as exc:
+            raise PermanentError(str(exc), upstream="wsdl") from None
 
     def _retire_later(self, entry: _AgencyClient) -> None:
         task = asyncio.get_running_loop().create_task(entry.client.aclose())

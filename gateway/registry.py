@@ -14,37 +14,51 @@ it and refuses with every problem found (:class:`RegistrationError`, ``errors`` 
 - secrets (``auth.password``, ``auth.token``, ``auth.client_secret``, ``auth.key_password``) as ``env:NAME`` or
   ``file:PATH`` references, unless ``[registry] strict_secrets = false``. The stored document keeps the references;
   secrets are resolved only when the gateway calls the agency;
-- every procedure named must be in the catalogue.
+- every procedure named must be in the catalogue;
+- ``auth.type = "wsse"`` (a WS-Security UsernameToken: ``username``, ``password`` reference, optional ``digest``)
+  only for protocol ``soap``; a ``soap`` registration's ``mapping`` (``operations``, ``fields``, ``statuses``,
+  ``soap_version``, ``port``) is checked as :class:`adapters.onestop.soap.SoapMapping` reads it.
+
+Then, when every static check passed, ``check_endpoint`` (a callable given by the caller, see
+:func:`endpoint_checker`) may reach the endpoint: for ``soap``, the WSDL is loaded and checked with
+:func:`adapters.onestop.wsdlcheck.check_wsdl` and the registration refused with its one-line message when the
+(mapped) operations are missing. The API and the CLI pass one; unit tests without a server leave it out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import re
 import socket
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapters.netguard import AddressPolicy, BlockedAddressError, UnresolvableHostError, parse_address
 
 from .catalogue import AgencyCode, Code, Name, validation_errors
-from .config import Config, ConfigError
+from .config import Config, ConfigError, resolve_secret
 from .store.models import Agency
 
 __all__ = [
     "SECRET_FIELDS",
     "AgencyExistsError",
+    "EndpointCheck",
+    "EndpointChecker",
     "Registration",
     "RegistrationError",
     "RegistrySettings",
+    "check_endpoint",
+    "endpoint_checker",
     "get_agency",
     "list_agencies",
     "load_registration_file",
@@ -98,7 +112,11 @@ class RegistrySettings:
                 if not isinstance(registry[key], bool):
                     raise ConfigError(f"[registry] {key} must be true or false")
                 flags[key] = registry[key]
-        unknown = sorted(set(registry) - {"allow_private_endpoints", "allow_insecure_http", "strict_secrets"})
+        cache_dir = registry.get("wsdl_cache_dir")
+        if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir):
+            raise ConfigError("[registry] wsdl_cache_dir must be a directory path")
+        known = {"allow_private_endpoints", "allow_insecure_http", "strict_secrets", "wsdl_cache_dir"}
+        unknown = sorted(set(registry) - known)
         if unknown:
             raise ConfigError(f"[registry] unknown key {unknown[0]!r}")
         host = server.get("host", cls.server_host)
@@ -154,7 +172,17 @@ class MtlsAuth(_Strict):
     key_password: Secret | None = None
 
 
-Auth = Annotated[NoAuth | BasicAuth | BearerAuth | OAuth2Auth | MtlsAuth, Field(discriminator="type")]
+class WsseAuth(_Strict):
+    """A WS-Security UsernameToken in every SOAP message (PasswordText, or PasswordDigest with ``digest``)."""
+
+    type: Literal["wsse"]
+    username: Text
+    password: Secret
+    digest: StrictBool = False
+
+
+Auth = Annotated[NoAuth | BasicAuth | BearerAuth | OAuth2Auth | MtlsAuth | WsseAuth, Field(discriminator="type")]
+AUTH_TYPES = ("none", "basic", "bearer", "oauth2", "mtls", "wsse")
 SECRET_FIELDS = ("password", "token", "client_secret", "key_password")
 
 
@@ -199,7 +227,7 @@ def _shape_errors(exc: ValidationError) -> list[dict[str, str]]:
                 "field": f"{problem['field']}.type",
                 "message": "required field is missing"
                 if tag is None
-                else f"must be one of none, basic, bearer, oauth2, mtls (got {tag!r})",
+                else f"must be one of {', '.join(AUTH_TYPES)} (got {tag!r})",
             }
         elif loc and loc[0] == "auth" and len(loc) > 2:
             # Drop the discriminator pydantic puts in the location: auth.bearer.token -> auth.token.
@@ -220,6 +248,16 @@ def _structure(reg: Registration) -> list[dict[str, str]]:
             problems.append({"field": "endpoint", "message": "required for protocol rest (the system's base URL)"})
         if reg.wsdl:
             problems.append({"field": "wsdl", "message": "only for protocol soap"})
+    if reg.auth.type == "wsse" and reg.protocol != "soap":
+        problems.append({"field": "auth.type", "message": "wsse (a WS-Security UsernameToken) only for protocol soap"})
+    if reg.protocol == "soap" and reg.mapping is not None:
+        from adapters.onestop.soap import SoapMapping  # zeep: imported only when a SOAP mapping is checked
+
+        try:
+            SoapMapping.parse(reg.mapping)
+        except ValueError as exc:
+            reason = str(exc).removeprefix("mapping: ").removeprefix("mapping.")
+            problems.append({"field": "mapping", "message": reason})
     updates = reg.status_updates
     if updates.mode == "poll" and updates.interval_seconds is None:
         problems.append(
@@ -345,9 +383,17 @@ def _private_only(host: str, port: int) -> bool:
 
 
 def validate_registration(
-    doc: dict[str, Any], *, settings: RegistrySettings, known_procedures: set[str]
+    doc: dict[str, Any],
+    *,
+    settings: RegistrySettings,
+    known_procedures: set[str],
+    check_endpoint: Callable[[Registration], str | None] | None = None,
 ) -> Registration:
-    """The registration ``doc`` describes, or :class:`RegistrationError` with every problem found."""
+    """The registration ``doc`` describes, or :class:`RegistrationError` with every problem found.
+
+    ``check_endpoint`` (see :func:`endpoint_checker`), called only when every static check passed, answers ``None``
+    when the endpoint is usable or a one-line reason to refuse it (reported on ``wsdl`` for SOAP, else ``endpoint``).
+    """
     if not isinstance(doc, dict):
         kind = type(doc).__name__
         raise RegistrationError([{"field": "", "message": f"expected a JSON object/TOML table, got a {kind}"}])
@@ -368,7 +414,111 @@ def validate_registration(
         problems.append({"field": "procedures", "message": message})
     if problems:
         raise RegistrationError(problems)
+    if check_endpoint is not None:
+        refusal = check_endpoint(reg)
+        if refusal:
+            field = "wsdl" if reg.protocol == "soap" else "endpoint"
+            raise RegistrationError([{"field": field, "message": refusal}])
     return reg
+
+
+# --- reaching the endpoint -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointCheck:
+    """What reaching a registered endpoint found: ``message`` is one line, for an operator."""
+
+    ok: bool
+    message: str
+
+
+#: ``check_endpoint`` of :func:`validate_registration`: ``None`` when usable, else the reason to refuse.
+EndpointChecker = Callable[[Registration], str | None]
+CHECK_TIMEOUT_SECONDS = 10.0
+
+
+def _checked_secret(reference: str) -> str:
+    value = resolve_secret(reference, key="secret")
+    return value or ""
+
+
+async def check_endpoint(
+    registration: Registration, *, settings: RegistrySettings, factory: Any = None
+) -> EndpointCheck:
+    """Reach ``registration``'s endpoint through ``factory`` (an :class:`adapters.http.ClientFactory`).
+
+    ``soap``: the WSDL is loaded (never from the offline cache) and checked against the reference service and the
+    registration's mapping (:func:`adapters.onestop.wsdlcheck.check_wsdl`). ``rest``: the endpoint is requested
+    once; any answer but a server error or a refusal of the credentials means it is reachable. Never raises for an
+    unreachable or unusable endpoint.
+    """
+    from adapters.errors import UpstreamError
+    from adapters.http import default_factory, map_http_errors, settings_from_document
+    from adapters.netguard import AddressPolicy
+
+    document = registration.document()
+    upstream = f"agency:{registration.code}"
+    http_document = dict(document)
+    if registration.auth.type == "wsse":  # in the SOAP header of operations, not on the WSDL's HTTP requests
+        http_document["auth"] = {"type": "none"}
+    try:
+        for name in SECRET_FIELDS:
+            reference = getattr(registration.auth, name, None)
+            if isinstance(reference, str):
+                _checked_secret(reference)
+        client_settings, auth = settings_from_document(
+            http_document,
+            _checked_secret,
+            address_policy=AddressPolicy(allow_private=settings.allow_private_endpoints),
+            timeout_seconds=CHECK_TIMEOUT_SECONDS,
+            connect_timeout_seconds=min(5.0, CHECK_TIMEOUT_SECONDS),
+        )
+    except (ConfigError, ValueError, KeyError) as exc:
+        return EndpointCheck(False, f"cannot build a client from the registration: {exc}")
+    factory = factory or default_factory
+    if registration.protocol == "soap":
+        from adapters.onestop.wsdlcheck import check_wsdl
+
+        assert registration.wsdl is not None
+        result = await check_wsdl(
+            registration.wsdl,
+            factory=factory,
+            settings=client_settings,
+            mapping=registration.mapping,
+            auth=auth,
+            upstream=upstream,
+        )
+        return EndpointCheck(result.ok, result.message)
+    assert registration.endpoint is not None
+    try:
+        async with factory.client(upstream, client_settings, auth=auth) as http:
+            with map_http_errors(upstream):
+                response = await http.get(registration.endpoint, headers={"Accept": "application/json"})
+    except UpstreamError as exc:
+        return EndpointCheck(False, f"cannot reach {registration.endpoint}: {exc.message}")
+    except (ConfigError, ValueError) as exc:
+        return EndpointCheck(False, f"cannot reach {registration.endpoint}: {exc}")
+    if response.status_code >= 500 or response.status_code in (401, 403):
+        return EndpointCheck(False, f"{registration.endpoint} answered HTTP {response.status_code}")
+    return EndpointCheck(True, f"OK: {registration.endpoint} answered HTTP {response.status_code}")
+
+
+def endpoint_checker(settings: RegistrySettings, *, factory: Any = None) -> EndpointChecker:
+    """A ``check_endpoint`` for :func:`validate_registration`: SOAP registrations get their WSDL loaded and checked.
+
+    Synchronous: it runs :func:`check_endpoint` on an event loop of its own, so call it where no loop is running
+    (the CLI, or a worker thread as the API does). REST endpoints are not reached at registration (an agency may
+    register before its system is up); ``dvc-gateway agency check`` reaches them.
+    """
+
+    def check(registration: Registration) -> str | None:
+        if registration.protocol != "soap":
+            return None
+        result = asyncio.run(check_endpoint(registration, settings=settings, factory=factory))
+        return None if result.ok else result.message
+
+    return check
 
 
 # --- storage -------------------------------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+from adapters.http import ClientFactory, default_factory
 from signing.trust import TrustMaterialError, TrustStore
 from signing.verify import Verifier
 
@@ -24,6 +26,8 @@ from .store.engine import DEFAULT_URL
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 #: One component's decoded size.
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
+#: Where fetched WSDLs are kept for restarts with the agency unreachable (``[registry] wsdl_cache_dir``).
+DEFAULT_WSDL_CACHE_DIR = "./var/wsdl-cache"
 
 
 @dataclass
@@ -68,6 +72,21 @@ class Runtime:
     @cached_property
     def registry_settings(self) -> RegistrySettings:
         return RegistrySettings.from_config(self.config)
+
+    @cached_property
+    def client_factory(self) -> ClientFactory:
+        """The one HTTP client factory of the process (``extras["client_factory"]``, else the process-wide one,
+        where the daemon's recording and replay wrappers go)."""
+        factory = self.extras.get("client_factory")
+        return factory if isinstance(factory, ClientFactory) else default_factory
+
+    @property
+    def wsdl_cache_dir(self) -> Path:
+        """``[registry] wsdl_cache_dir`` (relative to the configuration file's directory), ``./var/wsdl-cache``."""
+        value = self.config.section("registry").get("wsdl_cache_dir", DEFAULT_WSDL_CACHE_DIR)
+        if not isinstance(value, str) or not value:
+            raise ConfigError("[registry] wsdl_cache_dir must be a directory path")
+        return self.config.path(value)
 
     @property
     def max_body_bytes(self) -> int:

@@ -191,7 +191,9 @@ def test_register_list_show_replace_remove(tmp_path, config, capsys):
         assert code == 2 and one_error_line(err).endswith("agency 000.00.23.H38 is not registered")
 
 
-def test_register_a_toml_document(tmp_path, config, capsys):
+def test_register_a_toml_document(tmp_path, config, capsys, monkeypatch):
+    # No SOAP server here: the WSDL check (tests/test_soap_end_to_end.py) is skipped.
+    monkeypatch.setattr("gateway.commands.agency.endpoint_checker", lambda settings: lambda registration: None)
     file = tmp_path / "stp.toml"
     file.write_text(
         'code = "000.00.15.H38"\nname = "Sở Tư pháp"\nprotocol = "soap"\n'

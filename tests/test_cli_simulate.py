@@ -73,8 +73,8 @@ def test_simulate_agency_serves_and_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["agency", "--protocol", "soap"], "not available yet"),
-        (["payment"], "not available yet"),
+        (["payment", "--token", "t"], "simulate payment does not take --token"),
+        (["agency", "--mapping-variant"], "--mapping-variant is for simulate agency --protocol soap"),
         (["agency", "--port", "70000"], "--port"),
     ],
 )
@@ -85,3 +85,70 @@ def test_simulate_unavailable_choices_are_usage_errors(tmp_path: Path, args: lis
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert message in result.stderr
+
+
+def _start(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "simulate", *args, "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = _first_line(process, 30)
+    except BaseException:
+        process.kill()
+        process.wait(timeout=30)
+        raise
+    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+    assert match, line
+    return process, match.group(1)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("variant", [False, True], ids=["reference", "mapping-variant"])
+def test_simulate_soap_agency_serves_its_wsdl(tmp_path: Path, variant: bool) -> None:
+    extra = ["--mapping-variant"] if variant else []
+    process, url = _start(tmp_path, "agency", "--protocol", "soap", *extra)
+    try:
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+            wsdl = client.get("/soap?wsdl")
+            assert wsdl.status_code == 200
+            assert b"definitions" in wsdl.content
+            assert (b"urn:sxd:motcua:2.0" in wsdl.content) is variant  # the variant's namespace
+            assert (b"TiepNhanHoSo" in wsdl.content) is not variant
+            assert client.get("/_sim/state").json()["variant"] is variant
+    finally:
+        _stop(process)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "path", "method"),
+    [
+        ("national-portal", "/_sim/state", "GET"),
+        ("payment", "/_sim/state", "GET"),
+        ("postal", "/_sim/state", "GET"),
+    ],
+)
+def test_simulate_other_upstreams_start_and_answer(tmp_path: Path, upstream: str, path: str, method: str) -> None:
+    process, url = _start(tmp_path, upstream)
+    try:
+        with httpx.Client(base_url=url, timeout=10, trust_env=False) as client:
+            answer = client.request(method, path)
+            assert answer.status_code == 200, answer.text
+            assert isinstance(answer.json(), dict)
+    finally:
+        _stop(process)

@@ -343,6 +343,7 @@ async def test_missing_agency_dossier_soap_and_unknown_kind_are_permanent(
             "protocol": "soap",
             "wsdl": "https://motcua.example.vn/soap?wsdl",
             "procedures": [PROCEDURE],
+            "mapping": {"operations": {"nop": "X"}},  # stored unchecked: the client cannot be built from it
         }
     )
     register_agency(runtime, soap)
@@ -352,7 +353,7 @@ async def test_missing_agency_dossier_soap_and_unknown_kind_are_permanent(
             await dispatcher.dispatch(deliver_view(code, agency="000.00.99.H38"))
         with pytest.raises(PermanentError, match="no dossier"):
             await dispatcher.dispatch(deliver_view("000.00.23.H38-261123-9999"))
-        with pytest.raises(PermanentError, match="SOAP agencies are not supported yet"):
+        with pytest.raises(PermanentError, match=r"cannot reach the agency as registered: .*unknown operation 'nop'"):
             await dispatcher.dispatch(deliver_view(code, agency="000.00.10.H38"))
         with pytest.raises(PermanentError, match="unknown message kind"):
             await dispatcher.dispatch(view("national_portal.sync", {"dossier_code": code}, "k"))

@@ -120,8 +120,13 @@ def test_defaults_for_auth_and_status_updates():
     assert document["status_updates"] == {"mode": "callback"}
 
 
+def test_soap_with_wsse_auth():
+    auth = {"type": "wsse", "username": "lgsp", "password": "env:STP_WSSE", "digest": True}
+    assert validate(soap(auth=auth)).document()["auth"] == auth
+
+
 def test_soap_with_wsdl_poll_and_mapping():
-    mapping = {"operations": {"TiepNhanHoSo": "NhanHoSo"}, "fields": {"MaHoSo": "SoHoSo"}}
+    mapping = {"operations": {"deliver": "NhanHoSo"}, "fields": {"MaHoSo": "SoHoSo"}}
     reg = validate(soap(mapping=mapping, endpoint="https://soap.sotuphap.example.vn/MotCua"))
     assert reg.wsdl.endswith("?wsdl")
     assert reg.status_updates.interval_seconds == 300
@@ -165,7 +170,13 @@ def test_every_auth_type(auth):
         (rest(procedures=[]), "procedures", "must not be empty"),
         (rest(procedures=["1.009794", "1.009794"]), "procedures", "duplicate procedure 1.009794"),
         (rest(endpont="https://x.example.vn"), "endpont", "unknown field"),
-        (rest(auth={"type": "apikey"}), "auth.type", "must be one of none, basic, bearer, oauth2, mtls (got 'apikey')"),
+        (
+            rest(auth={"type": "apikey"}),
+            "auth.type",
+            "must be one of none, basic, bearer, oauth2, mtls, wsse (got 'apikey')",
+        ),
+        (rest(auth={"type": "wsse", "username": "u", "password": "env:P"}), "auth.type", "only for protocol soap"),
+        (soap(mapping={"operations": {"TiepNhanHoSo": "X"}}), "mapping", "unknown operation 'TiepNhanHoSo'"),
         (rest(auth={"token": "env:X"}), "auth.type", "required field is missing"),
         (rest(auth={"type": "bearer"}), "auth.token", "required field is missing"),
         (rest(auth={"type": "bearer", "token": "env:X", "user": "a"}), "auth.user", "unknown field"),

@@ -28,6 +28,7 @@ from ..registry import (
     AgencyExistsError,
     Registration,
     RegistrationError,
+    endpoint_checker,
     get_agency,
     list_agencies,
     register,
@@ -50,10 +51,13 @@ def _registration_errors(exc: RegistrationError, status: int) -> ApiError:
 async def _validate(request: Request, document: Any) -> Registration:
     runtime = runtime_of(request)
     known = await runtime.db.run(known_procedure_codes)
+    settings = runtime.registry_settings
+    check = endpoint_checker(settings, factory=runtime.client_factory)  # SOAP: the WSDL loaded and checked
     try:
-        # Validation resolves host names (server-side request forgery checks): a worker thread, not the event loop.
+        # Validation resolves host names (server-side request forgery checks) and may load a WSDL on an event loop
+        # of its own: a worker thread, not this event loop.
         return await anyio.to_thread.run_sync(
-            lambda: validate_registration(document, settings=runtime.registry_settings, known_procedures=known)
+            lambda: validate_registration(document, settings=settings, known_procedures=known, check_endpoint=check)
         )
     except RegistrationError as exc:
         raise _registration_errors(exc, 422) from None

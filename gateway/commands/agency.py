@@ -1,13 +1,17 @@
-"""``dvc-gateway agency register|list|show|remove``: the agency endpoint registry.
+"""``dvc-gateway agency register|list|show|remove|check``: the agency endpoint registry.
 
 ``register --file F`` validates the registration document (see :mod:`gateway.registry`) and stores it; an agency
-already registered is changed only with ``--replace``. ``list --json`` and ``show --json`` print the stored
+already registered is changed only with ``--replace``. A ``soap`` agency's WSDL is loaded and checked before it is
+stored (refused, exit code 2, when the mapped operations are missing). ``check CODE`` reaches a registered agency's
+endpoint (``soap``: loads its WSDL and checks the operations; ``rest``: one request to the endpoint) and prints the
+result in one line: exit code 0 when usable, 1 when not. ``list --json`` and ``show --json`` print the stored
 documents (secrets as the ``env:``/``file:`` references given, never resolved).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -17,13 +21,15 @@ from rich.table import Table
 
 from ..catalogue import known_procedure_codes
 from ..config import load_config
-from ..errors import EXIT_OK, UsageError
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..registry import (
     SECRET_FIELDS,
     AgencyExistsError,
     Registration,
     RegistrationError,
     RegistrySettings,
+    check_endpoint,
+    endpoint_checker,
     get_agency,
     list_agencies,
     load_registration_file,
@@ -36,7 +42,9 @@ from .db import config_argument, open_database
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "agency", help="the agency endpoint registry", description="Register, list, show and remove agencies."
+        "agency",
+        help="the agency endpoint registry",
+        description="Register, list, show, remove and check agencies.",
     )
     actions = parser.add_subparsers(dest="agency_command", metavar="ACTION", parser_class=type(parser))
     actions.required = True
@@ -66,6 +74,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("code", metavar="CODE", help="the agency code")
     config_argument(remove)
     remove.set_defaults(run=run_remove)
+
+    check = actions.add_parser(
+        "check",
+        help="reach an agency's endpoint, load its WSDL",
+        description="Reach a registered agency's endpoint (SOAP: load its WSDL and check the operations).",
+    )
+    check.add_argument("code", metavar="CODE", help="the agency code")
+    config_argument(check)
+    check.set_defaults(run=run_check)
 
 
 def _print_json(data: Any) -> None:
@@ -97,7 +114,9 @@ def run_register(args: argparse.Namespace) -> int:
             known = known_procedure_codes(session)
         # Validation may resolve host names: done outside any transaction.
         try:
-            registration = validate_registration(doc, settings=settings, known_procedures=known)
+            registration = validate_registration(
+                doc, settings=settings, known_procedures=known, check_endpoint=endpoint_checker(settings)
+            )
             with db.unit_of_work() as session:
                 created = register(session, registration, replace=args.replace)
         except AgencyExistsError as exc:
@@ -180,6 +199,18 @@ def run_show(args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key + ':':16}{value}")
     return EXIT_OK
+
+
+def run_check(args: argparse.Namespace) -> int:
+    reg = _get(args)
+    settings = RegistrySettings.from_config(load_config(args.config))
+    result = asyncio.run(check_endpoint(reg, settings=settings))
+    target = reg.wsdl if reg.protocol == "soap" else reg.endpoint
+    if result.ok:
+        print(f"{reg.code} ({reg.protocol} {target}): {result.message}")
+        return EXIT_OK
+    print(f"{reg.code} ({reg.protocol} {target}): check failed: {result.message}", file=sys.stderr)
+    return EXIT_CHECK_FAILED
 
 
 def run_remove(args: argparse.Namespace) -> int:

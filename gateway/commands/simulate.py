@@ -1,20 +1,30 @@
-"""``dvc-gateway simulate agency [--port N] [--protocol rest] [--token T]``: run one simulated upstream.
+"""``dvc-gateway simulate agency|national-portal|payment|postal [--port N] [--protocol rest|soap]``: one upstream.
 
-The simulated agency one-stop system (:mod:`gateway.simulators.agency`) speaks the reference REST contract, keeps its
-state in memory and has test controls under ``/_sim`` (faults, state, reset, status events). It listens on 127.0.0.1
-only: the controls are not authenticated. ``--token`` makes the contract endpoints require ``Authorization: Bearer
-<token>`` (a literal, ``env:NAME`` or ``file:PATH``); ``--callback-url`` (the gateway's
-``/api/v1/agencies/{agency}/events``) and ``--callback-token`` let ``POST /_sim/dossiers/{code}/events`` post the
-agency's events to a gateway.
+Every simulator keeps its state in memory and has test controls under ``/_sim`` (not authenticated), so it listens on
+127.0.0.1 only. It prints one line with its URL, then serves until SIGTERM or SIGINT (exit code 0).
 
-It prints one line with its URL, then serves until SIGTERM or SIGINT (exit code 0). The SOAP agency and the national
-portal, payment and postal simulators are not available yet (exit code 2).
+* ``agency`` (:mod:`gateway.simulators.agency`): the reference REST contract; ``--protocol soap``
+  (:mod:`gateway.simulators.soap_agency`): the reference SOAP service at ``/soap``, its WSDL at ``/soap?wsdl``
+  (``--mapping-variant``: the deliberately different service that needs a registered mapping). ``--token`` makes
+  the contract endpoints require ``Authorization: Bearer <token>``; ``--callback-url`` (the gateway's
+  ``/api/v1/agencies/{agency}/events``) and ``--callback-token`` let ``POST /_sim/dossiers/{code}/events`` post the
+  agency's events to a gateway.
+* ``national-portal`` (:mod:`gateway.simulators.national_portal`): login ``lgsp``, ``dstcode`` ``H38``, password
+  ``lgsp-secret`` unless ``--secret``.
+* ``payment`` (:mod:`gateway.simulators.payment`): merchant ``DVCH38``, hash secret ``SIMULATOR-SECRET`` unless
+  ``--secret``; ``--callback-url`` is where IPNs go (the gateway's ``/api/v1/payments/notify``).
+* ``postal`` (:mod:`gateway.simulators.postal`): shared secret ``POSTAL-SIMULATOR-SECRET`` unless ``--secret``;
+  ``--callback-url`` is where tracking events go (the gateway's ``/api/v1/postal/events``).
+
+Secrets and tokens are literals, ``env:NAME`` or ``file:PATH``. An option that does not apply to the upstream is a
+usage error (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import Any
 
 from ..config import ConfigError, resolve_secret
 from ..daemon import DaemonError, listen_socket, serve_asgi
@@ -24,6 +34,21 @@ from ..logging import setup_logging
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
 UPSTREAMS = ("agency", "national-portal", "payment", "postal")
+#: Options each upstream takes (beyond --port).
+_OPTIONS = {
+    "agency": {"protocol", "token", "callback_url", "callback_token", "mapping_variant"},
+    "national-portal": {"secret"},
+    "payment": {"secret", "callback_url"},
+    "postal": {"secret", "callback_url"},
+}
+_FLAGS = {
+    "protocol": "--protocol",
+    "token": "--token",
+    "callback_url": "--callback-url",
+    "callback_token": "--callback-token",
+    "mapping_variant": "--mapping-variant",
+    "secret": "--secret",
+}
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -34,10 +59,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("upstream", choices=UPSTREAMS, help="which upstream to simulate")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")
-    parser.add_argument("--protocol", choices=("rest", "soap"), default="rest", help="the agency's protocol")
+    parser.add_argument("--protocol", choices=("rest", "soap"), default=None, help="the agency's protocol (rest)")
     parser.add_argument("--token", metavar="T", help="bearer token the agency requires (literal, env:NAME, file:PATH)")
-    parser.add_argument("--callback-url", metavar="URL", help="where the agency posts its status events")
+    parser.add_argument("--callback-url", metavar="URL", help="where the simulator posts its events (the gateway)")
     parser.add_argument("--callback-token", metavar="T", help="bearer token for the callbacks (literal, env:, file:)")
+    parser.add_argument(
+        "--mapping-variant", action="store_true", default=None, help="SOAP agency: the service that needs a mapping"
+    )
+    parser.add_argument("--secret", metavar="S", help="portal password, payment hash secret, postal shared secret")
     parser.set_defaults(run=run_simulate)
 
 
@@ -48,23 +77,54 @@ def _secret(value: str | None, option: str) -> str | None:
         raise UsageError(str(exc)) from None
 
 
-def run_simulate(args: argparse.Namespace) -> int:
-    if args.upstream != "agency":
-        raise UsageError(f"simulate {args.upstream} is not available yet (available: agency)")
-    if args.protocol == "soap":
-        raise UsageError("simulate agency --protocol soap is not available yet (use --protocol rest)")
+def _check_options(args: argparse.Namespace) -> None:
+    allowed = _OPTIONS[args.upstream]
+    for name, flag in _FLAGS.items():
+        if getattr(args, name) is not None and name not in allowed:
+            raise UsageError(f"simulate {args.upstream} does not take {flag}")
     if not 0 <= args.port < 65536:
         raise UsageError("--port must be from 0 to 65535")
+    if args.mapping_variant and args.protocol != "soap":
+        raise UsageError("--mapping-variant is for simulate agency --protocol soap")
     if args.callback_url is not None and not args.callback_url.startswith(("http://", "https://")):
         raise UsageError("--callback-url must be an http:// or https:// URL")
 
-    from ..simulators.agency import create_app
 
-    app = create_app(
-        token=_secret(args.token, "--token"),
-        callback_url=args.callback_url,
-        callback_token=_secret(args.callback_token, "--callback-token"),
-    )
+def _app(args: argparse.Namespace) -> tuple[Any, str, str]:
+    """The simulator's ASGI app, its name for people, and the path to show after its URL."""
+    secret = _secret(args.secret, "--secret")
+    if args.upstream == "agency":
+        options = {
+            "token": _secret(args.token, "--token"),
+            "callback_url": args.callback_url,
+            "callback_token": _secret(args.callback_token, "--callback-token"),
+        }
+        if args.protocol == "soap":
+            from ..simulators.soap_agency import create_soap_app
+
+            name = "agency simulator (SOAP, mapping variant)" if args.mapping_variant else "agency simulator (SOAP)"
+            return create_soap_app(mapping_variant=bool(args.mapping_variant), **options), name, "/soap?wsdl"
+        from ..simulators.agency import create_app as create_agency
+
+        return create_agency(**options), "agency simulator (REST)", ""
+    if args.upstream == "national-portal":
+        from ..simulators.national_portal import create_app as create_portal
+
+        return create_portal(**({"password": secret} if secret else {})), "national portal simulator", ""
+    if args.upstream == "payment":
+        from ..simulators.payment import create_app as create_payment
+
+        options = {"notify_url": args.callback_url, **({"secret": secret} if secret else {})}
+        return create_payment(**options), "payment platform simulator", ""
+    from ..simulators.postal import create_app as create_postal
+
+    options = {"webhook_url": args.callback_url, **({"secret": secret} if secret else {})}
+    return create_postal(**options), "postal service simulator", ""
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    _check_options(args)
+    app, name, path = _app(args)
     try:
         sock = listen_socket(HOST, args.port)
     except DaemonError as exc:
@@ -72,7 +132,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     setup_logging()
 
     def ready(url: str) -> None:
-        print(f"agency simulator (REST) listening on {url}", flush=True)
+        shown = f" (service description: {url}{path})" if path else ""
+        print(f"{name} listening on {url}{shown}", flush=True)
 
     async def main() -> None:
         await serve_asgi(app, sock, stop=asyncio.Event(), on_ready=ready, handle_signals=True)
