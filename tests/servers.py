@@ -18,10 +18,13 @@ class ServerThread:
         config = uvicorn.Config(
             app, host="127.0.0.1", port=0, log_level="critical", access_log=False, timeout_graceful_shutdown=2
         )
-        self.app = app
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
         self.base_url = ""
+
+    @property
+    def app(self) -> Any:
+        return self.server.config.app
 
     def __enter__(self) -> ServerThread:
         self.thread.start()

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import uvicorn
 import xmlschema
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from adapters.onestop import wsdl as shipped
 from gateway.simulators.soap_agency import service_documents
@@ -25,38 +21,6 @@ SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 MC = shipped.REFERENCE_NAMESPACE
 MEDIA = {"1.1": "text/xml; charset=utf-8", "1.2": "application/soap+xml; charset=utf-8"}
-
-
-class ServerThread:
-    """An ASGI app served by uvicorn on 127.0.0.1 (ephemeral port) in a thread, stopped cleanly."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="critical", access_log=False, timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-soap-test", daemon=True)
-        self.base_url = ""
-
-    @property
-    def app(self) -> Any:
-        return self.server.config.app
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
 
 
 def static_app(documents: Mapping[str, tuple[int, str, bytes]]) -> Starlette:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -13,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError
 from adapters.http import ClientFactory, ClientSettings, bearer
@@ -26,6 +23,7 @@ from adapters.netguard import AddressPolicy
 from adapters.onestop import Acknowledgement, AgencyStatus, DeliveryReceipt, OneStopClient, RestOneStopClient
 from adapters.onestop.rest import RestMapping
 from gateway.simulators.agency import AgencySimulator, create_app
+from tests.servers import ServerThread
 
 AGENCY = "000.00.23.H38"
 TOKEN = "sim-agency-token"
@@ -40,34 +38,6 @@ MAPPING = {
     "fields": {"code": "MaHoSo", "procedure_code": "MaTTHC", "status": "TrangThai", "reason": "LyDo"},
     "statuses": {"1": "submitted", "4": "processing", "5": "supplement_requested", "7": "withdrawn"},
 }
-
-
-class ServerThread:
-    """An ASGI app served by uvicorn on 127.0.0.1 (ephemeral port) in a thread, stopped cleanly."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="critical", access_log=False, timeout_graceful_shutdown=2
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="uvicorn-test", daemon=True)
-        self.base_url = ""
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        assert not self.thread.is_alive()
 
 
 def dossier(code: str = f"{AGENCY}-261123-0001", **extra: Any) -> dict[str, Any]:

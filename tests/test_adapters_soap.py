@@ -36,7 +36,8 @@ from adapters.onestop.soap import (
     wsdl_cache_stats,
 )
 from gateway.simulators.soap_agency import VARIANT_MAPPING, SoapAgencySimulator, create_soap_app
-from tests.soap_support import AGENCY, SOAP11, SOAP12, ServerThread, dossier, faults, payload, schema, sim_state
+from tests.servers import ServerThread
+from tests.soap_support import AGENCY, SOAP11, SOAP12, dossier, faults, payload, schema, sim_state
 
 TOKEN = "sim-soap-token"
 LOCAL = AddressPolicy(allow_private=True)

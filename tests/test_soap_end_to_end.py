@@ -34,7 +34,7 @@ from tests.api_support import (
     open_runtime,
     submission,
 )
-from tests.soap_support import ServerThread
+from tests.servers import ServerThread
 from tests.test_dispatch import deliver_view
 
 WSSE_USER = "lgsp-sxd"

@@ -18,13 +18,13 @@ from gateway.simulators.soap_agency import (
     create_soap_app,
     service_documents,
 )
+from tests.servers import ServerThread
 from tests.soap_support import (
     AGENCY,
     MC,
     MEDIA,
     SOAP11,
     SOAP12,
-    ServerThread,
     element,
     envelope,
     faults,

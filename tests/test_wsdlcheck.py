@@ -14,7 +14,8 @@ from adapters.onestop import wsdl as shipped
 from adapters.onestop.soap import WsdlLimits
 from adapters.onestop.wsdlcheck import WsdlCheck, check_wsdl
 from gateway.simulators.soap_agency import VARIANT_MAPPING, create_soap_app
-from tests.soap_support import ServerThread, static_app
+from tests.servers import ServerThread
+from tests.soap_support import static_app
 
 LOCAL = AddressPolicy(allow_private=True)
 XML = "text/xml; charset=utf-8"
