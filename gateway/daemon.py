@@ -5,7 +5,8 @@
 - the API (:func:`gateway.api.app.create_app`) on a ``uvicorn.Server`` (``lifespan="on"``, no access log of its own:
   the app writes its own structured one), listening on ``[server] host``/``port`` or the given ones;
 - an :class:`~gateway.workers.OutboxWorker` configured by ``[outbox]``, delivering through a
-  :class:`~gateway.dispatch.GatewayDispatcher`.
+  :class:`~gateway.dispatch.GatewayDispatcher`, and beside it the periodic jobs (:mod:`gateway.periodic`: polling
+  agencies, postal tracking, payment queries).
 
 The API wakes the worker as soon as it has committed work for it: every successful write request (any method but
 GET/HEAD/OPTIONS answered below 400) calls ``runtime.extras["notify_outbox"]``, which the services may also call
@@ -28,7 +29,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
@@ -36,6 +37,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import ConfigError
 from .dispatch import GatewayDispatcher
+from .periodic import PeriodicJob, run_jobs
+from .periodic import jobs as periodic_jobs
 from .runtime import Runtime
 from .workers import Dispatcher, OutboxWorker
 
@@ -271,7 +274,9 @@ async def run_daemon(
                 worker.shutdown_grace = 0
 
         with _signals_to(stop, force, handle_signals):
-            await _run(server, listener, worker, stop, on_ready)
+            gateway_dispatcher = worker is not None and isinstance(active, GatewayDispatcher)
+            periodic = periodic_jobs(runtime, active) if gateway_dispatcher else []
+            await _run(server, listener, worker, stop, on_ready, periodic)
     finally:
         runtime.extras.pop("notify_outbox", None)
         if own_dispatcher and isinstance(active, GatewayDispatcher):
@@ -289,6 +294,7 @@ async def _run(
     worker: OutboxWorker | None,
     stop: asyncio.Event,
     on_ready: Callable[[str | None], Any] | None,
+    periodic: Sequence[PeriodicJob] = (),
 ) -> None:
     worker_stop = asyncio.Event()
     failure: list[BaseException] = []
@@ -332,6 +338,8 @@ async def _run(
             group.create_task(serve())
         if worker is not None:
             group.create_task(deliver())
+        if periodic:
+            group.create_task(run_jobs(periodic, worker_stop))
         group.create_task(announce())
     if failure:
         raise failure[0]

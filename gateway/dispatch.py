@@ -9,6 +9,10 @@
   ``national_status_code``) is POSTed as JSON to ``[portal] webhook_url`` with the message's ``Idempotency-Key``
   and, when ``[portal] token`` is set, ``Authorization: Bearer <token>`` (``timeout_seconds``, default 10).
 
+- ``national.sync``, ``agency.fee_paid``, ``postal.order``: handled by the flow modules
+  (:mod:`gateway.national_sync`, :mod:`gateway.fees`, :mod:`gateway.shipments`), each a ``Handler(dispatcher)``
+  with ``async handle(message)`` and ``async aclose()``, built when its first message comes.
+
 Clients: one per agency, built through one :class:`~adapters.http.ClientFactory` (the runtime's ``client_factory``
 or ``extras["client_factory"]`` when it has one, else the process-wide :data:`adapters.http.default_factory`, where
 the daemon's recording and replay wrappers go) and cached; a client is rebuilt when the agency's stored
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import json
 import logging
 from collections.abc import Mapping
@@ -67,6 +72,13 @@ __all__ = ["GatewayDispatcher"]
 log = logging.getLogger("gateway.dispatch")
 
 PORTAL_UPSTREAM = "portal"
+
+#: The message kinds handled by a flow module (its ``Handler`` class).
+FLOW_MODULES = {
+    messages.NATIONAL_SYNC: "gateway.national_sync",
+    messages.AGENCY_FEE_PAID: "gateway.fees",
+    messages.POSTAL_ORDER: "gateway.shipments",
+}
 DEFAULT_PORTAL_TIMEOUT = 10.0
 
 
@@ -116,6 +128,7 @@ class GatewayDispatcher:
         self._portal_url = ""
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._flows: dict[str, Any] = {}
         #: Messages dispatched successfully, by kind (for metrics and tests).
         self.counters: dict[str, int] = {}
 
@@ -128,6 +141,8 @@ class GatewayDispatcher:
             await self._agency(message)
         elif message.kind == messages.PORTAL_WEBHOOK:
             await self._webhook(message)
+        elif message.kind in FLOW_MODULES:
+            await self.flow(FLOW_MODULES[message.kind]).handle(message)
         else:
             raise PermanentError(f"unknown message kind {message.kind!r}", upstream=message.target)
         self.counters[message.kind] = self.counters.get(message.kind, 0) + 1
@@ -140,9 +155,24 @@ class GatewayDispatcher:
             await entry.client.aclose()
         for task in list(self._background):
             await task
+        flows, self._flows = list(self._flows.values()), {}
+        for flow in flows:
+            await flow.aclose()
         if self._portal is not None:
             portal, self._portal = self._portal, None
             await portal.aclose()
+
+    def flow(self, module: str) -> Any:
+        """The flow module's handler of this dispatcher (built on first use, closed with the dispatcher)."""
+        handler = self._flows.get(module)
+        if handler is None:
+            handler = importlib.import_module(module).Handler(self)
+            self._flows[module] = handler
+        return handler
+
+    def agency_client(self, agency_code: str, document: dict[str, Any]) -> RestOneStopClient | SoapOneStopClient:
+        """The cached client of a registered agency (the flows and the poller share the dispatcher's clients)."""
+        return self._client(agency_code, document).client
 
     # -- agencies ------------------------------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ from .domain.status import (
     required_fields,
     resume_status,
 )
+from .fanout import Fanout, after_change
 from .intake import (
     Code,
     Conflict,
@@ -81,7 +82,6 @@ from .intake import (
     check_component_codes,
     component_rows,
     enqueue_delivery,
-    enqueue_webhook,
     parse_model,
     problem,
     signature_warnings,
@@ -89,6 +89,8 @@ from .intake import (
     warnings_note,
 )
 from .store.models import Agency, Blob, Component, Dossier, HistoryEntry
+
+NO_FANOUT = Fanout()
 
 __all__ = [
     "STATUS_LABELS_VI",
@@ -377,9 +379,10 @@ def _record(
     details: dict[str, Any],
     calendar: OfficeCalendar,
     now: datetime,
-    webhook: bool,
+    fanout: Fanout,
 ) -> HistoryEntry:
-    """Add a history entry (never before the last one), set the status, recompute deadlines, notify the portal."""
+    """Add a history entry (never before the last one), set the status, recompute deadlines, fan the change out."""
+    previous = dossier.status
     last = dossier.history[-1].at if dossier.history else at
     entry = HistoryEntry(status=status.value, at=max(at, last), actor=actor, note=note, details=details)
     dossier.history.append(entry)
@@ -387,8 +390,7 @@ def _record(
     dossier.updated_at = now
     _recompute(session, dossier, calendar)
     session.flush()
-    if webhook:
-        enqueue_webhook(session, dossier, entry)
+    after_change(session, dossier, entry, fanout, previous=previous, now=now)
     return entry
 
 
@@ -448,7 +450,7 @@ def apply_agency_event(
     calendar: OfficeCalendar,
     now: datetime,
     result_files: Sequence[PreparedFile] = (),
-    webhook: bool = False,
+    fanout: Fanout = NO_FANOUT,
 ) -> bool:
     """Apply ``event`` from ``actor`` (an agency) to ``dossier``: ``True`` when applied, ``False`` for a repeat.
 
@@ -500,7 +502,7 @@ def apply_agency_event(
         details=details,
         calendar=calendar,
         now=now,
-        webhook=webhook,
+        fanout=fanout,
     )
     if event.transfer_to is not None and dossier.due_at is not None:
         entry.details = {**details, "transfer_due_at": iso(_transfer_deadline(spec, dossier, calendar, entry.at))}
@@ -573,7 +575,7 @@ def add_supplement(
     calendar: OfficeCalendar,
     now: datetime,
     note: str | None = None,
-    webhook: bool = False,
+    fanout: Fanout = NO_FANOUT,
 ) -> None:
     """Store the applicant's supplement (only after ``supplement_requested``) and resume the dossier."""
     if dossier.status != Status.SUPPLEMENT_REQUESTED:
@@ -618,7 +620,7 @@ def add_supplement(
         details=details,
         calendar=calendar,
         now=now,
-        webhook=webhook,
+        fanout=fanout,
     )
     outbox.enqueue(
         session,
@@ -651,7 +653,7 @@ def withdraw(
     actor: Principal,
     calendar: OfficeCalendar,
     now: datetime,
-    webhook: bool = False,
+    fanout: Fanout = NO_FANOUT,
 ) -> None:
     """The applicant withdraws the dossier: ``withdrawn``, and the current agency is told (``agency.withdraw``)."""
     source = Status(dossier.status)
@@ -666,7 +668,7 @@ def withdraw(
         details={"reason": reason, "from": source.value},
         calendar=calendar,
         now=now,
-        webhook=webhook,
+        fanout=fanout,
     )
     outbox.enqueue(
         session,

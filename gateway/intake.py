@@ -65,6 +65,7 @@ from .domain.calendar import VIETNAM_TZ, OfficeCalendar
 from .domain.codes import format_dossier_code
 from .domain.deadlines import compute_deadlines
 from .domain.status import Status
+from .fanout import Fanout, after_change
 from .store.models import Agency, Blob, Component, DaySequence, Dossier, Fee, HistoryEntry, IdempotencyRecord
 
 if TYPE_CHECKING:
@@ -95,7 +96,6 @@ __all__ = [
     "store_blob",
     "submit",
     "verify_files",
-    "webhook_enabled",
 ]
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -678,11 +678,6 @@ async def run_idempotent(
         return Answer(earlier[0], earlier[1], replayed=True)
 
 
-def webhook_enabled(runtime: Runtime) -> bool:
-    """Whether the provincial portal wants status webhooks (``[portal] webhook_url`` configured)."""
-    return bool(runtime.config.section("portal").get("webhook_url"))
-
-
 def enqueue_webhook(session: Session, dossier: Dossier, entry: HistoryEntry) -> None:
     """A ``portal.webhook`` message for history entry ``entry`` (flushed, so it has an id)."""
     from .dossiers import iso
@@ -862,7 +857,7 @@ async def submit(
     if errors or file_errors:
         raise Invalid(errors + file_errors)
     await verify_files(runtime.verifier, files)
-    webhook = webhook_enabled(runtime)
+    fanout = Fanout.from_runtime(runtime)
 
     def work(session: Session) -> tuple[int, dict[str, Any]]:
         spec, errors = check_catalogue(session, sub)  # again, now inside the transaction
@@ -904,8 +899,7 @@ async def submit(
         session.add(dossier)
         session.flush()
         enqueue_delivery(session, dossier, dossier.agency_code)
-        if webhook:
-            enqueue_webhook(session, dossier, entry)
+        after_change(session, dossier, entry, fanout, previous=None, now=now)
         body = dossier_view(session, dossier, calendar=calendar, now=now)
         audit.append(
             session,

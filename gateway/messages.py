@@ -11,6 +11,12 @@ honours the key applies each step exactly once.
 - ``agency.withdraw`` → the agency; payload ``{"dossier_code", "agency_code", "reason"}``; step ``withdraw``.
 - ``portal.webhook`` → the provincial portal (target ``portal``); payload ``{"dossier_code", "event": {status, at,
   actor, note}}``; step ``webhook:<history id>``.
+- ``national.sync`` → the national public-service portal (target ``national_portal``); payload ``{"dossier_code",
+  "history_id"}``; step ``national:<history id>``: the dossier and its progress up to that history entry.
+- ``agency.fee_paid`` → the agency; payload ``{"dossier_code", "agency_code", "reference"}``; step
+  ``fee_paid:<payment reference>``: the applicant paid the fees the agency asked for.
+- ``postal.order`` → the public postal service (target ``postal``); payload ``{"dossier_code", "kind":
+  "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the originals or the delivery of the result.
 
 The dispatcher reads the dossier's current content from the database when it delivers, so a payload carries
 references, not copies of personal data.
@@ -23,5 +29,10 @@ AGENCY_SUPPLEMENT = "agency.supplement"
 AGENCY_WITHDRAW = "agency.withdraw"
 PORTAL_WEBHOOK = "portal.webhook"
 PORTAL_TARGET = "portal"
+NATIONAL_SYNC = "national.sync"
+NATIONAL_TARGET = "national_portal"
+AGENCY_FEE_PAID = "agency.fee_paid"
+POSTAL_ORDER = "postal.order"
+POSTAL_TARGET = "postal"
 
 AGENCY_KINDS = frozenset({AGENCY_DELIVER, AGENCY_SUPPLEMENT, AGENCY_WITHDRAW})

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from .. import dossiers, intake
 from ..auth import AGENCY, Principal
 from ..domain.status import IllegalTransition, national_code
+from ..fanout import Fanout
 from ..intake import Invalid, find_dossier, parse_model
 from .errors import ApiError
 from .routes_common import clock, json_body_doc, read_json, require, runtime_of
@@ -40,7 +41,7 @@ async def agency_event(
         if errors:
             raise Invalid(errors)
         await intake.verify_files(runtime.verifier, files)
-    webhook = intake.webhook_enabled(runtime)
+    fanout = Fanout.from_runtime(runtime)
 
     def work(session: Session) -> dict[str, Any]:
         from ..audit import lock_for_write
@@ -55,7 +56,7 @@ async def agency_event(
             calendar=runtime.calendar,
             now=now,
             result_files=files,
-            webhook=webhook,
+            fanout=fanout,
         )
         return {
             "dossier_code": dossier.code,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from .. import dossiers, intake
 from ..auth import AGENCY, PORTAL, Principal
+from ..fanout import Fanout
 from ..intake import Answer, ComponentIn, IdempotencyContext, Invalid, Submission, find_dossier, parse_model
 from .errors import ApiError
 from .routes_common import clock, json_body_doc, read_json, require, runtime_of
@@ -122,7 +123,7 @@ async def add_supplement(
     if errors:
         raise Invalid(errors)
     await intake.verify_files(runtime.verifier, files)
-    webhook = intake.webhook_enabled(runtime)
+    fanout = Fanout.from_runtime(runtime)
 
     def work(session: Session) -> tuple[int, dict[str, Any]]:
         dossier = find_dossier(session, code, for_update=True)
@@ -134,7 +135,7 @@ async def add_supplement(
             calendar=runtime.calendar,
             now=now,
             note=body.note,
-            webhook=webhook,
+            fanout=fanout,
         )
         return 200, dossiers.dossier_view(session, dossier, calendar=runtime.calendar, now=now)
 
@@ -157,12 +158,12 @@ async def withdraw_dossier(
     document = await read_json(request)
     context = await IdempotencyContext.build(principal, idempotency_key, "POST", request.url.path, document)
     body = parse_model(dossiers.WithdrawRequest, document)
-    webhook = intake.webhook_enabled(runtime)
+    fanout = Fanout.from_runtime(runtime)
 
     def work(session: Session) -> tuple[int, dict[str, Any]]:
         dossier = find_dossier(session, code, for_update=True)
         dossiers.withdraw(
-            session, dossier, body.reason, actor=principal, calendar=runtime.calendar, now=now, webhook=webhook
+            session, dossier, body.reason, actor=principal, calendar=runtime.calendar, now=now, fanout=fanout
         )
         return 200, dossiers.dossier_view(session, dossier, calendar=runtime.calendar, now=now)
 

@@ -260,3 +260,76 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_prev_hash"),)
+
+
+class Payment(Base):
+    """A payment requested from the payment platform for a dossier's unpaid fees (amounts: integer VND)."""
+
+    __tablename__ = "payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    #: The transaction reference the provider echoes back (``vnp_TxnRef``), unique across dossiers.
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3), default="VND")
+    #: The fee codes this payment settles.
+    fee_codes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    #: ``pending`` | ``paid`` | ``failed``.
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    provider_transaction: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Shipment(Base):
+    """A postal order of a dossier: ``pickup`` of the originals or ``delivery`` of the result."""
+
+    __tablename__ = "shipments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The postal service's order code (none until the order is accepted).
+    order_code: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    #: ``requested`` (not yet ordered) | ``accepted`` | ``in_transit`` | ``delivered`` | ``failed`` | ``returned``.
+    status: Mapped[str] = mapped_column(String(16), default="requested", index=True)
+    last_event_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_checked_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("dossier_id", "kind", name="uq_shipments_dossier_kind"),)
+
+
+class NationalSync(Base):
+    """What the national portal is known to hold for a dossier (for ``isUpdating`` and reconciliation)."""
+
+    __tablename__ = "national_sync"
+
+    dossier_code: Mapped[str] = mapped_column(String(96), primary_key=True)
+    #: The national status code last accepted by the portal (none: never synced).
+    status_code: Mapped[str | None] = mapped_column(String(8), default=None)
+    #: The last history entry whose progress the portal accepted.
+    history_id: Mapped[int] = mapped_column(Integer, default=0)
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AgencyPoll(Base):
+    """Where polling of an agency registered for ``status_updates.mode = "poll"`` stands."""
+
+    __tablename__ = "agency_polls"
+
+    agency_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The agency's position (the time of the last change seen), as it reported it.
+    position: Mapped[datetime | None] = mapped_column(default=None)
+    next_poll_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_polled_at: Mapped[datetime | None] = mapped_column(default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,15 @@
+"""(being written)"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from .store.models import Dossier, HistoryEntry
+
+
+def on_change(
+    session: Session, dossier: Dossier, entry: HistoryEntry, *, enabled: bool, previous: str | None, now: datetime
+) -> None:
+    return None
