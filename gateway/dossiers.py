@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import audit, messages, outbox
+from . import audit, fees, messages, outbox, shipments
 from .auth import Principal
 from .catalogue import ProcedureSpec, get_procedure
 from .domain.calendar import VIETNAM_TZ, OfficeCalendar
@@ -177,9 +177,11 @@ def _current_components(dossier: Dossier) -> list[Component]:
 
 def _history_item(entry: HistoryEntry) -> dict[str, Any]:
     item: dict[str, Any] = {"status": entry.status, "at": iso(entry.at), "actor": entry.actor, "note": entry.note}
-    reason = (entry.details or {}).get("reason")
-    if reason:
-        item["reason"] = reason
+    details = entry.details or {}
+    if details.get("reason"):
+        item["reason"] = details["reason"]
+    if details.get("step"):
+        item["step"] = details["step"]
     return item
 
 
@@ -227,6 +229,8 @@ def dossier_view(session: Session, dossier: Dossier, *, calendar: OfficeCalendar
             for c in _current_components(dossier)
         ],
         "fees": [{"code": f.code, "name": f.name, "amount": f.amount, "paid": f.paid} for f in dossier.fees],
+        "payment": fees.payment_view(session, dossier),
+        "shipments": shipments.shipments_view(session, dossier),
         "history": [_history_item(entry) for entry in history],
         "result": _result_view(dossier.result),
         "extra": dossier.extra or {},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -17,3 +18,7 @@ def on_change(
 
 def periodic_jobs(runtime, dispatcher) -> list:  # type: ignore[no-untyped-def]
     return []
+
+
+def payment_view(session: Session, dossier: Dossier) -> dict[str, Any] | None:
+    return None

@@ -75,10 +75,12 @@ class Runtime:
 
     @cached_property
     def client_factory(self) -> ClientFactory:
-        """The one HTTP client factory of the process (``extras["client_factory"]``, else the process-wide one,
-        where the daemon's recording and replay wrappers go)."""
+        """The one HTTP client factory of the process (``extras["client_factory"]``, else the process-wide one),
+        with the ``[recording]`` section's recording or replay wrapper on top (:mod:`gateway.recording.runtime`)."""
+        from .recording.runtime import client_factory_for  # [recording]: record or replay every outbound exchange
+
         factory = self.extras.get("client_factory")
-        return factory if isinstance(factory, ClientFactory) else default_factory
+        return client_factory_for(self.config, factory if isinstance(factory, ClientFactory) else default_factory)
 
     @property
     def wsdl_cache_dir(self) -> Path:

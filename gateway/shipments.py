@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -16,4 +17,8 @@ def on_change(
 
 
 def periodic_jobs(runtime, dispatcher) -> list:  # type: ignore[no-untyped-def]
+    return []
+
+
+def shipments_view(session: Session, dossier: Dossier) -> list[dict[str, Any]]:
     return []
