@@ -1,0 +1,251 @@
+"""``dvc-gateway cassette import-har|import-vcr|export-har|show|redact``: manage recorded exchanges.
+
+* ``import-har FILE [--into DIR]``: a HAR capture (a browser's, another tool's) becomes a cassette of ``DIR``,
+  redacted on the way in with that directory's salt;
+* ``import-vcr FILE [--into DIR]``: the same for a VCR.py YAML cassette (read with ``yaml.safe_load`` only: a
+  cassette is untrusted input, and a YAML tag that would build a Python object is refused);
+* ``export-har DIR [--out FILE]``: every exchange of a directory as one HAR 1.2 document (stdout without ``--out``);
+* ``show DIR [--json]``: a table of the exchanges;
+* ``redact DIR``: apply the current redaction settings again to every cassette of ``DIR``, in place.
+
+``DIR`` defaults to the ``[recording] directory`` of ``--config`` (``cassettes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from ..errors import EXIT_OK, UsageError
+from ..recording.har import Exchange, HarError, dumps_har, har_files, load_har, write_har
+from ..recording.transport import RecordingSettings
+from .replay import settings_from
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "cassette",
+        help="import, export, show and redact recorded exchanges",
+        description="Manage cassettes: HAR 1.2 files of recorded exchanges.",
+    )
+    actions = parser.add_subparsers(dest="cassette_command", metavar="ACTION", parser_class=type(parser))
+    actions.required = True
+    for name, what in (("import-har", "a HAR capture"), ("import-vcr", "a VCR.py YAML cassette")):
+        action = actions.add_parser(name, help=f"import {what} (redacted)")
+        action.add_argument("file", metavar="FILE")
+        action.add_argument("--into", metavar="DIR", help="cassette directory (default: [recording] directory)")
+        action.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
+        action.set_defaults(run=run_import, format=name.split("-")[1])
+    export = actions.add_parser("export-har", help="export a cassette directory as one HAR file")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
+    export.set_defaults(run=run_export)
+    show = actions.add_parser("show", help="list the exchanges of a cassette directory")
+    show.add_argument("directory", metavar="DIR")
+    show.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    show.set_defaults(run=run_show)
+    redact = actions.add_parser("redact", help="apply redaction again to every cassette, in place")
+    redact.add_argument("directory", metavar="DIR")
+    redact.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
+    redact.set_defaults(run=run_redact)
+
+
+def _progress(total: int) -> Progress:
+    """A progress bar on stderr for long work (shown on a terminal only, and gone when done)."""
+    show = sys.stderr.isatty() and total > 1
+    return Progress(console=Console(stderr=True), transient=True, disable=not show)
+
+
+def _load(directory: str) -> list[Exchange]:
+    try:
+        files = har_files(directory)
+        exchanges: list[Exchange] = []
+        with _progress(len(files)) as progress:
+            task = progress.add_task("Reading cassettes", total=len(files))
+            for path in files:
+                exchanges.extend(load_har(path))
+                progress.advance(task)
+        return exchanges
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# VCR.py
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _vcr_headers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise UsageError(f"{where}: headers must be a mapping")
+    pairs = []
+    for name, values in value.items():
+        for item in values if isinstance(values, list) else [values]:
+            pairs.append((str(name), item.decode("latin-1") if isinstance(item, bytes) else str(item)))
+    return tuple(pairs)
+
+
+def _vcr_body(value: Any) -> bytes | None:
+    if isinstance(value, Mapping):
+        if "base64_string" in value:
+            return base64.b64decode(str(value["base64_string"]))
+        value = value.get("string")
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def load_vcr(path: Path) -> list[Exchange]:
+    """The exchanges of a VCR.py cassette (``yaml.safe_load``: no Python object is ever built from the file)."""
+    try:
+        import yaml
+    except ImportError:
+        raise UsageError("import-vcr needs PyYAML (pip install pyyaml)") from None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise UsageError(f"{path.name}: not a safe YAML cassette{where}: {problem}") from None
+    interactions = document.get("interactions") if isinstance(document, Mapping) else None
+    if not isinstance(interactions, list):
+        raise UsageError(f"{path.name}: not a VCR.py cassette (no 'interactions' list)")
+    exchanges = []
+    for index, item in enumerate(interactions):
+        where = f"{path.name}: interaction {index}"
+        request = item.get("request") if isinstance(item, Mapping) else None
+        response = item.get("response") if isinstance(item, Mapping) else None
+        if not isinstance(request, Mapping) or not isinstance(response, Mapping):
+            raise UsageError(f"{where}: request or response is missing")
+        method, uri = request.get("method"), request.get("uri")
+        status = response.get("status")
+        code = status.get("code") if isinstance(status, Mapping) else status
+        if not isinstance(method, str) or not isinstance(uri, str) or not isinstance(code, int):
+            raise UsageError(f"{where}: request.method, request.uri and response.status.code are required")
+        exchanges.append(
+            Exchange(
+                method=method.upper(),
+                url=uri,
+                request_headers=_vcr_headers(request.get("headers"), where),
+                request_body=_vcr_body(request.get("body")),
+                status=code,
+                status_text=str(status.get("message", "")) if isinstance(status, Mapping) else "",
+                response_headers=_vcr_headers(response.get("headers"), where),
+                response_body=_vcr_body(response.get("body")) or b"",
+                source=where,
+            )
+        )
+    return exchanges
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Commands
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _directory(args: argparse.Namespace, settings: RecordingSettings) -> Path:
+    return Path(args.into) if getattr(args, "into", None) else settings.directory
+
+
+def run_import(args: argparse.Namespace) -> int:
+    settings = settings_from(args.config)
+    source = Path(args.file)
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file")
+    if args.format == "har":
+        try:
+            exchanges = load_har(source)
+        except HarError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        exchanges = load_vcr(source)
+    directory = _directory(args, settings)
+    directory.mkdir(parents=True, exist_ok=True)
+    redactor = settings.redactor(directory)
+    target = directory / f"{source.stem}.har"
+    redacted = []
+    with _progress(len(exchanges)) as progress:
+        task = progress.add_task("Redacting", total=len(exchanges))
+        for exchange in exchanges:
+            redacted.append(redactor.exchange(exchange))
+            progress.advance(task)
+    write_har(target, redacted, comment=f"imported from {source.name}")
+    print(f"{len(exchanges)} exchange(s) imported into {target}")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    exchanges = _load(args.directory)
+    data = dumps_har(exchanges, comment=f"exported from {Path(args.directory).name}")
+    if args.out:
+        Path(args.out).write_bytes(data)
+        print(f"{len(exchanges)} exchange(s) exported to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(data.decode("utf-8") + "\n")
+    return EXIT_OK
+
+
+def run_show(args: argparse.Namespace) -> int:
+    exchanges = _load(args.directory)
+    rows = [
+        {
+            "source": exchange.source,
+            "upstream": exchange.upstream,
+            "method": exchange.method,
+            "url": exchange.url,
+            "status": exchange.status,
+            "time_ms": round(exchange.time_ms, 1),
+            "error": exchange.error,
+        }
+        for exchange in exchanges
+    ]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("#", "Upstream", "Method", "URL", "Status", "ms", "Source")
+    for number, row in enumerate(rows, 1):
+        status = row["error"] or str(row["status"])
+        table.add_row(
+            str(number), row["upstream"] or "-", row["method"], row["url"], status, str(row["time_ms"]), row["source"]
+        )
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    return EXIT_OK
+
+
+def run_redact(args: argparse.Namespace) -> int:
+    settings = settings_from(args.config)
+    directory = Path(args.directory)
+    try:
+        files = har_files(directory)
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+    redactor = settings.redactor(directory if directory.is_dir() else directory.parent)
+    total = 0
+    with _progress(len(files)) as progress:
+        task = progress.add_task("Redacting cassettes", total=len(files))
+        for path in files:
+            try:
+                exchanges = load_har(path)
+            except HarError as exc:
+                raise UsageError(str(exc)) from None
+            write_har(path, [redactor.exchange(exchange) for exchange in exchanges])
+            total += len(exchanges)
+            progress.advance(task)
+    print(f"{total} exchange(s) in {len(files)} file(s) redacted")
+    return EXIT_OK

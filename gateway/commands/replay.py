@@ -1,0 +1,86 @@
+"""``dvc-gateway replay serve DIR [--port N] [--host H] [--latency [FACTOR]] [--config FILE]``.
+
+Serves a cassette directory (HAR files) as fake upstreams: any method and path is answered from the recordings
+(:mod:`gateway.recording.server`). It listens on 127.0.0.1 unless ``--host`` says otherwise, prints one line with
+its URL, then serves until SIGTERM or SIGINT (exit code 0). ``--config`` takes the ``[recording]`` matching and
+redaction settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from ..config import ConfigError, load_config
+from ..daemon import DaemonError, listen_socket, serve_asgi
+from ..errors import EXIT_OK, UsageError
+from ..logging import setup_logging
+from ..recording.transport import RecordingSettings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8099
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "replay", help="serve recorded exchanges", description="Serve recorded exchanges as fake upstreams."
+    )
+    actions = parser.add_subparsers(dest="replay_command", metavar="ACTION", parser_class=type(parser))
+    actions.required = True
+    serve = actions.add_parser("serve", help="serve a cassette directory over HTTP")
+    serve.add_argument("directory", metavar="DIR", help="cassette directory (HAR files)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument(
+        "--latency",
+        type=float,
+        nargs="?",
+        const=1.0,
+        default=None,
+        metavar="FACTOR",
+        help="replay the recorded latency (times FACTOR, default 1)",
+    )
+    serve.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
+    serve.set_defaults(run=run_serve)
+
+
+def settings_from(config_path: str | None) -> RecordingSettings:
+    """The ``[recording]`` settings of the configuration (usage error when they are wrong)."""
+    try:
+        config = load_config(config_path)
+        return RecordingSettings.from_config(config.section("recording"), config.base_dir)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..recording.har import HarError
+    from ..recording.server import create_replay_app
+
+    directory = Path(args.directory)
+    if not directory.exists():
+        raise UsageError(f"{directory}: no such cassette directory")
+    if not 0 <= args.port < 65536:
+        raise UsageError("--port must be from 0 to 65535")
+    if args.latency is not None and args.latency < 0:
+        raise UsageError("--latency must not be negative")
+    settings = settings_from(args.config)
+    try:
+        app = create_replay_app(directory, settings, latency=args.latency)
+    except (HarError, ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        sock = listen_socket(args.host, args.port)
+    except DaemonError as exc:
+        raise UsageError(str(exc)) from None
+    setup_logging()
+
+    def ready(url: str) -> None:
+        print(f"replaying {directory} on {url}", flush=True)
+
+    try:
+        asyncio.run(serve_asgi(app, sock, stop=asyncio.Event(), on_ready=ready, handle_signals=True))
+    finally:
+        sock.close()
+    return EXIT_OK

@@ -1,0 +1,365 @@
+"""HAR 1.2 (http://www.softwareishard.com/blog/har-12-spec/) reading and writing.
+
+One :class:`Exchange` is one HAR entry. Writing produces every field HAR 1.2 requires (cookies, headersSize,
+bodySize, cache, timings...), so standard HAR tools read our cassettes. Reading is tolerant: browsers' captures
+omit or garble optional fields, and only what replay needs is required (``request.method``, ``request.url``,
+``response.status``); a missing required field is one clear line naming the file and the entry.
+
+Bodies are bytes in memory; on disk a body is ``text`` when it is UTF-8 text, else base64 with ``encoding:
+"base64"`` (HAR's own convention for binary content). A failed exchange (no response: connection refused, timeout)
+is an entry with ``response.status`` 0 and our custom field ``response._error`` naming the httpx exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "HAR_VERSION",
+    "Exchange",
+    "HarError",
+    "dump_har",
+    "dumps_har",
+    "entry_to_exchange",
+    "exchange_to_entry",
+    "load_directory",
+    "load_har",
+    "loads_har",
+    "write_har",
+]
+
+HAR_VERSION = "1.2"
+CREATOR = {"name": "dvc-gateway", "version": "0.1.0"}
+
+Headers = tuple[tuple[str, str], ...]
+
+_TEXT_TYPES = ("json", "xml", "text/", "javascript", "x-www-form-urlencoded", "html", "csv", "yaml")
+
+
+class HarError(ValueError):
+    """A HAR document cannot be used; the message names the file and the entry, in one line."""
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One recorded request and its response (or its failure)."""
+
+    method: str
+    url: str
+    request_headers: Headers = ()
+    request_body: bytes | None = None
+    status: int = 0
+    status_text: str = ""
+    response_headers: Headers = ()
+    response_body: bytes = b""
+    started: str = ""  # ISO 8601, HAR's startedDateTime
+    time_ms: float = 0.0
+    http_version: str = "HTTP/1.1"
+    upstream: str = ""  # custom field _upstream: the gateway's upstream name
+    error: str | None = None  # "ConnectError: ..." for a failed exchange (status 0)
+    source: str = ""  # where it was read from ("file.har#3"); not written
+    extra: Mapping[str, Any] = field(default_factory=dict)  # fields of the entry we do not model (kept on rewrite)
+
+    def header(self, name: str, *, response: bool = False) -> str | None:
+        wanted = name.lower()
+        for key, value in self.response_headers if response else self.request_headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    @property
+    def request_type(self) -> str:
+        return self.header("content-type") or ""
+
+    @property
+    def response_type(self) -> str:
+        return self.header("content-type", response=True) or ""
+
+    def with_(self, **changes: Any) -> Exchange:
+        return replace(self, **changes)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _is_text(mime: str) -> bool:
+    mime = mime.lower()
+    return any(marker in mime for marker in _TEXT_TYPES)
+
+
+def _content(body: bytes, mime: str) -> dict[str, Any]:
+    """HAR ``text`` (+ ``encoding``) for a body: plain when it is UTF-8 text, base64 otherwise."""
+    if not body:
+        return {"text": ""}
+    if _is_text(mime) or not mime:
+        try:
+            return {"text": body.decode("utf-8")}
+        except UnicodeDecodeError:
+            pass
+    return {"text": base64.b64encode(body).decode("ascii"), "encoding": "base64"}
+
+
+def _query(url: str) -> list[dict[str, str]]:
+    from urllib.parse import parse_qsl, urlsplit
+
+    return [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+
+
+def _headers(headers: Headers) -> list[dict[str, str]]:
+    return [{"name": name, "value": value} for name, value in headers]
+
+
+def _headers_size(headers: Headers) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in headers) + 2
+
+
+def exchange_to_entry(exchange: Exchange) -> dict[str, Any]:
+    """The HAR 1.2 entry of ``exchange``."""
+    request: dict[str, Any] = {
+        "method": exchange.method,
+        "url": exchange.url,
+        "httpVersion": exchange.http_version,
+        "cookies": [],
+        "headers": _headers(exchange.request_headers),
+        "queryString": _query(exchange.url),
+        "headersSize": _headers_size(exchange.request_headers),
+        "bodySize": len(exchange.request_body or b""),
+    }
+    if exchange.request_body is not None:
+        mime = exchange.request_type or "application/octet-stream"
+        request["postData"] = {"mimeType": mime, "params": [], **_content(exchange.request_body, mime)}
+    mime = exchange.response_type
+    response: dict[str, Any] = {
+        "status": exchange.status,
+        "statusText": exchange.status_text,
+        "httpVersion": exchange.http_version,
+        "cookies": [],
+        "headers": _headers(exchange.response_headers),
+        "content": {
+            "size": len(exchange.response_body),
+            "mimeType": mime or "x-unknown",
+            **_content(exchange.response_body, mime),
+        },
+        "redirectURL": exchange.header("location", response=True) or "",
+        "headersSize": _headers_size(exchange.response_headers) if exchange.status else -1,
+        "bodySize": len(exchange.response_body) if exchange.status else -1,
+    }
+    if exchange.error:
+        response["_error"] = exchange.error
+    elapsed = round(max(exchange.time_ms, 0.0), 3)
+    entry: dict[str, Any] = {
+        **{k: v for k, v in exchange.extra.items() if k.startswith("_")},
+        "startedDateTime": exchange.started or now_iso(),
+        "time": elapsed,
+        "request": request,
+        "response": response,
+        "cache": {},
+        "timings": {"blocked": -1, "dns": -1, "connect": -1, "send": 0, "wait": elapsed, "receive": 0, "ssl": -1},
+    }
+    if exchange.upstream:
+        entry["_upstream"] = exchange.upstream
+    return entry
+
+
+def dump_har(exchanges: Iterable[Exchange], *, comment: str | None = None) -> dict[str, Any]:
+    """A HAR 1.2 document holding ``exchanges``."""
+    log: dict[str, Any] = {
+        "version": HAR_VERSION,
+        "creator": dict(CREATOR),
+        "pages": [],
+        "entries": [exchange_to_entry(exchange) for exchange in exchanges],
+    }
+    if comment:
+        log["comment"] = comment
+    return {"log": log}
+
+
+def dumps_har(exchanges: Iterable[Exchange], *, comment: str | None = None) -> bytes:
+    return json.dumps(dump_har(exchanges, comment=comment), ensure_ascii=False, indent=1).encode("utf-8")
+
+
+def write_har(path: str | os.PathLike[str], exchanges: Iterable[Exchange], *, comment: str | None = None) -> int:
+    """Write ``exchanges`` to ``path`` atomically (a reader never sees half a file); the number of bytes written."""
+    return write_bytes_atomically(Path(path), dumps_har(exchanges, comment=comment))
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return len(data)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_headers(value: Any, where: str) -> Headers:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise HarError(f"{where}: headers must be a list")
+    result = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise HarError(f"{where}: a header without a name")
+        result.append((item["name"], str(item.get("value", ""))))
+    # HTTP/2 captures carry pseudo-headers (":authority"...): not headers to send or compare.
+    return tuple((name, value) for name, value in result if not name.startswith(":"))
+
+
+def _read_content(content: Any, where: str) -> bytes:
+    if not isinstance(content, Mapping):
+        return b""
+    text = content.get("text")
+    if text is None:
+        return b""
+    if not isinstance(text, str):
+        raise HarError(f"{where}: text must be a string")
+    if str(content.get("encoding", "")).lower() == "base64":
+        try:
+            return base64.b64decode(text, validate=False)
+        except (binascii.Error, ValueError) as exc:
+            raise HarError(f"{where}: invalid base64 content") from exc
+    return text.encode("utf-8")
+
+
+def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
+    if post is None:
+        return None, None
+    if not isinstance(post, Mapping):
+        raise HarError(f"{where}: postData must be an object")
+    mime = post.get("mimeType") if isinstance(post.get("mimeType"), str) else None
+    if post.get("text") is None and post.get("params"):
+        # Browsers may give a form as params only.
+        from urllib.parse import urlencode
+
+        pairs = [(p.get("name", ""), p.get("value", "")) for p in post["params"] if isinstance(p, Mapping)]
+        return urlencode(pairs).encode("ascii"), mime
+    return _read_content(post, where), mime
+
+
+def entry_to_exchange(entry: Any, where: str) -> Exchange:
+    """The :class:`Exchange` of a HAR entry; ``where`` names it in errors (``"capture.har: entry 3"``)."""
+    if not isinstance(entry, Mapping):
+        raise HarError(f"{where}: not an object")
+    request = entry.get("request")
+    response = entry.get("response")
+    if not isinstance(request, Mapping):
+        raise HarError(f"{where}: request is missing")
+    if not isinstance(response, Mapping):
+        raise HarError(f"{where}: response is missing")
+    method = request.get("method")
+    url = request.get("url")
+    if not isinstance(method, str) or not method:
+        raise HarError(f"{where}: request.method is missing")
+    if not isinstance(url, str) or not url:
+        raise HarError(f"{where}: request.url is missing")
+    status = response.get("status")
+    if isinstance(status, bool) or not isinstance(status, int | float) or not 0 <= status <= 999:
+        raise HarError(f"{where}: response.status is missing or not a number")
+    request_headers = _read_headers(request.get("headers"), f"{where}: request")
+    body, mime = _post_data(request.get("postData"), f"{where}: request.postData")
+    if mime and not any(name.lower() == "content-type" for name, _ in request_headers):
+        request_headers = (*request_headers, ("Content-Type", mime))
+    response_headers = _read_headers(response.get("headers"), f"{where}: response")
+    content = response.get("content")
+    response_mime = content.get("mimeType") if isinstance(content, Mapping) else None
+    if (
+        isinstance(response_mime, str)
+        and response_mime not in ("", "x-unknown")
+        and not any(name.lower() == "content-type" for name, _ in response_headers)
+    ):
+        response_headers = (*response_headers, ("Content-Type", response_mime))
+    elapsed = entry.get("time", 0)
+    error = response.get("_error")
+    return Exchange(
+        method=method.upper(),
+        url=url,
+        request_headers=request_headers,
+        request_body=body,
+        status=int(status),
+        status_text=str(response.get("statusText") or ""),
+        response_headers=response_headers,
+        response_body=_read_content(content, f"{where}: response.content"),
+        started=str(entry.get("startedDateTime") or ""),
+        time_ms=float(elapsed) if isinstance(elapsed, int | float) and not isinstance(elapsed, bool) else 0.0,
+        http_version=str(request.get("httpVersion") or "HTTP/1.1"),
+        upstream=str(entry.get("_upstream") or ""),
+        error=str(error) if error else None,
+        source=where,
+        extra={k: v for k, v in entry.items() if isinstance(k, str) and k.startswith("_") and k != "_upstream"},
+    )
+
+
+def loads_har(data: str | bytes | Mapping[str, Any], source: str = "HAR") -> list[Exchange]:
+    """The exchanges of a HAR document (text, bytes or already parsed)."""
+    if isinstance(data, str | bytes):
+        try:
+            document = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HarError(f"{source}: not JSON ({exc})") from None
+    else:
+        document = data
+    log = document.get("log") if isinstance(document, Mapping) else None
+    if not isinstance(log, Mapping):
+        raise HarError(f"{source}: not a HAR document (no 'log' object)")
+    entries = log.get("entries")
+    if not isinstance(entries, list):
+        raise HarError(f"{source}: log.entries must be a list")
+    return [entry_to_exchange(entry, f"{source}: entry {index}") for index, entry in enumerate(entries)]
+
+
+def load_har(path: str | os.PathLike[str]) -> list[Exchange]:
+    """The exchanges of a HAR file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HarError(f"{path}: {exc.strerror or exc}") from None
+    return loads_har(data, str(path.name))
+
+
+def har_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The HAR files of a cassette directory (or the one file given), in name order (recording order)."""
+    path = Path(directory)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise HarError(f"{path}: no such cassette directory")
+    return sorted(p for p in path.rglob("*.har") if p.is_file() and not p.name.startswith("."))
+
+
+def load_directory(directory: str | os.PathLike[str]) -> list[Exchange]:
+    """Every exchange of every HAR file of a cassette directory, files in name order, entries in file order."""
+    exchanges: list[Exchange] = []
+    for path in har_files(directory):
+        exchanges.extend(load_har(path))
+    return exchanges
+
+
+def headers_from(pairs: Sequence[tuple[str, str]] | Mapping[str, str]) -> Headers:
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    return tuple((str(k), str(v)) for k, v in items)
