@@ -2,7 +2,9 @@
 
 ``register --file F`` validates the registration document (see :mod:`gateway.registry`) and stores it; an agency
 already registered is changed only with ``--replace``. A ``soap`` agency's WSDL is loaded and checked before it is
-stored (refused, exit code 2, when the mapped operations are missing). ``check CODE`` reaches a registered agency's
+stored (refused, exit code 2, when the mapped operations are missing); ``--no-check`` skips that proof (the static
+checks remain: URLs, address policy, secrets, procedures) and says so on stderr, for an agency whose system is not
+up yet: ``agency check CODE`` proves it later. ``check CODE`` reaches a registered agency's
 endpoint (``soap``: loads its WSDL and checks the operations; ``rest``: one request to the endpoint) and prints the
 result in one line: exit code 0 when usable, 1 when not. ``list --json`` and ``show --json`` print the stored
 documents (secrets as the ``env:``/``file:`` references given, never resolved).
@@ -56,6 +58,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     reg.add_argument("--file", required=True, metavar="FILE", help="the registration document")
     reg.add_argument("--replace", action="store_true", help="replace the agency's registration if it exists")
+    reg.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not reach the endpoint (SOAP: do not load the WSDL); prove it later with 'agency check CODE'",
+    )
     config_argument(reg)
     reg.set_defaults(run=run_register)
 
@@ -114,9 +121,8 @@ def run_register(args: argparse.Namespace) -> int:
             known = known_procedure_codes(session)
         # Validation may resolve host names: done outside any transaction.
         try:
-            registration = validate_registration(
-                doc, settings=settings, known_procedures=known, check_endpoint=endpoint_checker(settings)
-            )
+            checker = None if args.no_check else endpoint_checker(settings)
+            registration = validate_registration(doc, settings=settings, known_procedures=known, check_endpoint=checker)
             with db.unit_of_work() as session:
                 created = register(session, registration, replace=args.replace)
         except AgencyExistsError as exc:
@@ -127,6 +133,13 @@ def run_register(args: argparse.Namespace) -> int:
         db.dispose()
     verb = "registered" if created else "updated"
     print(f"{verb} {registration.code} ({registration.name}): {registration.protocol} {_address(registration)}")
+    if args.no_check:
+        what = "its WSDL was not loaded" if registration.protocol == "soap" else "its endpoint was not reached"
+        print(
+            f"dvc-gateway: warning: {registration.code} registered without a check ({what}): "
+            f"run 'dvc-gateway agency check {registration.code}' once its system is up",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 

@@ -27,7 +27,11 @@ Test and demo controls, under ``/_sim`` (as the REST simulator's):
   answer cut in the middle (handled); a delay before answering; a streamed envelope of ``oversize_bytes``; the
   answer element in a wrong namespace (handled); an envelope of the other SOAP version (handled); a
   billion-laughs document;
-* ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/dossiers/{code}/events`` as the REST simulator's.
+* ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/dossiers/{code}/events`` as the REST simulator's. With a
+  ``callback_url`` ending in ``/soap/callback`` (the gateway's SOAP callback service), the clerk's events are posted
+  as SOAP 1.1 ``CapNhatTrangThaiHoSo`` requests (:func:`callback_envelope`) with the bearer ``callback_token``;
+  any other ``callback_url`` gets the REST agency event as JSON. The mapping variant reports its status codes (the
+  national portal's), which the gateway reads as such.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -58,6 +63,7 @@ from adapters.onestop import wsdl as shipped
 from gateway.simulators.agency import AgencySimulator
 
 __all__ = [
+    "CALLBACK_NAMESPACE",
     "NATIONAL_STATUS_CODES",
     "VARIANT_FIELDS",
     "VARIANT_MAPPING",
@@ -65,6 +71,7 @@ __all__ = [
     "VARIANT_OPERATIONS",
     "SoapAgencySimulator",
     "SoapFaults",
+    "callback_envelope",
     "create_soap_app",
     "service_documents",
 ]
@@ -81,6 +88,8 @@ _CHUNK = 64 * 1024
 _VIETNAM = timezone(timedelta(hours=7))
 
 REFERENCE_NAMESPACE = shipped.REFERENCE_NAMESPACE
+#: Namespace of the gateway's SOAP callback service (``CapNhatTrangThaiHoSo``, ``capnhat.xsd``).
+CALLBACK_NAMESPACE = "urn:dvc:lgsp:capnhat:1.0"
 VARIANT_NAMESPACE = "urn:sxd:motcua:2.0"
 #: Reference operation → the variant's.
 VARIANT_OPERATIONS = {
@@ -851,6 +860,59 @@ async def _sleep_unless_gone(request: Request, seconds: float) -> bool:
     return False
 
 
+def _callback_time(value: Any) -> str | None:
+    parsed = _parse_time(str(value)) if value else None
+    return parsed.isoformat() if parsed else None
+
+
+def callback_envelope(event: Mapping[str, Any], *, status_codes: bool = False) -> tuple[bytes, dict[str, str]]:
+    """``(body, headers)`` of a SOAP 1.1 ``CapNhatTrangThaiHoSo`` request for an agency event (REST names).
+
+    Built with lxml from the event, in the order ``capnhat.xsd`` sets; ``status_codes`` reports the national
+    portal's status codes instead of status names (as the mapping variant's system would).
+    """
+    cb = ElementMaker(namespace=CALLBACK_NAMESPACE, nsmap={"cb": CALLBACK_NAMESPACE})
+    status = str(event.get("status") or "")
+    if status_codes:
+        status = NATIONAL_STATUS_CODES.get(status, status)
+    operation = cb.CapNhatTrangThaiHoSo(cb.MaHoSo(str(event["dossier_code"])), cb.TrangThai(status))
+    leaves = [
+        ("ThoiDiem", _callback_time(event.get("at"))),
+        ("GhiChu", event.get("note")),
+        ("LyDo", event.get("reason")),
+        ("NgayHenTra", _callback_time(event.get("due_at"))),
+        ("ChuyenDen", event.get("transfer_to")),
+    ]
+    for name, value in leaves:
+        if value not in (None, ""):
+            operation.append(getattr(cb, name)(str(value)))
+    for code in _list(event.get("components")):
+        operation.append(cb.ThanhPhanBoSung(str(code)))
+    result = event.get("result")
+    if isinstance(result, Mapping):
+        outcome = cb.KetQua()
+        for name, key in (("SoKetQua", "number"), ("NgayKy", "signed_at"), ("DuongDan", "url"), ("GhiChu", "note")):
+            value = _callback_time(result.get(key)) if key == "signed_at" else result.get(key)
+            if value not in (None, ""):
+                outcome.append(getattr(cb, name)(str(value)))
+        for item in _list(result.get("files")):
+            if not isinstance(item, Mapping):
+                continue
+            file = cb.TepKetQua()
+            for name, key in (("TenTep", "filename"), ("LoaiNoiDung", "content_type")):
+                if item.get(key):
+                    file.append(getattr(cb, name)(str(item[key])))
+            file.append(cb.NoiDung(str(item.get("content_base64") or "")))
+            if item.get("detached_signature_base64"):
+                file.append(cb.ChuKyRoi(str(item["detached_signature_base64"])))
+            outcome.append(file)
+        operation.append(outcome)
+    soap = ElementMaker(namespace=SOAP11, nsmap={"soap": SOAP11})
+    body = etree.tostring(soap.Envelope(soap.Body(operation)), xml_declaration=True, encoding="utf-8")
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{CALLBACK_NAMESPACE}#CapNhatTrangThaiHoSo"'}
+    return body, headers
+
+
 def create_soap_app(
     *,
     mapping_variant: bool = False,
@@ -858,6 +920,7 @@ def create_soap_app(
     wsse: tuple[str, str] | None = None,
     callback_url: str | None = None,
     callback_token: str | None = None,
+    callback_protocol: str | None = None,
     factory: ClientFactory | None = None,
 ) -> ASGIApp:
     """The SOAP simulator as an ASGI app; its :class:`SoapAgencySimulator` is ``app.state.simulator``.
@@ -865,11 +928,21 @@ def create_soap_app(
     :param mapping_variant: serve the deliberately different service (needs :data:`VARIANT_MAPPING`).
     :param token: bearer token ``POST /soap`` requires (none: open).
     :param wsse: ``(username, password)`` of the WS-Security UsernameToken required (none: not required).
-    :param callback_url: where agency events are posted (the gateway's ``/api/v1/agencies/{agency}/events``).
+    :param callback_url: where agency events are posted: the gateway's SOAP callback service
+        (``…/soap/callback``) or its ``/api/v1/agencies/{agency}/events``.
     :param callback_token: bearer token sent with them.
+    :param callback_protocol: ``soap`` or ``rest``; by default ``soap`` when ``callback_url`` ends in
+        ``/soap/callback``.
     :param factory: HTTP client factory for the callbacks (the process-wide one by default).
     """
+    if callback_protocol is None:
+        path = (callback_url or "").split("?", 1)[0].rstrip("/")
+        callback_protocol = "soap" if path.endswith("/soap/callback") else "rest"
+    if callback_protocol not in ("soap", "rest"):
+        raise ValueError("callback_protocol must be soap or rest")
     core = AgencySimulator(callback_url=callback_url, callback_token=callback_token, factory=factory or default_factory)
+    if callback_protocol == "soap":
+        core.callback_encoder = functools.partial(callback_envelope, status_codes=mapping_variant)
     sim = SoapAgencySimulator(core=core, mapping_variant=mapping_variant, token=token, wsse=wsse)
     handlers = _Handlers(sim)
     routes = [

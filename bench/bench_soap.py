@@ -1,0 +1,326 @@
+"""SOAP deliveries per second through the gateway, beside the floor of building the same envelope with lxml and
+posting it with httpx directly to the same simulator.
+
+The SOAP agency simulator (``dvc-gateway simulate agency --protocol soap``: the reference service, requests
+validated against ``hoso.xsd``, idempotency keys honoured) runs in a child process. The gateway side runs here on a
+SQLite database (WAL) holding N submitted dossiers, each with its ``agency.deliver`` message:
+
+- *gateway (dispatcher)*: :meth:`GatewayDispatcher.dispatch` for each message: the dossier and the agency's
+  registration read from the database, the agency document built (files in base64), then the
+  :class:`~adapters.onestop.soap.SoapOneStopClient` (zeep over httpx, the WSDL loaded once beforehand) builds
+  ``TiepNhanHoSo``, posts it (SSRF guard, size cap, answer screening) and parses the answer;
+- *gateway (outbox)*: the same behind an :class:`~gateway.workers.OutboxWorker` (claims, outcomes recorded);
+- *floor*: for the same documents, the ``TiepNhanHoSo`` envelope built with lxml and posted with a plain
+  ``httpx.AsyncClient`` (same concurrency, same idempotency keys), the answer's status checked, nothing else.
+
+It prints deliveries per second for each and the ratios: the gateway's time per delivery over the floor's (1.0 = as
+fast as the floor). The simulator is reset between runs.
+
+Run: ``.venv/bin/python bench/bench_soap.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from lxml import etree  # noqa: E402
+from lxml.builder import ElementMaker  # noqa: E402
+
+from gateway import messages, outbox  # noqa: E402
+from gateway.auth import Principal  # noqa: E402
+from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
+from gateway.config import Config  # noqa: E402
+from gateway.dispatch import GatewayDispatcher  # noqa: E402
+from gateway.intake import submit  # noqa: E402
+from gateway.logging import setup_logging  # noqa: E402
+from gateway.outbox import RetryPolicy  # noqa: E402
+from gateway.registry import Registration, register  # noqa: E402
+from gateway.runtime import Runtime  # noqa: E402
+from gateway.store.database import Database  # noqa: E402
+from gateway.store.models import Dossier, utcnow  # noqa: E402
+from gateway.workers import MessageView, OutboxWorker  # noqa: E402
+from tests.documents import make_pdf  # noqa: E402
+
+AGENCY = "000.00.23.H38"
+CONCURRENCY = 8
+SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
+MC = "urn:dvc:motcua:1.0"
+CATALOGUE = [
+    {
+        "code": "BENCH.1",
+        "name": "Thủ tục đo hiệu năng",
+        "agencies": [AGENCY],
+        "processing_days": 15,
+        "components": [{"code": "TP1", "name": "Đơn đề nghị", "required": True, "must_be_signed": False}],
+        "fees": [{"code": "LP1", "name": "Lệ phí", "amount": 150000}],
+    }
+]
+
+
+def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "simulate", "agency", "--protocol", "soap", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=work,
+    )
+    assert process.stdout is not None
+    found = re.search(r"listening on (http://\S+)", process.stdout.readline())
+    if found is None:
+        process.kill()
+        raise SystemExit("the SOAP agency simulator did not start")
+    return process, found.group(1)
+
+
+async def prepare(work: Path, sim_url: str, count: int) -> Runtime:
+    """A runtime on a fresh database with ``count`` submitted dossiers (each with a small PDF) awaiting delivery."""
+    db = Database.connect(f"sqlite:///{work / 'gateway.db'}")
+    db.upgrade()
+    config = Config(raw={"registry": {"allow_private_endpoints": True, "wsdl_cache_dir": "wsdl-cache"}}, base_dir=work)
+    runtime = Runtime(config=config, db=db)
+    with db.unit_of_work() as session:
+        import_procedures(session, parse_catalogue(json.dumps(CATALOGUE)))
+        document = {
+            "code": AGENCY,
+            "name": "Sở Xây dựng",
+            "protocol": "soap",
+            "wsdl": f"{sim_url}/soap?wsdl",
+            "procedures": ["BENCH.1"],
+        }
+        register(session, Registration.model_validate(document))
+    pdf = base64.b64encode(make_pdf("Don de nghi", padding=20_000)).decode("ascii")
+    submission = {
+        "procedure_code": "BENCH.1",
+        "agency_code": AGENCY,
+        "applicant": {"full_name": "Nguyễn Văn A", "id_number": "001099012345", "phone": "0912345678"},
+        "summary": "Cấp giấy phép xây dựng",
+        "components": [{"code": "TP1", "name": "Đơn đề nghị", "filename": "don.pdf", "content_base64": pdf}],
+        "fees": [{"code": "LP1", "name": "Lệ phí", "amount": 150000}],
+    }
+    for _ in range(count):
+        answer = await submit(runtime, Principal("portal"), submission, idempotency_key=None, now=utcnow())
+        assert answer.status == 201
+    return runtime
+
+
+async def pending(runtime: Runtime) -> list[tuple[MessageView, dict[str, Any]]]:
+    """Every pending delivery: the message as a worker would see it, and the agency document (what the floor sends)."""
+    from sqlalchemy import select
+
+    from gateway.dossiers import agency_document
+
+    def read(session: Any) -> list[tuple[MessageView, dict[str, Any]]]:
+        found = []
+        for message in outbox.list_messages(session, outbox.PENDING, limit=10**6):
+            if message.kind != messages.AGENCY_DELIVER:
+                continue
+            dossier = session.scalars(select(Dossier).where(Dossier.code == message.ordering_key)).one()
+            found.append((MessageView.of(message), agency_document(session, dossier, agency_code=AGENCY)))
+        return found
+
+    return await runtime.db.run(read)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The floor: lxml + httpx
+
+
+def _leaf(parent: etree._Element, name: str, value: Any) -> None:
+    if value not in (None, ""):
+        etree.SubElement(parent, f"{{{MC}}}{name}").text = str(value)
+
+
+def floor_envelope(key: str, doc: dict[str, Any]) -> bytes:
+    """``TiepNhanHoSo`` for ``doc`` (the agency document), built with lxml in the order ``hoso.xsd`` sets."""
+    mc = ElementMaker(namespace=MC, nsmap={"mc": MC})
+    hoso = mc.HoSo()
+    for name, value in (
+        ("MaHoSo", doc["code"]),
+        ("MaTTHC", doc["procedure_code"]),
+        ("MaCoQuan", doc.get("agency_code")),
+        ("TrichYeu", doc.get("summary")),
+        ("KenhNop", doc.get("channel")),
+        ("NgayTiepNhan", doc.get("received_at") or doc.get("submitted_at")),
+        ("NgayHenTra", doc.get("due_at")),
+    ):
+        _leaf(hoso, name, value)
+    applicant = doc.get("applicant") or {}
+    person = etree.SubElement(hoso, f"{{{MC}}}NguoiNop")
+    for name, field in (
+        ("LoaiDoiTuong", "kind"),
+        ("HoTen", "full_name"),
+        ("SoGiayTo", "id_number"),
+        ("SoDienThoai", "phone"),
+        ("Email", "email"),
+        ("DiaChi", "address"),
+    ):
+        _leaf(person, name, applicant.get(field))
+    for component in doc.get("components") or ():
+        item = etree.SubElement(hoso, f"{{{MC}}}ThanhPhanHoSo")
+        for name, field in (
+            ("MaThanhPhan", "code"),
+            ("TenThanhPhan", "name"),
+            ("TenTep", "filename"),
+            ("LoaiNoiDung", "content_type"),
+            ("MaBam", "sha256"),
+            ("NoiDung", "content_base64"),
+        ):
+            _leaf(item, name, component.get(field))
+    for fee in doc.get("fees") or ():
+        item = etree.SubElement(hoso, f"{{{MC}}}PhiLePhi")
+        for name, field in (("MaPhi", "code"), ("TenPhi", "name"), ("SoTien", "amount")):
+            _leaf(item, name, fee.get(field))
+    _leaf(hoso, "YeuCauDoiChieuBanGoc", "true" if doc.get("originals_check_required") else "false")
+    _leaf(hoso, "HinhThucTraKetQua", doc.get("return_method"))
+    soap = ElementMaker(namespace=SOAP11, nsmap={"soap": SOAP11})
+    envelope = soap.Envelope(soap.Body(mc.TiepNhanHoSo(mc.KhoaYeuCau(key), hoso)))
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]]) -> float:
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{MC}#TiepNhanHoSo"'}
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    items = iter(work)
+    async with httpx.AsyncClient(base_url=sim_url, timeout=60, limits=limits, trust_env=False) as client:
+
+        async def worker() -> None:
+            for message, doc in items:
+                response = await client.post(
+                    "/soap", content=floor_envelope(message.idempotency_key, doc), headers=headers
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"floor: HTTP {response.status_code}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return len(work) / (time.perf_counter() - start)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The gateway
+
+
+async def warm(dispatcher: GatewayDispatcher, runtime: Runtime) -> None:
+    """Load the WSDL once (as the first delivery of a running gateway would), outside the timing."""
+    from gateway.registry import get_agency
+
+    def read(session: Any) -> dict[str, Any]:
+        registration = get_agency(session, AGENCY)
+        assert registration is not None
+        return registration.document()
+
+    client = dispatcher.agency_client(AGENCY, await runtime.db.run(read))
+    await client.load()  # type: ignore[union-attr]
+
+
+async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[str, Any]]]) -> float:
+    dispatcher = GatewayDispatcher(runtime)
+    try:
+        await warm(dispatcher, runtime)
+        items = iter(work)
+
+        async def worker() -> None:
+            for message, _doc in items:
+                await dispatcher.dispatch(message)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return len(work) / (time.perf_counter() - start)
+    finally:
+        await dispatcher.aclose()
+
+
+async def outbox_rate(runtime: Runtime, count: int) -> float:
+    dispatcher = GatewayDispatcher(runtime)
+    await warm(dispatcher, runtime)
+    policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
+    worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)
+    stop = asyncio.Event()
+    start = time.perf_counter()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        while worker.counters["delivered"] + worker.counters["dead"] < count:
+            if task.done():
+                task.result()
+                raise RuntimeError("the worker stopped")
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop.set()
+        await task
+        await dispatcher.aclose()
+    if worker.counters["dead"]:
+        raise RuntimeError(f"{worker.counters['dead']} messages dead")
+    return count / elapsed
+
+
+async def reset(sim_url: str) -> None:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        (await client.post(f"{sim_url}/_sim/reset")).raise_for_status()
+
+
+async def delivered(sim_url: str) -> int:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
+
+
+async def run(work: Path, sim_url: str, count: int) -> None:
+    runtime = await prepare(work, sim_url, count)
+    try:
+        items = await pending(runtime)
+        size = len(floor_envelope(items[0][0].idempotency_key, items[0][1]))
+        print(f"SOAP delivery of {count} dossiers (TiepNhanHoSo ~{size / 1000:.0f} kB each) to {sim_url}/soap")
+        print(f"({CONCURRENCY} concurrent deliveries; the simulator validates every request against hoso.xsd)")
+        await reset(sim_url)
+        floor = await floor_rate(sim_url, items)
+        assert await delivered(sim_url) == count
+        await reset(sim_url)
+        through_dispatcher = await dispatcher_rate(runtime, items)
+        assert await delivered(sim_url) == count
+        await reset(sim_url)
+        through_outbox = await outbox_rate(runtime, count)
+        assert await delivered(sim_url) == count
+        print(f"{'':<30}{'deliveries/s':>14}{'ratio':>8}")
+        print(f"{'gateway (outbox + dispatcher)':<30}{through_outbox:>14.1f}{floor / through_outbox:>8.1f}")
+        print(f"{'gateway (dispatcher)':<30}{through_dispatcher:>14.1f}{floor / through_dispatcher:>8.1f}")
+        print(f"{'floor (lxml + httpx direct)':<30}{floor:>14.1f}{1:>8.1f}")
+        print("ratio: the gateway's time per delivery / the floor's (1.0 = as fast as the floor)")
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer deliveries")
+    args = parser.parse_args()
+    setup_logging("ERROR")
+    count = 60 if args.quick else 400
+    with tempfile.TemporaryDirectory(prefix="bench-soap-") as tmp:
+        process, sim_url = start_simulator(Path(tmp))
+        try:
+            asyncio.run(run(Path(tmp), sim_url, count))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
