@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .commands import agency, cassette, db, demo, outbox, procedure, replay, serve, simulate, verify
+from .commands import agency, cassette, db, demo, national, outbox, payment, procedure, replay, serve, simulate, verify
 from .config import ConfigError
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for module in (verify, db, agency, procedure, serve, outbox, simulate, demo, replay, cassette):
+    for module in (verify, db, agency, procedure, national, payment, serve, outbox, simulate, demo, replay, cassette):
         module.add_parser(commands)
     return parser
 

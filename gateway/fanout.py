@@ -13,12 +13,13 @@ An integration without its ``base_url`` is off: its steps are skipped, and the f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from .config import Config
 from .store.models import Dossier, HistoryEntry
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class Fanout:
     national: bool = False
     payment: bool = False
     postal: bool = False
+    #: The process's configuration, for the flows that need their settings (the payment's merchant and secret).
+    config: Config | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> Fanout:
@@ -49,6 +52,7 @@ class Fanout:
             national=configured("national_portal"),
             payment=configured("payment"),
             postal=configured("postal"),
+            config=config,
         )
 
 
@@ -61,6 +65,6 @@ def after_change(
 
     if fanout.webhook:
         enqueue_webhook(session, dossier, entry)
-    fees.on_change(session, dossier, entry, enabled=fanout.payment, previous=previous, now=now)
+    fees.on_change(session, dossier, entry, enabled=fanout.payment, previous=previous, now=now, config=fanout.config)
     shipments.on_change(session, dossier, entry, enabled=fanout.postal, previous=previous, now=now)
     national_sync.on_change(session, dossier, entry, enabled=fanout.national, previous=previous, now=now)

@@ -1,6 +1,8 @@
 """The outbox message kinds: what the core asks to be done outside the database, and their payloads.
 
-Every message's ``ordering_key`` is the dossier code (a dossier's messages are delivered in order) and its
+Every message's ``ordering_key`` is the dossier code (a dossier's messages are delivered in order; the national
+portal's syncs have a lane of their own, ``<dossier code>#national``, so that a failing agency and the portal never
+hold each other back) and its
 ``idempotency_key`` is :func:`gateway.outbox.message_key` of the dossier code and the step, so a receiver that
 honours the key applies each step exactly once.
 
@@ -15,7 +17,7 @@ honours the key applies each step exactly once.
   "history_id"}``; step ``national:<history id>``: the dossier and its progress up to that history entry.
 - ``agency.fee_paid`` → the agency; payload ``{"dossier_code", "agency_code", "reference"}``; step
   ``fee_paid:<payment reference>``: the applicant paid the fees the agency asked for.
-- ``postal.order`` → the public postal service (target ``postal``); payload ``{"dossier_code", "kind":
+- ``postal.order`` → the public postal service (target ``postal``, ordering key ``<dossier code>#postal``); payload ``{"dossier_code", "kind":
   "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the originals or the delivery of the result.
 
 The dispatcher reads the dossier's current content from the database when it delivers, so a payload carries

@@ -259,9 +259,27 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
     response = await gw.client.get("/openapi.json")
     assert response.status_code == 200
     document = response.json()
-    from gateway.api import routes_admin, routes_agencies, routes_dossiers, routes_ops, routes_public, routes_signatures
+    from gateway.api import (
+        routes_admin,
+        routes_agencies,
+        routes_dossiers,
+        routes_ops,
+        routes_payments,
+        routes_postal,
+        routes_public,
+        routes_signatures,
+    )
 
-    modules = (routes_admin, routes_agencies, routes_dossiers, routes_ops, routes_public, routes_signatures)
+    modules = (
+        routes_admin,
+        routes_agencies,
+        routes_dossiers,
+        routes_ops,
+        routes_payments,
+        routes_postal,
+        routes_public,
+        routes_signatures,
+    )
     served = {
         (route.path, method.lower())
         for module in modules
@@ -286,6 +304,9 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         ("/api/v1/admin/agencies/{code}", "delete"),
         ("/api/v1/admin/outbox", "get"),
         ("/api/v1/admin/outbox/{message_id}/redrive", "post"),
+        ("/api/v1/payments/notify", "get"),
+        ("/api/v1/payments/notify", "post"),
+        ("/api/v1/postal/events", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

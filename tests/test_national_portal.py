@@ -21,6 +21,7 @@ from adapters.national_portal import (
     ProgressRecord,
     format_time,
     parse_time,
+    procedure_from_wire,
     wire,
 )
 from adapters.netguard import AddressPolicy
@@ -381,6 +382,66 @@ async def test_password_may_be_a_callable_and_is_never_shown(
 async def test_pull_procedures(national: NationalPortalClient) -> None:
     procedures = await national.pull_procedures()
     assert [p["MATTHC"] for p in procedures] == [p["MATTHC"] for p in DEFAULT_PROCEDURES]
+
+
+def test_catalogue_entries_are_read_from_the_portal_shape() -> None:
+    building = procedure_from_wire(DEFAULT_PROCEDURES[0])
+    assert (building.code, building.active, building.agencies, building.processing_days) == (
+        "1.009794",
+        True,
+        ("000.00.23.H38",),
+        15,
+    )
+    assert building.fees == ({"code": "LP1", "name": "Lệ phí cấp giấy phép xây dựng", "amount": 150000},)
+    assert [c["code"] for c in building.components] == ["TP1", "TP2"] and building.field_code == "G09-XD05"
+    sparse = procedure_from_wire(
+        {
+            "MATTHC": "2.000001",
+            "TENTTHC": "Thủ tục cũ",
+            "TRANGTHAI": "0",
+            "CACHTHUCTHUCHIEN": [
+                {"THOIGIAN": [{"THOIGIANGIAIQUYET": "10"}, {"THOIGIANGIAIQUYET": "7", "PHILEPHI": [
+                    {"MAPHILEPHI": "P1", "SOTIEN": "1.500.000"},
+                    {"MAPHILEPHI": "P2", "SOTIEN": 2.5},  # a float is never read as money
+                ]}]}
+            ],
+        }
+    )  # fmt: skip
+    assert not sparse.active and sparse.agencies == () and sparse.processing_days == 7
+    assert sparse.fees == ({"code": "P1", "name": "P1", "amount": 1500000},)
+    with pytest.raises(ValueError, match="MATTHC"):
+        procedure_from_wire({"TENTTHC": "Không có mã"})
+
+
+async def test_lookup_gives_the_status_the_portal_holds(
+    national: NationalPortalClient, sim: NationalPortalSimulator
+) -> None:
+    national.batch_size = 2
+    await national.sync_dossiers([dossier(1), dossier(2, status_code=4)], updating=False)
+    held = await national.lookup_dossiers([dossier(1).code, dossier(2).code, "KHONG-CO", dossier(1).code])
+    assert held == {dossier(1).code: 2, dossier(2).code: 4, "KHONG-CO": None}
+    assert sim.counters["lookups"] == 2  # three codes, batches of two
+    with pytest.raises(ValueError):
+        await national.lookup_dossiers([""])
+
+
+async def test_simulated_per_record_refusals_and_what_the_portal_holds(
+    portal: ServerThread, national: NationalPortalClient, sim: NationalPortalSimulator
+) -> None:
+    await admin_post(portal.base_url, "/_sim/faults", {"refuse_next_records": 1, "refuse_service": wire.SERVICE_SYNC})
+    result = await national.sync_dossiers([dossier(1), dossier(2)], updating=False)
+    assert [(f.record.code, f.code) for f in result.failed] == [(dossier(1).code, wire.CODE_SYSTEM_ERROR)]
+    assert [r.code for r in result.accepted] == [dossier(2).code]
+    again = await national.sync_dossiers(result.failed_records, updating=False)
+    assert again.ok
+    await national.update_progress([step(dossier(1).code)])
+    async with httpx.AsyncClient(base_url=portal.base_url, trust_env=False, timeout=5) as admin:
+        held = (await admin.get(f"/_sim/dossiers/{dossier(1).code}")).json()
+        missing = await admin.get("/_sim/dossiers/KHONG-CO")
+    assert held["TrangThaiHoSo"] == 4 and held["record"]["MaHoSo"] == dossier(1).code and len(held["progress"]) == 1
+    assert missing.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError):
+        await admin_post(portal.base_url, "/_sim/faults", {"refuse_service": "LayDanhSachTTHC"})
 
 
 async def test_records_must_be_the_dataclasses(national: NationalPortalClient) -> None:

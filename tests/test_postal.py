@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from hypothesis import given
@@ -395,3 +397,45 @@ async def test_a_receiver_with_another_secret_refuses_the_push(
             await admin_post(postal_server.base_url, "/_sim/config", {"webhook_url": None})
     assert moved["webhook"]["status_code"] == 401
     assert wrong.events == [] and wrong.refused == ["the X-Signature does not match the body"]
+
+
+async def test_orders_move_on_by_themselves_over_time(postal: PostalClient, sim: PostalSimulator) -> None:
+    order = await postal.create_order("delivery", DOSSIER, AGENCY, APPLICANT, ITEMS, "k-clock")
+    assert await sim.tick() == 0  # no auto_advance_seconds: only on demand
+    sim.auto_advance_seconds = 60
+    try:
+        assert await sim.tick() == 0  # the order is younger than a minute
+        later = datetime.now(UTC) + timedelta(minutes=2)
+        assert await sim.tick(later) == 1
+        assert sim.orders[order.order_code]["status"] == "in_transit"
+    finally:
+        sim.auto_advance_seconds = None
+
+
+async def test_the_simulator_clock_delivers_orders_while_it_runs() -> None:
+    with ServerThread(create_app(secret=SECRET, auto_advance_seconds=0.05)) as server:
+        settings = ClientSettings(base_url=server.base_url, address_policy=LOCAL, timeout_seconds=5)
+        async with ClientFactory().client("postal", settings) as http:
+            client = PostalClient(http, secret=SECRET)
+            order = await client.create_order("delivery", DOSSIER, AGENCY, APPLICANT, ITEMS, "k-running")
+            with anyio.fail_after(20):
+                while [e.status.value for e in await client.track(order.order_code)][-1] != "delivered":
+                    await asyncio.sleep(0.05)
+            statuses = [e.status.value for e in await client.track(order.order_code)]
+    assert statuses == ["accepted", "in_transit", "delivered"]
+
+
+async def test_occasional_server_errors_when_configured(
+    postal_server: ServerThread, http: httpx.AsyncClient, sim: PostalSimulator
+) -> None:
+    client = PostalClient(http, secret=SECRET, attempts=2, backoff_seconds=0.01)
+    await admin_post(postal_server.base_url, "/_sim/faults", {"error_rate": 1})
+    with pytest.raises(TransientError):
+        await client.create_order("pickup", DOSSIER, APPLICANT, AGENCY, ITEMS, "k-flaky")
+    assert sim.counters["faults"] == 2 and sim.orders == {}
+    await admin_post(postal_server.base_url, "/_sim/faults", {"error_rate": 0})
+    assert (await client.create_order("pickup", DOSSIER, APPLICANT, AGENCY, ITEMS, "k-flaky")).status == "accepted"
+    async with httpx.AsyncClient(base_url=postal_server.base_url, trust_env=False) as admin:
+        for bad in ({"error_rate": 1.5}, {"error_rate": True}, {"duplicate_webhooks": 1}):
+            assert (await admin.post("/_sim/faults", json=bad)).status_code == 400
+        assert (await admin.post("/_sim/config", json={"auto_advance_seconds": 0})).status_code == 400

@@ -1,20 +1,30 @@
 """Client for the national public-service portal (*Cổng Dịch vụ công quốc gia*).
 
-Dossier sync (``DongBoHoSoMC``), progress updates (``CapNhatTienDoHoSoMC``) and the procedure catalogue, over a
-session login with the province's ``dstcode``. The wire shape lives in :mod:`adapters.national_portal.wire` alone.
-Usable on its own by a portal backend: it never imports the daemon.
+Dossier sync (``DongBoHoSoMC``), progress updates (``CapNhatTienDoHoSoMC``), status lookup (``TraCuuHoSoMC``) and
+the procedure catalogue, over a session login with the province's ``dstcode``. The wire shape lives in
+:mod:`adapters.national_portal.wire` alone. Usable on its own by a portal backend: it never imports the daemon.
 """
 
 from adapters.national_portal.client import BatchResult, NationalPortalClient, RecordFailure
-from adapters.national_portal.wire import Channel, DossierRecord, ProgressRecord, format_time, parse_time
+from adapters.national_portal.wire import (
+    Channel,
+    DossierRecord,
+    PortalProcedure,
+    ProgressRecord,
+    format_time,
+    parse_time,
+    procedure_from_wire,
+)
 
 __all__ = [
     "BatchResult",
     "Channel",
     "DossierRecord",
     "NationalPortalClient",
+    "PortalProcedure",
     "ProgressRecord",
     "RecordFailure",
     "format_time",
     "parse_time",
+    "procedure_from_wire",
 ]

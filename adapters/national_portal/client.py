@@ -168,6 +168,40 @@ class NationalPortalClient:
         items = self._checked(records, ProgressRecord)
         return await self._send_all(wire.SERVICE_PROGRESS, items, updating=False)
 
+    async def lookup_dossiers(self, codes: Iterable[str]) -> dict[str, int | None]:
+        """``TraCuuHoSoMC``: the ``TrangThaiHoSo`` the portal holds for each dossier code (``None``: it has none).
+
+        Codes go in batches of ``batch_size``; a code the portal answers for with another per-record error is a
+        :class:`~adapters.errors.PermanentError` (or transient for its system error), one it does not answer for at
+        all a :class:`~adapters.errors.BadResponseError`.
+        """
+        wanted = list(dict.fromkeys(codes))
+        sent_all = [wire.lookup_record(code) for code in wanted]  # checks the codes before anything is sent
+        found: dict[str, int | None] = {}
+        for sent in _chunks(sent_all, self.batch_size):
+            answer = await self._call(wire.SERVICE_LOOKUP, data=sent)
+            entries = answer.get("result")
+            by_code = {
+                wire.record_key(entry): entry
+                for entry in (entries if isinstance(entries, list) else [])
+                if isinstance(entry, dict) and wire.record_key(entry) is not None
+            }
+            for record, outcome in zip(sent, wire.record_outcomes(answer, sent), strict=True):
+                code = record["MaHoSo"]
+                entry = by_code.get(code)
+                if outcome is not None:
+                    error_code, message = outcome
+                    if error_code == wire.CODE_NOT_FOUND:
+                        found[code] = None
+                        continue
+                    error = TransientError if error_code == wire.CODE_SYSTEM_ERROR else PermanentError
+                    raise error(f"lookup refused (error_code {error_code}: {message})", upstream=self.upstream)
+                status = None if entry is None else wire.lookup_status(entry)
+                if status is None:
+                    raise BadResponseError("the lookup answer gives no TrangThaiHoSo", upstream=self.upstream)
+                found[code] = status
+        return found
+
     async def pull_procedures(self) -> list[dict[str, Any]]:
         """The portal's procedure catalogue (``LayDanhSachTTHC``), entries as the portal gives them."""
         answer = await self._call(wire.SERVICE_PROCEDURES, path=self.paths["share"])

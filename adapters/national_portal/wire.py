@@ -18,9 +18,11 @@ Business calls::
     -> {"error_code": "00", "message": "...",
         "result": [{"MaHoSo": "...", "error_code": "00"}, {"MaHoSo": "...", "error_code": "11", "message": "..."}]}
 
-``service`` is ``DongBoHoSoMC`` (dossier sync), ``CapNhatTienDoHoSoMC`` (processing steps) or, on the sharing path,
-``LayDanhSachTTHC`` (the procedure catalogue, answered in ``result``). A dossier the portal already has is sent
-again with ``isUpdating: true``. ``error_code`` ``0``/``"00"`` is success; a refused record is listed in ``result``
+``service`` is ``DongBoHoSoMC`` (dossier sync), ``CapNhatTienDoHoSoMC`` (processing steps), ``TraCuuHoSoMC`` (the
+status the portal holds for each ``MaHoSo`` of ``data``, answered in ``result`` with ``TrangThaiHoSo``; ``13`` for a
+dossier it does not have) or, on the sharing path, ``LayDanhSachTTHC`` (the procedure catalogue, answered in
+``result``; :func:`procedure_from_wire` reads one entry). A dossier the portal already has is sent again with
+``isUpdating: true``. ``error_code`` ``0``/``"00"`` is success; a refused record is listed in ``result``
 with its own ``error_code`` and ``message``. Times are ``yyyyMMddHHmmss`` in Asia/Ho_Chi_Minh.
 """
 
@@ -50,12 +52,14 @@ __all__ = [
     "DEFAULT_PATHS",
     "DSTCODE_HEADER",
     "PORTAL_TIME",
+    "SERVICE_LOOKUP",
     "SERVICE_PROCEDURES",
     "SERVICE_PROGRESS",
     "SERVICE_SYNC",
     "TIME_FORMAT",
     "Channel",
     "DossierRecord",
+    "PortalProcedure",
     "ProgressRecord",
     "business_body",
     "format_time",
@@ -63,8 +67,11 @@ __all__ = [
     "is_session_code",
     "is_success",
     "login_body",
+    "lookup_record",
+    "lookup_status",
     "normalize_code",
     "parse_time",
+    "procedure_from_wire",
     "record_key",
     "record_outcomes",
 ]
@@ -80,6 +87,7 @@ DSTCODE_HEADER = "dstcode"
 
 SERVICE_SYNC = "DongBoHoSoMC"
 SERVICE_PROGRESS = "CapNhatTienDoHoSoMC"
+SERVICE_LOOKUP = "TraCuuHoSoMC"
 SERVICE_PROCEDURES = "LayDanhSachTTHC"
 
 # -- error codes (normalised by normalize_code: 0 and "0" are "00") --------------------------------------------------
@@ -91,7 +99,7 @@ CODE_SESSION_INVALID = "03"  # unknown session token
 CODE_SESSION_EXPIRED = "04"  # the session timed out: log in again
 CODE_RECORDS_REFUSED = "05"  # some records were refused: see result[]
 CODE_BAD_REQUEST = "06"  # malformed call or unknown service
-CODE_SYSTEM_ERROR = "99"  # the portal failed: try again later
+CODE_SYSTEM_ERROR = "99"  # the portal failed: try again later (also per record: that record was not stored)
 # Per-record codes (in result[]).
 CODE_MISSING_FIELD = "11"
 CODE_INVALID_VALUE = "12"
@@ -386,3 +394,116 @@ def record_outcomes(answer: Mapping[str, Any], sent: Sequence[Mapping[str, Any]]
         key = record_key(record)
         outcomes.append(by_key[key] if key in by_key else default)
     return outcomes
+
+
+# -- status lookup -----------------------------------------------------------------------------------------------------
+
+
+def lookup_record(dossier_code: str) -> dict[str, Any]:
+    """One ``data`` record of a ``TraCuuHoSoMC`` call."""
+    _text(dossier_code, "dossier_code", required=True)
+    return {"MaHoSo": dossier_code}
+
+
+def lookup_status(entry: Mapping[str, Any]) -> int | None:
+    """The ``TrangThaiHoSo`` a ``TraCuuHoSoMC`` result entry gives (``None`` when it gives none readable)."""
+    value = entry.get("TrangThaiHoSo")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+# -- procedure catalogue -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortalProcedure:
+    """One ``LayDanhSachTTHC`` entry, read: what the portal says of a procedure (``None``: it does not say).
+
+    ``agencies`` are the ``MACOQUAN`` of ``COQUANTHUCHIEN``; ``processing_days`` the smallest whole number of days of
+    ``CACHTHUCTHUCHIEN[].THOIGIAN[].THOIGIANGIAIQUYET``; ``fees`` the ``PHILEPHI`` entries (``code``, ``name``,
+    ``amount`` in whole VND) and ``components`` the ``GIAYTO`` of ``THANHPHANHOSO`` (``code``, ``name``), each
+    without duplicates; ``active`` is false when ``TRANGTHAI`` says the procedure is no longer in force.
+    """
+
+    code: str  # MATTHC
+    name: str  # TENTTHC
+    active: bool = True  # TRANGTHAI (1 in force)
+    agencies: tuple[str, ...] = ()
+    processing_days: int | None = None
+    fees: tuple[Mapping[str, Any], ...] = ()
+    components: tuple[Mapping[str, str], ...] = ()
+    field_code: str | None = None  # LINHVUCTHUCHIEN[0].MALINHVUC
+    level: str | None = None  # CAPTHUCHIEN
+
+
+def _str(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _dicts(value: Any) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _whole(value: Any) -> int | None:
+    """A whole non-negative number from an int, or a string of digits (``"150000"``, ``"150.000"``: no fractions)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip().replace(".", "").replace(",", "").replace(" ", "")
+        return int(text) if text.isdigit() else None
+    return None  # floats and anything else: money is never read from a float
+
+
+def procedure_from_wire(entry: Mapping[str, Any]) -> PortalProcedure:
+    """Read a catalogue entry; ``ValueError`` when it has no ``MATTHC`` or ``TENTTHC``."""
+    code = _str(entry.get("MATTHC"))
+    name = _str(entry.get("TENTTHC"))
+    if code is None or name is None:
+        raise ValueError("a catalogue entry needs MATTHC and TENTTHC")
+    status = entry.get("TRANGTHAI")
+    active = status is None or str(status).strip() in ("1", "")
+    agencies: list[str] = []
+    for agency in _dicts(entry.get("COQUANTHUCHIEN")):
+        agency_code = _str(agency.get("MACOQUAN"))
+        if agency_code and agency_code not in agencies:
+            agencies.append(agency_code)
+    days: list[int] = []
+    fees: list[Mapping[str, Any]] = []
+    for way in _dicts(entry.get("CACHTHUCTHUCHIEN")):
+        for timing in _dicts(way.get("THOIGIAN")):
+            value = _whole(timing.get("THOIGIANGIAIQUYET"))
+            if value is not None:
+                days.append(value)
+            for fee in _dicts(timing.get("PHILEPHI")):
+                fee_code, amount = _str(fee.get("MAPHILEPHI")), _whole(fee.get("SOTIEN"))
+                if fee_code and amount is not None and all(f["code"] != fee_code for f in fees):
+                    fees.append({"code": fee_code, "name": _str(fee.get("MOTA")) or fee_code, "amount": amount})
+    components: list[Mapping[str, str]] = []
+    for group in _dicts(entry.get("THANHPHANHOSO")):
+        for paper in _dicts(group.get("GIAYTO")):
+            paper_code, paper_name = _str(paper.get("MAGIAYTO")), _str(paper.get("TENGIAYTO"))
+            if paper_code and paper_name and all(c["code"] != paper_code for c in components):
+                components.append({"code": paper_code, "name": paper_name})
+    fields = _dicts(entry.get("LINHVUCTHUCHIEN"))
+    return PortalProcedure(
+        code=code,
+        name=name,
+        active=active,
+        agencies=tuple(agencies),
+        processing_days=min(days) if days else None,
+        fees=tuple(fees),
+        components=tuple(components),
+        field_code=_str(fields[0].get("MALINHVUC")) if fields else None,
+        level=_str(entry.get("CAPTHUCHIEN")),
+    )

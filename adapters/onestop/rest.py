@@ -6,6 +6,7 @@
     GET  {endpoint}/dossiers/{code}               its status
     POST {endpoint}/dossiers/{code}/supplements   components added after a supplement request (Idempotency-Key)
     POST {endpoint}/dossiers/{code}/withdraw      the applicant withdrew (Idempotency-Key)
+    POST {endpoint}/dossiers/{code}/payments      the applicant paid the fees asked for (Idempotency-Key)
 
 An agency whose system differs registers a ``mapping``: other paths per operation, other top-level field names
 (renamed both ways), other status values::
@@ -37,13 +38,14 @@ __all__ = ["DEFAULT_PATHS", "OPERATIONS", "RestMapping", "RestOneStopClient"]
 
 logger = logging.getLogger(__name__)
 
-OPERATIONS = ("deliver", "status", "supplement", "withdraw")
+OPERATIONS = ("deliver", "status", "supplement", "withdraw", "fee_paid")
 DEFAULT_PATHS: Mapping[str, str] = MappingProxyType(
     {
         "deliver": "/dossiers",
         "status": "/dossiers/{code}",
         "supplement": "/dossiers/{code}/supplements",
         "withdraw": "/dossiers/{code}/withdraw",
+        "fee_paid": "/dossiers/{code}/payments",
     }
 )
 #: Vietnam's time (no daylight saving): timestamps an agency sends without an offset are read in it.
@@ -262,6 +264,13 @@ class RestOneStopClient:
         """``POST /dossiers/{code}/withdraw`` with ``{"reason": "..."}``."""
         code = _checked_code(code)
         response = await self._send("POST", self.mapping.path("withdraw", code), {"reason": reason}, idempotency_key)
+        return self._acknowledgement(code, response)
+
+    async def fee_paid(self, code: str, payment: Mapping[str, Any], idempotency_key: str) -> Acknowledgement:
+        """``POST /dossiers/{code}/payments`` with the payment (``reference``, ``amount`` in VND, ``currency``,
+        ``paid_at``, ``transaction_no``, ``fees``): the applicant paid the fees the agency asked for."""
+        code = _checked_code(code)
+        response = await self._send("POST", self.mapping.path("fee_paid", code), payment, idempotency_key)
         return self._acknowledgement(code, response)
 
     # -- plumbing ------------------------------------------------------------------------------------------------------

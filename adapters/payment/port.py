@@ -73,6 +73,8 @@ class PaymentRequest:
     url: str
     reference: str
     expires_at: datetime | None = None
+    #: When the provider considers the payment created (the date a transaction query names it by).
+    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

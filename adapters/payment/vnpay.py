@@ -483,6 +483,33 @@ class VNPayProvider:
             params["vnp_BankCode"] = bank_code
         return params
 
+    def build_payment(
+        self,
+        reference: str,
+        amount_vnd: int,
+        description: str,
+        return_url: str,
+        client_ip: str,
+        *,
+        bank_code: str | None = None,
+    ) -> PaymentRequest:
+        """The signed payment URL for ``reference``, built locally (synchronous: usable inside a transaction).
+
+        The VNPay-style protocol needs no call to the provider to create a payment: the payer's browser brings the
+        signed parameters to the payment page. ``created_at`` is the ``vnp_CreateDate`` a later :meth:`query` needs.
+        """
+        params = self.payment_params(reference, amount_vnd, description, return_url, client_ip, bank_code=bank_code)
+        separator = "&" if urllib.parse.urlsplit(self.payment_url).query else "?"
+        url = f"{self.payment_url}{separator}{signed_query(params, self._key())}"
+        self._remember(reference, params["vnp_CreateDate"])
+        logger.info("Payment %s created (%d VND)", reference, amount_vnd)
+        return PaymentRequest(
+            url=url,
+            reference=reference,
+            expires_at=parse_time(params["vnp_ExpireDate"]),
+            created_at=parse_time(params["vnp_CreateDate"]),
+        )
+
     async def create_payment(
         self,
         reference: str,
@@ -493,13 +520,8 @@ class VNPayProvider:
         *,
         bank_code: str | None = None,
     ) -> PaymentRequest:
-        """The signed payment URL for ``reference`` (no call to the provider is needed)."""
-        params = self.payment_params(reference, amount_vnd, description, return_url, client_ip, bank_code=bank_code)
-        separator = "&" if urllib.parse.urlsplit(self.payment_url).query else "?"
-        url = f"{self.payment_url}{separator}{signed_query(params, self._key())}"
-        self._remember(reference, params["vnp_CreateDate"])
-        logger.info("Payment %s created (%d VND)", reference, amount_vnd)
-        return PaymentRequest(url=url, reference=reference, expires_at=parse_time(params["vnp_ExpireDate"]))
+        """The signed payment URL for ``reference`` (no call to the provider is needed: :meth:`build_payment`)."""
+        return self.build_payment(reference, amount_vnd, description, return_url, client_ip, bank_code=bank_code)
 
     def _remember(self, reference: str, created: str) -> None:
         self._created[reference] = created

@@ -36,7 +36,17 @@ from ..auth import TokenStore
 from ..outbox import STATES
 from ..runtime import Runtime
 from ..store.models import utcnow
-from . import routes_admin, routes_agencies, routes_dossiers, routes_ops, routes_public, routes_signatures
+from . import (
+    routes_admin,
+    routes_agencies,
+    routes_dossiers,
+    routes_ops,
+    routes_payments,
+    routes_postal,
+    routes_public,
+    routes_signatures,
+    routes_soap,
+)
 from .errors import BodyTooLarge, error_body, install_handlers, log_exception
 from .routes_common import BODY_MODELS
 
@@ -241,6 +251,9 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
     install_handlers(app)
     for module in (routes_dossiers, routes_public, routes_agencies, routes_signatures, routes_admin, routes_ops):
         app.include_router(module.router)
+    app.include_router(routes_soap.router)  # the SOAP callback service (CapNhatTrangThaiHoSo)
+    app.include_router(routes_postal.router)
+    app.include_router(routes_payments.router_for(runtime))
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     # Added last = outermost: the access log sees the body limit's 413s.
     app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)

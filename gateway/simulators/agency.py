@@ -5,6 +5,7 @@ authenticated). It behaves as a well-behaved agency should:
 
 * ``POST /dossiers`` stores the dossier; ``GET /dossiers/{code}`` answers its status;
   ``POST /dossiers/{code}/supplements`` and ``/withdraw`` record supplements and withdrawals;
+  ``POST /dossiers/{code}/payments`` records the fees the applicant paid (``payments`` of the dossier);
 * every ``POST`` needs an ``Idempotency-Key``: a repeated key gets the first answer again (header
   ``Idempotent-Replayed: true``) and causes no second effect; the same key with another request is refused (422);
   ``effects`` counts what really happened, so tests can assert exactly-once;
@@ -120,6 +121,8 @@ class AgencySimulator:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     faults: Faults = field(default_factory=Faults)
     bytes_streamed: int = 0
+    #: Builds the callback request from an event (``(body, headers)``); none: the event is posted as JSON.
+    callback_encoder: Callable[[dict[str, Any]], tuple[bytes, dict[str, str]]] | None = field(default=None, repr=False)
     _callback_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     def reset(self) -> None:
@@ -200,6 +203,17 @@ class AgencySimulator:
             self._set_status(record, "withdrawn")
         return 200, {"code": code, "status": "withdrawn"}
 
+    def fee_paid(self, code: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        record = self.dossiers.get(code)
+        if record is None:
+            return 404, {"error": "not_found", "code": code}
+        reference, amount = payload.get("reference"), payload.get("amount")
+        if not isinstance(reference, str) or not reference or isinstance(amount, bool) or not isinstance(amount, int):
+            return 400, {"error": "invalid_payment", "detail": "reference (string) and amount (integer VND) required"}
+        self.effects["fee_paid"] += 1
+        record.setdefault("payments", []).append(payload)
+        return 200, {"code": code, "reference": reference, "accepted": True}
+
     def _set_status(self, record: dict[str, Any], status: str, at: str | None = None) -> None:
         record["status"] = status
         record["history"].append({"status": status, "at": at or _now()})
@@ -231,7 +245,11 @@ class AgencySimulator:
         outcome: dict[str, Any] = {"dossier_code": event["dossier_code"], "status": event["status"]}
         try:
             with map_http_errors("gateway"):
-                response = await self._callback_client.post(self.callback_url, json=event)
+                if self.callback_encoder is not None:
+                    content, headers = self.callback_encoder(event)
+                    response = await self._callback_client.post(self.callback_url, content=content, headers=headers)
+                else:
+                    response = await self._callback_client.post(self.callback_url, json=event)
             outcome["status_code"] = response.status_code
             raise_for_status(response, "gateway")
         except UpstreamError as exc:
@@ -376,6 +394,10 @@ class _Handlers:
         code = request.path_params["code"]
         return await self._mutation(request, lambda payload: self.sim.withdraw(code, payload))
 
+    async def fee_paid(self, request: Request) -> Response:
+        code = request.path_params["code"]
+        return await self._mutation(request, lambda payload: self.sim.fee_paid(code, payload))
+
     async def faults(self, request: Request) -> Response:
         try:
             changes = json.loads(await request.body() or b"{}")
@@ -451,6 +473,7 @@ def create_app(
         _route(paths["status"], handlers.status, "GET"),
         _route(paths["supplement"], handlers.supplement, "POST"),
         _route(paths["withdraw"], handlers.withdraw, "POST"),
+        _route(paths["fee_paid"], handlers.fee_paid, "POST"),
         _route("/_sim/faults", handlers.faults, "POST"),
         _route("/_sim/state", handlers.state, "GET"),
         _route("/_sim/reset", handlers.reset, "POST"),

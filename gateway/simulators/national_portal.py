@@ -11,15 +11,21 @@ as the real portal does, awkward parts included:
   ``CapNhatTienDoHoSoMC`` (steps appended to the dossier's progress); malformed records are refused one by one
   (``result[]``, call-level ``error_code`` ``05``); a new dossier the portal already has (``isUpdating`` false) is
   refused with ``14``, an update or a step for an unknown dossier with ``13``;
+  ``TraCuuHoSoMC`` answers the ``TrangThaiHoSo`` it holds for each ``MaHoSo`` (``13`` for one it does not have);
 * ``POST /share`` answers ``LayDanhSachTTHC`` with the configured catalogue;
 * with ``error_rate`` (seeded by ``seed``), that share of contract requests fails with HTTP 503.
 
 Test and demo controls, under ``/_sim``:
 
 * ``GET /_sim/state``: dossiers, sessions, counters and the log of calls (service, ``isUpdating``, codes sent);
+* ``GET /_sim/dossiers/{code}``: what the portal holds for one dossier (``TrangThaiHoSo``, the last record, the
+  progress steps, how many updates), 404 when it has none;
 * ``POST /_sim/faults`` ``{"down_next": N, "down_status": 503, "expire_sessions": true, "error_rate": R,
-  "session_max_calls": N | null, "session_ttl_seconds": S | null}``: answer the next N contract requests with
-  ``down_status``, expire every session now, change the random failure rate or the session lifetime;
+  "session_max_calls": N | null, "session_ttl_seconds": S | null, "refuse_next_records": N, "refuse_service":
+  "CapNhatTienDoHoSoMC" | null}``: answer the next N contract requests with ``down_status``, expire every session
+  now, change the random failure rate or the session lifetime, refuse the next N dossier or progress records (of
+  ``refuse_service`` only, when given) per record with ``error_code`` ``99`` (not stored, try again) while the
+  rest of their call is accepted;
 * ``POST /_sim/reset``: forget dossiers, sessions, counters and faults.
 """
 
@@ -44,25 +50,69 @@ from adapters.national_portal import wire
 
 __all__ = ["DEFAULT_PROCEDURES", "NationalPortalSimulator", "create_app"]
 
+_STATUS_CODES = range(1, 11)
+
+
+def _catalogue_entry(
+    code: str, name: str, field: tuple[str, str], agencies: Sequence[tuple[str, str]], days: int, **more: Any
+) -> dict[str, Any]:
+    fees = more.get("fees", ())
+    papers = more.get("papers", ())
+    return {
+        "MATTHC": code,
+        "TENTTHC": name,
+        "LINHVUCTHUCHIEN": [{"MALINHVUC": field[0], "TENLINHVUC": field[1]}],
+        "CAPTHUCHIEN": more.get("level", "Cấp Tỉnh"),
+        "COQUANTHUCHIEN": [{"MACOQUAN": a, "TENCOQUAN": n} for a, n in agencies],
+        "CACHTHUCTHUCHIEN": [
+            {
+                "KENH": kenh,
+                "THOIGIAN": [
+                    {
+                        "THOIGIANGIAIQUYET": str(days),
+                        "DONVITINH": "Ngày làm việc",
+                        "PHILEPHI": [{"MAPHILEPHI": c, "SOTIEN": str(amount), "MOTA": d} for c, amount, d in fees],
+                    }
+                ],
+            }
+            for kenh in ("Trực tiếp", "Trực tuyến", "Dịch vụ bưu chính")
+        ],
+        "THANHPHANHOSO": [{"GIAYTO": [{"MAGIAYTO": c, "TENGIAYTO": n, "SOLUONG": 1} for c, n in papers]}],
+        "TRANGTHAI": more.get("status", 1),
+    }
+
+
 #: A small catalogue for demos (the shape of the portal's ``LayDanhSachTTHC`` entries).
 DEFAULT_PROCEDURES: tuple[dict[str, Any], ...] = (
-    {
-        "MATTHC": "1.009794",
-        "TENTTHC": "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ",
-        "LINHVUCTHUCHIEN": [{"MALINHVUC": "G09-XD05", "TENLINHVUC": "Hoạt động xây dựng"}],
-        "CAPTHUCHIEN": "Cấp Huyện",
-        "TRANGTHAI": 1,
-    },
-    {
-        "MATTHC": "1.001612",
-        "TENTTHC": "Đăng ký thành lập hộ kinh doanh",
-        "LINHVUCTHUCHIEN": [{"MALINHVUC": "G09-KH02", "TENLINHVUC": "Thành lập và hoạt động của hộ kinh doanh"}],
-        "CAPTHUCHIEN": "Cấp Huyện",
-        "TRANGTHAI": 1,
-    },
+    _catalogue_entry(
+        "1.009794",
+        "Cấp giấy phép xây dựng mới đối với nhà ở riêng lẻ",
+        ("G09-XD05", "Hoạt động xây dựng"),
+        [("000.00.23.H38", "Sở Xây dựng")],
+        15,
+        fees=[("LP1", 150000, "Lệ phí cấp giấy phép xây dựng")],
+        papers=[("TP1", "Đơn đề nghị cấp giấy phép xây dựng"), ("TP2", "Bản vẽ thiết kế xây dựng")],
+    ),
+    _catalogue_entry(
+        "1.001612",
+        "Đăng ký thành lập hộ kinh doanh",
+        ("G09-KH02", "Thành lập và hoạt động của hộ kinh doanh"),
+        [("000.00.10.H38", "Sở Kế hoạch và Đầu tư")],
+        3,
+        fees=[("LP1", 100000, "Lệ phí đăng ký hộ kinh doanh")],
+        papers=[("TP1", "Giấy đề nghị đăng ký hộ kinh doanh")],
+        level="Cấp Huyện",
+    ),
+    _catalogue_entry(
+        "1.000775",
+        "Cấp bản sao trích lục hộ tịch",
+        ("G09-TP03", "Hộ tịch"),
+        [],
+        1,
+        papers=[("TP1", "Tờ khai cấp bản sao trích lục hộ tịch")],
+        level="Cấp Xã",
+    ),
 )
-
-_STATUS_CODES = range(1, 11)
 
 
 @dataclass
@@ -91,6 +141,8 @@ class NationalPortalSimulator:
     calls: list[dict[str, Any]] = field(default_factory=list)
     down_next: int = 0
     down_status: int = 503
+    refuse_next_records: int = 0
+    refuse_service: str | None = None
 
     def __post_init__(self) -> None:
         self._check_rate(self.error_rate)
@@ -107,6 +159,8 @@ class NationalPortalSimulator:
         self.counters.clear()
         self.calls.clear()
         self.down_next = 0
+        self.refuse_next_records = 0
+        self.refuse_service = None
         self.rng = random.Random(self.seed)  # noqa: S311 - reproducible simulated faults, not secrets
 
     def state(self) -> dict[str, Any]:
@@ -121,7 +175,22 @@ class NationalPortalSimulator:
                 "error_rate": self.error_rate,
                 "session_max_calls": self.session_max_calls,
                 "session_ttl_seconds": self.session_ttl_seconds,
+                "refuse_next_records": self.refuse_next_records,
+                "refuse_service": self.refuse_service,
             },
+        }
+
+    def dossier(self, code: str) -> dict[str, Any] | None:
+        """What the portal holds for dossier ``code`` (``GET /_sim/dossiers/{code}``), ``None`` when nothing."""
+        known = self.dossiers.get(code)
+        if known is None:
+            return None
+        return {
+            "MaHoSo": code,
+            "TrangThaiHoSo": known["TrangThaiHoSo"],
+            "updates": known["updates"],
+            "record": known["record"],
+            "progress": known["progress"],
         }
 
     def set_faults(self, changes: Mapping[str, Any]) -> None:
@@ -138,6 +207,14 @@ class NationalPortalSimulator:
             elif name == "expire_sessions":
                 if value:
                     self.sessions.clear()
+            elif name == "refuse_next_records":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ValueError("refuse_next_records must be a non-negative integer")
+                self.refuse_next_records = value
+            elif name == "refuse_service":
+                if value not in (None, wire.SERVICE_SYNC, wire.SERVICE_PROGRESS):
+                    raise ValueError(f"refuse_service must be {wire.SERVICE_SYNC}, {wire.SERVICE_PROGRESS} or null")
+                self.refuse_service = value
             elif name == "error_rate":
                 self._check_rate(value)
                 self.error_rate = float(value)
@@ -228,6 +305,11 @@ class NationalPortalSimulator:
             if service == wire.SERVICE_PROCEDURES:
                 self.counters["catalogue_pulls"] += 1
                 return {"error_code": "00", "message": "Thành công", "result": self.procedures}
+        elif service == wire.SERVICE_LOOKUP:
+            if not isinstance(data, list) or not data:
+                return {"error_code": wire.CODE_BAD_REQUEST, "message": "Thiếu data"}
+            self.counters["lookups"] += 1
+            return {"error_code": "00", "message": "Thành công", "result": [self._lookup(record) for record in data]}
         elif service in (wire.SERVICE_SYNC, wire.SERVICE_PROGRESS):
             updating = body.get("isUpdating", False)
             if isinstance(updating, str) and updating.lower() in ("true", "false"):
@@ -276,9 +358,29 @@ class NationalPortalSimulator:
             return wire.CODE_INVALID_VALUE, f"{name} không đúng định dạng yyyyMMddHHmmss"
         return None
 
+    def _lookup(self, record: Any) -> dict[str, Any]:
+        key = record.get("MaHoSo") if isinstance(record, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            return self._refusal(key, wire.CODE_MISSING_FIELD, "Thiếu MaHoSo")
+        known = self.dossiers.get(key)
+        if known is None:
+            return self._refusal(key, wire.CODE_NOT_FOUND, "Không tìm thấy hồ sơ")
+        return {"MaHoSo": key, "error_code": "00", "TrangThaiHoSo": known["TrangThaiHoSo"]}
+
+    def _refused_by_fault(self, record: Any, service: str) -> dict[str, Any] | None:
+        """The injected per-record refusal of this record (``refuse_next_records``), if any."""
+        if self.refuse_next_records <= 0 or self.refuse_service not in (None, service):
+            return None
+        self.refuse_next_records -= 1
+        self.counters["record_faults"] += 1
+        key = record.get("MaHoSo") if isinstance(record, dict) else None
+        return self._refusal(key, wire.CODE_SYSTEM_ERROR, "Lỗi hệ thống khi lưu bản ghi, đề nghị gửi lại")
+
     def _sync(self, record: Any, updating: bool) -> dict[str, Any]:
         if not isinstance(record, dict):
             return self._refusal(None, wire.CODE_INVALID_VALUE, "Bản ghi không hợp lệ")
+        if (refused := self._refused_by_fault(record, wire.SERVICE_SYNC)) is not None:
+            return refused
         key = record.get("MaHoSo")
         for name in ("MaHoSo", "MaTTHC"):
             value = record.get(name)
@@ -307,6 +409,8 @@ class NationalPortalSimulator:
     def _progress(self, record: Any) -> dict[str, Any]:
         if not isinstance(record, dict):
             return self._refusal(None, wire.CODE_INVALID_VALUE, "Bản ghi không hợp lệ")
+        if (refused := self._refused_by_fault(record, wire.SERVICE_PROGRESS)) is not None:
+            return refused
         key = record.get("MaHoSo")
         if not isinstance(key, str) or not key.strip():
             return self._refusal(key, wire.CODE_MISSING_FIELD, "Thiếu MaHoSo")
@@ -409,6 +513,12 @@ def create_app(
     async def state(request: Request) -> Response:
         return JSONResponse(sim.state())
 
+    async def dossier(request: Request) -> Response:
+        held = sim.dossier(request.path_params["code"])
+        if held is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSONResponse(held)
+
     async def faults(request: Request) -> Response:
         changes = await _json_body(request)
         try:
@@ -430,6 +540,7 @@ def create_app(
         Route(all_paths["service"], service, methods=["POST"]),
         Route(all_paths["share"], share, methods=["POST"]),
         Route("/_sim/state", state, methods=["GET"]),
+        Route("/_sim/dossiers/{code}", dossier, methods=["GET"]),
         Route("/_sim/faults", faults, methods=["POST"]),
         Route("/_sim/reset", reset, methods=["POST"]),
     ]

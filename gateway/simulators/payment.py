@@ -4,12 +4,15 @@ For tests, demos and trials; never for production (state in memory, ``/_sim`` op
 
 * ``GET /paymentv2/vpcpay.html?<signed vnp_* params>``: the payment page. The signature, merchant code, command and
   amount are checked (a bad signature gets an error page, as VNPay shows one); the transaction is then pending;
-* ``POST /_sim/pay/{reference}`` ``{"response_code": "00", "amount_vnd": N, "delay_seconds": D, "duplicate": B}``
-  (every field optional): the payer pays (``00``) or fails (``24`` cancelled, ``51`` insufficient funds...); the
-  signed notification (IPN) is then delivered by ``GET`` to ``notify_url``, after ``delay_seconds`` (in the
-  background) and twice with ``duplicate``; ``amount_vnd`` overrides the amount notified (to test mismatches). The
-  answer carries the signed return URL the payer's browser would be sent to and, without delay, the IPN answers.
-  A form post from the payment page redirects the browser to that return URL;
+* ``POST /_sim/pay/{reference}`` ``{"response_code": "00", "amount_vnd": N, "delay_seconds": D, "duplicate": B,
+  "notify": B}`` (every field optional): the payer pays (``00``) or fails (``24`` cancelled, ``51`` insufficient
+  funds...); the signed notification (IPN) is then delivered by ``GET`` to ``notify_url``, after ``delay_seconds``
+  (in the background) and twice with ``duplicate``; ``"notify": false`` loses it (the merchant must query);
+  ``amount_vnd`` overrides the amount notified (to test mismatches). The answer carries the signed return URL the
+  payer's browser would be sent to and, without delay, the IPN answers. A form post from the payment page redirects
+  the browser to that return URL;
+* ``POST /_sim/pay-url`` ``{"url": "<a payment URL the merchant built>", ...the options above}``: the payer opens the
+  URL (checked as the payment page checks it) and pays at once: one call for tests and demos;
 * ``POST /merchant_webapi/api/transaction``: ``querydr``, signed both ways (``|``-joined fields);
 * ``GET /_sim/settlement?date=yyyyMMdd``: the day's settlement CSV (transactions finished that day, GMT+7);
 * ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/config`` ``{"notify_url", "ipn_delay_seconds",
@@ -387,10 +390,14 @@ def create_app(
             if not isinstance(body, dict):
                 return JSONResponse({"error": "invalid_json"}, status_code=400)
             options.update(body)
+        return await _pay(reference, options, redirect=is_form)
+
+    async def _pay(reference: str, options: dict[str, Any], *, redirect: bool = False) -> Response:
         code = options.get("response_code", "00")
         amount = options.get("amount_vnd")
         delay = options.get("delay_seconds", sim.ipn_delay_seconds)
         duplicate = options.get("duplicate", sim.duplicate_ipn)
+        notify = options.get("notify", True)
         if (
             not isinstance(code, str)
             or not (len(code) == 2 and code.isdigit())
@@ -399,6 +406,7 @@ def create_app(
             or not isinstance(delay, int | float)
             or delay < 0
             or not isinstance(duplicate, bool)
+            or not isinstance(notify, bool)
         ):
             return JSONResponse({"error": "invalid_options"}, status_code=400)
         if reference not in sim.transactions:
@@ -414,14 +422,31 @@ def create_app(
             "transaction_no": txn.transaction_no,
             "return_url": sim.return_url(txn, params),
         }
-        if delay > 0:
+        if not notify:
+            sim.counters["ipn_lost"] += 1
+            answer["ipn"] = "lost"
+        elif delay > 0:
             sim.schedule(params, copies=copies, delay=float(delay))
             answer["ipn"] = "scheduled"
         else:
             answer["ipn"] = await sim.deliver(params, copies=copies, delay=0)
-        if is_form and answer["return_url"]:
+        if redirect and answer["return_url"]:
             return RedirectResponse(answer["return_url"], status_code=303)
         return JSONResponse(answer)
+
+    async def pay_url(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            return JSONResponse({"error": "invalid_request", "detail": 'expected {"url": ...}'}, status_code=400)
+        query = urllib.parse.urlsplit(body.pop("url")).query
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        status, message, txn = sim.open_payment(params)
+        if txn is None:
+            return JSONResponse({"error": "payment_refused", "detail": message}, status_code=status)
+        return await _pay(txn.reference, body)
 
     async def query(request: Request) -> Response:
         try:
@@ -480,6 +505,7 @@ def create_app(
     routes = [
         Route(PAYMENT_PAGE_PATH, payment_page, methods=["GET"]),
         Route("/_sim/pay/{reference}", pay, methods=["POST"]),
+        Route("/_sim/pay-url", pay_url, methods=["POST"]),
         Route(QUERY_PATH, query, methods=["POST"]),
         Route("/_sim/settlement", settlement, methods=["GET"]),
         Route("/_sim/state", state, methods=["GET"]),

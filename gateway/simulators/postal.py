@@ -12,16 +12,26 @@ For tests, demos and trials; never for production (state in memory, ``/_sim`` op
 * ``POST /_sim/orders/{code}/advance`` ``{"status": ..., "note": ...}`` (both optional) moves the order on
   (accepted → in_transit → delivered; in_transit → failed; failed → in_transit or returned) and pushes the event to
   ``webhook_url`` signed with ``X-Signature`` (hex HMAC-SHA256 of the raw body);
-* ``POST /_sim/faults`` ``{"fail_next": N, "lose_next": N, "fail_status": 503}``: fail the next N requests before
-  handling them, or handle them and then answer ``fail_status`` as if the answer were lost;
-* ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/config`` ``{"webhook_url": ...}``.
+* over time: with ``auto_advance_seconds`` (:func:`create_app`, or ``/_sim/config``), every order whose last event
+  is older than that moves one step on by itself (accepted → in_transit → delivered; failed → returned), webhook
+  included;
+* ``POST /_sim/orders/{code}/push`` ``{"index": N}`` (optional; default the last event) sends an earlier event again:
+  a duplicate, or a late one (an old ``in_transit`` after ``delivered``), as real webhooks arrive;
+* ``POST /_sim/faults`` ``{"fail_next": N, "lose_next": N, "fail_status": 503, "error_rate": 0.2,
+  "duplicate_webhooks": true}``: fail the next N requests before handling them, or handle them and then answer
+  ``fail_status`` as if the answer were lost; fail that fraction of requests at random (occasional 5xx, seeded);
+  send every webhook twice;
+* ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/config`` ``{"webhook_url": ..., "auto_advance_seconds":
+  ...}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import random
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -93,6 +103,12 @@ class PostalSimulator:
     fail_next: int = 0
     lose_next: int = 0
     fail_status: int = 503
+    #: The fraction of contract requests failed at random with ``fail_status`` (0: none).
+    error_rate: float = 0.0
+    duplicate_webhooks: bool = False
+    #: Orders whose last event is older than this move on by themselves (``None``: only on demand).
+    auto_advance_seconds: float | None = None
+    rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)  # noqa: S311 - not security
     _serial: int = 0
     _client: httpx.AsyncClient | None = field(default=None, repr=False)
 
@@ -103,18 +119,36 @@ class PostalSimulator:
         self.webhooks.clear()
         self.fail_next = self.lose_next = 0
         self.fail_status = 503
+        self.error_rate = 0.0
+        self.duplicate_webhooks = False
 
     def state(self) -> dict[str, Any]:
         return {
             "orders": self.orders,
             "counters": dict(self.counters),
             "webhooks": self.webhooks,
-            "faults": {"fail_next": self.fail_next, "lose_next": self.lose_next, "fail_status": self.fail_status},
-            "config": {"webhook_url": self.webhook_url},
+            "faults": {
+                "fail_next": self.fail_next,
+                "lose_next": self.lose_next,
+                "fail_status": self.fail_status,
+                "error_rate": self.error_rate,
+                "duplicate_webhooks": self.duplicate_webhooks,
+            },
+            "config": {"webhook_url": self.webhook_url, "auto_advance_seconds": self.auto_advance_seconds},
         }
 
     def set_faults(self, changes: Mapping[str, Any]) -> None:
         for name, value in changes.items():
+            if name == "error_rate":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                    raise ValueError("error_rate must be a number from 0 to 1")
+                self.error_rate = float(value)
+                continue
+            if name == "duplicate_webhooks":
+                if not isinstance(value, bool):
+                    raise ValueError("duplicate_webhooks must be true or false")
+                self.duplicate_webhooks = value
+                continue
             if name not in ("fail_next", "lose_next", "fail_status"):
                 raise ValueError(f"unknown fault {name!r}")
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -167,11 +201,45 @@ class PostalSimulator:
                 return 400, {"error": "unknown_status", "status": status}
             if target not in TRANSITIONS[current]:
                 return 409, {"error": "illegal_transition", "from": current.value, "to": target.value}
-        event = TrackingEvent(code, target, _now(), note or _NOTES[target])
+        # Never before the previous event (a clock that seems to go backwards would be a bug of the service).
+        at = max(_now(), datetime.fromisoformat(order["events"][-1]["at"]))
+        event = TrackingEvent(code, target, at, note or _NOTES[target])
         order["status"] = target.value
         order["events"].append(event.to_json())
         outcome = await self.push(event) if self.webhook_url else None
+        if outcome is not None and self.duplicate_webhooks:
+            await self.push(event)
         return 200, {"event": event.to_json(), "webhook": outcome}
+
+    async def push_again(self, code: str, index: int | None) -> tuple[int, dict[str, Any]]:
+        """Send an order's earlier event to the webhook again (a duplicate or a late arrival)."""
+        order = self.orders.get(code)
+        if order is None:
+            return 404, {"error": "not_found", "order_code": code}
+        if self.webhook_url is None:
+            return 409, {"error": "no_webhook_url"}
+        events = order["events"]
+        position = len(events) - 1 if index is None else index
+        if not -len(events) <= position < len(events):
+            return 400, {"error": "no_such_event", "events": len(events)}
+        item = events[position]
+        event = TrackingEvent(code, TrackingStatus(item["status"]), datetime.fromisoformat(item["at"]), item["note"])
+        return 200, {"event": item, "webhook": await self.push(event)}
+
+    async def tick(self, now: datetime | None = None) -> int:
+        """Move on every order whose last event is older than ``auto_advance_seconds``; how many moved."""
+        if self.auto_advance_seconds is None:
+            return 0
+        now = now or _now()
+        moved = 0
+        for code, order in list(self.orders.items()):
+            if TrackingStatus(order["status"]) not in NEXT_STATUS:
+                continue
+            last = datetime.fromisoformat(order["events"][-1]["at"])
+            if (now - last).total_seconds() >= self.auto_advance_seconds:
+                status, _ = await self.advance(code, None, None)
+                moved += status == 200
+        return moved
 
     async def push(self, event: TrackingEvent) -> dict[str, Any]:
         """Post ``event`` to the webhook, signed; what the answer was."""
@@ -191,6 +259,20 @@ class PostalSimulator:
             outcome["error"] = str(exc)
         self.webhooks.append(outcome)
         return outcome
+
+    async def run_clock(self, stop: asyncio.Event) -> None:
+        """Advance orders over time (:meth:`tick`) until ``stop`` is set."""
+        while not stop.is_set():
+            period = min(1.0, (self.auto_advance_seconds or 1.0) / 2)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=period)
+            except TimeoutError:
+                pass
+            if not stop.is_set():
+                try:
+                    await self.tick()
+                except Exception:  # noqa: BLE001 - the simulator's clock must keep running
+                    self.counters["clock_errors"] += 1
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -221,19 +303,37 @@ def create_app(
     secret: str = "POSTAL-SIMULATOR-SECRET",  # noqa: S107 - the simulator's demo secret
     webhook_url: str | None = None,
     factory: ClientFactory | None = None,
+    auto_advance_seconds: float | None = None,
+    error_rate: float = 0.0,
+    seed: int | None = 0,
 ) -> ASGIApp:
     """The simulated postal service as an ASGI app; its :class:`PostalSimulator` is ``app.state.simulator``.
 
     :param secret: the shared secret (requests and webhooks).
     :param webhook_url: where tracking events are pushed (the gateway's ``/api/v1/postal/events``).
     :param factory: HTTP client factory for the webhook (the process-wide one by default).
+    :param auto_advance_seconds: move orders on by themselves after this long without an event (default: never).
+    :param error_rate: the fraction of contract requests answered ``fail_status`` at random (occasional 5xx).
+    :param seed: the random generator's seed (``None``: unpredictable).
     """
-    sim = PostalSimulator(secret=secret, webhook_url=webhook_url, factory=factory or default_factory)
+    if auto_advance_seconds is not None and not auto_advance_seconds > 0:
+        raise ValueError("auto_advance_seconds must be positive")
+    sim = PostalSimulator(
+        secret=secret,
+        webhook_url=webhook_url,
+        factory=factory or default_factory,
+        auto_advance_seconds=auto_advance_seconds,
+        rng=random.Random(seed),  # noqa: S311 - fault injection, not security
+    )
+    sim.set_faults({"error_rate": error_rate})
 
     def preflight(request: Request, body: bytes) -> Response | None:
         sim.counters["requests"] += 1
         if sim.fail_next > 0:
             sim.fail_next -= 1
+            sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
+        if sim.error_rate and sim.rng.random() < sim.error_rate:
             sim.counters["faults"] += 1
             return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
         # The path as sent (percent-encoded), query included: what the client signed.
@@ -328,21 +428,44 @@ def create_app(
     async def config(request: Request) -> Response:
         try:
             changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict) or set(changes) - {"webhook_url"}:
-                raise ValueError('expected {"webhook_url": ...}')
-            url = changes.get("webhook_url")
-            if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-                raise ValueError("webhook_url must be an http(s) URL or null")
-            sim.webhook_url = url
+            if not isinstance(changes, dict) or set(changes) - {"webhook_url", "auto_advance_seconds"}:
+                raise ValueError('expected {"webhook_url": ..., "auto_advance_seconds": ...}')
+            if "webhook_url" in changes:
+                url = changes["webhook_url"]
+                if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                    raise ValueError("webhook_url must be an http(s) URL or null")
+                sim.webhook_url = url
+            if "auto_advance_seconds" in changes:
+                seconds = changes["auto_advance_seconds"]
+                if seconds is not None and (
+                    isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+                ):
+                    raise ValueError("auto_advance_seconds must be a positive number or null")
+                sim.auto_advance_seconds = None if seconds is None else float(seconds)
         except ValueError as exc:
             return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
         return JSONResponse(sim.state()["config"])
+
+    async def push(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            options = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            options = None
+        index = options.get("index") if isinstance(options, dict) else None
+        if not isinstance(options, dict) or (
+            index is not None and (isinstance(index, bool) or not isinstance(index, int))
+        ):
+            return JSONResponse({"error": "invalid_options"}, status_code=400)
+        code, answer = await sim.push_again(request.path_params["code"], index)
+        return JSONResponse(answer, status_code=code)
 
     routes = [
         Route("/orders", create, methods=["POST"]),
         Route("/orders/{code}", order, methods=["GET"]),
         Route("/orders/{code}/events", events, methods=["GET"]),
         Route("/_sim/orders/{code}/advance", advance, methods=["POST"]),
+        Route("/_sim/orders/{code}/push", push, methods=["POST"]),
         Route("/_sim/state", state, methods=["GET"]),
         Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/faults", faults, methods=["POST"]),
@@ -351,9 +474,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        clock = asyncio.create_task(sim.run_clock(stop), name="postal-simulator-clock")
         try:
             yield
         finally:
+            stop.set()
+            await clock
             await sim.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)

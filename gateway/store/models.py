@@ -315,8 +315,11 @@ class NationalSync(Base):
     dossier_code: Mapped[str] = mapped_column(String(96), primary_key=True)
     #: The national status code last accepted by the portal (none: never synced).
     status_code: Mapped[str | None] = mapped_column(String(8), default=None)
-    #: The last history entry whose progress the portal accepted.
+    #: The last history entry whose progress the portal accepted, and every one before it.
     history_id: Mapped[int] = mapped_column(Integer, default=0)
+    #: History entries after ``history_id`` whose progress the portal already accepted (a half-accepted batch:
+    #: only the others are sent again).
+    accepted_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
     synced_at: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
 

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("dossier_code", sa.String(length=96), nullable=False),
         sa.Column("status_code", sa.String(length=8), nullable=True),
         sa.Column("history_id", sa.Integer(), nullable=False),
+        sa.Column("accepted_ids", sa.JSON(), nullable=False),
         sa.Column("synced_at", gateway.store.models.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("dossier_code", name=op.f("pk_national_sync")),

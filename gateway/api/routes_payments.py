@@ -1,0 +1,152 @@
+"""The payment platform's notification (IPN): ``GET|POST /api/v1/payments/notify`` (DESIGN.md §6, contract).
+
+Public, but authenticated by the provider's signature (no bearer token): the ``vnp_*`` parameters come in the query
+string (``GET``, as VNPay sends them) or, for ``POST``, in the query string and a form-encoded or JSON-object body.
+The answer is always ``200`` with the provider's JSON, ``{"RspCode", "Message"}``:
+
+====  ===========================================================================================
+00    recorded (paid: fees paid, dossier resumed, agency told; or failed: a new payment is made)
+01    unknown reference
+02    already confirmed (a repeated notification: nothing changes)
+04    amount (or currency) mismatch: nothing changes
+97    bad signature (or another merchant's): nothing changes; logged without the parameters
+99    anything else (an unreadable notification, the gateway's secret unavailable)
+====  ===========================================================================================
+
+With ``[payment] base_url`` unset the endpoint answers ``404`` in the API's error shape.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, ipn_answer
+
+from .. import fees
+from ..config import ConfigError
+from ..fanout import Fanout
+from ..runtime import Runtime
+from .errors import ApiError
+from .routes_common import clock, runtime_of
+
+__all__ = ["router", "router_for"]
+
+router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
+log = logging.getLogger("gateway.payments")
+
+#: A notification is a few hundred bytes; anything much larger is not one.
+_MAX_BODY = 16 * 1024
+
+
+def router_for(runtime: Runtime) -> APIRouter:
+    """The router, once ``runtime``'s ``[payment]`` section is known to be valid (checked when the app is built).
+
+    Raises :class:`~gateway.config.ConfigError` for a bad ``[payment]`` section.
+    """
+    fees.settings_of(runtime)
+    return router
+
+
+def _answer(code: IpnCode) -> JSONResponse:
+    return JSONResponse(ipn_answer(code))
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _merge(params: dict[str, str], items: list[tuple[str, Any]]) -> None:
+    for key, value in items:
+        if not isinstance(value, str):
+            raise _Malformed("parameter values must be strings")
+        if key in params and params[key] != value:
+            raise _Malformed(f"parameter {key} given twice")
+        params[key] = value
+
+
+async def _params(request: Request) -> dict[str, str]:
+    """The notification's parameters (``_Malformed`` for a body that is not one)."""
+    params: dict[str, str] = {}
+    _merge(params, list(request.query_params.multi_items()))
+    if request.method != "POST":
+        return params
+    body = await request.body()
+    if len(body) > _MAX_BODY:
+        raise _Malformed("body too large for a notification")
+    if not body.strip():
+        return params
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            document = json.loads(body)
+        except ValueError:
+            raise _Malformed("malformed JSON") from None
+        if not isinstance(document, dict):
+            raise _Malformed("expected a JSON object")
+        _merge(params, list(document.items()))
+    elif kind == "application/x-www-form-urlencoded":
+        form = await request.form()
+        _merge(params, list(form.multi_items()))
+    else:
+        raise _Malformed(f"unsupported content type {kind or 'none'}")
+    return params
+
+
+_NOTIFY_DOC: dict[str, Any] = {
+    "summary": "Payment notification (IPN) from the payment platform, authenticated by its signature",
+    "responses": {200: {"description": 'The provider\'s answer: {"RspCode": "00|01|02|04|97|99", "Message": "..."}'}},
+}
+
+
+@router.post("/notify", operation_id="payments_notify_post", **_NOTIFY_DOC)
+@router.get("/notify", operation_id="payments_notify_get", **_NOTIFY_DOC)
+async def notify(request: Request) -> JSONResponse:
+    runtime = runtime_of(request)
+    try:
+        settings = fees.PaymentSettings.from_config(runtime.config)
+    except ConfigError as exc:
+        log.error("payment notification not handled: %s", exc)
+        return _answer(IpnCode.OTHER)
+    if settings is None:
+        raise ApiError(404, "online payment is not configured on this gateway")
+    try:
+        params = await _params(request)
+    except _Malformed as exc:
+        log.warning("payment notification refused: malformed", extra={"reason": str(exc)})
+        return _answer(IpnCode.OTHER)
+    provider = fees.provider_for(settings)
+    try:
+        notification = provider.verify_notification(params)
+    except InvalidSignature as exc:
+        # Never the parameters: they may carry the payer's bank details; the reason says what was wrong.
+        log.warning("payment notification refused: bad signature", extra={"reason": str(exc)})
+        return _answer(IpnCode.BAD_SIGNATURE)
+    except InvalidNotification as exc:
+        log.warning("payment notification refused: unreadable", extra={"reason": str(exc)})
+        return _answer(IpnCode.OTHER)
+    except ConfigError as exc:
+        log.error("payment notification not handled: %s", exc)
+        return _answer(IpnCode.OTHER)
+    work = functools.partial(
+        fees.record_notification,
+        notification=notification,
+        currency=params.get("vnp_CurrCode"),
+        settings=settings,
+        calendar=runtime.calendar,
+        fanout=Fanout.from_runtime(runtime),
+        now=clock(request),
+    )
+    code = await runtime.db.run(work)
+    level = logging.INFO if code in (IpnCode.OK, IpnCode.ALREADY_CONFIRMED) else logging.WARNING
+    log.log(
+        level,
+        "payment notification answered",
+        extra={"reference": notification.reference, "rsp_code": code.value, "success": notification.success},
+    )
+    return _answer(code)

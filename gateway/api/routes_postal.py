@@ -1,0 +1,90 @@
+"""The public postal service's tracking webhook: ``POST /api/v1/postal/events`` (contract, DESIGN.md §6).
+
+Authenticated by the provider's signature, not a bearer token: ``X-Signature`` is the hex HMAC-SHA256 of the raw body
+with ``[postal] secret``. The checks, in the order a caller can act on them:
+
+- the integration is off (no ``[postal] base_url`` or no secret) → 503;
+- a body over 64 KiB → 413; a missing, malformed or wrong signature → 401 (logged with the reason, never the body
+  or the secret), before the body is read as JSON: nothing changes;
+- not JSON → 400; not a tracking event (``order_code``, ``status`` of ``accepted|in_transit|delivered|failed|
+  returned``, ``at``, ``note``) → 422;
+- an order the gateway did not place → 404.
+
+Otherwise the event is applied (:func:`gateway.shipments.apply_tracking_event`) and the answer is ``200``
+``{"order_code", "kind", "status", "outcome": "applied|duplicate|late", "dossier_code", "dossier_status"}``:
+repeats and late events are accepted (the postal service must not retry them) and change nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict
+
+from adapters.postal import SIGNATURE_HEADER, InvalidEvent, InvalidSignature, parse_event, verify_signature
+from adapters.postal.webhook import MAX_BODY_BYTES
+
+from .. import shipments
+from ..config import ConfigError
+from ..fanout import Fanout
+from .errors import ApiError
+from .routes_common import clock, json_body_doc, parse_json, runtime_of
+
+router = APIRouter(prefix="/api/v1/postal", tags=["postal"])
+log = logging.getLogger("gateway.postal")
+
+
+class PostalEvent(BaseModel):
+    """A tracking event of the public postal service (signed with ``X-Signature``)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    order_code: str
+    status: str
+    at: str
+    note: str | None = None
+
+
+@router.post(
+    "/events",
+    summary="A tracking event from the public postal service (X-Signature: HMAC-SHA256 of the body)",
+    openapi_extra=json_body_doc(PostalEvent),
+    responses={
+        401: {"description": "Missing or wrong X-Signature"},
+        404: {"description": "No such postal order"},
+        503: {"description": "The postal integration is not configured"},
+    },
+)
+async def postal_event(request: Request) -> dict[str, Any]:
+    runtime = runtime_of(request)
+    now = clock(request)
+    try:
+        settings = shipments.PostalSettings.from_config(runtime.config)
+        secret = settings.resolve_secret() if settings is not None else None
+    except ConfigError as exc:
+        log.error("postal webhook unavailable: %s", exc)
+        raise ApiError(503, "the postal integration is not configured correctly") from None
+    if secret is None:
+        raise ApiError(503, "the postal integration is not configured")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        verify_signature(raw, request.headers.get(SIGNATURE_HEADER), secret)
+    except InvalidSignature as exc:
+        log.warning("postal event refused", extra={"reason": str(exc), "bytes": len(raw)})
+        raise ApiError(401, f"the postal event is not authenticated: {exc}") from None
+    try:
+        event = parse_event(parse_json(raw))
+    except InvalidEvent as exc:
+        raise ApiError(422, f"not a tracking event: {exc}") from None
+    fanout = Fanout.from_runtime(runtime)
+    result = await runtime.db.run(functools.partial(shipments.receive_event, event=event, now=now, fanout=fanout))
+    log.info(
+        "postal event received",
+        extra={"order_code": result.order_code, "status": event.status.value, "outcome": result.outcome},
+    )
+    return result.to_json()
