@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import ConfigError
 from .dispatch import GatewayDispatcher
+from .fanout import check_settings
 from .periodic import PeriodicJob, run_jobs
 from .periodic import jobs as periodic_jobs
 from .runtime import Runtime
@@ -242,6 +243,7 @@ async def run_daemon(
     if handle_signals is None:
         handle_signals = stop is None
     stop = stop if stop is not None else asyncio.Event()
+    check_settings(runtime.config)  # a bad integration section stops the start, in one line
     own_dispatcher = dispatcher is None
     active: Dispatcher = dispatcher if dispatcher is not None else GatewayDispatcher(runtime)
     worker: OutboxWorker | None = None

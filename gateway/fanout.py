@@ -25,7 +25,7 @@ from .store.models import Dossier, HistoryEntry
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["Fanout", "after_change"]
+__all__ = ["Fanout", "after_change", "check_settings"]
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,18 @@ class Fanout:
     @classmethod
     def from_runtime(cls, runtime: Runtime) -> Fanout:
         config = runtime.config
-
-        def configured(section: str, key: str = "base_url") -> bool:
-            value = config.section(section).get(key)
-            return isinstance(value, str) and bool(value)
-
         return cls(
-            webhook=configured("portal", "webhook_url"),
-            national=configured("national_portal"),
-            payment=configured("payment"),
-            postal=configured("postal"),
+            webhook=_configured(config, "portal", "webhook_url"),
+            national=_configured(config, "national_portal"),
+            payment=_configured(config, "payment"),
+            postal=_configured(config, "postal"),
             config=config,
         )
+
+
+def _configured(config: Config, section: str, key: str = "base_url") -> bool:
+    value = config.section(section).get(key)
+    return isinstance(value, str) and bool(value)
 
 
 def after_change(
@@ -68,3 +68,14 @@ def after_change(
     fees.on_change(session, dossier, entry, enabled=fanout.payment, previous=previous, now=now, config=fanout.config)
     shipments.on_change(session, dossier, entry, enabled=fanout.postal, previous=previous, now=now)
     national_sync.on_change(session, dossier, entry, enabled=fanout.national, previous=previous, now=now)
+
+
+def check_settings(config: Config) -> None:
+    """Read the settings of every configured integration now: :class:`~gateway.config.ConfigError` for a bad one, so
+    a daemon refuses to start rather than dead-lettering each message later."""
+    from . import fees, national_sync, shipments
+
+    if _configured(config, "national_portal"):
+        national_sync.PortalSettings.from_config(config)
+    fees.PaymentSettings.from_config(config)  # both: ``None`` when off
+    shipments.PostalSettings.from_config(config)

@@ -451,3 +451,18 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
         gateway_sock.close()
         sim_sock.close()
     assert "notify_outbox" not in runtime.extras
+
+
+def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
+        '[national_portal]\nbase_url = "http://127.0.0.1:9"\nusername = "u"\npassword = "p"\ndstcode = "H38"\n',
+        "utf-8",
+    )
+    for args in (["db", "upgrade", "--config", str(config)], ["serve", "--config", str(config)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == "dvc-gateway: error: [national_portal] madonvi is required when base_url is set"
