@@ -31,9 +31,28 @@ async def agency_event(
 ) -> dict[str, Any]:
     if principal.agency_code != agency:
         raise ApiError(403, f"this token is agency {principal.agency_code}'s, not agency {agency}'s")
+    event = parse_model(dossiers.AgencyEvent, await read_json(request))
+    try:
+        answer = await apply_event(request, principal, event)
+    except IllegalTransition as exc:
+        log.warning(
+            "illegal transition refused",
+            extra={"dossier_code": event.dossier_code, "agency": agency, "from": exc.source.value, "to": exc.target},
+        )
+        raise
+    request.app.state.metrics.events.labels(
+        status=event.status.value, outcome="duplicate" if answer["duplicate"] else "applied"
+    ).inc()
+    return answer
+
+
+async def apply_event(request: Request, principal: Principal, event: dossiers.AgencyEvent) -> dict[str, Any]:
+    """Apply an agency's status event (REST or the SOAP callback) in one unit of work; the answer's body.
+
+    Result files are decoded and verified first; the change fans out as configured.
+    """
     runtime = runtime_of(request)
     now = clock(request)
-    event = parse_model(dossiers.AgencyEvent, await read_json(request))
     items = dossiers.result_file_items(event)
     files: list[intake.PreparedFile] = []
     if items:
@@ -68,15 +87,4 @@ async def agency_event(
             "duplicate": not applied,
         }
 
-    try:
-        answer = await runtime.db.run(work)
-    except IllegalTransition as exc:
-        log.warning(
-            "illegal transition refused",
-            extra={"dossier_code": event.dossier_code, "agency": agency, "from": exc.source.value, "to": exc.target},
-        )
-        raise
-    request.app.state.metrics.events.labels(
-        status=event.status.value, outcome="duplicate" if answer["duplicate"] else "applied"
-    ).inc()
-    return answer
+    return await runtime.db.run(work)

@@ -36,21 +36,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from .. import dossiers, intake, soap_callback
+from .. import dossiers, soap_callback
 from ..auth import AGENCY, Principal, TokenStore
-from ..domain.status import IllegalTransition, national_code
-from ..fanout import Fanout
-from ..intake import Invalid, ServiceError, find_dossier, parse_model
+from ..domain.status import IllegalTransition
+from ..intake import ServiceError, parse_model
 from ..registry import get_agency
 from ..soap_callback import CallbackFault
+from . import routes_agencies
 from .errors import ApiError, BodyTooLarge, log_exception
-from .routes_common import clock, runtime_of
+from .routes_common import runtime_of
 
 __all__ = ["router"]
 
@@ -183,7 +182,7 @@ async def callback(request: Request) -> Response:
             )
         statuses = await runtime.db.run(functools.partial(_statuses, agency_code))
         event = parse_model(dossiers.AgencyEvent, soap_callback.event_fields(parsed.values, statuses=statuses))
-        answer = await _apply(request, principal, event)
+        answer = await routes_agencies.apply_event(request, principal, event)
     except CallbackFault as fault:
         return _fault_response(version, fault)
     except IllegalTransition as exc:
@@ -216,44 +215,3 @@ async def callback(request: Request) -> Response:
         soap_callback.response_envelope(version, answer),
         media_type=soap_callback.soap_media_type(version),
     )
-
-
-async def _apply(request: Request, principal: Principal, event: dossiers.AgencyEvent) -> dict[str, Any]:
-    """The REST route's unit of work for ``event`` (result files decoded and verified first)."""
-    runtime = runtime_of(request)
-    now = clock(request)
-    items = dossiers.result_file_items(event)
-    files: list[intake.PreparedFile] = []
-    if items:
-        files, errors = await intake.prepare_files(items, max_bytes=runtime.max_file_bytes)
-        if errors:
-            raise Invalid(errors)
-        await intake.verify_files(runtime.verifier, files)
-    fanout = Fanout.from_runtime(runtime)
-
-    def work(session: Session) -> dict[str, Any]:
-        from ..audit import lock_for_write
-
-        lock_for_write(session)
-        dossier = find_dossier(session, event.dossier_code, for_update=True)
-        applied = dossiers.apply_agency_event(
-            session,
-            dossier,
-            event,
-            actor=principal,
-            calendar=runtime.calendar,
-            now=now,
-            result_files=files,
-            fanout=fanout,
-        )
-        return {
-            "dossier_code": dossier.code,
-            "status": dossier.status,
-            "national_status_code": national_code(dossier.status),
-            "agency_code": dossier.agency_code,
-            "received_at": dossiers.iso(dossier.received_at),
-            "due_at": dossiers.iso(dossier.due_at),
-            "duplicate": not applied,
-        }
-
-    return await runtime.db.run(work)
