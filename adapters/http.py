@@ -9,7 +9,8 @@ A client from :meth:`ClientFactory.client` always has:
   optional client certificate (mutual TLS);
 * the SSRF guard (:mod:`adapters.netguard`) on the address actually connected to;
 * a response size cap enforced while streaming (``max_response_bytes``), so an endless or huge answer never sits in
-  memory whole;
+  memory whole; one request may lower it with :func:`response_limit` (a WSDL document, for instance), and a response
+  over the cap fails with :class:`ResponseTooLargeError`;
 * no redirects followed, no proxy or CA settings taken from the environment (``trust_env=False``);
 * the factory's transport wrappers: recording, replay and fault injection plug in there, for SOAP (zeep's httpx
   transport) and REST alike.
@@ -47,12 +48,14 @@ from adapters.netguard import AddressPolicy, BlockedAddressError, guarded_transp
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "RESPONSE_LIMIT_EXTENSION",
     "BasicAuth",
     "BearerAuth",
     "ClientFactory",
     "ClientSettings",
     "LimitedTransport",
     "OAuth2ClientCredentials",
+    "ResponseTooLargeError",
     "SecretSource",
     "TransportWrapper",
     "auth_from_document",
@@ -65,6 +68,7 @@ __all__ = [
     "json_body",
     "map_http_errors",
     "raise_for_status",
+    "response_limit",
     "settings_from_document",
 ]
 
@@ -72,6 +76,8 @@ logger = logging.getLogger(__name__)
 
 #: Default response size cap: 50 MiB.
 DEFAULT_MAX_RESPONSE_BYTES = 50 * 1024 * 1024
+#: The request extension through which :func:`response_limit` lowers the size cap of one response.
+RESPONSE_LIMIT_EXTENSION = "dvc_gateway.max_response_bytes"
 #: Body excerpts in error messages (non-2xx answers only) are cut to this many characters.
 _EXCERPT_CHARS = 200
 _USER_AGENT = "dvc-gateway"
@@ -110,7 +116,8 @@ class ClientSettings:
     :param client_cert: ``(certificate file, private key file)`` for mutual TLS.
     :param client_key_password: returns the private key's password, when it has one.
     :param headers: sent with every request (``User-Agent`` and ``Accept-Encoding: identity`` by default).
-    :param max_response_bytes: larger responses fail with :class:`~adapters.errors.BadResponseError` while streaming.
+    :param max_response_bytes: larger responses fail with :class:`ResponseTooLargeError` (a bad response) while
+        streaming.
     :param address_policy: where connections may go (:class:`~adapters.netguard.AddressPolicy`).
     """
 
@@ -196,6 +203,26 @@ def build_ssl_context(settings: ClientSettings) -> ssl.SSLContext:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+class ResponseTooLargeError(BadResponseError):
+    """A response passed its size cap (``limit``): declared so (``declared``, in bytes) or found so while streaming."""
+
+    def __init__(self, message: str, *, limit: int, declared: int | None = None, upstream: str = "") -> None:
+        super().__init__(message, upstream=upstream)
+        self.limit = limit
+        self.declared = declared
+
+
+def response_limit(max_bytes: int) -> dict[str, Any]:
+    """Request extensions capping one response at ``max_bytes`` (the client's own cap still applies when lower).
+
+    ``client.get(url, extensions=response_limit(2_000_000))``: the :class:`LimitedTransport` of a factory client
+    enforces it like its own cap, failing with :class:`ResponseTooLargeError`.
+    """
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError("a response limit must be a positive number of bytes")
+    return {RESPONSE_LIMIT_EXTENSION: max_bytes}
+
+
 def _deadline_scope(deadline: float | None) -> asyncio.Timeout:
     return asyncio.timeout_at(deadline)
 
@@ -243,8 +270,10 @@ class _LimitedStream(httpx.AsyncByteStream):
                 raise _network_error(exc, self._request) from exc
             received += len(chunk)
             if received > self._limit:
-                raise BadResponseError(
-                    f"response larger than the limit of {self._limit} bytes: abandoned", upstream=self._upstream
+                raise ResponseTooLargeError(
+                    f"response larger than the limit of {self._limit} bytes: abandoned",
+                    limit=self._limit,
+                    upstream=self._upstream,
                 )
             yield chunk
 
@@ -256,8 +285,10 @@ class LimitedTransport(httpx.AsyncBaseTransport):
     """Caps response bodies at ``max_response_bytes`` and whole exchanges at ``total_timeout_seconds``.
 
     A declared ``Content-Length`` over the cap fails before the body is read; otherwise the body fails as soon as it
-    passes the cap, while streaming. A response compressed although ``Accept-Encoding: identity`` was asked for is
-    refused (the cap counts bytes on the wire, and a compressed body may expand a thousandfold).
+    passes the cap, while streaming (both with :class:`ResponseTooLargeError`). A request carrying
+    :func:`response_limit`'s extension is held to the lower of that limit and ``max_response_bytes``. A response
+    compressed although ``Accept-Encoding: identity`` was asked for is refused (the cap counts bytes on the wire, and
+    a compressed body may expand a thousandfold).
     """
 
     def __init__(
@@ -287,14 +318,15 @@ class LimitedTransport(httpx.AsyncBaseTransport):
             raise httpx.ReadTimeout("no response in time", request=request) from exc
         except OSError as exc:
             raise _network_error(exc, request) from exc
+        limit = self.limit_for(request)
         try:
-            self._check_headers(request, response)
+            self._check_headers(request, response, limit)
         except BaseException:
             await response.aclose()
             raise
         stream = _LimitedStream(
             response.stream,  # type: ignore[arg-type]  # an async transport's response stream is async
-            limit=self.max_response_bytes,
+            limit=limit,
             deadline=deadline,
             upstream=self.upstream,
             request=request,
@@ -303,11 +335,20 @@ class LimitedTransport(httpx.AsyncBaseTransport):
             status_code=response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
         )
 
-    def _check_headers(self, request: httpx.Request, response: httpx.Response) -> None:
+    def limit_for(self, request: httpx.Request) -> int:
+        """The size cap of ``request``'s response: ``max_response_bytes``, or the request's own when lower."""
+        requested = request.extensions.get(RESPONSE_LIMIT_EXTENSION)
+        if isinstance(requested, int) and not isinstance(requested, bool) and 0 < requested < self.max_response_bytes:
+            return requested
+        return self.max_response_bytes
+
+    def _check_headers(self, request: httpx.Request, response: httpx.Response, limit: int) -> None:
         declared = response.headers.get("Content-Length", "").strip()
-        if declared.isdigit() and int(declared) > self.max_response_bytes:
-            raise BadResponseError(
-                f"response too large ({declared} bytes declared, the limit is {self.max_response_bytes})",
+        if declared.isdigit() and int(declared) > limit:
+            raise ResponseTooLargeError(
+                f"response too large ({declared} bytes declared, the limit is {limit})",
+                limit=limit,
+                declared=int(declared),
                 upstream=self.upstream,
             )
         asked = request.headers.get("Accept-Encoding", "").strip().lower()

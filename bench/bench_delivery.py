@@ -4,7 +4,7 @@ The agency simulator (``dvc-gateway simulate agency``, the reference REST contra
 child process. The gateway side runs here on a SQLite database (WAL) holding N submitted dossiers, each with its
 ``agency.deliver`` message:
 
-- *gateway*: an :class:`~gateway.workers.OutboxWorker` with the :class:`~gateway.dispatch.GatewayDispatcher` claims
+- *gateway*: an :class:`~gateway.workers.OutboxWorker` with the :class:`~gateway.bootstrap.Composition` claims
   the messages, reads each dossier and the agency's registration, builds the agency's document (files in base64),
   delivers it through the REST adapter (bearer token, idempotency key, SSRF guard, size cap) and records the outcome;
 - *floor*: ``httpx.AsyncClient`` posting the same documents to the same simulator with the same concurrency and the
@@ -37,10 +37,9 @@ import httpx  # noqa: E402
 
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
+from gateway.bootstrap import Composition  # noqa: E402
 from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
 from gateway.config import Config  # noqa: E402
-from gateway.dispatch import GatewayDispatcher  # noqa: E402
-from gateway.intake import submit  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
@@ -48,6 +47,7 @@ from gateway.runtime import Runtime  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import Dossier, utcnow  # noqa: E402
 from gateway.workers import OutboxWorker  # noqa: E402
+from tests.core_support import submit  # noqa: E402
 from tests.documents import make_pdf  # noqa: E402
 
 AGENCY = "000.00.23.H38"
@@ -118,7 +118,7 @@ async def documents(runtime: Runtime) -> list[tuple[str, dict[str, Any]]]:
     """(idempotency key, agency document) of every pending delivery: what the floor posts."""
     from sqlalchemy import select
 
-    from gateway.dossiers import agency_document
+    from gateway.views import agency_document
 
     def read(session: Any) -> list[tuple[str, dict[str, Any]]]:
         pairs = []
@@ -158,7 +158,7 @@ async def floor_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> f
 
 
 async def gateway_rate(runtime: Runtime, count: int) -> float:
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
     worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)
     stop = asyncio.Event()

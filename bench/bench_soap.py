@@ -43,10 +43,9 @@ from lxml.builder import ElementMaker  # noqa: E402
 
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
+from gateway.bootstrap import Composition  # noqa: E402
 from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
 from gateway.config import Config  # noqa: E402
-from gateway.dispatch import GatewayDispatcher  # noqa: E402
-from gateway.intake import submit  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
@@ -54,6 +53,7 @@ from gateway.runtime import Runtime  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import Dossier, utcnow  # noqa: E402
 from gateway.workers import MessageView, OutboxWorker  # noqa: E402
+from tests.core_support import submit  # noqa: E402
 from tests.documents import make_pdf  # noqa: E402
 
 AGENCY = "000.00.23.H38"
@@ -125,7 +125,7 @@ async def pending(runtime: Runtime) -> list[tuple[MessageView, dict[str, Any]]]:
     """Every pending delivery: the message as a worker would see it, and the agency document (what the floor sends)."""
     from sqlalchemy import select
 
-    from gateway.dossiers import agency_document
+    from gateway.views import agency_document
 
     def read(session: Any) -> list[tuple[MessageView, dict[str, Any]]]:
         found = []
@@ -218,7 +218,7 @@ async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]
 # The gateway
 
 
-async def warm(dispatcher: GatewayDispatcher, runtime: Runtime) -> None:
+async def warm(dispatcher: Composition, runtime: Runtime) -> None:
     """Load the WSDL once (as the first delivery of a running gateway would), outside the timing."""
     from gateway.registry import get_agency
 
@@ -232,7 +232,7 @@ async def warm(dispatcher: GatewayDispatcher, runtime: Runtime) -> None:
 
 
 async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[str, Any]]]) -> float:
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         await warm(dispatcher, runtime)
         items = iter(work)
@@ -249,7 +249,7 @@ async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[s
 
 
 async def outbox_rate(runtime: Runtime, count: int) -> float:
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     await warm(dispatcher, runtime)
     policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
     worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)

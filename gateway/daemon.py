@@ -5,7 +5,7 @@
 - the API (:func:`gateway.api.app.create_app`) on a ``uvicorn.Server`` (``lifespan="on"``, no access log of its own:
   the app writes its own structured one), listening on ``[server] host``/``port`` or the given ones;
 - an :class:`~gateway.workers.OutboxWorker` configured by ``[outbox]``, delivering through a
-  :class:`~gateway.dispatch.GatewayDispatcher`, and beside it the periodic jobs (:mod:`gateway.periodic`: polling
+  :class:`~gateway.bootstrap.Composition`, and beside it the periodic jobs (:mod:`gateway.periodic`: polling
   agencies, postal tracking, payment queries).
 
 The API wakes the worker as soon as it has committed work for it: every successful write request (any method but
@@ -36,10 +36,8 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import ConfigError
-from .dispatch import GatewayDispatcher
-from .fanout import check_settings
+from .bootstrap import Composition
 from .periodic import PeriodicJob, run_jobs
-from .periodic import jobs as periodic_jobs
 from .runtime import Runtime
 from .workers import Dispatcher, OutboxWorker
 
@@ -56,8 +54,6 @@ log = logging.getLogger("gateway.daemon")
 
 #: How long open HTTP requests may take to finish once shutdown has begun.
 GRACEFUL_SHUTDOWN_SECONDS = 10.0
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8080
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -182,14 +178,8 @@ async def serve_asgi(
 
 
 def _server_address(runtime: Runtime, host: str | None, port: int | None) -> tuple[str, int]:
-    server = runtime.config.section("server")
-    host = host if host is not None else server.get("host", DEFAULT_HOST)
-    port = port if port is not None else server.get("port", DEFAULT_PORT)
-    if not isinstance(host, str) or not host:
-        raise ConfigError("[server] host must be a host name or address")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-        raise ConfigError("[server] port must be an integer from 1 to 65535")
-    return host, port
+    server = runtime.settings.server
+    return (server.host if host is None else host), (server.port if port is None else port)
 
 
 def _outbox_notifier(loop: asyncio.AbstractEventLoop, worker: OutboxWorker | None) -> Callable[[], None]:
@@ -233,7 +223,7 @@ async def run_daemon(
     :param handle_signals: install SIGTERM/SIGINT handlers (default: when no ``stop`` event is given, and only on
         the main thread).
     :param on_ready: called once serving, with the API's base URL (``None`` without the API).
-    :param dispatcher: delivers the outbox messages (default: a :class:`GatewayDispatcher` on ``runtime``).
+    :param dispatcher: delivers the outbox messages (default: the :class:`~gateway.bootstrap.Composition` of ``runtime``).
     :param worker_options: further :class:`OutboxWorker` arguments (``batch``, ``poll_interval``...).
     :param close_runtime: dispose the database (``runtime.close()``) at the end.
     """
@@ -243,9 +233,8 @@ async def run_daemon(
     if handle_signals is None:
         handle_signals = stop is None
     stop = stop if stop is not None else asyncio.Event()
-    check_settings(runtime.config)  # a bad integration section stops the start, in one line
     own_dispatcher = dispatcher is None
-    active: Dispatcher = dispatcher if dispatcher is not None else GatewayDispatcher(runtime)
+    active: Dispatcher = dispatcher if dispatcher is not None else Composition(runtime)
     worker: OutboxWorker | None = None
     server: _Server | None = None
     listener: socket.socket | None = None
@@ -253,7 +242,7 @@ async def run_daemon(
         if workers:
             try:
                 options = worker_options or {}
-                worker = OutboxWorker.from_config(runtime.db, active, runtime.config.section("outbox"), **options)
+                worker = OutboxWorker.from_settings(runtime.db, active, runtime.settings.outbox, **options)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         notify = _outbox_notifier(loop, worker)
@@ -276,12 +265,12 @@ async def run_daemon(
                 worker.shutdown_grace = 0
 
         with _signals_to(stop, force, handle_signals):
-            gateway_dispatcher = worker is not None and isinstance(active, GatewayDispatcher)
-            periodic = periodic_jobs(runtime, active) if gateway_dispatcher else []
+            composed = worker is not None and isinstance(active, Composition)
+            periodic = active.periodic_jobs() if composed and isinstance(active, Composition) else []
             await _run(server, listener, worker, stop, on_ready, periodic)
     finally:
         runtime.extras.pop("notify_outbox", None)
-        if own_dispatcher and isinstance(active, GatewayDispatcher):
+        if own_dispatcher and isinstance(active, Composition):
             await active.aclose()
         if listener is not None and sock is None:
             listener.close()

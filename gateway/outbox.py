@@ -48,7 +48,7 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
 from sqlalchemy import and_, case, exists, func, literal, or_, select, update
@@ -56,6 +56,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
 from gateway.store.models import OutboxMessage, utcnow
+
+if TYPE_CHECKING:
+    from gateway.sections import OutboxSection
 
 PENDING = "pending"
 IN_FLIGHT = "in_flight"
@@ -86,18 +89,6 @@ def _wait_strategy(initial: float, maximum: float, jitter: float) -> tenacity.wa
     if "multiplier" in inspect.signature(tenacity.wait_exponential_jitter).parameters:
         return tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=jitter)
     return tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=jitter)
-
-
-_CONFIG_KEYS = {
-    "attempts": "max_attempts",
-    "backoff_initial_seconds": "initial_seconds",
-    "backoff_max_seconds": "max_seconds",
-    "jitter_seconds": "jitter_seconds",
-    "lease_seconds": "lease_seconds",
-    "concurrency_per_agency": "concurrency_per_agency",
-}
-#: Keys of ``[outbox]`` read elsewhere (the workers' circuit breaker), accepted here.
-_OTHER_KEYS = frozenset({"breaker_failures", "breaker_cooldown_seconds"})
 
 
 def _is_number(value: Any) -> bool:
@@ -149,25 +140,16 @@ class RetryPolicy:
                 raise ValueError(f"[outbox] {key} must be {rule}, got {value!r}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> RetryPolicy:
-        """The policy of an ``[outbox]`` section; ``ValueError`` (one line) for an unknown key or a bad value."""
-        section = section or {}
-        unknown = sorted(set(section) - set(_CONFIG_KEYS) - _OTHER_KEYS)
-        if unknown:
-            known = ", ".join(sorted(set(_CONFIG_KEYS) | _OTHER_KEYS))
-            raise ValueError(f"[outbox] unknown key {unknown[0]!r} (known: {known})")
-        values: dict[str, Any] = {}
-        for key, field in _CONFIG_KEYS.items():
-            if key not in section:
-                continue
-            value = section[key]
-            if field in ("max_attempts", "concurrency_per_agency"):
-                if not isinstance(value, int) or isinstance(value, bool):
-                    raise ValueError(f"[outbox] {key} must be a whole number, got {value!r}")
-            elif not _is_number(value):
-                raise ValueError(f"[outbox] {key} must be a number of seconds, got {value!r}")
-            values[field] = value
-        return cls(**values)
+    def of(cls, outbox: OutboxSection) -> RetryPolicy:
+        """The policy of the ``[outbox]`` section."""
+        return cls(
+            max_attempts=outbox.max_attempts,
+            initial_seconds=outbox.initial_seconds,
+            max_seconds=outbox.max_seconds,
+            jitter_seconds=outbox.jitter_seconds,
+            lease_seconds=outbox.lease_seconds,
+            concurrency_per_agency=outbox.concurrency_per_agency,
+        )
 
     @property
     def lease(self) -> timedelta:

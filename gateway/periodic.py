@@ -4,8 +4,7 @@ Each job is a coroutine function run every ``interval_seconds`` (the first run a
 so processes started together do not poll in step); a failing run is logged and the job goes on. Jobs that must not
 run twice at once across processes claim their work in the database (leases), as the outbox does.
 
-:func:`jobs` collects the jobs of every flow module for a runtime and its dispatcher; :func:`run_jobs` runs them
-until ``stop`` is set.
+:func:`run_jobs` runs the jobs the composition root collected from the flows until ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -16,13 +15,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .dispatch import GatewayDispatcher
-    from .runtime import Runtime
-
-__all__ = ["PeriodicJob", "jobs", "run_jobs"]
+__all__ = ["PeriodicJob", "run_jobs"]
 
 log = logging.getLogger("gateway.periodic")
 
@@ -36,16 +30,6 @@ class PeriodicJob:
     def __post_init__(self) -> None:
         if not self.interval_seconds > 0:
             raise ValueError(f"job {self.name}: interval_seconds must be positive")
-
-
-def jobs(runtime: Runtime, dispatcher: GatewayDispatcher) -> list[PeriodicJob]:
-    """Every periodic job of the gateway's flows, for ``runtime`` (jobs of integrations that are off are left out)."""
-    from . import fees, poller, shipments
-
-    found: list[PeriodicJob] = []
-    for module in (poller, fees, shipments):
-        found.extend(module.periodic_jobs(runtime, dispatcher))
-    return found
 
 
 async def _loop(job: PeriodicJob, stop: asyncio.Event) -> None:

@@ -36,7 +36,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
@@ -46,8 +46,11 @@ from sqlalchemy.orm import Session
 from adapters.netguard import AddressPolicy, BlockedAddressError, UnresolvableHostError, parse_address
 
 from .catalogue import AgencyCode, Code, Name, validation_errors
-from .config import Config, ConfigError, resolve_secret
+from .config import ConfigError, resolve_secret
 from .store.models import Agency
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = [
     "SECRET_FIELDS",
@@ -103,29 +106,16 @@ class RegistrySettings:
             object.__setattr__(self, "allow_insecure_http", self.allow_private_endpoints)
 
     @classmethod
-    def from_config(cls, config: Config) -> RegistrySettings:
-        registry = config.section("registry")
-        server = config.section("server")
-        flags: dict[str, bool] = {}
-        for key in ("allow_private_endpoints", "allow_insecure_http", "strict_secrets"):
-            if key in registry:
-                if not isinstance(registry[key], bool):
-                    raise ConfigError(f"[registry] {key} must be true or false")
-                flags[key] = registry[key]
-        cache_dir = registry.get("wsdl_cache_dir")
-        if cache_dir is not None and (not isinstance(cache_dir, str) or not cache_dir):
-            raise ConfigError("[registry] wsdl_cache_dir must be a directory path")
-        known = {"allow_private_endpoints", "allow_insecure_http", "strict_secrets", "wsdl_cache_dir"}
-        unknown = sorted(set(registry) - known)
-        if unknown:
-            raise ConfigError(f"[registry] unknown key {unknown[0]!r}")
-        host = server.get("host", cls.server_host)
-        port = server.get("port", cls.server_port)
-        if not isinstance(host, str):
-            raise ConfigError("[server] host must be a string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigError("[server] port must be an integer from 1 to 65535")
-        return cls(**flags, server_host=host, server_port=port)
+    def of(cls, settings: Settings) -> RegistrySettings:
+        """The ``[registry]`` section and the ``[server]`` address of ``settings``."""
+        registry = settings.registry
+        return cls(
+            allow_private_endpoints=registry.allow_private_endpoints,
+            allow_insecure_http=registry.allow_insecure_http,
+            strict_secrets=registry.strict_secrets,
+            server_host=settings.server.host,
+            server_port=settings.server.port,
+        )
 
 
 # --- the document ---------------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-"""Everything a running gateway shares, built once from the configuration: database, trust store and verifier,
-office calendar, outbox policy, registry settings and API tokens.
+"""Everything a running gateway shares, built once from the settings: database, trust store and verifier, office
+calendar, outbox policy, registry settings and the HTTP client factory.
 
-The API and the workers receive a :class:`Runtime`; tests build one on a temporary database.
+The API and the workers receive a :class:`Runtime`; its ``settings`` are the typed :class:`~gateway.settings.Settings`
+and ``config`` their raw view. Tests build one on a temporary database.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,85 +20,85 @@ from signing.verify import Verifier
 from .config import Config, ConfigError, load_config
 from .domain.calendar import OfficeCalendar
 from .outbox import RetryPolicy
+from .recording.runtime import client_factory_for
 from .registry import RegistrySettings
+from .sections import office_calendar
+from .settings import Settings
 from .store.database import Database
-from .store.engine import DEFAULT_URL
 
-#: Bodies larger than this are refused with 413 before they are parsed (a dossier with its files, base64).
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-#: One component's decoded size.
-DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
-#: Where fetched WSDLs are kept for restarts with the agency unreachable (``[registry] wsdl_cache_dir``).
-DEFAULT_WSDL_CACHE_DIR = "./var/wsdl-cache"
+__all__ = ["Runtime"]
 
 
 @dataclass
 class Runtime:
+    """The shared state of one gateway process. ``settings`` are read from ``config`` when not given, at once: a
+    configuration mistake stops the construction, in one line."""
+
     config: Config
     db: Database
     extras: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = Settings.from_raw(self.config.raw, self.config.base_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database, *, extras: dict[str, Any] | None = None) -> Runtime:
+        """The runtime of ``settings`` on ``db``; ``config`` is the raw view of the tables they were read from."""
+        config = Config(raw=copy.deepcopy(settings.raw), base_dir=settings.base_dir)
+        return cls(config=config, db=db, extras=extras or {}, settings=settings)
 
     @classmethod
     def from_config(cls, config: Config | None = None) -> Runtime:
+        """The runtime of a raw configuration (default: :func:`~gateway.config.load_config`) on its database."""
         config = config or load_config()
-        url = config.section("database").get("url", DEFAULT_URL)
-        if not isinstance(url, str) or not url:
-            raise ConfigError("[database] url must be a database URL string")
-        return cls(config=config, db=Database.connect(url))
+        settings = Settings.from_raw(config.raw, config.base_dir)
+        return cls(config=config, db=Database.connect(settings.database.url), settings=settings)
 
     @cached_property
     def trust_store(self) -> TrustStore:
         try:
-            return TrustStore.load(self.config.signing)
+            return TrustStore.load(self.settings.signing.trust_settings())
         except TrustMaterialError as exc:
             raise ConfigError(f"[signing] {exc}") from exc
 
     @cached_property
     def verifier(self) -> Verifier:
-        return Verifier(self.trust_store, settings=self.config.signing)
+        return Verifier(self.trust_store, settings=self.settings.signing.trust_settings())
 
     @cached_property
     def calendar(self) -> OfficeCalendar:
-        try:
-            return OfficeCalendar.from_config(self.config.section("calendar"))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        return office_calendar(self.settings.calendar)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        try:
-            return RetryPolicy.from_config(self.config.section("outbox"))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
+        return RetryPolicy.of(self.settings.outbox)
 
     @cached_property
     def registry_settings(self) -> RegistrySettings:
-        return RegistrySettings.from_config(self.config)
+        return RegistrySettings.of(self.settings)
 
     @cached_property
     def client_factory(self) -> ClientFactory:
         """The one HTTP client factory of the process (``extras["client_factory"]``, else the process-wide one),
         with the ``[recording]`` section's recording or replay wrapper on top (:mod:`gateway.recording.runtime`)."""
-        from .recording.runtime import client_factory_for  # [recording]: record or replay every outbound exchange
-
         factory = self.extras.get("client_factory")
-        return client_factory_for(self.config, factory if isinstance(factory, ClientFactory) else default_factory)
+        base = factory if isinstance(factory, ClientFactory) else default_factory
+        return client_factory_for(self.settings.recording, base)
 
     @property
     def wsdl_cache_dir(self) -> Path:
         """``[registry] wsdl_cache_dir`` (relative to the configuration file's directory), ``./var/wsdl-cache``."""
-        value = self.config.section("registry").get("wsdl_cache_dir", DEFAULT_WSDL_CACHE_DIR)
-        if not isinstance(value, str) or not value:
-            raise ConfigError("[registry] wsdl_cache_dir must be a directory path")
-        return self.config.path(value)
+        return self.settings.registry.wsdl_cache_dir
 
     @property
     def max_body_bytes(self) -> int:
-        return int(self.config.section("server").get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        return self.settings.server.max_body_bytes
 
     @property
     def max_file_bytes(self) -> int:
-        return int(self.config.section("server").get("max_file_bytes", DEFAULT_MAX_FILE_BYTES))
+        return self.settings.server.max_file_bytes
 
     def close(self) -> None:
         if "verifier" in self.__dict__:

@@ -30,6 +30,8 @@ from typing import Any
 from lxml import etree
 from lxml.builder import ElementMaker
 
+from adapters.xmlguard import hardened_parser
+
 from .domain.status import Status, status_from_national_code
 
 __all__ = [
@@ -80,12 +82,6 @@ def _read(name: str) -> bytes:
     return resources.files("adapters.onestop.wsdl").joinpath(name).read_bytes()
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
-    )
-
-
 def service_xsd() -> bytes:
     """``capnhat.xsd`` as shipped."""
     return _read(XSD_NAME)
@@ -93,7 +89,7 @@ def service_xsd() -> bytes:
 
 def service_wsdl(address: str) -> bytes:
     """The WSDL with its ports at ``address`` (``…/soap/callback``) and its schema at ``address?xsd=capnhat.xsd``."""
-    root = etree.fromstring(_read(WSDL_NAME), parser=_parser())
+    root = etree.fromstring(_read(WSDL_NAME), parser=hardened_parser())
     for node in root.iter(etree.Element):
         qname = etree.QName(node)
         if qname.localname == "address" and node.get("location"):
@@ -105,7 +101,7 @@ def service_wsdl(address: str) -> bytes:
 
 @cache
 def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.fromstring(service_xsd(), parser=_parser()))
+    return etree.XMLSchema(etree.fromstring(service_xsd(), parser=hardened_parser()))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -210,7 +206,7 @@ def parse_request(body: bytes, content_type: str | None) -> CallbackRequest:
     if not body.strip():
         raise _client(INVALID, "the request body is empty (expected a SOAP envelope)", 400)
     try:
-        root = etree.fromstring(body, parser=_parser())
+        root = etree.fromstring(body, parser=hardened_parser())
     except etree.XMLSyntaxError as exc:
         raise _client(INVALID, f"the request is not well-formed XML: {_short(exc.msg or '', 120)}", 400) from None
     docinfo = root.getroottree().docinfo

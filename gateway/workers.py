@@ -30,10 +30,10 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from sqlalchemy.orm import Session
@@ -43,6 +43,9 @@ from gateway import outbox
 from gateway.outbox import RetryPolicy
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage, utcnow
+
+if TYPE_CHECKING:
+    from gateway.sections import OutboxSection
 
 log = logging.getLogger("gateway.workers")
 
@@ -99,15 +102,9 @@ class CircuitBreakerSettings:
             raise ValueError(f"[outbox] breaker_cooldown_seconds must be > 0, got {self.cooldown_seconds!r}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> CircuitBreakerSettings:
-        """From the ``[outbox]`` keys ``breaker_failures`` and ``breaker_cooldown_seconds``."""
-        section = section or {}
-        values: dict[str, Any] = {}
-        if "breaker_failures" in section:
-            values["failure_threshold"] = section["breaker_failures"]
-        if "breaker_cooldown_seconds" in section:
-            values["cooldown_seconds"] = section["breaker_cooldown_seconds"]
-        return cls(**values)
+    def of(cls, outbox: OutboxSection) -> CircuitBreakerSettings:
+        """The breaker of the ``[outbox]`` section (``breaker_failures``, ``breaker_cooldown_seconds``)."""
+        return cls(failure_threshold=outbox.failure_threshold, cooldown_seconds=outbox.cooldown_seconds)
 
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -224,12 +221,9 @@ class OutboxWorker:
         self.counters: dict[str, int] = dict.fromkeys(("delivered", "retried", "dead", "refused", "errors"), 0)
 
     @classmethod
-    def from_config(
-        cls, db: Database, dispatcher: Dispatcher, section: Mapping[str, Any] | None, **kwargs: Any
-    ) -> OutboxWorker:
-        """A worker configured by the ``[outbox]`` section (ValueError, one line, for bad values)."""
-        policy = RetryPolicy.from_config(section)
-        return cls(db, dispatcher, policy=policy, breaker=CircuitBreakerSettings.from_config(section), **kwargs)
+    def from_settings(cls, db: Database, dispatcher: Dispatcher, outbox: OutboxSection, **kwargs: Any) -> OutboxWorker:
+        """A worker with the retry policy and circuit breaker of the ``[outbox]`` section."""
+        return cls(db, dispatcher, policy=RetryPolicy.of(outbox), breaker=CircuitBreakerSettings.of(outbox), **kwargs)
 
     # -- the loop -----------------------------------------------------------------------------------------------
 

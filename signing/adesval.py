@@ -11,6 +11,7 @@ Shared by the PAdES and CAdES modules so both reach their indications the same w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from asn1crypto import cms, x509
@@ -58,7 +59,7 @@ async def validate_signed_data(
         except (ValueError, KeyError, TypeError):
             return result
         if await path_lacks_revocation(certs.signer_cert, list(certs.other_certs), spec, timing):
-            mark_revocation_unknown(result)
+            return revocation_unknown(result)
     return result
 
 
@@ -81,8 +82,8 @@ async def path_lacks_revocation(
     return False
 
 
-def mark_revocation_unknown(result: SignatureResult) -> None:
-    """Report a path that failed for lack of revocation data as EU DSS does: INDETERMINATE/TRY_LATER."""
-    result.sub_indication = SubIndication.TRY_LATER
-    result.revocation = Revocation.UNKNOWN
-    result.warnings.append("the revocation status of a certificate in the chain could not be established")
+def revocation_unknown(result: SignatureResult) -> SignatureResult:
+    """``result`` for a path that failed for lack of revocation data, as EU DSS reports it: INDETERMINATE/TRY_LATER."""
+    return replace(result, sub_indication=SubIndication.TRY_LATER, revocation=Revocation.UNKNOWN).with_warnings(
+        "the revocation status of a certificate in the chain could not be established"
+    )

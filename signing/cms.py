@@ -10,50 +10,18 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from asn1crypto import cms, core, pem
+from asn1crypto import cms, core
 from pyhanko.sign.general import get_pyca_cryptography_hash
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 
 from .adesval import validate_signed_data
 from .report import Format, SignatureReport, SignatureResult, format_failure
+from .sniff import NotCMSError, looks_like_cms, parse_signed_data
 from .trust import TrustStore
 
+__all__ = ["NotCMSError", "looks_like_cms", "parse_signed_data", "validate_cms", "validate_signer"]
+
 logger = logging.getLogger(__name__)
-
-
-class NotCMSError(ValueError):
-    """The bytes are not a CMS SignedData structure."""
-
-
-def parse_signed_data(signature: bytes) -> cms.SignedData:
-    """The ``SignedData`` in DER, PEM (``PKCS7``/``CMS``) or base64 bytes; :class:`NotCMSError` otherwise."""
-    data = signature
-    if pem.detect(data):
-        _, _, data = pem.unarmor(data)
-    try:
-        info = cms.ContentInfo.load(data, strict=True)
-        if info["content_type"].native != "signed_data":
-            raise NotCMSError(f"CMS content type is {info['content_type'].native}, not signed data")
-        signed = info["content"]
-        # Parse the parts every validation needs now, so a malformed structure fails here (a full `.native`
-        # parse would cost more than the validation itself); anything deeper is caught per signer.
-        signed["encap_content_info"]["content_type"].native  # noqa: B018
-        for signer_info in signed["signer_infos"]:
-            signer_info["sid"].native  # noqa: B018
-            signer_info["digest_algorithm"]["algorithm"].native  # noqa: B018
-    except NotCMSError:
-        raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
-        raise NotCMSError(f"not a CMS signature: {exc}") from exc
-    return signed
-
-
-def looks_like_cms(data: bytes) -> bool:
-    try:
-        parse_signed_data(data)
-    except NotCMSError:
-        return False
-    return True
 
 
 def _single_signer(signed_data: cms.SignedData, index: int) -> cms.SignedData:
@@ -111,23 +79,20 @@ async def validate_cms(
     file: str = "",
 ) -> SignatureReport:
     """Verify a CMS signature, detached over ``content`` or attached (content inside the signature)."""
-    report = SignatureReport(file=file, format=Format.CADES)
     try:
         signed_data = parse_signed_data(signature)
     except NotCMSError as exc:
-        report.signatures.append(format_failure(str(exc)))
-        return report
+        return _report(file, format_failure(str(exc)))
     embedded = _encapsulated(signed_data)
     if embedded is not None:
         if content is not None and embedded != content:
-            report.signatures.append(format_failure("the signature carries content that differs from the given file"))
-            return report
+            return _report(file, format_failure("the signature carries content that differs from the given file"))
         content = None  # attached: pyHanko hashes the encapsulated content itself
     elif content is None:
-        report.signatures.append(format_failure("detached signature given without the signed file"))
-        return report
+        return _report(file, format_failure("detached signature given without the signed file"))
     infos = signed_data["signer_infos"]
     timing = ValidationTimingInfo.now()
+    results = []
     for index in range(len(infos)):
         try:
             one = signed_data if len(infos) == 1 else _single_signer(signed_data, index)
@@ -135,5 +100,9 @@ async def validate_cms(
         except Exception as exc:  # noqa: BLE001 - the per-signer boundary: an error is never `valid`
             logger.warning("CMS signature could not be validated: %s", type(exc).__name__)
             result = format_failure(f"signer {index + 1} could not be processed: {type(exc).__name__}: {exc}")
-        report.signatures.append(result)
-    return report
+        results.append(result)
+    return _report(file, *results)
+
+
+def _report(file: str, *results: SignatureResult) -> SignatureReport:
+    return SignatureReport(file=file, format=Format.CADES, signatures=results)

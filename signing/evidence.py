@@ -15,7 +15,7 @@ from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignature
 from pyhanko_certvalidator.path import ValidationPath
 
 from .identity import certificate_label, signer_from_certificate
-from .report import Indication, Revocation, SignatureResult, SubIndication
+from .report import Indication, Revocation, SignatureResult, Signer, SubIndication
 
 _INDICATION = {
     AdESStatus.PASSED: Indication.TOTAL_PASSED,
@@ -50,12 +50,12 @@ def translate(subindic: AdESSubIndic | None) -> tuple[Indication, SubIndication 
         return indication, SubIndication.GENERIC
 
 
-def chain_labels(path: ValidationPath | None, leaf: x509.Certificate | None = None) -> list[str]:
+def chain_labels(path: ValidationPath | None, leaf: x509.Certificate | None = None) -> tuple[str, ...]:
     """The certification path from the signer up to the anchor, as readable subject names."""
     if path is None:
-        return [certificate_label(leaf)] if leaf is not None else []
+        return (certificate_label(leaf),) if leaf is not None else ()
     labels = [certificate_label(cert) for cert in path.iter_certs(include_root=True)]
-    return list(reversed(labels))
+    return tuple(reversed(labels))
 
 
 def revocation_state(sub: SubIndication | None, validated: bool) -> Revocation:
@@ -81,27 +81,39 @@ def result_from_status(
     indication, sub = translate(subindic)
     cert = status.signing_cert if status is not None else signer_cert
     path = status.validation_path if status is not None else None
-    result = SignatureResult(indication=indication, sub_indication=sub)
-    if cert is not None:
-        result.signer = signer_from_certificate(cert)
-        result.issuer = cert.issuer.human_friendly
-    result.chain = chain_labels(path, cert)
     validated = indication is Indication.TOTAL_PASSED or (
         path is not None and status is not None and status.trust_problem_indic is None
     )
-    result.revocation = revocation_state(sub, validated and sub not in _REVOCATION_UNKNOWN)
-    if isinstance(status, StandardCMSSignatureStatus):
-        result.signing_time = _aware(status.signer_reported_dt)
-        if status.timestamp_validity is not None:
-            result.timestamp_time = _aware(status.timestamp_validity.timestamp)
-    if result.signing_time is None and signed_data is not None:
-        # The signer's claim (signingTime attribute): reported, but it proves nothing on its own.
-        result.signing_time = _aware(extract_self_reported_ts(signed_data["signer_infos"][0]))
-    if failure_msg:
-        result.warnings.append(failure_msg)
+    signing_time, timestamp_time = _times(status, signed_data)
+    warnings = [failure_msg] if failure_msg else []
     if status is not None and status.trust_problem_indic is not None and sub is None:
-        result.warnings.append(f"trust problem: {status.trust_problem_indic.standard_name}")
-    return result
+        warnings.append(f"trust problem: {status.trust_problem_indic.standard_name}")
+    return SignatureResult(
+        indication=indication,
+        sub_indication=sub,
+        signer=signer_from_certificate(cert) if cert is not None else Signer(),
+        issuer=cert.issuer.human_friendly if cert is not None else None,
+        signing_time=signing_time,
+        timestamp_time=timestamp_time,
+        chain=chain_labels(path, cert),
+        revocation=revocation_state(sub, validated and sub not in _REVOCATION_UNKNOWN),
+        warnings=tuple(warnings),
+    )
+
+
+def _times(
+    status: SignatureStatus | None, signed_data: cms.SignedData | None
+) -> tuple[datetime | None, datetime | None]:
+    """(signing time, timestamp time): the signer's claimed time and the time a signature timestamp proves."""
+    signing_time = timestamp_time = None
+    if isinstance(status, StandardCMSSignatureStatus):
+        signing_time = _aware(status.signer_reported_dt)
+        if status.timestamp_validity is not None:
+            timestamp_time = _aware(status.timestamp_validity.timestamp)
+    if signing_time is None and signed_data is not None:
+        # The signer's claim (signingTime attribute): reported, but it proves nothing on its own.
+        signing_time = _aware(extract_self_reported_ts(signed_data["signer_infos"][0]))
+    return signing_time, timestamp_time
 
 
 def _aware(value: datetime | None) -> datetime | None:

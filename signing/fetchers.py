@@ -1,8 +1,9 @@
 """Online revocation (OCSP, CRL) and AIA issuer-certificate fetching over ``httpx``, for pyhanko-certvalidator.
 
 :class:`HttpxFetcherBackend` is a :class:`~pyhanko_certvalidator.fetchers.api.FetcherBackend` built on the project's
-single HTTP client library. pyhanko-certvalidator's own backends need aiohttp or requests and trust ``certifi``;
-this one needs neither.
+single HTTP client library: it owns the HTTP clients, the address screening and the caches, and hands each validation
+the fetchers of :mod:`signing.fetchjobs`. pyhanko-certvalidator's own backends need aiohttp or requests and trust
+``certifi``; this one needs neither.
 
 The URLs fetched here come from certificates and CRLs inside untrusted documents, so:
 
@@ -20,7 +21,7 @@ One backend lives as long as the :class:`~signing.trust.TrustStore` that made it
 different event loops (each ``asyncio.run`` in a worker thread has its own). An ``httpx.AsyncClient`` belongs to the
 loop it is used in, so the backend keeps one client per running loop; connections are not kept alive between
 requests, so a client whose loop has ended holds no socket and is simply dropped. The caches, on the other hand,
-belong to the backend and are shared by every loop and thread (guarded by a lock):
+belong to the backend and are shared by every loop and thread (:mod:`signing.fetchcache`):
 
 * OCSP responses per certificate (issuer name and key, serial number, responder URLs), reused until their
   ``nextUpdate``;
@@ -37,44 +38,17 @@ import asyncio
 import logging
 import ssl
 import threading
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
-from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from collections.abc import Hashable
 
 import httpx
-from asn1crypto import cms, crl, ocsp, pem, x509
-from pyhanko_certvalidator import errors
-from pyhanko_certvalidator.authority import Authority
-from pyhanko_certvalidator.fetchers.api import (
-    CertificateFetcher,
-    CRLFetcher,
-    FetcherBackend,
-    Fetchers,
-    FetchLimits,
-    OCSPFetcher,
-)
-from pyhanko_certvalidator.fetchers.common_utils import (
-    ACCEPTABLE_CERT_DER_ALIASES,
-    ACCEPTABLE_CERT_PEM_ALIASES,
-    ACCEPTABLE_PKCS7_DER_ALIASES,
-    ACCEPTABLE_STRICT_CERT_CONTENT_TYPES,
-    FetchBudget,
-    FetchKind,
-    cap_aia_urls,
-    complete_certificate_fetch_jobs,
-    crl_job_results_as_completed,
-    enumerate_delivery_point_urls,
-    format_ocsp_request,
-    gather_aia_issuer_urls,
-    ocsp_job_get_earliest,
-    process_ocsp_response_data,
-    queue_fetch_task,
-    unpack_cert_content,
-)
-from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
+from asn1crypto import crl, ocsp, x509
+from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
+from pyhanko_certvalidator.fetchers.common_utils import FetchBudget, FetchKind
 
 from adapters.netguard import BLOCKED_NETWORKS, AddressPolicy, guarded_transport, is_blocked_address
+
+from .fetchcache import ExpiringCache
+from .fetchjobs import HttpxCertificateFetcher, HttpxCRLFetcher, HttpxOCSPFetcher
 
 __all__ = ["BLOCKED_NETWORKS", "MAX_REDIRECTS", "HttpxFetcherBackend", "is_blocked_address"]
 
@@ -84,8 +58,6 @@ logger = logging.getLogger(__name__)
 MAX_REDIRECTS = 3
 
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
-#: Cached objects per cache (least recently used first out): URLs come from untrusted input.
-_CACHE_MAX_ENTRIES = 256
 #: Total DER bytes kept in the CRL cache.
 _CRL_CACHE_MAX_BYTES = 64 * 1024 * 1024
 #: Simultaneous connections per event loop.
@@ -93,25 +65,6 @@ _MAX_CONNECTIONS = 16
 #: CRL, OCSP and AIA servers of government CAs may sit on private networks (a provincial intranet): only link-local
 #: and cloud metadata addresses (:data:`BLOCKED_NETWORKS`) are refused, at connection time.
 _FETCH_POLICY = AddressPolicy(allow_private=True)
-
-_CERT_CONTENT_TYPES = (
-    ACCEPTABLE_STRICT_CERT_CONTENT_TYPES
-    | ACCEPTABLE_CERT_PEM_ALIASES
-    | ACCEPTABLE_CERT_DER_ALIASES
-    | ACCEPTABLE_PKCS7_DER_ALIASES
-)
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Address screening
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 def _checked_url(url: str, kind: FetchKind) -> httpx.URL:
@@ -129,68 +82,6 @@ def _checked_url(url: str, kind: FetchKind) -> httpx.URL:
     return parsed
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Cache
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class _Cache(Generic[K, V]):
-    """A thread-safe LRU map whose entries expire at a given time (``None``: never), bounded in entries and size."""
-
-    def __init__(self, max_entries: int = _CACHE_MAX_ENTRIES, max_size: int | None = None) -> None:
-        self._entries: OrderedDict[K, tuple[V, datetime | None, int]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._max_entries = max_entries
-        self._max_size = max_size
-        self._size = 0
-
-    def get(self, key: K) -> V | None:
-        now = _utcnow()
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            value, expires, _size = entry
-            if expires is not None and expires <= now:
-                self._remove(key)
-                return None
-            self._entries.move_to_end(key)
-            return value
-
-    def put(self, key: K, value: V, expires: datetime | None, size: int = 0) -> None:
-        if expires is not None and expires <= _utcnow():
-            return
-        if self._max_size is not None and size > self._max_size:
-            return
-        with self._lock:
-            if key in self._entries:
-                self._remove(key)
-            self._entries[key] = (value, expires, size)
-            self._size += size
-            while len(self._entries) > self._max_entries or (
-                self._max_size is not None and self._size > self._max_size
-            ):
-                self._remove(next(iter(self._entries)))
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._size = 0
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-    def _remove(self, key: K) -> None:
-        _value, _expires, size = self._entries.pop(key)
-        self._size -= size
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Backend
-# ----------------------------------------------------------------------------------------------------------------------
-
-
 class HttpxFetcherBackend(FetcherBackend):
     """Fetches OCSP responses, CRLs and issuer certificates with httpx, caching them for the backend's lifetime.
 
@@ -200,7 +91,8 @@ class HttpxFetcherBackend(FetcherBackend):
     :param user_agent: the ``User-Agent`` header sent.
 
     Use the same backend from any number of event loops and threads; :meth:`close` releases the HTTP clients (the
-    backend stays usable, and keeps its caches). :meth:`clear_cache` forgets everything fetched.
+    backend stays usable, and keeps its caches). :meth:`clear_cache` forgets everything fetched. The fetchers of
+    each validation share :meth:`download` and the caches ``ocsp_cache``, ``crl_cache`` and ``cert_cache``.
     """
 
     def __init__(
@@ -222,9 +114,9 @@ class HttpxFetcherBackend(FetcherBackend):
         self._lock = threading.Lock()
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._ssl_context: ssl.SSLContext | None = None
-        self._ocsp_cache: _Cache[Hashable, ocsp.OCSPResponse] = _Cache()
-        self._crl_cache: _Cache[str, crl.CertificateList] = _Cache(max_size=_CRL_CACHE_MAX_BYTES)
-        self._cert_cache: _Cache[str, tuple[x509.Certificate, ...]] = _Cache()
+        self.ocsp_cache: ExpiringCache[Hashable, ocsp.OCSPResponse] = ExpiringCache()
+        self.crl_cache: ExpiringCache[str, crl.CertificateList] = ExpiringCache(max_size=_CRL_CACHE_MAX_BYTES)
+        self.cert_cache: ExpiringCache[str, tuple[x509.Certificate, ...]] = ExpiringCache()
 
     # -- FetcherBackend ------------------------------------------------------------------------------------------------
 
@@ -232,9 +124,9 @@ class HttpxFetcherBackend(FetcherBackend):
         """Fetchers for one validation context: a fresh request budget, the backend's clients and caches."""
         budget = FetchBudget(self.limits)
         return Fetchers(
-            ocsp_fetcher=_OCSPFetcher(self, budget),
-            crl_fetcher=_CRLFetcher(self, budget),
-            cert_fetcher=_CertificateFetcher(self, budget),
+            ocsp_fetcher=HttpxOCSPFetcher(self, budget),
+            crl_fetcher=HttpxCRLFetcher(self, budget),
+            cert_fetcher=HttpxCertificateFetcher(self, budget),
         )
 
     async def close(self) -> None:
@@ -255,9 +147,9 @@ class HttpxFetcherBackend(FetcherBackend):
 
     def clear_cache(self) -> None:
         """Forget every fetched OCSP response, CRL and certificate."""
-        self._ocsp_cache.clear()
-        self._crl_cache.clear()
-        self._cert_cache.clear()
+        self.ocsp_cache.clear()
+        self.crl_cache.clear()
+        self.cert_cache.clear()
 
     # -- HTTP ----------------------------------------------------------------------------------------------------------
 
@@ -292,7 +184,7 @@ class HttpxFetcherBackend(FetcherBackend):
                 self._clients[loop] = client
             return client
 
-    async def _fetch(
+    async def download(
         self,
         kind: FetchKind,
         url: str,
@@ -339,265 +231,3 @@ class HttpxFetcherBackend(FetcherBackend):
         if media_type is not None:
             media_type = media_type.split(";", 1)[0].strip().lower() or None
         return bytes(body), media_type
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Fetchers
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class _Session(Generic[K, V]):
-    """Per-validation bookkeeping: what was fetched (or failed) under which tag, and jobs under way."""
-
-    def __init__(self) -> None:
-        self.results: dict[K, V | Exception] = {}
-        self.running: dict[K, asyncio.Event] = {}
-
-    async def run(self, tag: K, job: Callable[[], Awaitable[V]]) -> V:
-        return await queue_fetch_task(self.results, self.running, tag, job)  # type: ignore[return-value]
-
-    def successes(self) -> Iterator[tuple[K, V]]:
-        for tag, result in list(self.results.items()):
-            if not isinstance(result, Exception):
-                yield tag, result
-
-
-def _describe(cert: x509.Certificate | cms.AttributeCertificateV2) -> str:
-    if isinstance(cert, x509.Certificate):
-        return cert.subject.human_friendly
-    return "attribute certificate"
-
-
-def _same_cert_id(a: ocsp.CertId, b: ocsp.CertId) -> bool:
-    return all(
-        a[field].native == b[field].native for field in ("issuer_name_hash", "issuer_key_hash", "serial_number")
-    ) and (a["hash_algorithm"]["algorithm"].native == b["hash_algorithm"]["algorithm"].native)
-
-
-def _ocsp_expiry(response: ocsp.OCSPResponse, request: ocsp.OCSPRequest) -> datetime | None:
-    """The ``nextUpdate`` of the answer about the requested certificate; ``None`` when uncacheable."""
-    try:
-        wanted = request["tbs_request"]["request_list"][0]["req_cert"]
-        basic = response.basic_ocsp_response
-        if basic is None:
-            return None
-        for single in basic["tbs_response_data"]["responses"]:
-            if _same_cert_id(single["cert_id"], wanted):
-                next_update = single["next_update"].native
-                return next_update if isinstance(next_update, datetime) else None
-    except (ValueError, TypeError, KeyError):
-        return None
-    return None
-
-
-class _OCSPFetcher(OCSPFetcher):
-    certid_hash_algo = "sha1"  # what responders universally support (RFC 5019)
-
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
-        self._backend = backend
-        self._budget = budget
-        self._session: _Session[tuple[bytes, Hashable, tuple[str, ...]], ocsp.OCSPResponse] = _Session()
-
-    async def fetch(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2, authority: Authority
-    ) -> ocsp.OCSPResponse:
-        try:
-            urls = tuple(get_ocsp_urls(cert))
-        except ValueError as exc:  # asn1crypto cannot decode some URIs (IPv6 literals among them)
-            raise errors.OCSPFetchError(f"Unreadable OCSP URL in {_describe(cert)}: {exc}") from exc
-        # The responder URLs are part of the key: a hostile certificate naming the same issuer and serial as a real
-        # one but another responder must not put its responder's answer in the real certificate's place.
-        tag = (issuer_serial(cert), authority.hashable, urls)
-        return await self._session.run(tag, lambda: self._fetch(cert, authority, tag))
-
-    async def _fetch(
-        self,
-        cert: x509.Certificate | cms.AttributeCertificateV2,
-        authority: Authority,
-        tag: tuple[bytes, Hashable, tuple[str, ...]],
-    ) -> ocsp.OCSPResponse:
-        cache = self._backend._ocsp_cache
-        cached = cache.get(tag)
-        if cached is not None:
-            logger.debug("OCSP response for %s served from cache", _describe(cert))
-            return cached
-        urls = tag[2]
-        if not urls:
-            raise errors.OCSPFetchError("No URLs to fetch OCSP responses from")
-        try:
-            request = format_ocsp_request(
-                cert,  # type: ignore[arg-type]  # attribute certificates are handled too
-                authority,
-                certid_hash_algo=self.certid_hash_algo,
-                request_nonces=True,
-            )
-        except (ValueError, TypeError, KeyError) as exc:
-            raise errors.OCSPFetchError(f"Cannot build an OCSP request for {_describe(cert)}: {exc}") from exc
-        der_request = request.dump()
-
-        async def ask(url: str) -> ocsp.OCSPResponse:
-            body, _ = await self._backend._fetch(
-                FetchKind.OCSP,
-                url,
-                self._budget,
-                method="POST",
-                accept="application/ocsp-response",
-                content=der_request,
-                content_type="application/ocsp-request",
-            )
-            try:
-                return process_ocsp_response_data(body, ocsp_request=request, ocsp_url=url)
-            except errors.OCSPFetchError:
-                raise
-            except (errors.OCSPValidationError, ValueError, TypeError) as exc:
-                raise errors.OCSPFetchError(f"Unusable OCSP response from {url}: {exc}") from exc
-
-        logger.info("Fetching OCSP status of %s from %s", _describe(cert), ", ".join(urls))
-        response: ocsp.OCSPResponse = await ocsp_job_get_earliest(ask(url) for url in urls)
-        cache.put(tag, response, _ocsp_expiry(response, request))
-        return response
-
-    def fetched_responses(self) -> Iterable[ocsp.OCSPResponse]:
-        return [response for _, response in self._session.successes()]
-
-    def fetched_responses_for_cert(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2
-    ) -> Iterable[ocsp.OCSPResponse]:
-        target = issuer_serial(cert)
-        return [response for (serial, _, _), response in self._session.successes() if serial == target]
-
-
-def _parse_crl(data: bytes, url: str) -> crl.CertificateList:
-    try:
-        if pem.detect(data):
-            _, _, data = pem.unarmor(data)
-        parsed = crl.CertificateList.load(data)
-        tbs = parsed["tbs_cert_list"]
-        tbs["issuer"].native  # noqa: B018 - force parsing: a malformed CRL fails here, not in the validator
-        tbs["this_update"].native  # noqa: B018
-        tbs["next_update"].native  # noqa: B018
-        parsed["signature"].native  # noqa: B018
-    except (ValueError, TypeError, KeyError) as exc:
-        raise errors.CRLFetchError(f"{url} did not serve a CRL: {exc}") from exc
-    return parsed
-
-
-class _CRLFetcher(CRLFetcher):
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
-        self._backend = backend
-        self._budget = budget
-        self._session: _Session[str, crl.CertificateList] = _Session()
-        self._by_cert: dict[bytes, list[crl.CertificateList]] = {}
-
-    async def fetch(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2, *, use_deltas: bool | None = True
-    ) -> Iterable[crl.CertificateList]:
-        key = issuer_serial(cert)
-        known = self._by_cert.get(key)
-        if known is not None:
-            return known
-        try:
-            points = get_relevant_crl_dps(cert, use_deltas=bool(use_deltas))
-        except ValueError as exc:
-            raise errors.CRLFetchError(f"Unreadable CRL distribution points in {_describe(cert)}: {exc}") from exc
-        urls: list[str] = []
-        for point in points:
-            try:
-                found = list(enumerate_delivery_point_urls(point))
-            except ValueError as exc:  # asn1crypto cannot decode some URIs (IPv6 literals among them)
-                logger.warning("Skipping an unreadable CRL distribution point of %s: %s", _describe(cert), exc)
-                continue
-            urls.extend(url for url in found if url not in urls)
-        if urls:
-            logger.info("Fetching CRLs for %s", _describe(cert))
-        # Raises the last CRLFetchError when every distribution point failed.
-        results = [fetched async for fetched in crl_job_results_as_completed(self._single(url) for url in urls)]
-        self._by_cert[key] = results
-        return results
-
-    async def _single(self, url: str) -> crl.CertificateList:
-        return await self._session.run(url, lambda: self._download(url))
-
-    async def _download(self, url: str) -> crl.CertificateList:
-        cache = self._backend._crl_cache
-        cached = cache.get(url)
-        if cached is not None:
-            logger.debug("CRL %s served from cache", url)
-            return cached
-        body, _ = await self._backend._fetch(
-            FetchKind.CRL, url, self._budget, accept="application/pkix-crl, application/x-pkcs7-crl;q=0.5, */*;q=0.1"
-        )
-        parsed = _parse_crl(body, url)
-        next_update = parsed["tbs_cert_list"]["next_update"].native
-        if isinstance(next_update, datetime):
-            cache.put(url, parsed, next_update, size=len(body))
-        return parsed
-
-    def fetched_crls(self) -> Iterable[crl.CertificateList]:
-        unique: dict[bytes, crl.CertificateList] = {}
-        for _, fetched in self._session.successes():
-            unique.setdefault(fetched.signature, fetched)
-        return list(unique.values())
-
-    def fetched_crls_for_cert(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2
-    ) -> Iterable[crl.CertificateList]:
-        return self._by_cert[issuer_serial(cert)]  # KeyError when never fetched, as the API says
-
-
-def _readable_urls(source: Callable[[], Iterable[str]]) -> list[str]:
-    """The caIssuers URLs of a certificate or CRL; none when asn1crypto cannot decode them."""
-    try:
-        return list(source())
-    except ValueError as exc:
-        logger.warning("Ignoring unreadable caIssuers URLs: %s", exc)
-        return []
-
-
-class _CertificateFetcher(CertificateFetcher):
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
-        self._backend = backend
-        self._budget = budget
-        self._session: _Session[str, tuple[x509.Certificate, ...]] = _Session()
-
-    def fetch_cert_issuers(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2
-    ) -> AsyncIterator[x509.Certificate]:
-        urls = cap_aia_urls(self._budget, _readable_urls(lambda: gather_aia_issuer_urls(cert)))
-        logger.info("Fetching issuer certificates of %s", _describe(cert))
-        return complete_certificate_fetch_jobs([self._fetch_certs(url) for url in urls])
-
-    def fetch_crl_issuers(self, certificate_list: crl.CertificateList) -> AsyncIterator[x509.Certificate]:
-        urls = cap_aia_urls(self._budget, _readable_urls(lambda: certificate_list.issuer_cert_urls))
-        return complete_certificate_fetch_jobs([self._fetch_certs(url) for url in urls])
-
-    async def _fetch_certs(self, url: str) -> tuple[x509.Certificate, ...]:
-        return await self._session.run(url, lambda: self._download(url))
-
-    async def _download(self, url: str) -> tuple[x509.Certificate, ...]:
-        cache = self._backend._cert_cache
-        cached = cache.get(url)
-        if cached is not None:
-            logger.debug("Certificates from %s served from cache", url)
-            return cached
-        body, media_type = await self._backend._fetch(
-            FetchKind.CERT, url, self._budget, accept=",".join(sorted(_CERT_CONTENT_TYPES))
-        )
-        if media_type is not None and media_type not in _CERT_CONTENT_TYPES:
-            raise errors.CertificateFetchError(f"{url} served {media_type!r}, not certificates")
-        try:
-            certs = tuple(unpack_cert_content(body, media_type, url, permit_pem=True))
-            for cert in certs:
-                cert["tbs_certificate"]["subject"].native  # noqa: B018 - force parsing
-        except (ValueError, TypeError, KeyError) as exc:
-            raise errors.CertificateFetchError(f"{url} did not serve certificates: {exc}") from exc
-        if certs:
-            cache.put(url, certs, None)
-        return certs
-
-    def fetched_certs(self) -> Iterable[x509.Certificate]:
-        unique: dict[bytes, x509.Certificate] = {}
-        for _, certs in self._session.successes():
-            for cert in certs:
-                unique.setdefault(cert.issuer_serial, cert)
-        return list(unique.values())

@@ -61,15 +61,15 @@ async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> Sig
         entries = _signatures(reader)
     except Exception as exc:  # noqa: BLE001 - the file-level boundary: an unreadable PDF is a format failure
         return failed_report(file, Format.PADES, f"not a readable PDF: {_brief(exc)}")
-    report = SignatureReport(file=file, format=Format.PADES)
     if not entries:
-        return report
+        return SignatureReport(file=file, format=Format.PADES)
     file_spec, file_warnings = _with_file_revinfo(store.spec, reader)
     spec = PdfSignatureValidationSpec(file_spec, diff_policy=DEFAULT_DIFF_POLICY)
     timing = ValidationTimingInfo.now()
+    results = []
     for entry in entries:
         if isinstance(entry, SignatureResult):
-            report.signatures.append(entry)
+            results.append(entry)
             continue
         try:
             result = await _validate_signature(entry, spec, timing)
@@ -77,9 +77,8 @@ async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> Sig
             # Only the exception type is logged: messages may quote document content.
             logger.warning("PDF signature could not be validated: %s", type(exc).__name__)
             result = format_failure(f"signature {entry.field_name!r} could not be processed: {_brief(exc)}")
-        result.warnings.extend(file_warnings)
-        report.signatures.append(result)
-    return report
+        results.append(result.with_warnings(*file_warnings))
+    return SignatureReport(file=file, format=Format.PADES, signatures=tuple(results))
 
 
 def _signatures(reader: PdfFileReader) -> list[EmbeddedPdfSignature | SignatureResult]:
@@ -197,9 +196,8 @@ async def _validate_signature(
         signer_cert=_signer_cert(sig),
     )
     if result.signing_time is None:
-        result.signing_time = claimed
-    _apply_modification_analysis(result, integrity)
-    return result
+        result = dataclasses.replace(result, signing_time=claimed)
+    return _apply_modification_analysis(result, integrity)
 
 
 def _signer_cert(sig: EmbeddedPdfSignature) -> x509.Certificate | None:
@@ -220,41 +218,44 @@ def _claimed_signing_time(sig: EmbeddedPdfSignature) -> datetime | None:
     return claimed
 
 
-def _apply_modification_analysis(result: SignatureResult, integrity: dict[str, Any]) -> None:
-    """Set ``covers_whole_document`` / ``modified_after_signing`` from pyHanko's coverage and difference analysis."""
+def _apply_modification_analysis(result: SignatureResult, integrity: dict[str, Any]) -> SignatureResult:
+    """``result`` with ``covers_whole_document`` / ``modified_after_signing`` from pyHanko's coverage and difference
+    analysis."""
     coverage: SignatureCoverageLevel | None = integrity.get("coverage")
     diff = integrity.get("diff_result")
     if coverage is SignatureCoverageLevel.ENTIRE_FILE:
-        return
+        return result
     if coverage is not SignatureCoverageLevel.ENTIRE_REVISION:
         # The byte range leaves part of the signed revision unsigned: what is outside it was never signed.
-        _not_whole_document(result)
-        result.warnings.append(f"the signed byte range does not cover the signed revision ({_name(coverage)})")
-        return
+        reason = f"the signed byte range does not cover the signed revision ({_name(coverage)})"
+        return _not_whole_document(result).with_warnings(reason)
     if isinstance(diff, SuspiciousModification) or diff is None:
         reason = _brief(diff) if diff is not None else "difference analysis unavailable"
-        _modified(result, f"{ModificationLevel.OTHER.name} ({reason})")
-        return
+        return _modified(result, f"{ModificationLevel.OTHER.name} ({reason})")
     level = diff.modification_level
     if level > ALLOWED_MODIFICATION:
-        _modified(result, level.name)
-    elif integrity.get("docmdp_ok") is False:
-        _modified(result, f"{level.name}, not allowed by the signer's DocMDP permission")
+        return _modified(result, level.name)
+    if integrity.get("docmdp_ok") is False:
+        return _modified(result, f"{level.name}, not allowed by the signer's DocMDP permission")
+    return result
 
 
-def _modified(result: SignatureResult, level: str) -> None:
-    _not_whole_document(result)
-    result.modified_after_signing = True
-    result.warnings.append(f"document modified after signing: {level}")
+def _modified(result: SignatureResult, level: str) -> SignatureResult:
+    changed = dataclasses.replace(_not_whole_document(result), modified_after_signing=True)
+    return changed.with_warnings(f"document modified after signing: {level}")
 
 
-def _not_whole_document(result: SignatureResult) -> None:
+def _not_whole_document(result: SignatureResult) -> SignatureResult:
     """The signature does not vouch for the document as shown: it fails format checking (as EU DSS reports PDF
     modification and coverage failures), whatever its cryptography and certificate said."""
-    result.covers_whole_document = False
     if result.indication is Indication.TOTAL_PASSED:
-        result.indication = Indication.TOTAL_FAILED
-        result.sub_indication = SubIndication.FORMAT_FAILURE
+        return dataclasses.replace(
+            result,
+            covers_whole_document=False,
+            indication=Indication.TOTAL_FAILED,
+            sub_indication=SubIndication.FORMAT_FAILURE,
+        )
+    return dataclasses.replace(result, covers_whole_document=False)
 
 
 def _name(value: Any) -> str:

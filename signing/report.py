@@ -1,15 +1,19 @@
-"""The signature report: validation as data, one shape for every format.
+"""The signature report: validation as data, one immutable shape for every format.
 
 A :class:`SignatureReport` describes one document; each :class:`SignatureResult` one signature on it, with its
-ETSI EN 319 102-1 indication and sub-indication. The clerk's one-word ``verdict`` and the bilingual ``message`` are
-derived here, in one place, from those indications, so every format reaches the same verdict for the same reason.
+ETSI EN 319 102-1 indication and sub-indication. Both are frozen: a validator builds a result once and changes it
+only through :func:`dataclasses.replace`. The clerk's one-word ``verdict`` (:func:`verdict_for`), the exemption from
+the originals check and the bilingual ``message`` are derived from those fields, never stored beside them, and
+:meth:`SignatureReport.to_json` / :meth:`SignatureReport.from_json` are the report's one serialised form.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
@@ -74,85 +78,7 @@ class Revocation(StrEnum):
     NOT_CHECKED = "not_checked"
 
 
-@dataclass
-class Signer:
-    common_name: str | None = None
-    organization: str | None = None
-    serial_number: str | None = None
-    identifiers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class SignatureResult:
-    indication: Indication
-    sub_indication: SubIndication | None = None
-    signer: Signer = field(default_factory=Signer)
-    issuer: str | None = None
-    signing_time: datetime | None = None
-    timestamp_time: datetime | None = None
-    covers_whole_document: bool = True
-    modified_after_signing: bool = False
-    chain: list[str] = field(default_factory=list)
-    revocation: Revocation = Revocation.NOT_CHECKED
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> Verdict:
-        return signature_verdict(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["indication"] = str(self.indication)
-        data["sub_indication"] = str(self.sub_indication) if self.sub_indication else None
-        data["revocation"] = str(self.revocation)
-        data["signing_time"] = _iso(self.signing_time)
-        data["timestamp_time"] = _iso(self.timestamp_time)
-        return data
-
-
-@dataclass
-class SignatureReport:
-    file: str
-    format: Format
-    signatures: list[SignatureResult] = field(default_factory=list)
-    #: Why the document as a whole failed before any signature could be examined (a parser error, say).
-    error: str | None = None
-
-    @property
-    def signed(self) -> bool:
-        return bool(self.signatures)
-
-    @property
-    def verdict(self) -> Verdict:
-        if not self.signatures:
-            return Verdict.UNSIGNED
-        return max((s.verdict for s in self.signatures), key=_SEVERITY.__getitem__)
-
-    @property
-    def originals_check_required(self) -> bool:
-        """Exempt from the originals check only if every signature is valid (and there is at least one)."""
-        return self.verdict is not Verdict.VALID
-
-    @property
-    def message(self) -> dict[str, str]:
-        return describe(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            # The signature format: a document without any signature has none, whatever its file type.
-            "format": str(self.format) if self.signatures else str(Format.NONE),
-            "signed": self.signed,
-            "verdict": str(self.verdict),
-            "originals_check_required": self.originals_check_required,
-            "message": self.message,
-            "signatures": [s.to_dict() for s in self.signatures],
-        }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
+# --- the verdict ----------------------------------------------------------------------------------------------------
 
 # The order in which one signature's problem outweighs another's on the same document.
 _SEVERITY: dict[Verdict, int] = {
@@ -180,33 +106,239 @@ _INVALID = {
 }
 
 
-def signature_verdict(sig: SignatureResult) -> Verdict:
-    """The clerk's word for one signature, from its indication and the document-coverage facts."""
-    if sig.sub_indication is SubIndication.HASH_FAILURE or sig.modified_after_signing or not sig.covers_whole_document:
+def verdict_for(
+    indication: Indication,
+    sub_indication: SubIndication | None = None,
+    *,
+    revocation: Revocation = Revocation.NOT_CHECKED,
+    covers_whole_document: bool = True,
+    modified_after_signing: bool = False,
+) -> Verdict:
+    """The clerk's word for one signature, from its indication, sub-indication and the document-coverage facts."""
+    if sub_indication is SubIndication.HASH_FAILURE or modified_after_signing or not covers_whole_document:
         return Verdict.MODIFIED
-    if sig.sub_indication in _REVOKED or sig.revocation is Revocation.REVOKED:
+    if sub_indication in _REVOKED or revocation is Revocation.REVOKED:
         return Verdict.REVOKED
-    if sig.sub_indication in _INVALID:
+    if sub_indication in _INVALID:
         return Verdict.INVALID
-    if sig.sub_indication in _EXPIRED:
+    if sub_indication in _EXPIRED:
         return Verdict.EXPIRED
-    if sig.indication is Indication.TOTAL_FAILED:
+    if indication is Indication.TOTAL_FAILED:
         return Verdict.INVALID
-    if sig.indication is Indication.INDETERMINATE:
+    if indication is Indication.INDETERMINATE:
         return Verdict.UNTRUSTED
     return Verdict.VALID
 
 
-def format_failure(reason: str, **fields: Any) -> SignatureResult:
+# --- the report types -----------------------------------------------------------------------------------------------
+
+
+class ReportFormatError(ValueError):
+    """A stored or received document is not a signature report (:meth:`SignatureReport.from_json`)."""
+
+
+def _frozen_map(values: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(values or {}))
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who signed, as the signer's certificate says; ``identifiers`` is a read-only mapping."""
+
+    common_name: str | None = None
+    organization: str | None = None
+    serial_number: str | None = None
+    identifiers: Mapping[str, str] = field(default_factory=_frozen_map)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "identifiers", _frozen_map(self.identifiers))
+
+    def __hash__(self) -> int:
+        return hash((self.common_name, self.organization, self.serial_number, tuple(sorted(self.identifiers.items()))))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A read-only mapping cannot be pickled as it is (reports cross process boundaries in batches).
+        return (Signer, (self.common_name, self.organization, self.serial_number, dict(self.identifiers)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "common_name": self.common_name,
+            "organization": self.organization,
+            "serial_number": self.serial_number,
+            "identifiers": dict(self.identifiers),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Signer:
+        return cls(
+            common_name=data.get("common_name"),
+            organization=data.get("organization"),
+            serial_number=data.get("serial_number"),
+            identifiers={str(key): str(value) for key, value in (data.get("identifiers") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class SignatureResult:
+    """One signature: what the validator found. Sequences are tuples; a list given is stored as a tuple."""
+
+    indication: Indication
+    sub_indication: SubIndication | None = None
+    signer: Signer = field(default_factory=Signer)
+    issuer: str | None = None
+    signing_time: datetime | None = None
+    timestamp_time: datetime | None = None
+    covers_whole_document: bool = True
+    modified_after_signing: bool = False
+    chain: tuple[str, ...] = ()
+    revocation: Revocation = Revocation.NOT_CHECKED
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chain", tuple(self.chain))
+        object.__setattr__(self, "warnings", tuple(self.warnings))
+
+    @property
+    def verdict(self) -> Verdict:
+        return verdict_for(
+            self.indication,
+            self.sub_indication,
+            revocation=self.revocation,
+            covers_whole_document=self.covers_whole_document,
+            modified_after_signing=self.modified_after_signing,
+        )
+
+    def with_warnings(self, *warnings: str) -> SignatureResult:
+        """This result with ``warnings`` added after its own."""
+        return replace(self, warnings=(*self.warnings, *warnings)) if warnings else self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "indication": str(self.indication),
+            "sub_indication": str(self.sub_indication) if self.sub_indication else None,
+            "signer": self.signer.to_json(),
+            "issuer": self.issuer,
+            "signing_time": _iso(self.signing_time),
+            "timestamp_time": _iso(self.timestamp_time),
+            "covers_whole_document": self.covers_whole_document,
+            "modified_after_signing": self.modified_after_signing,
+            "chain": list(self.chain),
+            "revocation": str(self.revocation),
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SignatureResult:
+        sub = data.get("sub_indication")
+        return cls(
+            indication=Indication(data["indication"]),
+            sub_indication=SubIndication(sub) if sub else None,
+            signer=Signer.from_json(data.get("signer") or {}),
+            issuer=data.get("issuer"),
+            signing_time=_from_iso(data.get("signing_time")),
+            timestamp_time=_from_iso(data.get("timestamp_time")),
+            covers_whole_document=bool(data.get("covers_whole_document", True)),
+            modified_after_signing=bool(data.get("modified_after_signing", False)),
+            chain=tuple(str(label) for label in data.get("chain") or ()),
+            revocation=Revocation(data.get("revocation") or Revocation.NOT_CHECKED),
+            warnings=tuple(str(warning) for warning in data.get("warnings") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class SignatureReport:
+    """One document: its name, the signature format its validator read, and one result per signature.
+
+    ``error`` says why the document as a whole failed before any signature could be examined (a parser error, say);
+    it is a diagnostic for logs and tests, not part of the JSON contract.
+    """
+
+    file: str
+    format: Format
+    signatures: tuple[SignatureResult, ...] = ()
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signatures", tuple(self.signatures))
+
+    @property
+    def signed(self) -> bool:
+        return bool(self.signatures)
+
+    @property
+    def signature_format(self) -> Format:
+        """The signature format: a document without any signature has none, whatever its file type."""
+        return self.format if self.signatures else Format.NONE
+
+    @property
+    def verdict(self) -> Verdict:
+        worst = _worst(self.signatures)
+        return worst.verdict if worst is not None else Verdict.UNSIGNED
+
+    @property
+    def originals_check_required(self) -> bool:
+        """Exempt from the originals check only if every signature is valid (and there is at least one)."""
+        return self.verdict is not Verdict.VALID
+
+    @property
+    def message(self) -> dict[str, str]:
+        """The verdict and its reason in one sentence, ``{"en": …, "vi": …}``."""
+        return describe(self)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report's public JSON shape (the API answer, the CLI's ``--json``, the stored verification)."""
+        return {
+            "file": self.file,
+            "format": str(self.signature_format),
+            "signed": self.signed,
+            "verdict": str(self.verdict),
+            "originals_check_required": self.originals_check_required,
+            "message": self.message,
+            "signatures": [signature.to_json() for signature in self.signatures],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same as :meth:`to_json`."""
+        return self.to_json()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SignatureReport:
+        """The report that :meth:`to_json` produced ``data`` from; the derived keys (``signed``, ``verdict``,
+        ``originals_check_required``, ``message``) are recomputed, not read. :class:`ReportFormatError` when
+        ``data`` is not a report."""
+        try:
+            return cls(
+                file=str(data["file"]),
+                format=Format(data["format"]),
+                signatures=tuple(SignatureResult.from_json(item) for item in data.get("signatures") or ()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReportFormatError(f"not a signature report: {type(exc).__name__}: {exc}") from exc
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _worst(signatures: Iterable[SignatureResult]) -> SignatureResult | None:
+    """The signature whose verdict weighs most (the first of equals), or ``None`` for none."""
+    return max(signatures, key=lambda signature: _SEVERITY[signature.verdict], default=None)
+
+
+def format_failure(reason: str) -> SignatureResult:
     """A signature the validator could not process: never valid, always needs the originals check."""
-    result = SignatureResult(indication=Indication.INDETERMINATE, sub_indication=SubIndication.FORMAT_FAILURE, **fields)
-    result.warnings.append(reason)
-    return result
+    return SignatureResult(
+        indication=Indication.INDETERMINATE, sub_indication=SubIndication.FORMAT_FAILURE, warnings=(reason,)
+    )
 
 
 def failed_report(file: str, fmt: Format, reason: str) -> SignatureReport:
     """The report for a document whose signature structure could not be read at all."""
-    return SignatureReport(file=file, format=fmt, signatures=[format_failure(reason)], error=reason)
+    return SignatureReport(file=file, format=fmt, signatures=(format_failure(reason),), error=reason)
 
 
 # --- the clerk's sentence, in English and Vietnamese -------------------------------------------------------------
@@ -289,9 +421,9 @@ def describe(report: SignatureReport) -> dict[str, str]:
     certificate does not chain to a trusted root (signer: X)." and the same in Vietnamese."""
     verdict = report.verdict
     en, vi = _VERDICT_TEXT[verdict]
-    if not report.signatures:
+    worst = _worst(report.signatures)
+    if worst is None:
         return {"en": f"{en}.", "vi": f"{vi}."}
-    worst = max(report.signatures, key=lambda s: _SEVERITY[s.verdict])
     name = worst.signer.common_name
     if verdict is Verdict.VALID:
         count = len(report.signatures)

@@ -7,11 +7,12 @@ certificates through the one :class:`SignatureValidationSpec` built here, so all
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asn1crypto import crl, ocsp, pem, x509
 from pyhanko.sign.validation.policy_decl import (
@@ -27,6 +28,12 @@ from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .policy import ALGORITHM_POLICY, KEY_USAGE, REVOCATION_POLICY
+from .settings import TrustSettings
+
+if TYPE_CHECKING:
+    from .fetchers import HttpxFetcherBackend
+
+__all__ = ["TrustMaterialError", "TrustSettings", "TrustStore", "load_certificates", "load_crls"]
 
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der")
 CRL_SUFFIXES = (".crl", ".pem", ".der")
@@ -83,17 +90,6 @@ def load_crls(paths: Iterable[str | Path]) -> list[crl.CertificateList]:
     return crls
 
 
-@dataclass(frozen=True)
-class TrustSettings:
-    """Where the trust material lives; the ``[signing]`` configuration section."""
-
-    trust_anchors: Sequence[str | Path] = ()
-    intermediates: Sequence[str | Path] = ()
-    crls: Sequence[str | Path] = ()
-    online_revocation: bool = False
-    fetch_timeout_seconds: float = 10.0
-
-
 @dataclass(eq=False)
 class TrustStore:
     """Parsed trust material and the validation specification built from it, reused across documents."""
@@ -107,6 +103,7 @@ class TrustStore:
 
     @classmethod
     def load(cls, settings: TrustSettings) -> TrustStore:
+        """The material ``settings`` names, read and parsed (:class:`TrustMaterialError` when unreadable)."""
         return cls(
             anchors=load_certificates(settings.trust_anchors),
             intermediates=load_certificates(settings.intermediates),
@@ -133,7 +130,7 @@ class TrustStore:
         )
 
     @cached_property
-    def fetcher_backend(self):  # -> FetcherBackend | None
+    def fetcher_backend(self) -> HttpxFetcherBackend | None:
         """One fetcher backend for the store's lifetime, so fetched CRLs/OCSP answers are cached across documents."""
         if not self.online_revocation:
             return None

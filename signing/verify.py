@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .report import Format, SignatureReport, failed_report
+from .sniff import detect_format
 from .trust import TrustSettings, TrustStore
 
 logger = logging.getLogger(__name__)
@@ -25,25 +26,6 @@ logger = logging.getLogger(__name__)
 MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
 DETACHED_SUFFIXES = (".p7s", ".sig")
 CMS_SUFFIXES = (".p7s", ".p7m", ".p7b", ".sig")
-
-
-def detect_format(data: bytes, filename: str = "") -> str:
-    """``pdf``, ``xml``, ``cms`` or ``other``, by content first and the file name only as a hint."""
-    head = data[:1024].lstrip(b"\xef\xbb\xbf\r\n\t ")
-    if data[:1024].find(b"%PDF-") != -1:
-        return "pdf"
-    if head.startswith(b"<") or head.startswith(b"\xff\xfe<") or head.startswith(b"\xfe\xff\x00<"):
-        return "xml"
-    if head.startswith(b"-----BEGIN PKCS7") or head.startswith(b"-----BEGIN CMS"):
-        return "cms"
-    if head[:1] == b"\x30":
-        from .cms import looks_like_cms
-
-        if looks_like_cms(data):
-            return "cms"
-    if filename.lower().endswith((".xml",)):
-        return "xml"
-    return "other"
 
 
 async def verify_document(
@@ -136,12 +118,11 @@ def _init_process(settings: TrustSettings) -> None:
     _process_store = TrustStore.load(settings)
 
 
-def _verify_in_process(doc: Document) -> dict:
+def _verify_in_process(doc: Document) -> SignatureReport:
     assert _process_store is not None
-    report = verify_document_sync(
+    return verify_document_sync(
         doc.data, _process_store, filename=doc.filename, detached_signature=doc.detached_signature
     )
-    return report.to_dict()
 
 
 class Verifier:
@@ -149,7 +130,7 @@ class Verifier:
 
     ``await verifier.verify(doc)`` runs the validation in a worker thread (its own event loop there), so an ASGI
     handler never blocks. ``verify_batch`` spreads a batch over ``workers`` processes, each loading the trust
-    material once, and returns report dictionaries in input order.
+    material once, and returns the reports in input order: the same :class:`SignatureReport` as ``verify``.
     """
 
     def __init__(self, store: TrustStore, *, settings: TrustSettings | None = None, threads: int = 2) -> None:
@@ -162,13 +143,9 @@ class Verifier:
         return cls(TrustStore.load(settings), settings=settings, threads=threads)
 
     async def verify(self, doc: Document) -> SignatureReport:
+        """The report for one document, validated in a worker thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._threads,
-            lambda: verify_document_sync(
-                doc.data, self.store, filename=doc.filename, detached_signature=doc.detached_signature
-            ),
-        )
+        return await loop.run_in_executor(self._threads, self._verify_here, doc)
 
     def verify_batch(
         self,
@@ -176,20 +153,13 @@ class Verifier:
         *,
         workers: int | None = None,
         on_done: Callable[[], None] | None = None,
-    ) -> list[dict]:
-        """Report dictionaries for ``docs``, in input order; ``on_done`` is called once per finished document."""
+    ) -> list[SignatureReport]:
+        """The reports for ``docs``, in input order; ``on_done`` is called once per finished document."""
         workers = workers or os.cpu_count() or 1
         if workers <= 1 or len(docs) <= 1 or self.settings is None:
             results = []
             for doc in docs:
-                results.append(
-                    verify_document_sync(
-                        doc.data,
-                        self.store,
-                        filename=doc.filename,
-                        detached_signature=doc.detached_signature,
-                    ).to_dict()
-                )
+                results.append(self._verify_here(doc))
                 if on_done:
                     on_done()
             return results
@@ -204,9 +174,15 @@ class Verifier:
                     on_done()
             return [f.result() for f in futures]
 
+    def _verify_here(self, doc: Document) -> SignatureReport:
+        return verify_document_sync(
+            doc.data, self.store, filename=doc.filename, detached_signature=doc.detached_signature
+        )
+
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def load_documents(paths: Iterable[Path], detached: Path | None = None) -> list[Document]:
+    """The documents at ``paths``, each with its detached signature (``detached``, or the one found beside it)."""
     return [Document.from_path(p, detached) for p in paths]

@@ -2,7 +2,7 @@
 
 Three libraries, one job each:
 
-* :mod:`signing.xmlparse` parses the bytes with the hardened parser and refuses any DTD or entity declaration, so
+* :mod:`adapters.xmlguard` parses the bytes with the hardened parser and refuses any DTD or entity declaration, so
   nothing below ever sees XXE or entity-expansion tricks;
 * signxml checks only the signature *mathematics*: it is always given the signer's certificate explicitly
   (``x509_cert``), so its own ``certifi``-based chain validation never runs, and its algorithm allow-list is derived
@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import cryptography.exceptions
@@ -40,7 +40,9 @@ from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidInput
 from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 
-from .adesval import mark_revocation_unknown, path_lacks_revocation
+from adapters.xmlguard import XMLRefusedError, hardened_parser, parse_xml
+
+from .adesval import path_lacks_revocation, revocation_unknown
 from .evidence import chain_labels, revocation_state, translate
 from .identity import signer_from_certificate
 from .policy import weak_digest_reason, weak_key_reason
@@ -55,7 +57,6 @@ from .report import (
     format_failure,
 )
 from .trust import TrustStore
-from .xmlparse import XMLRefusedError, hardened_parser, parse_xml
 
 logger = logging.getLogger(__name__)
 
@@ -127,21 +128,21 @@ class SignedPart:
     data: bytes
 
 
-@dataclass
+@dataclass(frozen=True)
 class XMLValidation:
     """The report, and for each of its signatures the content that signature verifiably covers."""
 
     report: SignatureReport
-    signed_parts: list[list[SignedPart]] = field(default_factory=list)
+    signed_parts: tuple[tuple[SignedPart, ...], ...] = ()
 
-    def signed_content(self) -> list[SignedPart]:
+    def signed_content(self) -> tuple[SignedPart, ...]:
         """Content signed by a ``valid`` signature; a document that is not valid as a whole yields nothing."""
         if self.report.verdict is not Verdict.VALID:
-            return []
-        return [part for parts in self.signed_parts for part in parts]
+            return ()
+        return tuple(part for parts in self.signed_parts for part in parts)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Signer:
     cert: x509.Certificate
     asn1: asn1_x509.Certificate
@@ -155,14 +156,15 @@ def _result(
     path: ValidationPath | None = None,
     reason: str | None = None,
 ) -> SignatureResult:
-    result = SignatureResult(indication=indication, sub_indication=sub)
-    if signer is not None:
-        result.signer = signer_from_certificate(signer.asn1)
-        result.issuer = signer.asn1.issuer.human_friendly
-        result.chain = chain_labels(path, signer.asn1)
-    if reason:
-        result.warnings.append(reason)
-    return result
+    result = SignatureResult(indication=indication, sub_indication=sub, warnings=(reason,) if reason else ())
+    if signer is None:
+        return result
+    return replace(
+        result,
+        signer=signer_from_certificate(signer.asn1),
+        issuer=signer.asn1.issuer.human_friendly,
+        chain=chain_labels(path, signer.asn1),
+    )
 
 
 def _keyinfo_certificates(signature: etree._Element) -> list[_Signer]:
@@ -302,13 +304,13 @@ async def _validate_certificate(
     return outcome.error_subindic, outcome.error_path
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Outcome:
     """One signature's result, its signed content, and the elements it covers (when its cryptography held)."""
 
     result: SignatureResult
-    parts: list[SignedPart] = field(default_factory=list)
-    covered: list[etree._Element] | None = None
+    parts: tuple[SignedPart, ...] = ()
+    covered: tuple[etree._Element, ...] | None = None
 
 
 def _failed(indication: Indication, sub: SubIndication, reason: str, signer: _Signer | None = None) -> _Outcome:
@@ -360,31 +362,37 @@ async def _validate_signature(
     # Only signxml's verified output is handed on as content. The references, resolved in our tree by signxml's own
     # rules, only tell which elements are covered (for the whole-document check), never what they contain.
     references = signature.findall("ds:SignedInfo/ds:Reference", _NS)
-    covered = [verifier._resolve_reference(root, reference) for reference in references]
-    parts = [
+    covered = tuple(verifier._resolve_reference(root, reference) for reference in references)
+    parts = tuple(
         SignedPart(uri=reference.get("URI", ""), data=result.signed_data)
         for reference, result in zip(references, results, strict=True)
         if not _is_machinery(result.signed_xml)
-    ]
-
+    )
     weak = weak_key_reason(signer.asn1.public_key)
     if weak:
         failed = _result(Indication.TOTAL_FAILED, SubIndication.CRYPTO_CONSTRAINTS_FAILURE, signer=signer, reason=weak)
         return _Outcome(failed, covered=covered)
-
     others = [c for c in certs if c is not signer]
+    result = await _trusted_result(signer, others, store, timing)
+    return _Outcome(replace(result, signing_time=_signing_time(results)), parts, covered)
+
+
+async def _trusted_result(
+    signer: _Signer, others: list[_Signer], store: TrustStore, timing: ValidationTimingInfo
+) -> SignatureResult:
+    """The result of a signature whose cryptography held: the trust decision on the signer's certificate."""
     subindic, path = await _validate_certificate(signer, others, store, timing)
     indication, sub = (Indication.TOTAL_PASSED, None) if subindic is None else translate(subindic)
-    result = _result(indication, sub, signer=signer, path=path)
-    result.revocation = revocation_state(sub, subindic is None)
-    if subindic is not None:
-        result.warnings.append(f"certificate validation: {subindic.standard_name}")
+    reason = f"certificate validation: {subindic.standard_name}" if subindic is not None else None
+    result = replace(
+        _result(indication, sub, signer=signer, path=path, reason=reason),
+        revocation=revocation_state(sub, subindic is None),
+    )
     if sub is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE and await path_lacks_revocation(
         signer.asn1, [other.asn1 for other in others], store.spec, timing
     ):
-        mark_revocation_unknown(result)
-    result.signing_time = _signing_time(results)
-    return _Outcome(result, parts, covered)
+        return revocation_unknown(result)
+    return result
 
 
 async def validate_xml_content(data: bytes, store: TrustStore, *, file: str = "") -> XMLValidation:
@@ -426,15 +434,15 @@ async def _validate(data: bytes, store: TrustStore, file: str) -> XMLValidation:
     # not valid itself still keeps the document from being valid, since every signature must be valid for that.
     covered = {element for outcome in outcomes for element in outcome.covered or ()}
     whole = _covers_whole_document(root, covered)
-    for outcome in outcomes:
-        if outcome.covered is not None and not whole:
-            outcome.result.covers_whole_document = False
-            outcome.result.warnings.append("part of the document is not covered by any signature")
+    results = [
+        outcome.result
+        if whole or outcome.covered is None
+        else replace(outcome.result, covers_whole_document=False).with_warnings(
+            "part of the document is not covered by any signature"
+        )
+        for outcome in outcomes
+    ]
     return XMLValidation(
-        SignatureReport(
-            file=file,
-            format=Format.XADES if xades else Format.XMLDSIG,
-            signatures=[outcome.result for outcome in outcomes],
-        ),
-        [outcome.parts for outcome in outcomes],
+        SignatureReport(file=file, format=Format.XADES if xades else Format.XMLDSIG, signatures=tuple(results)),
+        tuple(outcome.parts for outcome in outcomes),
     )

@@ -5,7 +5,7 @@ from signing.report import Indication, SignatureReport, SignatureResult, SubIndi
 
 def only(report: SignatureReport) -> SignatureResult:
     """The report's single signature (fails, showing the report, when there is not exactly one)."""
-    assert len(report.signatures) == 1, report.to_dict()
+    assert len(report.signatures) == 1, report.to_json()
     return report.signatures[0]
 
 

@@ -31,6 +31,7 @@ from adapters.http import (
     ClientSettings,
     LimitedTransport,
     OAuth2ClientCredentials,
+    ResponseTooLargeError,
     auth_from_document,
     basic,
     bearer,
@@ -40,6 +41,7 @@ from adapters.http import (
     json_body,
     map_http_errors,
     raise_for_status,
+    response_limit,
     settings_from_document,
 )
 from adapters.netguard import AddressPolicy, GuardedTransport
@@ -641,17 +643,41 @@ async def test_response_size_cap_is_enforced_while_streaming():
         with pytest.raises(BadResponseError, match="larger than the limit of 65536 bytes") as caught:
             await client.get("https://agency.example.vn/big")
     assert caught.value.upstream == "agency:x"
+    assert isinstance(caught.value, ResponseTooLargeError) and caught.value.retryable
+    assert (caught.value.limit, caught.value.declared) == (65536, None)
     assert sum(produced) <= 65 * 1024  # abandoned right after the cap, not read to the end (10 MiB)
+
+
+async def test_one_request_may_lower_the_cap_but_not_raise_it():
+    produced: list[int] = []
+    limited = LimitedTransport(
+        _streaming_transport(100, b"x" * 1024, produced), upstream="agency:x", max_response_bytes=64 * 1024
+    )
+    async with httpx.AsyncClient(transport=limited) as client:
+        with pytest.raises(ResponseTooLargeError, match="larger than the limit of 8192 bytes") as lowered:
+            await client.get("https://agency.example.vn/big", extensions=response_limit(8192))
+        assert lowered.value.limit == 8192 and sum(produced) <= 9 * 1024
+        with pytest.raises(ResponseTooLargeError, match="larger than the limit of 65536 bytes"):
+            await client.get("https://agency.example.vn/big", extensions=response_limit(10**9))
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="positive number of bytes"):
+            response_limit(bad)  # type: ignore[arg-type]
 
 
 async def test_declared_content_length_over_the_cap_is_refused_before_reading():
     with respx.mock() as mock:
         mock.get(f"{BASE}/big").respond(200, content=b"{" + b" " * 4000 + b"}")
         async with ClientFactory().client("agency:x", settings(max_response_bytes=1000)) as client:
-            with pytest.raises(BadResponseError, match=r"too large \(4002 bytes declared, the limit is 1000\)"):
+            with pytest.raises(BadResponseError, match=r"too large \(4002 bytes declared, the limit is 1000\)") as big:
                 await client.get("big")
+            assert isinstance(big.value, ResponseTooLargeError) and (big.value.declared, big.value.limit) == (
+                4002,
+                1000,
+            )
             mock.get(f"{BASE}/small").respond(200, json={"ok": True})
             assert (await client.get("small")).json() == {"ok": True}
+            with pytest.raises(ResponseTooLargeError, match=r"\(11 bytes declared, the limit is 10\)"):
+                await client.get("small", extensions=response_limit(10))
 
 
 async def test_unrequested_compression_is_refused():

@@ -27,13 +27,13 @@ from adapters.http import ClientFactory, ClientSettings, bearer
 from adapters.netguard import AddressPolicy
 from adapters.onestop import OneStopClient
 from adapters.onestop.soap import (
+    DEFAULT_MAX_ANSWER_BYTES,
     SoapFaultError,
     SoapMapping,
     SoapOneStopClient,
     WsdlError,
-    clear_wsdl_cache,
+    WsdlLoader,
     dossier_to_hoso,
-    wsdl_cache_stats,
 )
 from gateway.simulators.soap_agency import VARIANT_MAPPING, SoapAgencySimulator, create_soap_app
 from tests.servers import ServerThread
@@ -55,13 +55,6 @@ def agency() -> Iterator[ServerThread]:
 def variant() -> Iterator[ServerThread]:
     with ServerThread(create_soap_app(mapping_variant=True)) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def fresh_wsdl_cache() -> Iterator[None]:
-    clear_wsdl_cache()
-    yield
-    clear_wsdl_cache()
 
 
 @pytest.fixture
@@ -184,15 +177,49 @@ async def test_lost_answer_then_retry_is_exactly_once(
 async def test_wsdl_is_loaded_once_per_url(
     http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
 ) -> None:
-    first, second = soap_client(http, agency.base_url), soap_client(http, agency.base_url)
+    loader = WsdlLoader()
+    first = soap_client(http, agency.base_url, wsdl_loader=loader)
+    second = soap_client(http, agency.base_url, wsdl_loader=loader)
     codes = [f"{AGENCY}-261123-{n:04d}" for n in range(1, 6)]
     await asyncio.gather(*(first.deliver(dossier(code), f"{code}:deliver") for code in codes))  # concurrent first use
     await asyncio.gather(*(second.get_status(code) for code in codes))
     counters = (await sim_state(agency.base_url))["counters"]
     assert counters["wsdl_fetches"] == 1 and counters["xsd_fetches"] == 1
     assert counters["requests"] == 10
-    stats = wsdl_cache_stats()
+    stats = loader.stats()
     assert stats["fetched"] == 1 and stats["hits"] >= 1
+    assert len(loader) == 1 and second.wsdl_loader is loader
+    loader.clear()
+    assert len(loader) == 0 and loader.stats() == {}
+
+
+async def test_a_client_without_a_loader_keeps_its_own(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    first, second = soap_client(http, agency.base_url), soap_client(http, agency.base_url)
+    assert first.wsdl_loader is not second.wsdl_loader
+    await first.load()
+    await first.load()
+    await second.load()
+    counters = (await sim_state(agency.base_url))["counters"]
+    assert counters["wsdl_fetches"] == 2 and counters["xsd_fetches"] == 2
+    assert first.wsdl_loader.stats() == second.wsdl_loader.stats() == {"fetched": 1}
+    assert first.wsdl_loader.reference_document() is first.wsdl_loader.reference_document()
+
+
+async def test_concurrent_calls_keep_their_own_answers(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url)
+    codes = [f"{AGENCY}-261123-{n:04d}" for n in range(1, 9)]
+    await asyncio.gather(*(client.deliver(dossier(code), f"{code}:deliver") for code in codes))
+    await faults(agency.base_url, fail_next=1, fail_code="HO_SO_KHONG_HOP_LE")
+    answers = await asyncio.gather(*(client.get_status(code) for code in codes), return_exceptions=True)
+    refused = [answer for answer in answers if isinstance(answer, SoapFaultError)]
+    assert len(refused) == 1 and refused[0].business_code == "HO_SO_KHONG_HOP_LE"
+    assert refused[0].status_code == 500  # SOAP 1.1 faults come with 500; every other call saw 200
+    found = [answer.dossier_code for answer in answers if not isinstance(answer, BaseException)]
+    assert len(found) == len(codes) - 1 and set(found) <= set(codes)
 
 
 async def test_changes_since_and_results(
@@ -322,22 +349,40 @@ async def test_business_fault_is_permanent_with_its_code(
     assert (await sim_state(agency.base_url))["effects"] == {}
 
 
-async def test_oversized_answer_is_cut_off_with_bounded_memory(
-    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
-) -> None:
-    client = soap_client(http, agency.base_url)
-    await client.load()
-    await faults(agency.base_url, oversize_next=1, oversize_bytes=50_000_000)
-    tracemalloc.start()
-    try:
-        with pytest.raises(BadResponseError, match="larger than the limit"):
+async def test_oversized_answer_is_cut_off_with_bounded_memory(sim: SoapAgencySimulator, agency: ServerThread) -> None:
+    settings = client_settings(agency.base_url, max_response_bytes=DEFAULT_MAX_ANSWER_BYTES)
+    async with ClientFactory().client(f"agency:{AGENCY}", settings, auth=bearer(TOKEN)) as http:
+        client = soap_client(http, agency.base_url)
+        await client.load()
+        await faults(agency.base_url, oversize_next=1, oversize_bytes=50_000_000)
+        tracemalloc.start()
+        try:
+            with pytest.raises(BadResponseError, match="larger than the limit of 10485760 bytes"):
+                await client.get_status(CODE)
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 30 * 1024 * 1024  # the 10 MiB cap, not 50 MB
+        await asyncio.sleep(0.2)
+        assert sim.bytes_streamed < 50_000_000
+        with pytest.raises(SoapFaultError, match="KHONG_TIM_THAY"):  # the next call is answered normally
             await client.get_status(CODE)
-        _current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 30 * 1024 * 1024  # the 10 MiB cap, not 50 MB
-    await asyncio.sleep(0.2)
-    assert sim.bytes_streamed < 50_000_000
+
+
+async def test_from_document_caps_answers_and_shares_the_loader() -> None:
+    loader = WsdlLoader()
+    document = {"code": AGENCY, "protocol": "soap", "wsdl": "https://motcua.example.vn/soap?wsdl"}
+    secrets: dict[str, str] = {}
+    async with SoapOneStopClient.from_document(
+        document, resolve_secret=secrets.__getitem__, factory=ClientFactory(), wsdl_loader=loader
+    ) as client:
+        assert client.wsdl_loader is loader
+        assert client._http._transport.max_response_bytes == DEFAULT_MAX_ANSWER_BYTES  # type: ignore[attr-defined]
+    async with SoapOneStopClient.from_document(
+        document, resolve_secret=secrets.__getitem__, factory=ClientFactory(), max_answer_bytes=4096
+    ) as other:
+        assert other.wsdl_loader is not loader
+        assert other._http._transport.max_response_bytes == 4096  # type: ignore[attr-defined]
 
 
 async def test_slow_answer_times_out(sim: SoapAgencySimulator, agency: ServerThread) -> None:
@@ -426,7 +471,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
     import asyncio, sys
     from adapters.http import ClientFactory, ClientSettings
     from adapters.netguard import AddressPolicy
-    from adapters.onestop.soap import SoapOneStopClient, wsdl_cache_stats
+    from adapters.onestop.soap import SoapOneStopClient
 
     async def main():
         settings = ClientSettings(base_url=sys.argv[1], address_policy=AddressPolicy(allow_private=True))
@@ -434,7 +479,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
             client = SoapOneStopClient(http, agency_code="000.00.23.H38", wsdl=sys.argv[1] + "/soap?wsdl",
                                        cache_dir=sys.argv[2], address_policy=AddressPolicy(allow_private=True))
             await client.load()
-            print(client.port_name, client.soap_version, wsdl_cache_stats().get("offline"))
+            print(client.port_name, client.soap_version, client.wsdl_loader.stats().get("offline"))
 
     asyncio.run(main())
     """
@@ -450,17 +495,15 @@ async def test_offline_cache_loads_without_the_agency(tmp_path: Path) -> None:
             await client.deliver(dossier(), f"{CODE}:deliver")
     entries = list(cache.iterdir())
     assert len(entries) == 1 and len(list(entries[0].glob("*.xml"))) == 2
-    clear_wsdl_cache()
 
     async with ClientFactory().client("agency:offline", client_settings(base)) as http:
         without_cache = soap_client(http, base)
         with pytest.raises(TransientError):
             await without_cache.load()
-        clear_wsdl_cache()
         restarted = soap_client(http, base, cache_dir=cache)
-        await restarted.load()
-        assert restarted.soap_version == "1.1" and restarted.address == f"{base}/soap"
-        assert wsdl_cache_stats()["offline"] == 1
+        loaded = await restarted.load()
+        assert loaded.from_cache and restarted.soap_version == "1.1" and restarted.address == f"{base}/soap"
+        assert restarted.wsdl_loader.stats() == {"offline": 1}
         with pytest.raises(TransientError):  # the description loads, the agency itself is still down
             await restarted.get_status(CODE)
 
@@ -486,7 +529,6 @@ async def test_damaged_offline_copy_is_ignored(tmp_path: Path) -> None:
             await soap_client(http, base, cache_dir=cache).load()
     for document in cache.glob("*/*.xml"):
         document.write_bytes(document.read_bytes().replace(b"TiepNhanHoSo", b"XXXXXXXXXXXX"))
-    clear_wsdl_cache()
     async with ClientFactory().client("agency:offline", client_settings(base)) as http:
         with pytest.raises(TransientError):
             await soap_client(http, base, cache_dir=cache).load()

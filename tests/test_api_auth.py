@@ -10,12 +10,18 @@ import pytest
 
 from gateway.auth import Principal, TokenStore, hash_token
 from gateway.config import Config, ConfigError
+from gateway.settings import Settings
 
 TOKEN = "a-long-enough-token-1234"
 
 
+def tokens_of(auth: Any) -> TokenStore:
+    """The token store of an ``[auth]`` table, read as the gateway reads it (settings, then the tokens)."""
+    return TokenStore.from_settings(Settings.from_raw({"auth": auth}, Path.cwd()).auth)
+
+
 def store(*entries: dict[str, Any], **raw: Any) -> TokenStore:
-    return TokenStore.from_config(Config(raw={"auth": {"tokens": list(entries), **raw}}))
+    return tokens_of({"tokens": list(entries), **raw})
 
 
 def test_every_kind_of_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,33 +64,36 @@ def test_only_digests_are_kept() -> None:
         ({"token": "sha256:abcd", "role": "portal"}, "64 hexadecimal digits"),
         ({"token": "env:GW_TEST_SURELY_UNSET_VARIABLE", "role": "portal"}, "is not set"),
         ({"token": "file:/nonexistent/token", "role": "portal"}, "cannot read"),
-        ({"role": "portal"}, "token is required"),
-        ({"token": TOKEN}, "role is required"),
-        ({"token": TOKEN, "role": "portal", "scope": "all"}, "unknown key 'scope'"),
+        ({"role": "portal"}, "token: is required"),
+        ({"token": TOKEN}, "role: is required"),
+        ({"token": TOKEN, "role": "portal", "scope": "all"}, "scope: unknown key"),
     ],
 )
 def test_bad_entries_are_one_line_config_errors(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         store({"token": "another-good-token-0001", "role": "admin"}, entry)
     text = str(caught.value)
-    assert "\n" not in text and text.startswith("[[auth.tokens]] entry 1")
+    assert "\n" not in text and text.startswith("[auth] tokens[1].")
     assert TOKEN not in text
 
 
 def test_one_token_cannot_have_two_roles() -> None:
-    with pytest.raises(ConfigError, match="same token is configured for roles portal and admin"):
+    with pytest.raises(
+        ConfigError, match=r"^\[auth\] tokens\[1\]: the same token is configured for roles portal and admin"
+    ):
         store({"token": TOKEN, "role": "portal"}, {"token": TOKEN, "role": "admin"})
     assert len(store({"token": TOKEN, "role": "portal"}, {"token": TOKEN, "role": "portal"})) == 1
 
 
 def test_bad_sections() -> None:
-    with pytest.raises(ConfigError, match="must be a list"):
-        TokenStore.from_config(Config(raw={"auth": {"tokens": {"token": TOKEN}}}))
-    with pytest.raises(ConfigError, match="unknown key"):
-        TokenStore.from_config(Config(raw={"auth": {"users": []}}))
-    with pytest.raises(ConfigError, match="must be a table"):
-        TokenStore.from_config(Config(raw={"auth": {"tokens": ["x"]}}))
-    assert len(TokenStore.from_config(Config(raw={}))) == 0
+    with pytest.raises(ConfigError, match=r"^\[auth\] tokens: must be a list$"):
+        tokens_of({"tokens": {"token": TOKEN}})
+    with pytest.raises(ConfigError, match=r"^\[auth\] users: unknown key"):
+        tokens_of({"users": []})
+    with pytest.raises(ConfigError, match=r"^\[auth\] tokens\[0\]: must be a table$"):
+        tokens_of({"tokens": ["x"]})
+    assert len(tokens_of({})) == 0
+    assert len(TokenStore.from_settings(Settings().auth)) == 0
 
 
 def test_the_app_refuses_a_bad_token_configuration(tmp_path: Path) -> None:
@@ -92,10 +101,14 @@ def test_the_app_refuses_a_bad_token_configuration(tmp_path: Path) -> None:
     from gateway.runtime import Runtime
     from gateway.store.database import Database
 
-    config = Config(raw={"auth": {"tokens": [{"token": TOKEN, "role": "superuser"}]}})
-    runtime = Runtime(config=config, db=Database.connect(f"sqlite:///{tmp_path}/x.db"))
+    db = Database.connect(f"sqlite:///{tmp_path}/x.db")
     try:
-        with pytest.raises(ConfigError, match="role must be portal, admin or agency"):
+        bad_role = Config(raw={"auth": {"tokens": [{"token": TOKEN, "role": "superuser"}]}})
+        with pytest.raises(ConfigError, match=r"^\[auth\] tokens\[0\]\.role: must be portal, admin or agency"):
+            Runtime(config=bad_role, db=db)
+        unreadable = Config(raw={"auth": {"tokens": [{"token": "env:GW_TEST_SURELY_UNSET_VARIABLE", "role": "admin"}]}})
+        runtime = Runtime(config=unreadable, db=db)
+        with pytest.raises(ConfigError, match=r"^\[auth\] tokens\[0\]\.token: environment variable .* is not set$"):
             create_app(runtime)
     finally:
-        runtime.close()
+        db.dispose()

@@ -32,12 +32,12 @@ from gateway.auth import Principal
 from gateway.catalogue import import_procedures, load_catalogue
 from gateway.config import load_config
 from gateway.daemon import listen_socket, run_daemon, serve_asgi
-from gateway.intake import submit
 from gateway.registry import Registration, register
 from gateway.runtime import Runtime
 from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.database import Database
 from gateway.store.models import Dossier, utcnow
+from tests.core_support import submit
 from tests.documents import make_pdf
 from tests.test_outbox import BACKENDS, postgres_schema_url
 

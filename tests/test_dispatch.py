@@ -24,11 +24,10 @@ from starlette.routing import Route
 from adapters.errors import AuthError, PermanentError, TransientError
 from gateway import messages, outbox
 from gateway.auth import Principal
+from gateway.bootstrap import Composition
 from gateway.catalogue import import_procedures, parse_catalogue
 from gateway.config import Config
 from gateway.daemon import listen_socket, serve_asgi
-from gateway.dispatch import GatewayDispatcher
-from gateway.intake import submit
 from gateway.outbox import RetryPolicy
 from gateway.registry import Registration, register
 from gateway.runtime import Runtime
@@ -36,6 +35,7 @@ from gateway.simulators.agency import AgencySimulator
 from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.models import utcnow
 from gateway.workers import MessageView, OutboxWorker
+from tests.core_support import reconfigured, submit
 from tests.documents import make_pdf
 from tests.test_outbox import BACKENDS, open_database
 
@@ -169,7 +169,7 @@ async def test_worker_delivers_a_submitted_dossier_through_the_rest_simulator(
     served, sim = agency
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     worker = OutboxWorker(runtime.db, dispatcher, policy=RetryPolicy(max_attempts=3, initial_seconds=0.01))
     try:
         with anyio.fail_after(20):
@@ -198,7 +198,7 @@ async def test_repeated_delivery_is_applied_once(
     served, sim = agency
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         await dispatcher.dispatch(deliver_view(code))
         await dispatcher.dispatch(deliver_view(code))  # at-least-once: the answer was lost, say
@@ -214,7 +214,7 @@ async def test_supplement_and_withdraw_reach_the_agency(
     served, sim = agency
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         await dispatcher.dispatch(deliver_view(code))
         supplement = {"dossier_code": code, "agency_code": AGENCY, "components": ["TP2"]}
@@ -240,7 +240,7 @@ async def test_server_errors_are_transient_and_refusals_permanent(
     served, sim = agency
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         sim.faults.update({"fail_next": 1, "fail_status": 503})
         with pytest.raises(TransientError):
@@ -267,7 +267,7 @@ async def test_wrong_credentials_are_an_auth_error(
     wrong.write_text("not-the-token-0123456789", encoding="utf-8")
     register_agency(runtime, registration(served.url, wrong))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         with pytest.raises(AuthError):
             await dispatcher.dispatch(deliver_view(code))
@@ -292,7 +292,7 @@ async def test_unavailable_secret_is_permanent(
     )
     register_agency(runtime, reg)
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         with pytest.raises(AuthError, match="DVC_TEST_MISSING_TOKEN"):
             await dispatcher.dispatch(deliver_view(code))
@@ -306,7 +306,7 @@ async def test_unreachable_agency_is_transient(runtime: Runtime, token_file: Pat
     sock.close()  # nobody listens there now
     register_agency(runtime, registration(f"http://127.0.0.1:{port}", token_file))
     code = await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         with pytest.raises(TransientError):
             await dispatcher.dispatch(deliver_view(code))
@@ -321,7 +321,7 @@ async def test_private_endpoints_need_the_registry_setting(
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
     strict = Runtime(config=Config(raw={}, base_dir=runtime.config.base_dir), db=runtime.db)
-    dispatcher = GatewayDispatcher(strict)
+    dispatcher = Composition(strict)
     try:
         with pytest.raises(PermanentError, match="loopback"):
             await dispatcher.dispatch(deliver_view(code))
@@ -347,7 +347,7 @@ async def test_missing_agency_dossier_soap_and_unknown_kind_are_permanent(
         }
     )
     register_agency(runtime, soap)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         with pytest.raises(PermanentError, match="not registered"):
             await dispatcher.dispatch(deliver_view(code, agency="000.00.99.H38"))
@@ -370,7 +370,7 @@ async def test_permanent_failure_parks_the_message_as_dead(
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
     sim.faults.update({"fail_next": 1, "fail_status": 422})
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     worker = OutboxWorker(runtime.db, dispatcher, policy=RetryPolicy(max_attempts=3, initial_seconds=0.01))
     try:
         with anyio.fail_after(20):
@@ -400,25 +400,25 @@ async def test_client_is_cached_and_rebuilt_when_the_registration_changes(
     wrong.write_text("not-the-token-0123456789", encoding="utf-8")
     register_agency(runtime, registration(served.url, wrong))
     first, second = await submit_dossier(runtime), await submit_dossier(runtime)
-    dispatcher = GatewayDispatcher(runtime)
+    dispatcher = Composition(runtime)
     try:
         with pytest.raises(AuthError):
             await dispatcher.dispatch(deliver_view(first))
-        cached = dispatcher._agencies[AGENCY].client
+        cached = dispatcher.agency_clients._entries[AGENCY].client
         with pytest.raises(AuthError):
             await dispatcher.dispatch(deliver_view(first))
-        assert dispatcher._agencies[AGENCY].client is cached
+        assert dispatcher.agency_clients._entries[AGENCY].client is cached
         # The operator fixes the registration: the next delivery uses a new client with the new credentials.
         register_agency(runtime, registration(served.url, token_file), replace=True)
         await dispatcher.dispatch(deliver_view(first))
-        assert dispatcher._agencies[AGENCY].client is not cached
+        assert dispatcher.agency_clients._entries[AGENCY].client is not cached
         await dispatcher.dispatch(deliver_view(second))
         assert sim.effects["deliver"] == 2
         await asyncio.sleep(0)  # the retired client closes in the background
         assert cached._client.is_closed
     finally:
         await dispatcher.aclose()
-    assert dispatcher._agencies == {}
+    assert dispatcher.agency_clients._entries == {}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -453,12 +453,8 @@ async def test_webhook_posts_the_event_with_bearer_token_and_idempotency_key(
     receiver = PortalReceiver()
     served = await serve(receiver.app)
     monkeypatch.setenv("DVC_TEST_PORTAL_TOKEN", "portal-hook-token")
-    runtime.config.raw["portal"] = {
-        "webhook_url": f"{served.url}/hooks/dvc",
-        "token": "env:DVC_TEST_PORTAL_TOKEN",
-        "timeout_seconds": 5,
-    }
-    dispatcher = GatewayDispatcher(runtime)
+    portal = {"webhook_url": f"{served.url}/hooks/dvc", "token": "env:DVC_TEST_PORTAL_TOKEN", "timeout_seconds": 5}
+    dispatcher = Composition(reconfigured(runtime, portal=portal))
     try:
         await dispatcher.dispatch(webhook_view())
     finally:
@@ -476,17 +472,18 @@ async def test_webhook_posts_the_event_with_bearer_token_and_idempotency_key(
 async def test_webhook_failures_and_missing_configuration(runtime: Runtime) -> None:
     receiver = PortalReceiver(status=502)
     served = await serve(receiver.app)
-    dispatcher = GatewayDispatcher(runtime)
+    unconfigured = Composition(runtime)
+    dispatcher = Composition(reconfigured(runtime, portal={"webhook_url": f"{served.url}/hooks/dvc"}))
     try:
         with pytest.raises(PermanentError, match="webhook_url"):
-            await dispatcher.dispatch(webhook_view())
-        runtime.config.raw["portal"] = {"webhook_url": f"{served.url}/hooks/dvc"}
+            await unconfigured.dispatch(webhook_view())
         with pytest.raises(TransientError):
             await dispatcher.dispatch(webhook_view())
         receiver.status = 404
         with pytest.raises(PermanentError):
             await dispatcher.dispatch(webhook_view())
     finally:
+        await unconfigured.aclose()
         await dispatcher.aclose()
         await served.close()
     assert "authorization" not in receiver.received[0][0]

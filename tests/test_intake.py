@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from gateway import audit
 from gateway.domain.codes import parse_dossier_code
-from gateway.intake import allocate_code, reconcile_content_type, sanitise_filename, sniff_content_type
+from gateway.services.files import reconcile_content_type, sanitise_filename, sniff_content_type
+from gateway.services.intake import allocate_code
 from gateway.store.models import (
     AuditEntry,
     Blob,
@@ -627,7 +628,7 @@ async def test_submitting_needs_the_portal_token(gw: Gateway) -> None:
 
 
 def test_base64_with_line_breaks_is_accepted() -> None:
-    from gateway.intake import _decode_base64
+    from gateway.services.files import _decode_base64
 
     data = pdf("wrapped")
     wrapped = "\n".join(base64.encodebytes(data).decode().split("\n"))

@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import select
 
 from gateway.api import create_app
+from gateway.bootstrap import Composition
 from gateway.catalogue import import_procedures, parse_catalogue
-from gateway.dispatch import GatewayDispatcher
 from gateway.domain.calendar import VIETNAM_TZ, OfficeCalendar
-from gateway.poller import poll_due
+from gateway.flows.agency import poll_due
 from gateway.simulators.soap_agency import VARIANT_MAPPING, VARIANT_NAMESPACE, create_soap_app
 from gateway.store.models import AgencyPoll, HistoryEntry, OutboxMessage
 from tests.api_support import (
@@ -122,7 +122,7 @@ async def test_a_dossier_transferred_between_two_soap_agencies_keeps_its_lead_an
 
         body = submission(procedure_code=LIEN_THONG, components=[component("TP1")], fees=None)
         code = (await gw.submitted(body))["code"]
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             await deliver_all(gw.runtime, dispatcher, lambda: code in sim_a.core.dossiers)
 
@@ -156,17 +156,17 @@ async def test_a_dossier_transferred_between_two_soap_agencies_keeps_its_lead_an
 
             # B reports by polling: its first poll is placed inside its interval.
             start = transfer_at + timedelta(minutes=1)
-            assert await poll_due(gw.runtime, dispatcher, now=start) == 0
+            assert await poll_due(dispatcher.poller, now=start) == 0
             with gw.db.unit_of_work() as session:
                 due = session.get(AgencyPoll, AGENCY2).next_poll_at
             assessed_at = due + timedelta(seconds=30)
             await clerk(soap_b.base_url, code, "processing", assessed_at, note="Đã xác định nghĩa vụ tài chính")
             gw.clock.set(due + timedelta(seconds=INTERVAL))
-            assert await poll_due(gw.runtime, dispatcher, now=gw.clock.now) == 1
+            assert await poll_due(dispatcher.poller, now=gw.clock.now) == 1
             back_at = due + timedelta(seconds=90)
             await clerk(soap_b.base_url, code, "processing", back_at, transfer_to=AGENCY, note="Chuyển trả kết quả")
             gw.clock.set(due + timedelta(seconds=2 * INTERVAL))
-            assert await poll_due(gw.runtime, dispatcher, now=gw.clock.now) == 1
+            assert await poll_due(dispatcher.poller, now=gw.clock.now) == 1
             view = await gw.get(code)
             assert (view["agency_code"], view["lead_agency_code"]) == (AGENCY, AGENCY)
 

@@ -1,8 +1,11 @@
-"""The national portal flow end to end: intake and agency events enqueue ``national.sync``, the real outbox worker and
-the gateway's dispatcher deliver it to the simulated portal (real uvicorn on 127.0.0.1), failures queue and drain;
-``dvc-gateway national reconcile`` and ``dvc-gateway procedure sync`` against the same simulator.
+"""The national portal flow end to end: intake and agency events enqueue ``national.sync`` through the message bus,
+the real outbox worker delivers it with the flow's handler over the real client to the simulated portal (real
+uvicorn on 127.0.0.1), failures queue and drain; ``dvc-gateway national reconcile`` and ``dvc-gateway procedure
+sync`` against the same simulator.
 
-Every wait has a limit; no test asserts a timing.
+The wiring is built from its pieces (the context, a bus with the flow's subscriptions, the handler); agency
+deliveries are accepted without an agency, they are not what these tests are about. Every wait has a limit; no
+test asserts a timing.
 """
 
 from __future__ import annotations
@@ -12,39 +15,50 @@ import base64
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from adapters.errors import AuthError, PermanentError
+from adapters.http import default_factory
 from adapters.national_portal import format_time, wire
-from gateway import messages, national_sync, outbox
+from gateway import messages, outbox
 from gateway.auth import Principal
+from gateway.bus import MessageBus
 from gateway.catalogue import get_procedure, import_procedures, parse_catalogue
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.dispatch import GatewayDispatcher
+from gateway.config import ConfigError
+from gateway.delivery import Deliveries
+from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import national_code
-from gateway.dossiers import AgencyEvent, apply_agency_event
-from gateway.fanout import Fanout
-from gateway.intake import find_dossier, submit
-from gateway.national_sync import STEP_SKIPPED, Handler, is_local_step
+from gateway.flows.national import (
+    STEP_SKIPPED,
+    NationalPortalSettings,
+    is_local_step,
+    ordering_key,
+    subscriptions,
+    sync_handler,
+)
 from gateway.outbox import RetryPolicy
 from gateway.registry import Registration, register
-from gateway.runtime import Runtime
-from gateway.simulators.agency import create_app as create_agency
+from gateway.services.context import Context
+from gateway.services.events import AgencyEvent, apply_event
+from gateway.services.intake import submit
+from gateway.settings import load_settings
 from gateway.simulators.national_portal import NationalPortalSimulator
 from gateway.simulators.national_portal import create_app as create_portal
 from gateway.store.database import Database
 from gateway.store.models import Dossier, HistoryEntry, NationalSync, OutboxMessage, utcnow
+from gateway.views import dossier_view
 from gateway.workers import CircuitBreakerSettings, MessageView, OutboxWorker
+from signing import TrustStore, Verifier
 from tests.documents import make_pdf
 from tests.servers import ServerThread, admin_get, admin_post
-from tests.test_dispatch import CATALOGUE, OUTBOUND_TOKEN
 from tests.test_outbox import BACKENDS, postgres_schema_url
 
 AGENCY = "000.00.23.H38"
@@ -54,10 +68,25 @@ PASSWORD = "mat-khau-cong-quoc-gia"
 DSTCODE = "H38"
 MADONVI = "000.00.00.H38"
 AGENCY_PRINCIPAL = Principal("agency", AGENCY)
+CATALOGUE = json.dumps(
+    [
+        {
+            "code": PROCEDURE,
+            "name": "Cấp giấy phép xây dựng",
+            "agencies": [AGENCY, "000.00.10.H38"],
+            "processing_days": 15,
+            "components": [
+                {"code": "TP1", "name": "Đơn đề nghị", "required": True, "must_be_signed": False},
+                {"code": "TP2", "name": "Bản vẽ", "required": False, "must_be_signed": False},
+            ],
+            "fees": [],
+        }
+    ]
+)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Upstreams and the gateway
+# The upstream and the gateway
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +107,6 @@ def sim(portal_server: ServerThread) -> Iterator[NationalPortalSimulator]:
     simulator.reset()
 
 
-@pytest.fixture(scope="module")
-def agency_module_server() -> Iterator[ServerThread]:
-    with ServerThread(create_agency(token=OUTBOUND_TOKEN)) as server:
-        yield server
-
-
-@pytest.fixture
-def agency_server(agency_module_server: ServerThread) -> ServerThread:
-    """The simulated agency (every dossier is delivered to it first), emptied: each test's codes start at 0001."""
-    agency_module_server.app.state.simulator.reset()
-    return agency_module_server
-
-
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -102,12 +118,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @dataclass
 class Gateway:
-    runtime: Runtime
+    """The pieces of a running gateway the flow needs: its context (the bus carries the flow's subscriptions) and
+    the ``[national_portal]`` settings (``None``: the integration is off)."""
+
+    ctx: Context
+    portal: NationalPortalSettings | None
     config_path: Path
 
     @property
     def db(self) -> Database:
-        return self.runtime.db
+        return self.ctx.db
 
 
 def write_config(tmp_path: Path, database_url: str, portal: dict[str, Any] | None) -> Path:
@@ -139,58 +159,69 @@ def portal_section(base_url: str, tmp_path: Path, **overrides: Any) -> dict[str,
 
 
 def open_gateway(tmp_path: Path, database_url: str, portal: dict[str, Any] | None) -> Gateway:
-    """A migrated database with the test catalogue and the simulated agency registered, and its runtime."""
+    """A migrated database with the test catalogue and the agency registered, and the flow's pieces over it."""
     path = write_config(tmp_path, database_url, portal)
+    settings = load_settings(path, environ={})
+    trust = settings.signing.trust_settings()
     db = Database.connect(database_url)
     db.upgrade()
     with db.unit_of_work() as session:
         import_procedures(session, parse_catalogue(CATALOGUE))
-    return Gateway(runtime=Runtime(config=load_config(path, environ={}), db=db), config_path=path)
+        register(session, Registration.model_validate(AGENCY_DOCUMENT))
+    verifier = Verifier(TrustStore.load(trust), settings=trust)
+    bus = MessageBus(subscriptions(settings.national_portal is not None))
+    ctx = Context(db=db, bus=bus, calendar=OfficeCalendar.from_config(None), verifier=verifier)
+    return Gateway(ctx=ctx, portal=settings.national_portal, config_path=path)
 
 
-def register_agency(gw: Gateway, url: str) -> None:
-    (gw.config_path.parent / "outbound-token").write_text(OUTBOUND_TOKEN, encoding="utf-8")
-    document = {
-        "code": AGENCY,
-        "name": "Sở Xây dựng",
-        "protocol": "rest",
-        "endpoint": url,
-        "procedures": [PROCEDURE],
-        "auth": {"type": "bearer", "token": f"file:{gw.config_path.parent / 'outbound-token'}"},
-    }
-    with gw.db.unit_of_work() as session:
-        register(session, Registration.model_validate(document))
+#: The agency the dossiers go to (its deliveries are accepted without calling it).
+AGENCY_DOCUMENT = {
+    "code": AGENCY,
+    "name": "Sở Xây dựng",
+    "protocol": "rest",
+    "endpoint": "http://127.0.0.1:9",
+    "procedures": [PROCEDURE],
+    "auth": {"type": "bearer", "token": "env:AGENCY_TOKEN_NOT_USED"},
+}
 
 
 def close_gateway(gw: Gateway) -> None:
-    if "verifier" in gw.runtime.__dict__:
-        gw.runtime.verifier.close()
+    gw.ctx.verifier.close()
     gw.db.dispose()
 
 
 @pytest.fixture
-def gw(
-    tmp_path: Path, database_url: str, portal_server: ServerThread, agency_server: ServerThread, sim: Any
-) -> Iterator[Gateway]:
+def gw(tmp_path: Path, database_url: str, portal_server: ServerThread, sim: Any) -> Iterator[Gateway]:
     """The gateway with the national portal configured (progress in batches of 3)."""
     gateway = open_gateway(tmp_path, database_url, portal_section(portal_server.base_url, tmp_path, batch_size=3))
-    register_agency(gateway, agency_server.base_url)
     yield gateway
     close_gateway(gateway)
 
 
 @pytest.fixture
-def gw_off(tmp_path: Path, database_url: str, agency_server: ServerThread) -> Iterator[Gateway]:
+def gw_off(tmp_path: Path, database_url: str) -> Iterator[Gateway]:
     """The gateway without ``[national_portal]``."""
     gateway = open_gateway(tmp_path, database_url, None)
-    register_agency(gateway, agency_server.base_url)
     yield gateway
     close_gateway(gateway)
+
+
+class AgencyAccepted:
+    """Takes the agencies' messages as delivered: the dossiers' deliveries to their agency are not tested here."""
+
+    kinds = messages.AGENCY_KINDS
+
+    async def handle(self, message: MessageView) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
 
 
 @pytest.fixture
 async def delivery(gw: Gateway) -> AsyncIterator[Delivery]:
-    dispatcher = GatewayDispatcher(gw.runtime)
+    assert gw.portal is not None
+    dispatcher = Deliveries([sync_handler(gw.ctx, gw.portal, default_factory), AgencyAccepted()])
     worker = OutboxWorker(
         gw.db,
         dispatcher,
@@ -204,7 +235,7 @@ async def delivery(gw: Gateway) -> AsyncIterator[Delivery]:
 @dataclass
 class Delivery:
     gw: Gateway
-    dispatcher: GatewayDispatcher
+    dispatcher: Deliveries
     worker: OutboxWorker
 
     async def drain(self, rounds_limit: int = 2000) -> None:
@@ -240,6 +271,10 @@ def unfinished(gw: Gateway) -> list[tuple[int, str, str, str | None]]:
 # Dossiers
 
 
+def code_only(session: Session, dossier: Dossier, now: datetime) -> dict[str, Any]:
+    return {"code": dossier.code}
+
+
 async def submit_dossier(gw: Gateway, *, channel: str = "online", return_method: str | None = None) -> str:
     document: dict[str, Any] = {
         "procedure_code": PROCEDURE,
@@ -254,22 +289,14 @@ async def submit_dossier(gw: Gateway, *, channel: str = "online", return_method:
     if return_method:
         document["return_method"] = return_method
         document["delivery_address"] = {"line": "12 Phố Huế", "province": "Hà Nội"}
-    answer = await submit(gw.runtime, Principal("portal"), document, idempotency_key=None, now=utcnow())
+    answer = await submit(gw.ctx, Principal("portal"), document, idempotency_key=None, now=utcnow(), render=code_only)
     assert answer.status == 201, answer.body
     return answer.body["code"]
 
 
 async def event(gw: Gateway, code: str, status: str, **fields: Any) -> None:
     body = AgencyEvent.model_validate({"dossier_code": code, "status": status, **fields})
-    fanout = Fanout.from_runtime(gw.runtime)
-
-    def work(session: Any) -> None:
-        dossier = find_dossier(session, code, for_update=True)
-        apply_agency_event(
-            session, dossier, body, actor=AGENCY_PRINCIPAL, calendar=gw.runtime.calendar, now=utcnow(), fanout=fanout
-        )
-
-    await gw.db.run(work)
+    await apply_event(gw.ctx, AGENCY_PRINCIPAL, body, now=utcnow())
 
 
 def history(gw: Gateway, code: str, *, everything: bool = False) -> list[HistoryEntry]:
@@ -291,7 +318,7 @@ def sync_messages(gw: Gateway, code: str) -> list[OutboxMessage]:
             select(OutboxMessage)
             .where(
                 OutboxMessage.kind == messages.NATIONAL_SYNC,
-                OutboxMessage.ordering_key == national_sync.ordering_key(code),
+                OutboxMessage.ordering_key == ordering_key(code),
             )
             .order_by(OutboxMessage.id)
         )
@@ -507,23 +534,12 @@ async def test_refused_credentials_and_unknown_dossiers_are_permanent(
     assert "refused" in (sync_row(gw, code).last_error or "")  # type: ignore[union-attr]
 
 
-async def test_an_unusable_configuration_is_permanent(gw: Gateway, tmp_path: Path) -> None:
-    code = await submit_dossier(gw)
-    intake = history(gw, code)[0]
+def test_an_unusable_configuration_is_refused_before_any_delivery(tmp_path: Path) -> None:
+    """Settings are read, whole, before anything is delivered: a section that cannot be used stops the gateway with
+    one line, rather than dead-lettering every sync later."""
     path = write_config(tmp_path, "sqlite://", {"base_url": "http://127.0.0.1:9", "password": "x"})
-    broken = Runtime(config=load_config(path, environ={}), db=gw.db)
-    dispatcher = GatewayDispatcher(broken)
-    handler = dispatcher.flow("gateway.national_sync")
-    assert isinstance(handler, Handler)
-    message = MessageView(
-        id=1, kind=messages.NATIONAL_SYNC, target=messages.NATIONAL_TARGET,
-        payload={"dossier_code": code, "history_id": intake.id}, idempotency_key="k", attempts=1,
-    )  # fmt: skip
-    try:
-        with pytest.raises(PermanentError, match=r"\[national_portal\] username is required"):
-            await dispatcher.dispatch(message)
-    finally:
-        await dispatcher.aclose()
+    with pytest.raises(ConfigError, match=r"\[national_portal\] username"):
+        load_settings(path, environ={})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -540,10 +556,8 @@ async def test_skipped_and_recorded_once_when_not_configured(gw_off: Gateway) ->
     assert skipped.status == "submitted" and skipped.at == entries[0].at and "not configured" in (skipped.note or "")
     assert sync_messages(gw_off, code) == []
     with gw_off.db.unit_of_work() as session:
-        from gateway.dossiers import dossier_view
-
         dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one()
-        view = dossier_view(session, dossier, calendar=gw_off.runtime.calendar, now=utcnow())
+        view = dossier_view(session, dossier, calendar=gw_off.ctx.calendar, now=utcnow())
     assert [item.get("step") for item in view["history"]].count(STEP_SKIPPED) == 1
 
 
@@ -613,7 +627,7 @@ async def test_reconcile_errors_are_one_line(gw: Gateway, capsys: pytest.Capture
     (tmp_path / "off").mkdir()
     off = write_config(tmp_path / "off", f"sqlite:///{tmp_path / 'off.db'}", None)
     status, _, err = await cli(capsys, "national", "reconcile", "--since", "2026-11-01", "--config", str(off))
-    assert status == 2 and err.count("\n") == 1 and "base_url is not configured" in err
+    assert status == 2 and err.count("\n") == 1 and "base_url" in err and "not configured" in err
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -89,9 +89,7 @@ def ipn_params(**overrides: str) -> dict[str, str]:
     return params
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Signatures
-# ----------------------------------------------------------------------------------------------------------------------
+# -- Signatures --------------------------------------------------------------------------------------------------------
 
 
 def test_signature_matches_a_worked_example() -> None:
@@ -211,9 +209,7 @@ def test_any_single_character_change_in_a_name_is_refused(params: dict[str, str]
         verify_signature(tampered, SECRET)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Payments, amounts
-# ----------------------------------------------------------------------------------------------------------------------
+# -- Payments, amounts -------------------------------------------------------------------------------------------------
 
 
 async def test_payment_url_carries_amount_times_100_and_a_valid_signature() -> None:
@@ -235,20 +231,15 @@ async def test_payment_url_carries_amount_times_100_and_a_valid_signature() -> N
     assert request.expires_at == datetime(2026, 11, 23, 1, 45, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    ("amount", "error"),
-    [
-        (150000.0, TypeError),
-        (True, TypeError),
-        (Decimal(150000), TypeError),
-        ("150000", TypeError),
-        (-1, ValueError),
-        (0, ValueError),
-        (10**9, ValueError),
-    ],
-)
-async def test_amounts_must_be_positive_int_vnd(amount: Any, error: type[Exception]) -> None:
-    with pytest.raises(error):
+@pytest.mark.parametrize("amount", [150000.0, True, Decimal(150000), "150000"])
+async def test_amounts_must_be_int_vnd(amount: Any) -> None:
+    with pytest.raises(TypeError):
+        await provider().create_payment(REF, amount, "Le phi", "https://dvc.example.vn/kq", "203.0.113.9")
+
+
+@pytest.mark.parametrize("amount", [-1, 0, 10**9])
+async def test_amounts_must_be_positive_and_below_the_provider_limit(amount: int) -> None:
+    with pytest.raises(ValueError):
         await provider().create_payment(REF, amount, "Le phi", "https://dvc.example.vn/kq", "203.0.113.9")
 
 
@@ -282,9 +273,7 @@ def test_the_provider_satisfies_the_port_and_hides_its_secret() -> None:
     assert SECRET not in repr(vnpay) and "***" in repr(vnpay)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# IPN answers
-# ----------------------------------------------------------------------------------------------------------------------
+# -- IPN answers -------------------------------------------------------------------------------------------------------
 
 
 def test_ipn_answers() -> None:
@@ -309,9 +298,7 @@ def test_ipn_decisions() -> None:
         LocalPayment(REF, 150_000.0, PaymentState.PENDING)  # type: ignore[arg-type]
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Reconciliation
-# ----------------------------------------------------------------------------------------------------------------------
+# -- Reconciliation ----------------------------------------------------------------------------------------------------
 
 SETTLEMENT = (
     "\ufeffvnp_TxnRef,vnp_TransactionNo,vnp_Amount,vnp_TransactionStatus,vnp_PayDate,vnp_BankCode\r\n"
@@ -373,9 +360,7 @@ def test_bad_settlement_files(text: str) -> None:
         parse_settlement(text)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Against the simulated provider, with a local IPN receiver
-# ----------------------------------------------------------------------------------------------------------------------
+# -- Against the simulated provider, with a local IPN receiver ---------------------------------------------------------
 
 
 class Receiver:

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from gateway import poller
+from gateway.bootstrap import Composition
 from gateway.catalogue import known_procedure_codes
 from gateway.config import Config, ConfigError
-from gateway.dispatch import GatewayDispatcher
-from gateway.poller import first_poll_at, periodic_jobs, poll_due
+from gateway.flows.agency import periodic_jobs, poll_due, polls
+from gateway.flows.agency.polls import first_poll_at
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
+from gateway.sections import PollerSection
 from gateway.simulators.agency import create_app as create_rest_simulator
 from gateway.simulators.soap_agency import create_soap_app
 from gateway.store.database import Database
@@ -83,16 +84,16 @@ def asked_since(request: bytes) -> datetime:
     return datetime.fromisoformat(value)
 
 
-async def delivered(gw: Gateway, sim: Any, dispatcher: GatewayDispatcher) -> str:
+async def delivered(gw: Gateway, sim: Any, dispatcher: Composition) -> str:
     code = (await gw.submitted())["code"]
     dossiers = sim.core.dossiers if hasattr(sim, "core") else sim.dossiers
     await deliver_all(gw.runtime, dispatcher, lambda: code in dossiers)
     return code
 
 
-async def first_due(runtime: Runtime, dispatcher: GatewayDispatcher, start: datetime) -> datetime:
+async def first_due(runtime: Runtime, dispatcher: Composition, start: datetime) -> datetime:
     """Run a round at ``start`` (the agency is seen, its first poll placed in its interval): that first poll's time."""
-    assert await poll_due(runtime, dispatcher, now=start) == 0
+    assert await poll_due(dispatcher.poller, now=start) == 0
     due = poll_row(runtime).next_poll_at
     assert due == first_poll_at(AGENCY, INTERVAL, start)
     assert start < due < start + timedelta(seconds=INTERVAL)  # spread inside the interval, not at once
@@ -107,17 +108,17 @@ async def test_changes_are_applied_once_and_the_position_is_remembered(gw: Gatew
     with ServerThread(create_soap_app()) as soap:
         sim = soap.app.state.simulator
         register_document(gw.runtime, polled(soap.base_url))
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             code = await delivered(gw, sim, dispatcher)
             due = await first_due(gw.runtime, dispatcher, NOW + timedelta(minutes=1))
             requests = sim.counters["requests"]
             received_at = NOW + timedelta(minutes=2)
             await clerk(soap.base_url, code, "received", received_at, note="Đủ hồ sơ")
-            assert await poll_due(gw.runtime, dispatcher, now=due - timedelta(seconds=1)) == 0
+            assert await poll_due(dispatcher.poller, now=due - timedelta(seconds=1)) == 0
             assert sim.counters["requests"] == requests  # not due yet: the agency is not asked
 
-            assert await poll_due(gw.runtime, dispatcher, now=due) == 1
+            assert await poll_due(dispatcher.poller, now=due) == 1
             view = await gw.get(code)
             assert view["status"] == "received" and view["received_at"] == received_at.isoformat()
             assert changes_of(view)[-1] == ("received", f"agency:{AGENCY}")
@@ -130,13 +131,13 @@ async def test_changes_are_applied_once_and_the_position_is_remembered(gw: Gatew
 
             # The next interval: the agency reports the same latest status again; nothing changes.
             history = len(view["history"])
-            assert await poll_due(gw.runtime, dispatcher, now=due + timedelta(seconds=INTERVAL)) == 0
+            assert await poll_due(dispatcher.poller, now=due + timedelta(seconds=INTERVAL)) == 0
             assert asked_since(sim.exchanges[-1][0]) == received_at  # from the remembered position
             assert len((await gw.get(code))["history"]) == history
 
             processing_at = NOW + timedelta(minutes=4)
             await clerk(soap.base_url, code, "processing", processing_at, note="Chuyển phòng chuyên môn")
-            assert await poll_due(gw.runtime, dispatcher, now=due + timedelta(seconds=2 * INTERVAL)) == 1
+            assert await poll_due(dispatcher.poller, now=due + timedelta(seconds=2 * INTERVAL)) == 1
             view = await gw.get(code)
             assert view["status"] == "processing" and view["history"][-1]["note"] == "Chuyển phòng chuyên môn"
             assert poll_row(gw.runtime).position == processing_at
@@ -149,7 +150,7 @@ async def test_a_refused_change_is_logged_once_and_not_retried(gw: Gateway, capl
     with ServerThread(create_soap_app()) as soap:
         sim = soap.app.state.simulator
         register_document(gw.runtime, polled(soap.base_url))
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             code = await delivered(gw, sim, dispatcher)
             due = await first_due(gw.runtime, dispatcher, NOW + timedelta(minutes=1))
@@ -157,7 +158,7 @@ async def test_a_refused_change_is_logged_once_and_not_retried(gw: Gateway, capl
             await clerk(soap.base_url, code, "completed", completed_at)  # submitted → completed: illegal
             for round_ in range(3):
                 now = due + timedelta(seconds=round_ * INTERVAL)
-                assert await poll_due(gw.runtime, dispatcher, now=now) == 0
+                assert await poll_due(dispatcher.poller, now=now) == 0
             refusals = [r for r in caplog.records if r.name == "gateway.events" and "illegal" in r.getMessage()]
             assert len(refusals) == 1
             assert refusals[0].dossier_code == code and refusals[0].channel == "poll"
@@ -172,19 +173,19 @@ async def test_a_failed_poll_keeps_its_position_for_the_next_interval(gw: Gatewa
     with ServerThread(create_soap_app()) as soap:
         sim = soap.app.state.simulator
         register_document(gw.runtime, polled(soap.base_url))
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             code = await delivered(gw, sim, dispatcher)
             due = await first_due(gw.runtime, dispatcher, NOW + timedelta(minutes=1))
             await clerk(soap.base_url, code, "received", NOW + timedelta(minutes=2))
             await admin_post(soap.base_url, "/_sim/faults", {"soap_server_fault": 1})
-            assert await poll_due(gw.runtime, dispatcher, now=due) == 0
+            assert await poll_due(dispatcher.poller, now=due) == 0
             row = poll_row(gw.runtime)
             assert row.last_error and "SOAP fault" in row.last_error
             assert row.position is None and row.lease_until is None
             assert row.next_poll_at == due + timedelta(seconds=INTERVAL)
             assert (await gw.get(code))["status"] == "submitted"
-            assert await poll_due(gw.runtime, dispatcher, now=row.next_poll_at) == 1
+            assert await poll_due(dispatcher.poller, now=row.next_poll_at) == 1
             assert poll_row(gw.runtime).last_error is None
             assert (await gw.get(code))["status"] == "received"
         finally:
@@ -195,7 +196,7 @@ async def test_a_rest_agency_is_polled_for_its_open_dossiers(gw: Gateway) -> Non
     with ServerThread(create_rest_simulator()) as rest:
         sim = rest.app.state.simulator
         register_document(gw.runtime, polled(rest.base_url, protocol="rest"))
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             code = await delivered(gw, sim, dispatcher)
             other = await delivered(gw, sim, dispatcher)
@@ -209,12 +210,12 @@ async def test_a_rest_agency_is_polled_for_its_open_dossiers(gw: Gateway) -> Non
                 reason="Bản vẽ thiếu chữ ký",
                 components=["TP2"],
             )
-            assert await poll_due(gw.runtime, dispatcher, now=due) == 2
+            assert await poll_due(dispatcher.poller, now=due) == 2
             assert (await gw.get(code))["status"] == "received"
             view = await gw.get(other)
             assert view["status"] == "supplement_requested" and view["history"][-1]["reason"] == "Bản vẽ thiếu chữ ký"
             asked = sim.counters["requests"]
-            assert await poll_due(gw.runtime, dispatcher, now=due + timedelta(seconds=INTERVAL)) == 0
+            assert await poll_due(dispatcher.poller, now=due + timedelta(seconds=INTERVAL)) == 0
             assert sim.counters["requests"] == asked + 2  # each open dossier asked again, nothing new applied
         finally:
             await dispatcher.aclose()
@@ -227,7 +228,7 @@ async def test_two_processes_never_poll_one_agency_at_once(backend: str, tmp_pat
         # A second process: its own engine on the same database.
         other = Runtime(config=runtime.config, db=Database.connect(runtime.config.section("database")["url"]))
         register_document(runtime, polled(soap.base_url))
-        first, second = GatewayDispatcher(runtime), GatewayDispatcher(other)
+        first, second = Composition(runtime), Composition(other)
         try:
             async for gw in gateway_client(runtime):
                 code = await delivered(gw, sim, first)
@@ -235,23 +236,23 @@ async def test_two_processes_never_poll_one_agency_at_once(backend: str, tmp_pat
             await clerk(soap.base_url, code, "received", NOW + timedelta(minutes=2))
             asked = sim.counters["requests"]
             results = await asyncio.gather(
-                poll_due(runtime, first, now=due), poll_due(other, second, now=due), poll_due(other, second, now=due)
+                poll_due(first.poller, now=due), poll_due(second.poller, now=due), poll_due(second.poller, now=due)
             )
             assert sorted(results) == [0, 0, 1]
             assert sim.counters["requests"] == asked + 1  # one LayTrangThaiHoSo for the three rounds
 
             # A process that claimed and died: its lease keeps the others off until it expires.
-            lease = timedelta(seconds=poller.DEFAULT_LEASE_SECONDS)
+            lease = timedelta(seconds=PollerSection().lease_seconds)
             later = due + timedelta(seconds=INTERVAL)
-            claims = await runtime.db.run(lambda s: poller._claim(s, now=later, lease=lease))
+            claims = await runtime.db.run(lambda s: polls.claim_due(s, now=later, lease=lease))
             assert [c.agency_code for c in claims] == [AGENCY]
-            assert await poll_due(other, second, now=later + lease - timedelta(seconds=1)) == 0
+            assert await poll_due(second.poller, now=later + lease - timedelta(seconds=1)) == 0
             assert sim.counters["requests"] == asked + 1
-            await poll_due(other, second, now=later + lease + timedelta(seconds=1))
+            await poll_due(second.poller, now=later + lease + timedelta(seconds=1))
             assert sim.counters["requests"] == asked + 2  # taken over
             # The dead process's late release writes nothing.
             stale = await runtime.db.run(
-                lambda s: poller._release(claims[0], s, now=later + lease, position=None, error="late")
+                lambda s: polls.release(claims[0], s, now=later + lease, position=None, error="late")
             )
             assert stale is False and poll_row(runtime).last_error is None
         finally:
@@ -264,11 +265,10 @@ def test_the_periodic_job_and_its_settings(tmp_path: Path) -> None:
     db = Database.connect(f"sqlite:///{tmp_path}/gw.db")
     try:
         runtime = Runtime(config=Config(raw={"poller": {"tick_seconds": 5}}, base_dir=tmp_path), db=db)
-        [job] = periodic_jobs(runtime, GatewayDispatcher(runtime))
+        [job] = periodic_jobs(Composition(runtime).poller)
         assert job.name == "agency-poll" and job.interval_seconds == 5
         for bad in ({"tick_seconds": 0}, {"concurrency": "8"}, {"interval": 5}):
-            runtime = Runtime(config=Config(raw={"poller": bad}, base_dir=tmp_path), db=db)
             with pytest.raises(ConfigError, match=r"\[poller\]"):
-                periodic_jobs(runtime, GatewayDispatcher(runtime))
+                Runtime(config=Config(raw={"poller": bad}, base_dir=tmp_path), db=db)
     finally:
         db.dispose()

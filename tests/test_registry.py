@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
 from gateway import registry
-from gateway.config import Config, ConfigError
+from gateway.config import ConfigError
 from gateway.registry import (
     AgencyExistsError,
     Registration,
@@ -22,6 +23,7 @@ from gateway.registry import (
     remove_agency,
     validate_registration,
 )
+from gateway.settings import Settings
 from gateway.store.database import Database
 
 KNOWN = {"1.009794", "2.001610"}
@@ -406,14 +408,14 @@ def test_a_public_server_name_is_the_gateway_by_name_or_address():
 # --- settings ---------------------------------------------------------------------------------------------------------
 
 
-def test_settings_from_config():
-    assert RegistrySettings.from_config(Config()) == RegistrySettings()
-    config = Config(raw={"registry": {"allow_private_endpoints": True}, "server": {"host": "0.0.0.0", "port": 9090}})
-    settings = RegistrySettings.from_config(config)
+def test_settings_from_the_registry_and_server_sections():
+    assert RegistrySettings.of(Settings()) == RegistrySettings()
+    raw = {"registry": {"allow_private_endpoints": True}, "server": {"host": "0.0.0.0", "port": 9090}}
+    settings = RegistrySettings.of(Settings.from_raw(raw, Path.cwd()))
     assert settings.allow_private_endpoints and settings.allow_insecure_http and settings.strict_secrets
     assert (settings.server_host, settings.server_port) == ("0.0.0.0", 9090)
-    explicit = Config(raw={"registry": {"allow_private_endpoints": True, "allow_insecure_http": False}})
-    assert RegistrySettings.from_config(explicit).allow_insecure_http is False
+    explicit = {"registry": {"allow_private_endpoints": True, "allow_insecure_http": False}}
+    assert RegistrySettings.of(Settings.from_raw(explicit, Path.cwd())).allow_insecure_http is False
 
 
 @pytest.mark.parametrize(
@@ -421,18 +423,19 @@ def test_settings_from_config():
     [
         (
             {"registry": {"allow_private_endpoints": "yes"}},
-            r"\[registry\] allow_private_endpoints must be true or false",
+            r"^\[registry\] allow_private_endpoints: must be true or false$",
         ),
-        ({"registry": {"strict_secrets": 0}}, r"\[registry\] strict_secrets must be true or false"),
-        ({"registry": {"allow_private": True}}, r"\[registry\] unknown key 'allow_private'"),
-        ({"server": {"port": "8080"}}, r"\[server\] port must be an integer"),
-        ({"server": {"port": 70000}}, r"\[server\] port must be an integer"),
-        ({"server": {"host": 1}}, r"\[server\] host must be a string"),
+        ({"registry": {"strict_secrets": 0}}, r"^\[registry\] strict_secrets: must be true or false$"),
+        ({"registry": {"allow_private": True}}, r"^\[registry\] allow_private: unknown key"),
+        ({"registry": {"wsdl_cache_dir": ""}}, r"^\[registry\] wsdl_cache_dir: must be a path"),
+        ({"server": {"port": "8080"}}, r"^\[server\] port: must be a whole number$"),
+        ({"server": {"port": 70000}}, r"^\[server\] port: must be at most 65535$"),
+        ({"server": {"host": 1}}, r"^\[server\] host: must be a string$"),
     ],
 )
 def test_bad_settings(raw, message):
     with pytest.raises(ConfigError, match=message):
-        RegistrySettings.from_config(Config(raw=raw))
+        Settings.from_raw(raw, Path.cwd())
 
 
 # --- storage ----------------------------------------------------------------------------------------------------------

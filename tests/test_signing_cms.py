@@ -149,7 +149,7 @@ async def test_signature_timestamp_is_reported(pki, store):
     stamper = DummyTimeStamper(tsa_cert=_asn1_cert(pki.tsa), tsa_key=tsa_key, certs_to_embed=[_asn1_cert(pki.ca)])
     report = await validate_cms(await sign(pki.good, timestamper=stamper), store, content=SCAN)
     sig = only(report)
-    assert report.verdict is Verdict.VALID, report.to_dict()
+    assert report.verdict is Verdict.VALID, report.to_json()
     assert sig.timestamp_time is not None
     assert abs(sig.timestamp_time - datetime.now(UTC)) < timedelta(minutes=5)
 

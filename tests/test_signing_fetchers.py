@@ -31,7 +31,7 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.fetchers.api import FetchLimits
 
-import signing.fetchers as fetchers_module
+import signing.fetchcache as fetchcache_module
 from signing.fetchers import HttpxFetcherBackend, is_blocked_address
 from tests.pki import Identity, PKIServer, TestPKI, issue_cert, make_crl, rsa_key, signer_subject
 
@@ -340,7 +340,7 @@ async def test_ocsp_response_is_fetched_again_after_its_next_update(pki, pki_ser
     await validate(pki, asn1(pki.good), backend)
     before = dict(pki_server.hits)
     later = datetime.now(UTC) + timedelta(days=2)  # the responder's nextUpdate is now + 1 day
-    monkeypatch.setattr(fetchers_module, "_utcnow", lambda: later)
+    monkeypatch.setattr(fetchcache_module, "utcnow", lambda: later)
     fetchers = backend.get_fetchers()
     await fetchers.ocsp_fetcher.fetch(asn1(pki.good), _authority(pki))
     assert deltas(pki_server, before) == {"/ocsp": 1}
@@ -460,7 +460,7 @@ async def test_http_errors_and_bad_payloads_map_to_fetch_errors(pki, misc, tmp_p
     with pytest.raises(CRLFetchError):
         await fetchers.crl_fetcher.fetch(asn1(cert))
     # nothing unusable was cached
-    assert len(backend._ocsp_cache) == 0 and len(backend._crl_cache) == 0
+    assert len(backend.ocsp_cache) == 0 and len(backend.crl_cache) == 0
     await backend.close()
 
 

@@ -201,7 +201,7 @@ MODIFIED_LATER = (Verdict.MODIFIED, Indication.TOTAL_FAILED, SubIndication.FORMA
 async def test_trusted_signer_is_valid(pki, store, signed):
     report = await validate_pdf(signed, store, file="don.pdf")
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert report.format is Format.PADES and report.file == "don.pdf"
     assert report.originals_check_required is False
     assert sig.covers_whole_document is True and sig.modified_after_signing is False
@@ -211,12 +211,12 @@ async def test_trusted_signer_is_valid(pki, store, signed):
     assert len(sig.chain) == 3
     assert sig.signing_time is not None and abs(sig.signing_time - datetime.now(UTC)) < timedelta(minutes=10)
     assert sig.timestamp_time is None  # no timestamp, and not penalised for it
-    assert sig.warnings == []
+    assert sig.warnings == ()
 
 
 async def test_ecdsa_p256_signer_is_valid(pki, store, document):
     report = await validate_pdf(await sign(document, pki.good_ec), store)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
 
 
 async def test_two_signers_are_both_reported_valid(pki, store, signed):
@@ -225,7 +225,7 @@ async def test_two_signers_are_both_reported_valid(pki, store, signed):
     assert len(report.signatures) == 2
     assert [s.signer.common_name for s in report.signatures] == ["Nguyễn Văn A", "Trần Thị Bình"]
     for sig in report.signatures:
-        assert outcome(report, sig) == VALID, report.to_dict()
+        assert outcome(report, sig) == VALID, report.to_json()
         assert sig.covers_whole_document and not sig.modified_after_signing
     assert report.verdict is Verdict.VALID
 
@@ -239,7 +239,7 @@ async def test_form_fill_after_signing_is_allowed(pki, store, signed):
     filled = update(signed, fill)
     report = await validate_pdf(filled, store)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.covers_whole_document and not sig.modified_after_signing
 
 
@@ -250,14 +250,14 @@ async def test_form_fill_then_second_signature_keeps_the_first_valid(pki, store,
         writer.update_container(field)
 
     report = await validate_pdf(await sign(update(signed, fill), pki.good_ec, field_name="Sig2"), store)
-    assert [s.verdict for s in report.signatures] == [Verdict.VALID, Verdict.VALID], report.to_dict()
+    assert [s.verdict for s in report.signatures] == [Verdict.VALID, Verdict.VALID], report.to_json()
 
 
 async def test_signature_timestamp_is_reported(pki, store, document):
     stamped = await sign(document, pki.good, timestamper=timestamper(pki))
     report = await validate_pdf(stamped, store)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.timestamp_time is not None
     assert abs(sig.timestamp_time - datetime.now(UTC)) < timedelta(minutes=5)
 
@@ -278,7 +278,7 @@ async def test_timestamp_before_revocation_proves_the_signature_predates_it(pki,
     )
     report = await validate_pdf(stamped, store)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.timestamp_time is not None and sig.timestamp_time < pki.revoked_at
 
 
@@ -287,7 +287,7 @@ async def test_document_timestamp_after_signing_is_allowed(pki, store, signed):
     out = await signers.PdfTimeStamper(timestamper(pki)).async_timestamp_pdf(writer, "sha256")
     report = await validate_pdf(out.getvalue(), store)
     sig = only(report)  # the document timestamp is not a signature by a person
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.covers_whole_document and not sig.modified_after_signing
 
 
@@ -295,7 +295,7 @@ async def test_document_with_only_a_document_timestamp_is_unsigned(pki, store, d
     writer = IncrementalPdfFileWriter(BytesIO(document), strict=False)
     out = await signers.PdfTimeStamper(timestamper(pki)).async_timestamp_pdf(writer, "sha256")
     report = await validate_pdf(out.getvalue(), store)
-    assert report.verdict is Verdict.UNSIGNED and report.signatures == []
+    assert report.verdict is Verdict.UNSIGNED and report.signatures == ()
 
 
 # --- revocation -----------------------------------------------------------------------------------------------------
@@ -304,7 +304,7 @@ async def test_document_with_only_a_document_timestamp_is_unsigned(pki, store, d
 async def test_no_revocation_information_is_untrusted(pki, offline_without_crls, signed):
     report = await validate_pdf(signed, offline_without_crls)
     sig = only(report)
-    assert outcome(report) == (Verdict.UNTRUSTED, Indication.INDETERMINATE, SubIndication.TRY_LATER), report.to_dict()
+    assert outcome(report) == (Verdict.UNTRUSTED, Indication.INDETERMINATE, SubIndication.TRY_LATER), report.to_json()
     assert sig.revocation is Revocation.UNKNOWN
     assert report.originals_check_required
 
@@ -312,13 +312,13 @@ async def test_no_revocation_information_is_untrusted(pki, offline_without_crls,
 async def test_signer_whose_ca_publishes_no_revocation_is_untrusted(pki, store, document):
     with_ca = store.extended(certs=[pki.ca_norev.asn1_cert()])
     report = await validate_pdf(await sign(document, pki.no_revinfo), with_ca)
-    assert outcome(report) == (Verdict.UNTRUSTED, Indication.INDETERMINATE, SubIndication.TRY_LATER), report.to_dict()
+    assert outcome(report) == (Verdict.UNTRUSTED, Indication.INDETERMINATE, SubIndication.TRY_LATER), report.to_json()
 
 
 async def test_no_revocation_information_even_with_a_timestamp_is_untrusted(pki, offline_without_crls, document):
     stamped = await sign(document, pki.good, timestamper=timestamper(pki))
     report = await validate_pdf(stamped, offline_without_crls)
-    assert report.verdict is Verdict.UNTRUSTED, report.to_dict()
+    assert report.verdict is Verdict.UNTRUSTED, report.to_json()
     assert only(report).indication is Indication.INDETERMINATE
     assert only(report).revocation is not Revocation.GOOD
 
@@ -334,7 +334,7 @@ async def test_revocation_data_embedded_at_signing_is_used(pki, offline_without_
         validation_context=validation_context(pki),
     )
     report = await validate_pdf(data, offline_without_crls)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert only(report).revocation is Revocation.GOOD
 
 
@@ -343,14 +343,14 @@ async def test_revocation_data_added_to_the_dss_later_is_used_and_allowed(pki, o
     out = await async_add_validation_info(reader.embedded_signatures[0], validation_context(pki))
     report = await validate_pdf(out.getvalue(), offline_without_crls)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.covers_whole_document and not sig.modified_after_signing
 
 
 async def test_revoked_signer(pki, store, document):
     report = await validate_pdf(await sign(document, pki.revoked), store)
     sig = only(report)
-    assert report.verdict is Verdict.REVOKED, report.to_dict()
+    assert report.verdict is Verdict.REVOKED, report.to_json()
     assert sig.sub_indication in {SubIndication.REVOKED, SubIndication.REVOKED_NO_POE}
     assert sig.revocation is Revocation.REVOKED
 
@@ -361,12 +361,12 @@ async def test_ocsp_fetched_online(pki, pki_server, document):
     before = pki_server.hits.get("/ocsp", 0) if isinstance(pki_server.hits, dict) else None
     report = await validate_pdf(await sign(document, pki.good), online)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert sig.revocation is Revocation.GOOD
     if before is not None:
         assert pki_server.hits.get("/ocsp", 0) > before
     revoked = await validate_pdf(await sign(document, pki.revoked), online)
-    assert revoked.verdict is Verdict.REVOKED, revoked.to_dict()
+    assert revoked.verdict is Verdict.REVOKED, revoked.to_json()
 
 
 # --- certificates and algorithms ------------------------------------------------------------------------------------
@@ -429,7 +429,7 @@ async def test_page_content_changed_in_a_later_update(store, signed):
 
     report = await validate_pdf(update(signed, rewrite), store)
     sig = only(report)
-    assert outcome(report) == MODIFIED_LATER, report.to_dict()
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
     assert sig.modified_after_signing is True and sig.covers_whole_document is False
     assert any(w.startswith("document modified after signing") for w in sig.warnings)
 
@@ -447,7 +447,7 @@ async def test_shadow_swap_of_the_page_content_to_a_hidden_stream(store, signed)
     reader = PdfFileReader(BytesIO(shadowed), strict=False)
     assert b"DA DUYET" in reader.root["/Pages"]["/Kids"][0]["/Contents"].data  # the attack works on screen
     report = await validate_pdf(shadowed, store)
-    assert outcome(report) == MODIFIED_LATER, report.to_dict()
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
     assert only(report).modified_after_signing
 
 
@@ -461,7 +461,7 @@ async def test_shadow_replacement_of_an_xobject(store, signed):
         writer.mark_update(ref)
 
     report = await validate_pdf(update(signed, replace), store)
-    assert outcome(report) == MODIFIED_LATER, report.to_dict()
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
     assert only(report).modified_after_signing
 
 
@@ -478,7 +478,7 @@ async def test_new_page_added_after_signing(store, signed):
         )
 
     report = await validate_pdf(update(signed, add_page), store)
-    assert outcome(report) == MODIFIED_LATER, report.to_dict()
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
 
 
 async def test_certification_forbidding_changes_catches_a_form_fill(pki, store, document):
@@ -491,7 +491,7 @@ async def test_certification_forbidding_changes_catches_a_form_fill(pki, store, 
 
     assert (await validate_pdf(certified, store)).verdict is Verdict.VALID
     report = await validate_pdf(update(certified, fill), store)
-    assert outcome(report) == MODIFIED_LATER, report.to_dict()
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
     assert only(report).modified_after_signing
 
 
@@ -529,7 +529,7 @@ async def test_byte_range_that_leaves_part_of_the_revision_unsigned(pki, store, 
     assert (sig.indication, sig.sub_indication) == (Indication.TOTAL_FAILED, SubIndication.FORMAT_FAILURE)
     assert sig.covers_whole_document is False  # ...but they are not the whole revision
     assert any("byte range does not cover" in w for w in sig.warnings)
-    assert report.verdict is Verdict.MODIFIED, report.to_dict()
+    assert report.verdict is Verdict.MODIFIED, report.to_json()
 
 
 # --- files that are not what they claim -----------------------------------------------------------------------------
@@ -537,7 +537,7 @@ async def test_byte_range_that_leaves_part_of_the_revision_unsigned(pki, store, 
 
 async def test_unsigned_pdf(store, document):
     report = await validate_pdf(document, store)
-    assert report.verdict is Verdict.UNSIGNED and report.signatures == []
+    assert report.verdict is Verdict.UNSIGNED and report.signatures == ()
     assert report.originals_check_required
 
 
@@ -554,7 +554,7 @@ async def test_not_a_pdf_is_a_format_failure(store, data):
 async def test_truncated_signed_pdf(store, signed):
     for cut in (len(signed) // 4, len(signed) // 2, len(signed) - 40):
         report = await validate_pdf(signed[:cut], store)
-        assert report.verdict not in (Verdict.VALID, Verdict.UNSIGNED), (cut, report.to_dict())
+        assert report.verdict not in (Verdict.VALID, Verdict.UNSIGNED), (cut, report.to_json())
 
 
 async def test_broken_xref(store, signed):
@@ -579,7 +579,7 @@ async def test_unreadable_signature_does_not_hide_a_readable_one(pki, store, sig
     forged = twice[:start] + b"<" + b"00" * ((end - start - 2) // 2) + b">" + twice[end:]
     report = await validate_pdf(forged, store)
     verdicts = sorted(s.verdict for s in report.signatures)
-    assert verdicts == sorted([Verdict.VALID, Verdict.INVALID]), report.to_dict()
+    assert verdicts == sorted([Verdict.VALID, Verdict.INVALID]), report.to_json()
     assert report.verdict is Verdict.INVALID
 
 
@@ -607,7 +607,7 @@ async def test_fuzzed_signed_pdf_is_never_valid_where_signed_bytes_changed(store
         if report.verdict is Verdict.VALID:
             # Only bytes outside the signed range (the /Contents hex string: padding, unsigned attributes) may
             # change without effect.
-            assert all(gap_start <= t < gap_end for t in touched), (touched, report.to_dict())
+            assert all(gap_start <= t < gap_end for t in touched), (touched, report.to_json())
 
 
 async def test_malformed_revocation_data_in_the_dss_is_ignored(store, signed):
@@ -618,5 +618,5 @@ async def test_malformed_revocation_data_in_the_dss_is_ignored(store, signed):
 
     report = await validate_pdf(update(signed, add_dss), store)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_dict()
+    assert outcome(report) == VALID, report.to_json()
     assert any("Document Security Store" in w for w in sig.warnings)

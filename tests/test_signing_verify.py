@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from signing import Document, TrustMaterialError, TrustSettings, TrustStore, Verdict, Verifier, detect_format
-from signing.report import SubIndication
+from signing.report import SignatureReport, SubIndication
 from signing.verify import find_detached_signature, verify_document, verify_document_sync
 
 CONTENT = b"%%scan%%" * 1000
@@ -42,7 +42,7 @@ def test_format_is_detected_from_content(data, name, kind):
 def test_unsigned_file_of_no_known_format(settings):
     report = verify_document_sync(b"just text", TrustStore.load(settings), filename="a.txt")
     assert report.verdict is Verdict.UNSIGNED
-    assert report.to_dict()["format"] == "none"
+    assert report.to_json()["format"] == "none"
 
 
 async def test_an_exception_inside_a_validator_becomes_format_failure(settings, monkeypatch):
@@ -128,9 +128,21 @@ def test_batch_on_two_processes_equals_one_process(settings, signature):
     parallel = verifier.verify_batch(docs, workers=2, on_done=lambda: done.append(1))
     serial = verifier.verify_batch(docs, workers=1)
     verifier.close()
-    assert [r["verdict"] for r in parallel] == [r["verdict"] for r in serial] == ["valid"] * 4 + ["unsigned"]
-    assert [r["file"] for r in parallel] == [d.filename for d in docs]
+    assert all(isinstance(r, SignatureReport) for r in [*parallel, *serial])
+    assert [r.verdict for r in parallel] == [r.verdict for r in serial] == [Verdict.VALID] * 4 + [Verdict.UNSIGNED]
+    assert [r.file for r in parallel] == [d.filename for d in docs]
+    assert [r.to_json() for r in parallel] == [r.to_json() for r in serial]
     assert len(done) == len(docs)
+
+
+def test_verify_and_verify_batch_return_the_same_report(settings, signature):
+    verifier = Verifier.from_settings(settings)
+    doc = Document(CONTENT, "scan.png", signature)
+    single = asyncio.run(verifier.verify(doc))
+    (batched,) = verifier.verify_batch([doc], workers=1)
+    verifier.close()
+    assert type(single) is type(batched) is SignatureReport
+    assert single.to_json() == batched.to_json()
 
 
 def test_detached_signature_found_beside_the_file(tmp_path):

@@ -16,8 +16,8 @@ from typing import Any
 import anyio
 import pytest
 
+from gateway.bootstrap import Composition
 from gateway.cli import main
-from gateway.dispatch import GatewayDispatcher
 from gateway.outbox import RetryPolicy
 from gateway.runtime import Runtime
 from gateway.simulators.agency import create_app as create_rest_simulator
@@ -80,7 +80,7 @@ async def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str,
     return code, captured.out, captured.err
 
 
-async def deliver_all(runtime: Runtime, dispatcher: GatewayDispatcher, done: Any) -> None:
+async def deliver_all(runtime: Runtime, dispatcher: Composition, done: Any) -> None:
     worker = OutboxWorker(runtime.db, dispatcher, policy=RetryPolicy(max_attempts=3, initial_seconds=0.01))
     with anyio.fail_after(30):
         while not done():
@@ -129,7 +129,7 @@ async def test_soap_agency_registered_checked_and_delivered_once(
         )
         rest_dossier = (await gw.submitted(rest_body))["code"]
 
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             await deliver_all(
                 gw.runtime,
@@ -171,7 +171,7 @@ async def test_mapping_variant_refused_without_its_mapping_and_served_with_it(gw
         assert accepted.status_code == 200, accepted.text
 
         code = (await gw.submitted())["code"]
-        dispatcher = GatewayDispatcher(gw.runtime)
+        dispatcher = Composition(gw.runtime)
         try:
             await deliver_all(gw.runtime, dispatcher, lambda: code in sim.core.dossiers)
             await dispatcher.dispatch(deliver_view(code))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from adapters.http import ClientFactory, ClientSettings
 from adapters.netguard import AddressPolicy
 from adapters.onestop import wsdl as shipped
-from adapters.onestop.soap import WsdlLimits
+from adapters.onestop.soap import WsdlLimits, WsdlLoader
 from adapters.onestop.wsdlcheck import WsdlCheck, check_wsdl
 from gateway.simulators.soap_agency import VARIANT_MAPPING, create_soap_app
 from tests.servers import ServerThread
@@ -339,6 +343,48 @@ async def test_limits_and_invalid_descriptions(docs: ServerThread) -> None:
     assert not broken.ok and one_line(broken).startswith("cannot load the WSDL: the service description is invalid")
     invalid = await check(f"{docs.base_url}/ref/TiepNhanHoSo.wsdl", mapping={"operations": {"nop": "X"}})
     assert one_line(invalid).startswith("invalid mapping: mapping.operations: unknown operation 'nop'")
+
+
+def streaming_app() -> Starlette:
+    """The reference WSDL, its schema streamed without a Content-Length (the size known only while reading)."""
+
+    async def wsdl(request: Request) -> Response:
+        return Response(shipped.read("TiepNhanHoSo.wsdl"), media_type=XML)
+
+    async def xsd(request: Request) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for start in range(0, len(HOSO), 1024):
+                yield HOSO[start : start + 1024]
+
+        return StreamingResponse(chunks(), media_type=XML)
+
+    return Starlette(routes=[Route("/TiepNhanHoSo.wsdl", wsdl), Route("/hoso.xsd", xsd)])
+
+
+async def test_a_streamed_document_is_held_to_the_limit_while_reading() -> None:
+    with ServerThread(streaming_app()) as server:
+        url = f"{server.base_url}/TiepNhanHoSo.wsdl"
+        refused = await check(url, limits=WsdlLimits(max_document_bytes=9000))
+        assert one_line(refused) == (
+            f"cannot load the WSDL: {server.base_url}/hoso.xsd (imported by {url}) is too large "
+            "(over the limit of 9000 bytes)"
+        )
+        assert (await check(url)).ok
+
+
+async def test_the_loader_provides_the_reference_but_never_the_checked_description(docs: ServerThread) -> None:
+    loader = WsdlLoader()
+    url = f"{docs.base_url}/ref/TiepNhanHoSo.wsdl"
+    before = docs.app.state.hits.get("/ref/TiepNhanHoSo.wsdl", 0)
+    for _ in range(2):
+        result = await check(url, wsdl_loader=loader)
+        assert result.ok, result.message
+    assert docs.app.state.hits["/ref/TiepNhanHoSo.wsdl"] == before + 2  # the live service, each time
+    assert len(loader) == 0 and loader.stats() == {}
+    reference = loader.reference_document()
+    assert reference is loader.reference_document()
+    strict = await check(f"{docs.base_url}/bad/strict.wsdl", wsdl_loader=loader)
+    assert "input requires element MaCanBo, which the gateway cannot fill" in strict.message
 
 
 async def test_blocked_addresses(docs: ServerThread) -> None:

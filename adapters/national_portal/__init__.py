@@ -2,10 +2,12 @@
 
 Dossier sync (``DongBoHoSoMC``), progress updates (``CapNhatTienDoHoSoMC``), status lookup (``TraCuuHoSoMC``) and
 the procedure catalogue, over a session login with the province's ``dstcode``. The wire shape lives in
-:mod:`adapters.national_portal.wire` alone. Usable on its own by a portal backend: it never imports the daemon.
+:mod:`adapters.national_portal.wire` alone, what the gateway calls in :class:`NationalPortal` (the port). Usable on
+its own by a portal backend: it never imports the daemon.
 """
 
 from adapters.national_portal.client import BatchResult, NationalPortalClient, RecordFailure
+from adapters.national_portal.port import NationalPortal
 from adapters.national_portal.wire import (
     Channel,
     DossierRecord,
@@ -20,6 +22,7 @@ __all__ = [
     "BatchResult",
     "Channel",
     "DossierRecord",
+    "NationalPortal",
     "NationalPortalClient",
     "PortalProcedure",
     "ProgressRecord",

@@ -44,6 +44,7 @@ class _WireRecord(Protocol):
 
 
 R = TypeVar("R", bound=_WireRecord)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def _reveal(secret: SecretSource) -> str:
     return secret() if callable(secret) else secret
 
 
-def _chunks(items: Sequence[R], size: int) -> Iterable[Sequence[R]]:
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 

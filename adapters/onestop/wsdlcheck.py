@@ -2,8 +2,9 @@
 
 :func:`check_wsdl` loads the description the way :class:`~adapters.onestop.soap.SoapOneStopClient` does (every
 import and include fetched through the gateway's factory client, the address policy, size and count limits, no
-DTDs or entities, zeep with ``forbid_external``) but never from the offline cache: it checks the live service. It
-then confirms that the port the client would use has the (mapped) reference operations with compatible inputs:
+DTDs or entities, zeep with ``forbid_external``) but never from the offline cache nor from a loader's memory: it
+checks the live service. It then confirms that the port the client would use has the (mapped) reference operations
+with compatible inputs:
 
 * each operation exists (``TiepNhanHoSo``, ``LayTrangThaiHoSo``, ``BoSungHoSo``, ``RutHoSo``, or the names the
   mapping gives);
@@ -19,7 +20,6 @@ The answer, :class:`WsdlCheck`, reports the SOAP versions, bindings and ports fo
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ from adapters.onestop.soap import (
     REFERENCE_OPERATIONS,
     SoapMapping,
     WsdlLimits,
+    WsdlLoader,
     build_document,
     element_paths,
     fetch_wsdl_documents,
@@ -88,10 +89,8 @@ def _failed(url: str, message: str, **extra: Any) -> WsdlCheck:
     return WsdlCheck(url=url, ok=False, message=message, problems=(message,), **extra)
 
 
-@functools.cache
-def _reference_paths() -> dict[str, frozenset[tuple[str, ...]]]:
+def _reference_paths(document: Any) -> dict[str, frozenset[tuple[str, ...]]]:
     """Per operation, every input element path of the reference service (what the gateway knows how to fill)."""
-    document = reference_document()
     binding = select_port(document, soap_version="1.1").binding
     paths = {}
     for operation, name in REFERENCE_OPERATIONS.items():
@@ -126,15 +125,16 @@ def _bindings(document: Any) -> tuple[BindingInfo, ...]:
     return tuple(infos)
 
 
-def _input_problems(operation: str, name: str, zeep_operation: Any, mapping: SoapMapping) -> list[str]:
-    """What makes an operation's input incompatible with what the gateway sends."""
+def _input_problems(
+    operation: str, name: str, zeep_operation: Any, mapping: SoapMapping, known: frozenset[tuple[str, ...]]
+) -> list[str]:
+    """What makes an operation's input incompatible with what the gateway sends (``known``: the reference's paths)."""
     theirs = element_paths(message_type(zeep_operation.input))
     problems = []
     for path in REQUIRED_INPUT[operation]:
         mapped = tuple(mapping.name(part) for part in path)
         if mapped not in theirs:
             problems.append(f"{name} ({operation}) input lacks element {_display(mapped)}")
-    known = _reference_paths()[operation]
     for path, required in theirs.items():
         if not required:
             continue
@@ -156,11 +156,14 @@ async def check_wsdl(
     auth: httpx.Auth | None = None,
     limits: WsdlLimits | None = None,
     upstream: str = "wsdl-check",
+    wsdl_loader: WsdlLoader | None = None,
 ) -> WsdlCheck:
     """Load the WSDL at ``url`` (through ``factory`` with ``settings``) and check it against the reference service.
 
-    ``mapping`` is the registration's (operation and element names, ``soap_version``, ``port``). Never raises for a
-    bad description or an unreachable one: the answer says what is wrong, in one line.
+    ``mapping`` is the registration's (operation and element names, ``soap_version``, ``port``). The description at
+    ``url`` is always fetched and parsed anew; ``wsdl_loader`` (the application's, when given) provides the parsed
+    reference description. Never raises for a bad description or an unreachable one: the answer says what is wrong,
+    in one line.
     """
     try:
         parsed_mapping = SoapMapping.parse(mapping)
@@ -184,6 +187,8 @@ async def check_wsdl(
         return _failed(url, exc.message, **common)
     address = (port.binding_options or {}).get("address")
     available = port.binding._operations
+    reference = wsdl_loader.reference_document() if wsdl_loader is not None else reference_document()
+    known = _reference_paths(reference)
     problems: list[str] = []
     found: dict[str, str] = {}
     for operation in OPERATIONS:
@@ -193,7 +198,7 @@ async def check_wsdl(
             problems.append(f"operation {name} ({operation}) not found in port {port.name}")
             continue
         found[operation] = name
-        problems.extend(_input_problems(operation, name, zeep_operation, parsed_mapping))
+        problems.extend(_input_problems(operation, name, zeep_operation, parsed_mapping, known[operation]))
     if problems and len(found) < len(OPERATIONS):
         problems.append(f"the port has: {', '.join(sorted(available)) or 'no operations'}")
     common.update(port=port.name, address=address, operations=found)

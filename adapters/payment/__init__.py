@@ -1,8 +1,8 @@
 """Payment platform clients and notification (IPN) verification.
 
 The core depends on :class:`~adapters.payment.port.PaymentProvider` only; :class:`~adapters.payment.vnpay.VNPayProvider`
-speaks the VNPay-style protocol (DESIGN.md §6). Money is ``int`` VND everywhere. Usable on its own by a portal
-backend: nothing here imports the daemon::
+speaks the VNPay-style protocol (:mod:`adapters.payment.vnpay`: its wire, settlement file and provider modules).
+Money is ``int`` VND everywhere. Usable on its own by a portal backend: nothing here imports the daemon::
 
     from adapters.payment import VNPayProvider, InvalidSignature, decide_ipn, ipn_answer
 """
@@ -24,13 +24,13 @@ from adapters.payment.port import (
     StatusMismatch,
     check_amount,
 )
-from adapters.payment.vnpay import (
+from adapters.payment.vnpay_provider import VNPayProvider
+from adapters.payment.vnpay_settlement import parse_settlement
+from adapters.payment.vnpay_wire import (
     IpnCode,
-    VNPayProvider,
     canonical_query,
     decide_ipn,
     ipn_answer,
-    parse_settlement,
     sign,
     signed_query,
     verify_signature,

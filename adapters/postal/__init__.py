@@ -1,13 +1,15 @@
 """Public postal service (*bưu chính công ích*) client and tracking webhook verification.
 
 Pickup orders (the applicant's originals) and delivery orders (the result), tracking by order code, and the signed
-tracking webhook (contract for ``POST /api/v1/postal/events``). Usable on its own by a portal backend: nothing here
+tracking webhook (contract for ``POST /api/v1/postal/events``). The gateway depends on
+:class:`~adapters.postal.port.PostalService` only. Usable on its own by a portal backend: nothing here
 imports the daemon::
 
     from adapters.postal import PostalClient, verify_webhook, InvalidSignature, InvalidEvent
 """
 
 from adapters.postal.client import KINDS, Order, OrderKind, PostalClient, request_signature
+from adapters.postal.port import PostalService
 from adapters.postal.webhook import (
     SIGNATURE_HEADER,
     InvalidEvent,
@@ -30,6 +32,7 @@ __all__ = [
     "OrderKind",
     "PostalClient",
     "PostalError",
+    "PostalService",
     "TrackingEvent",
     "TrackingStatus",
     "parse_event",

@@ -235,7 +235,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """The gateway's HTTP API on ``runtime`` (``clock``: the current time, aware; tests freeze it).
 
-    Raises :class:`~gateway.config.ConfigError` for a bad ``[[auth.tokens]]`` entry.
+    Raises :class:`~gateway.config.ConfigError` for an ``[[auth.tokens]]`` token that cannot be read or used.
     """
     app = FastAPI(
         title="dvc-gateway",
@@ -245,7 +245,7 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
         redoc_url=None,
     )
     app.state.runtime = runtime
-    app.state.tokens = TokenStore.from_config(runtime.config)
+    app.state.tokens = TokenStore.from_settings(runtime.settings.auth)
     app.state.clock = clock or utcnow
     app.state.metrics = Metrics()
     install_handlers(app)
@@ -253,7 +253,7 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
         app.include_router(module.router)
     app.include_router(routes_soap.router)  # the SOAP callback service (CapNhatTrangThaiHoSo)
     app.include_router(routes_postal.router)
-    app.include_router(routes_payments.router_for(runtime))
+    app.include_router(routes_payments.router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     # Added last = outermost: the access log sees the body limit's 413s.
     app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)

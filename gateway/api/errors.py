@@ -28,9 +28,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.status import IllegalTransition
-from ..intake import ServiceError
+from ..errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unavailable
 
-__all__ = ["ApiError", "BodyTooLarge", "error_body", "error_response", "install_handlers", "log_exception"]
+__all__ = [
+    "ApiError",
+    "BodyTooLarge",
+    "error_body",
+    "error_response",
+    "install_handlers",
+    "log_exception",
+    "status_of",
+]
 
 log = logging.getLogger("gateway.api")
 
@@ -49,6 +57,24 @@ _CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+#: The HTTP status of each use-case refusal (:mod:`gateway.errors`): the one place they meet.
+SERVICE_STATUSES: dict[type[ServiceError], int] = {
+    Invalid: 422,
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: ServiceError) -> int:
+    """The HTTP status of a use-case refusal (400 for a refusal of no known kind)."""
+    for kind in type(exc).__mro__:
+        if kind in SERVICE_STATUSES:
+            return SERVICE_STATUSES[kind]
+    return 400
 
 
 class ApiError(Exception):
@@ -124,7 +150,7 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.message, code=exc.code, details=exc.details)
+        return error_response(status_of(exc), exc.message, code=exc.code, details=exc.details)
 
     @app.exception_handler(IllegalTransition)
     async def _illegal(request: Request, exc: IllegalTransition) -> JSONResponse:

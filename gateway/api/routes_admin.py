@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from .. import audit, outbox
 from ..auth import ADMIN, Principal
 from ..catalogue import known_procedure_codes
-from ..dossiers import dossiers_of_agency_open, iso
+from ..domain.times import iso
 from ..registry import (
     AgencyExistsError,
     Registration,
@@ -35,6 +35,7 @@ from ..registry import (
     remove_agency,
     validate_registration,
 )
+from ..services.agencies import open_dossier_count
 from ..store.models import OutboxMessage
 from .errors import ApiError
 from .routes_common import json_body_doc, read_json, require, runtime_of
@@ -139,7 +140,7 @@ async def delete_agency(
         audit.lock_for_write(session)
         if get_agency(session, code) is None:
             raise ApiError(404, f"agency {code} is not registered")
-        unfinished = dossiers_of_agency_open(session, code)
+        unfinished = open_dossier_count(session, code)
         if unfinished and not force:
             raise ApiError(
                 409,

@@ -23,13 +23,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from ..auth import Principal, TokenStore
+from ..bootstrap import context_of
 from ..runtime import Runtime
+from ..services.context import Context
 from .errors import ApiError
 
 __all__ = [
     "BODY_MODELS",
     "Authenticated",
     "clock",
+    "context_of_request",
     "json_body_doc",
     "read_json",
     "require",
@@ -46,6 +49,11 @@ _bearer = HTTPBearer(auto_error=False, description="A token configured in [[auth
 
 def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
+
+
+def context_of_request(request: Request) -> Context:
+    """What the use cases need, as the composition root built it for this app's runtime."""
+    return context_of(runtime_of(request))
 
 
 def clock(request: Request) -> datetime:

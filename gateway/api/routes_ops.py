@@ -58,7 +58,7 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics (admin token unless [server] public_metrics = true)")
 async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
-    if not runtime.config.section("server").get("public_metrics", False):
+    if not runtime.settings.server.public_metrics:
         from fastapi.security import HTTPBearer
 
         credentials = await HTTPBearer(auto_error=False)(request)

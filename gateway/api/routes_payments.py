@@ -18,7 +18,6 @@ With ``[payment] base_url`` unset the endpoint answers ``404`` in the API's erro
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from typing import Any
@@ -28,29 +27,19 @@ from fastapi.responses import JSONResponse
 
 from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, ipn_answer
 
-from .. import fees
 from ..config import ConfigError
-from ..fanout import Fanout
-from ..runtime import Runtime
+from ..flows.payment.provider import build_provider, online_payment
+from ..services.settlement import settle_notification
 from .errors import ApiError
-from .routes_common import clock, runtime_of
+from .routes_common import clock, context_of_request, runtime_of
 
-__all__ = ["router", "router_for"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"])
 log = logging.getLogger("gateway.payments")
 
 #: A notification is a few hundred bytes; anything much larger is not one.
 _MAX_BODY = 16 * 1024
-
-
-def router_for(runtime: Runtime) -> APIRouter:
-    """The router, once ``runtime``'s ``[payment]`` section is known to be valid (checked when the app is built).
-
-    Raises :class:`~gateway.config.ConfigError` for a bad ``[payment]`` section.
-    """
-    fees.settings_of(runtime)
-    return router
 
 
 def _answer(code: IpnCode) -> JSONResponse:
@@ -108,11 +97,7 @@ _NOTIFY_DOC: dict[str, Any] = {
 @router.get("/notify", operation_id="payments_notify_get", **_NOTIFY_DOC)
 async def notify(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
-    try:
-        settings = fees.PaymentSettings.from_config(runtime.config)
-    except ConfigError as exc:
-        log.error("payment notification not handled: %s", exc)
-        return _answer(IpnCode.OTHER)
+    settings = runtime.settings.payment
     if settings is None:
         raise ApiError(404, "online payment is not configured on this gateway")
     try:
@@ -120,7 +105,7 @@ async def notify(request: Request) -> JSONResponse:
     except _Malformed as exc:
         log.warning("payment notification refused: malformed", extra={"reason": str(exc)})
         return _answer(IpnCode.OTHER)
-    provider = fees.provider_for(settings)
+    provider = build_provider(settings)
     try:
         notification = provider.verify_notification(params)
     except InvalidSignature as exc:
@@ -133,16 +118,13 @@ async def notify(request: Request) -> JSONResponse:
     except ConfigError as exc:
         log.error("payment notification not handled: %s", exc)
         return _answer(IpnCode.OTHER)
-    work = functools.partial(
-        fees.record_notification,
-        notification=notification,
+    code = await settle_notification(
+        context_of_request(request),
+        notification,
         currency=params.get("vnp_CurrCode"),
-        settings=settings,
-        calendar=runtime.calendar,
-        fanout=Fanout.from_runtime(runtime),
+        online=online_payment(settings),
         now=clock(request),
     )
-    code = await runtime.db.run(work)
     level = logging.INFO if code in (IpnCode.OK, IpnCode.ALREADY_CONFIRMED) else logging.WARNING
     log.log(
         level,

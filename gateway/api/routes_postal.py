@@ -10,14 +10,13 @@ with ``[postal] secret``. The checks, in the order a caller can act on them:
   returned``, ``at``, ``note``) → 422;
 - an order the gateway did not place → 404.
 
-Otherwise the event is applied (:func:`gateway.shipments.apply_tracking_event`) and the answer is ``200``
+Otherwise the event is applied (:func:`gateway.services.tracking.apply_tracking_event`) and the answer is ``200``
 ``{"order_code", "kind", "status", "outcome": "applied|duplicate|late", "dossier_code", "dossier_status"}``:
 repeats and late events are accepted (the postal service must not retry them) and change nothing.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -27,11 +26,10 @@ from pydantic import BaseModel, ConfigDict
 from adapters.postal import SIGNATURE_HEADER, InvalidEvent, InvalidSignature, parse_event, verify_signature
 from adapters.postal.webhook import MAX_BODY_BYTES
 
-from .. import shipments
 from ..config import ConfigError
-from ..fanout import Fanout
+from ..services.tracking import receive_tracking_event
 from .errors import ApiError
-from .routes_common import clock, json_body_doc, parse_json, runtime_of
+from .routes_common import clock, context_of_request, json_body_doc, parse_json, runtime_of
 
 router = APIRouter(prefix="/api/v1/postal", tags=["postal"])
 log = logging.getLogger("gateway.postal")
@@ -61,8 +59,8 @@ class PostalEvent(BaseModel):
 async def postal_event(request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     now = clock(request)
+    settings = runtime.settings.postal
     try:
-        settings = shipments.PostalSettings.from_config(runtime.config)
         secret = settings.resolve_secret() if settings is not None else None
     except ConfigError as exc:
         log.error("postal webhook unavailable: %s", exc)
@@ -81,8 +79,7 @@ async def postal_event(request: Request) -> dict[str, Any]:
         event = parse_event(parse_json(raw))
     except InvalidEvent as exc:
         raise ApiError(422, f"not a tracking event: {exc}") from None
-    fanout = Fanout.from_runtime(runtime)
-    result = await runtime.db.run(functools.partial(shipments.receive_event, event=event, now=now, fanout=fanout))
+    result = await receive_tracking_event(context_of_request(request), event, now=now)
     log.info(
         "postal event received",
         extra={"order_code": result.order_code, "status": event.status.value, "outcome": result.outcome},

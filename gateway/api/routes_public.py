@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.codes import parse_dossier_code
-from ..dossiers import lookup_view
 from ..store.models import Dossier
+from ..views import lookup_view
 from .errors import ApiError
 from .routes_common import clock, runtime_of
 

@@ -1,7 +1,8 @@
 """``POST /api/v1/signatures/verify``: verify one uploaded document (portal), answer the signature report.
 
 The body is JSON ``{"filename", "content_base64", "detached_signature_base64"}`` or a multipart form with the file
-in ``file`` and, optionally, a detached CMS signature in ``signature``. Nothing is stored.
+in ``file`` and, optionally, a detached CMS signature in ``signature``; nothing is stored. The answer is
+:meth:`signing.SignatureReport.to_json`, the shape ``dvc-gateway verify --json`` gives per file.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from starlette.datastructures import UploadFile
 from signing import Document
 
 from ..auth import PORTAL, Principal
-from ..intake import parse_model, sanitise_filename
+from ..services.files import sanitise_filename
+from ..validation import parse_model
 from .errors import ApiError
 from .routes_common import is_json, json_body_doc, media_type, parse_json, require, runtime_of
 
@@ -94,4 +96,4 @@ async def verify_signature(
         raise ApiError(415, f"expected application/json or multipart/form-data, got {kind or 'none'}")
     name = sanitise_filename(filename, fallback_stem="document")
     report = await runtime.verifier.verify(Document(data, name, signature or None))
-    return report.to_dict()
+    return report.to_json()

@@ -2,7 +2,7 @@
 (``CapNhatTrangThaiHoSo``, :mod:`gateway.soap_callback`).
 
 An agency reports a status change in SOAP instead of ``POST /api/v1/agencies/{agency}/events``; the event takes the
-same path: :func:`gateway.dossiers.apply_agency_event` in one unit of work, with the same fan-out, audit entry,
+same path: :func:`gateway.services.events.apply_event` in one unit of work, with the same fan-out, audit entry,
 idempotency (dossier, status, ``ThoiDiem``, agency) and metrics.
 
 Authentication, per agency: ``Authorization: Bearer <token>`` with the agency's token (role ``agency:<code>``), or a
@@ -41,15 +41,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from .. import dossiers, soap_callback
+from .. import soap_callback
 from ..auth import AGENCY, Principal, TokenStore
 from ..domain.status import IllegalTransition
-from ..intake import ServiceError, parse_model
+from ..errors import ServiceError
 from ..registry import get_agency
+from ..services.events import AgencyEvent, apply_event
 from ..soap_callback import CallbackFault
-from . import routes_agencies
-from .errors import ApiError, BodyTooLarge, log_exception
-from .routes_common import runtime_of
+from ..validation import parse_model
+from .errors import ApiError, BodyTooLarge, log_exception, status_of
+from .routes_common import clock, context_of_request, runtime_of
 
 __all__ = ["router"]
 
@@ -151,10 +152,11 @@ def _service_fault(exc: ServiceError) -> CallbackFault:
         413: soap_callback.TOO_LARGE,
         422: soap_callback.INVALID,
     }
-    if exc.status >= 500:
-        return CallbackFault("server", soap_callback.SERVER_ERROR, exc.message, exc.status)
+    status = status_of(exc)
+    if status >= 500:
+        return CallbackFault("server", soap_callback.SERVER_ERROR, exc.message, status)
     details = [d for d in exc.details if isinstance(d, dict)]
-    return CallbackFault("client", codes.get(exc.status, soap_callback.INVALID), exc.message, exc.status, details)
+    return CallbackFault("client", codes.get(status, soap_callback.INVALID), exc.message, status, details)
 
 
 @router.post("/callback", include_in_schema=False)  # described by its WSDL, not in the JSON API's OpenAPI
@@ -162,7 +164,7 @@ async def callback(request: Request) -> Response:
     runtime = runtime_of(request)
     tokens: TokenStore = request.app.state.tokens
     version = soap_callback.version_of(request.headers.get("content-type")) or "1.1"
-    event: dossiers.AgencyEvent | None = None
+    event: AgencyEvent | None = None
     principal: Principal | None = None
     try:
         bearer = _bearer(request)
@@ -181,8 +183,8 @@ async def callback(request: Request) -> Response:
                 "client", soap_callback.FORBIDDEN, f"these credentials are agency {agency_code}'s, not {named}'s", 403
             )
         statuses = await runtime.db.run(functools.partial(_statuses, agency_code))
-        event = parse_model(dossiers.AgencyEvent, soap_callback.event_fields(parsed.values, statuses=statuses))
-        answer = await routes_agencies.apply_event(request, principal, event)
+        event = parse_model(AgencyEvent, soap_callback.event_fields(parsed.values, statuses=statuses))
+        outcome = await apply_event(context_of_request(request), principal, event, now=clock(request))
     except CallbackFault as fault:
         return _fault_response(version, fault)
     except IllegalTransition as exc:
@@ -209,9 +211,9 @@ async def callback(request: Request) -> Response:
         message = f"internal error (request {request_id or '-'}): try again later"
         return _fault_response(version, CallbackFault("server", soap_callback.SERVER_ERROR, message, 500))
     request.app.state.metrics.events.labels(
-        status=event.status.value, outcome="duplicate" if answer["duplicate"] else "applied"
+        status=event.status.value, outcome="duplicate" if outcome.duplicate else "applied"
     ).inc()
     return Response(
-        soap_callback.response_envelope(version, answer),
+        soap_callback.response_envelope(version, outcome.to_json()),
         media_type=soap_callback.soap_media_type(version),
     )

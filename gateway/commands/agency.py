@@ -22,7 +22,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..catalogue import known_procedure_codes
-from ..config import load_config
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..registry import (
     SECRET_FIELDS,
@@ -39,6 +38,7 @@ from ..registry import (
     remove_agency,
     validate_registration,
 )
+from ..settings import load_settings
 from .db import config_argument, open_database
 
 
@@ -109,13 +109,13 @@ def _updates(reg: Registration) -> str:
 
 
 def run_register(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    settings = RegistrySettings.from_config(config)
+    configured = load_settings(args.config)
+    settings = RegistrySettings.of(configured)
     try:
         doc = load_registration_file(args.file)
     except RegistrationError as exc:
         raise UsageError(str(exc)) from None
-    db = open_database(config)
+    db = open_database(configured)
     try:
         with db.unit_of_work() as session:
             known = known_procedure_codes(session)
@@ -144,8 +144,7 @@ def run_register(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    db = open_database(config)
+    db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
             agencies = list_agencies(session)
@@ -173,8 +172,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> Registration:
-    config = load_config(args.config)
-    db = open_database(config)
+    db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
             reg = get_agency(session, args.code)
@@ -216,7 +214,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     reg = _get(args)
-    settings = RegistrySettings.from_config(load_config(args.config))
+    settings = RegistrySettings.of(load_settings(args.config))
     result = asyncio.run(check_endpoint(reg, settings=settings))
     target = reg.wsdl if reg.protocol == "soap" else reg.endpoint
     if result.ok:
@@ -227,8 +225,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    db = open_database(config)
+    db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
             removed = remove_agency(session, args.code)

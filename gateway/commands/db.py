@@ -7,21 +7,14 @@ import argparse
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from ..config import Config, ConfigError, load_config
 from ..errors import EXIT_OK, UsageError
+from ..settings import Settings, load_settings
 from ..store.database import Database
-from ..store.engine import DEFAULT_URL, DatabaseConfigError
+from ..store.engine import DatabaseConfigError
 
 
 def config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="configuration file (default: $DVC_GATEWAY_CONFIG)")
-
-
-def database_url(config: Config) -> str:
-    url = config.section("database").get("url", DEFAULT_URL)
-    if not isinstance(url, str) or not url:
-        raise ConfigError("[database] url must be a database URL string")
-    return url
 
 
 def _shown(url: str) -> str:
@@ -31,9 +24,9 @@ def _shown(url: str) -> str:
         return repr(url)
 
 
-def open_database(config: Config) -> Database:
+def open_database(settings: Settings) -> Database:
     """The configured database, migrated to the newest schema; a failure is one :class:`UsageError` line."""
-    url = database_url(config)
+    url = settings.database.url
     try:
         db = Database.connect(url)
     except DatabaseConfigError as exc:
@@ -62,8 +55,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_upgrade(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    db = open_database(config)
+    settings = load_settings(args.config)
+    db = open_database(settings)
     db.dispose()
-    print(f"database {_shown(database_url(config))} is up to date")
+    print(f"database {_shown(settings.database.url)} is up to date")
     return EXIT_OK

@@ -35,12 +35,14 @@ from sqlalchemy.orm import Session
 from adapters.errors import AuthError, UpstreamError
 
 from .. import messages, outbox
-from ..config import Config, ConfigError, load_config
+from ..config import ConfigError
 from ..domain.calendar import VIETNAM_TZ
 from ..domain.status import national_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..national_sync import PortalSettings, enqueue_sync, open_portal
+from ..flows.national import enqueue_sync, open_portal
+from ..flows.national.settings import NationalPortalSettings
 from ..runtime import Runtime
+from ..settings import Settings, load_settings
 from ..store.models import Dossier, HistoryEntry, NationalSync, OutboxMessage
 from .db import config_argument, open_database
 
@@ -136,9 +138,16 @@ def _progress(total: int) -> Progress:
     return Progress(console=Console(stderr=True), transient=True, disable=not show)
 
 
-async def _ask_portal(config: Config, runtime: Runtime, codes: Sequence[str]) -> dict[str, int | None]:
+def portal_settings(settings: Settings) -> NationalPortalSettings:
+    """The ``[national_portal]`` settings; :class:`ConfigError` (one line) when the integration is off."""
+    if settings.national_portal is None:
+        raise ConfigError("[national_portal] base_url: is not configured (the national portal integration is off)")
+    return settings.national_portal
+
+
+async def _ask_portal(runtime: Runtime, codes: Sequence[str]) -> dict[str, int | None]:
     held: dict[str, int | None] = {}
-    async with open_portal(config, runtime.client_factory) as portal:
+    async with open_portal(portal_settings(runtime.settings), runtime.client_factory) as portal:
         with _progress(len(codes)) as progress:
             task = progress.add_task("Asking the national portal", total=len(codes))
             size = portal.batch_size
@@ -160,11 +169,11 @@ def _resync(session: Session, mismatches: list[dict[str, Any]]) -> None:
 
 def run_reconcile(args: argparse.Namespace) -> int:
     since = parse_since(args.since)
-    config = load_config(args.config)
+    settings = load_settings(args.config)
     if not args.from_records:
-        PortalSettings.from_config(config)  # a configuration error is one line before anything else
-    db = open_database(config)
-    runtime = Runtime(config=config, db=db)
+        portal_settings(settings)  # the integration off is one line before anything else
+    db = open_database(settings)
+    runtime = Runtime.from_settings(settings, db)
     try:
         with db.unit_of_work() as session:
             dossiers = _changed_since(session, since)
@@ -173,7 +182,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             held = {d["dossier_code"]: d["recorded_code"] for d in dossiers}
         else:
             try:
-                held = asyncio.run(_ask_portal(config, runtime, [d["dossier_code"] for d in dossiers]))
+                held = asyncio.run(_ask_portal(runtime, [d["dossier_code"] for d in dossiers]))
             except AuthError as exc:
                 raise UsageError(f"national portal: {exc}") from None
             except UpstreamError as exc:

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import outbox
-from ..config import load_config
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..settings import load_settings
 from ..store.models import OutboxMessage
 from .db import config_argument, open_database
 
@@ -79,7 +79,7 @@ def message_view(message: OutboxMessage) -> dict[str, Any]:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    db = open_database(load_config(args.config))
+    db = open_database(load_settings(args.config))
     try:
         views: list[dict[str, Any]] = []
         after = 0
@@ -125,7 +125,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_redrive(args: argparse.Namespace) -> int:
     if args.id is not None and args.id < 1:
         raise UsageError("ID must be a positive message id")
-    db = open_database(load_config(args.config))
+    db = open_database(load_settings(args.config))
     state: str | None = None
     try:
         with db.unit_of_work() as session:

@@ -28,9 +28,11 @@ from adapters.http import default_factory, map_http_errors, raise_for_status
 from adapters.payment import PaymentState, ReconciliationReport, SettlementFormatError, parse_settlement
 from adapters.payment.vnpay import VNPAY_TIME, reconcile
 
-from .. import fees
-from ..config import load_config
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..flows.payment.provider import UPSTREAM, build_provider
+from ..flows.payment.settings import PaymentSettings
+from ..services.reconciliation import local_payments
+from ..settings import load_settings
 from .db import config_argument, open_database
 
 __all__ = ["add_parser", "report_json", "run_reconcile"]
@@ -78,18 +80,18 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-async def _download(settings: fees.PaymentSettings, day: date) -> str:
+async def _download(settings: PaymentSettings, day: date) -> str:
     assert settings.settlement_url is not None
     url = settings.settlement_url.replace("{date}", day.strftime("%Y%m%d"))
-    client = default_factory.client(fees.UPSTREAM, settings.client_settings())
+    client = default_factory.client(UPSTREAM, settings.client_settings())
     async with client:
-        with map_http_errors(fees.UPSTREAM):
+        with map_http_errors(UPSTREAM):
             response = await client.get(url)
-            raise_for_status(response, fees.UPSTREAM)
+            raise_for_status(response, UPSTREAM)
             return response.text
 
 
-def _settlement(args: argparse.Namespace, settings: fees.PaymentSettings | None, day: date | None) -> str:
+def _settlement(args: argparse.Namespace, settings: PaymentSettings | None, day: date | None) -> str:
     if args.file:
         return _read(args.file)
     if day is None:
@@ -150,8 +152,8 @@ def _print(view: dict[str, Any]) -> None:
 
 
 def run_reconcile(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    settings = fees.PaymentSettings.from_config(config)
+    configured = load_settings(args.config)
+    settings = configured.payment
     day = _day(args.date) if args.date else None
     text = _settlement(args, settings, day)
     try:
@@ -162,13 +164,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
         days = [datetime(day.year, day.month, day.day, 12, tzinfo=VNPAY_TIME)]
     else:
         days = sorted({row.paid_at.astimezone(VNPAY_TIME).replace(hour=12) for row in rows if row.paid_at})
-    db = open_database(config)
+    db = open_database(configured)
     try:
         with db.unit_of_work() as session:
-            local = fees.local_payments(session, [row.reference for row in rows], days)
+            local = local_payments(session, [row.reference for row in rows], days)
     finally:
         db.dispose()
-    report = fees.provider_for(settings).reconcile(text, local) if settings else reconcile(text, local)
+    report = build_provider(settings).reconcile(text, local) if settings else reconcile(text, local)
     view = report_json(report, day)
     if args.json:
         json.dump(view, sys.stdout, ensure_ascii=False, indent=2)

@@ -34,12 +34,13 @@ from ..catalogue import (
     load_catalogue,
     validation_errors,
 )
-from ..config import Config, load_config
 from ..domain.codes import is_valid_agency_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..national_sync import PortalSettings, open_portal
+from ..flows.national import open_portal
 from ..runtime import Runtime
+from ..settings import load_settings
 from .db import config_argument, open_database
+from .national import portal_settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -76,18 +77,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    path = args.file
+    settings = load_settings(args.config)
+    path = args.file if args.file is not None else settings.catalogue.path
     if path is None:
-        configured = config.section("catalogue").get("path")
-        if not isinstance(configured, str) or not configured:
-            raise UsageError("no catalogue file: give FILE or set [catalogue] path in the configuration")
-        path = config.path(configured)
+        raise UsageError("no catalogue file: give FILE or set [catalogue] path in the configuration")
     try:
         specs = load_catalogue(path)
     except CatalogueError as exc:
         raise UsageError(str(exc)) from None
-    db = open_database(config)
+    db = open_database(settings)
     try:
         with db.unit_of_work() as session:
             created, updated = import_procedures(session, specs)
@@ -101,8 +99,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    db = open_database(config)
+    db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
             specs = list_procedures(session)
@@ -168,22 +165,22 @@ def merge_procedure(portal: PortalProcedure, local: ProcedureSpec | None) -> Pro
         return f"{problem['field']}: {problem['message']}" if problem["field"] else problem["message"]
 
 
-async def _pull(config: Config, runtime: Runtime) -> list[dict[str, Any]]:
-    async with open_portal(config, runtime.client_factory) as portal:
+async def _pull(runtime: Runtime) -> list[dict[str, Any]]:
+    async with open_portal(portal_settings(runtime.settings), runtime.client_factory) as portal:
         return await portal.pull_procedures()
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    PortalSettings.from_config(config)  # a configuration error is one line before anything else
-    db = open_database(config)
-    runtime = Runtime(config=config, db=db)
+    settings = load_settings(args.config)
+    portal_settings(settings)  # the integration off is one line before anything else
+    db = open_database(settings)
+    runtime = Runtime.from_settings(settings, db)
     skipped: list[dict[str, str]] = []
     created = updated = unchanged = 0
     try:
         try:
             with Console(stderr=True).status("Pulling the catalogue from the national portal", spinner="dots"):
-                entries = asyncio.run(_pull(config, runtime))
+                entries = asyncio.run(_pull(runtime))
         except AuthError as exc:
             raise UsageError(f"national portal: {exc}") from None
         except UpstreamError as exc:

@@ -12,11 +12,12 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from ..config import ConfigError, load_config
+from ..config import ConfigError
 from ..daemon import DaemonError, listen_socket, serve_asgi
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
-from ..recording.transport import RecordingSettings
+from ..recording.settings import RecordingSettings
+from ..settings import load_settings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8099
@@ -48,8 +49,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def settings_from(config_path: str | None) -> RecordingSettings:
     """The ``[recording]`` settings of the configuration (usage error when they are wrong)."""
     try:
-        config = load_config(config_path)
-        return RecordingSettings.from_config(config.section("recording"), config.base_dir)
+        return load_settings(config_path).recording
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

@@ -17,14 +17,15 @@ import asyncio
 import sys
 
 from ..auth import TokenStore
-from ..config import Config, ConfigError, load_config
+from ..config import Config, ConfigError
 from ..daemon import DaemonError, run_daemon
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
+from ..settings import Settings, load_settings
 from ..store.database import Database
 from ..store.engine import DatabaseConfigError
-from .db import config_argument, database_url, open_database
+from .db import config_argument, open_database
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -45,11 +46,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     worker.set_defaults(run=run_worker)
 
 
-def open_runtime(config: Config) -> Runtime:
-    """The runtime on the configured database (SQLite migrated, PostgreSQL checked), every setting loaded."""
-    url = database_url(config)
+def open_runtime(source: Settings | Config) -> Runtime:
+    """The runtime on the configured database (SQLite migrated, PostgreSQL checked), everything the settings name
+    loaded; ``source`` is the settings, or a raw configuration to read them from."""
+    settings = source if isinstance(source, Settings) else Settings.from_raw(source.raw, source.base_dir)
+    url = settings.database.url
     if url.startswith("sqlite"):
-        db = open_database(config)
+        db = open_database(settings)
     else:
         try:
             db = Database.connect(url)
@@ -64,14 +67,16 @@ def open_runtime(config: Config) -> Runtime:
         if not current:
             db.dispose()
             raise UsageError("the database schema is not at the newest migration: run 'dvc-gateway db upgrade'")
-    runtime = Runtime(config=config, db=db)
+    if isinstance(source, Settings):
+        runtime = Runtime.from_settings(settings, db)
+    else:
+        runtime = Runtime(config=source, db=db, settings=settings)
     try:
-        # Load everything now: a bad setting is one line before anything starts.
+        # Read what the settings name now (trust material, tokens, cassettes): a mistake is one line before anything
+        # starts.
         runtime.verifier  # noqa: B018
-        runtime.calendar  # noqa: B018
-        runtime.retry_policy  # noqa: B018
-        runtime.registry_settings  # noqa: B018
-        TokenStore.from_config(config)
+        runtime.client_factory  # noqa: B018
+        TokenStore.from_settings(settings.auth)
     except (ConfigError, ValueError):
         runtime.close()
         raise
@@ -79,8 +84,7 @@ def open_runtime(config: Config) -> Runtime:
 
 
 def _run(args: argparse.Namespace, *, api: bool) -> int:
-    config = load_config(args.config)
-    runtime = open_runtime(config)
+    runtime = open_runtime(load_settings(args.config))
     setup_logging()
 
     def ready(url: str | None) -> None:

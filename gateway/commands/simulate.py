@@ -26,7 +26,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from ..config import ConfigError, resolve_secret
+from ..config import ConfigError, SecretRef
 from ..daemon import DaemonError, listen_socket, serve_asgi
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
@@ -71,8 +71,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _secret(value: str | None, option: str) -> str | None:
+    """The secret an option gives: a literal, ``env:NAME`` or ``file:PATH`` (relative to the working directory)."""
+    if value is None:
+        return None
     try:
-        return resolve_secret(value, key=option)
+        reference = SecretRef(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    try:
+        return reference.resolve(option)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
 

@@ -1,7 +1,8 @@
 """``dvc-gateway verify``: check the digital signatures of documents, for clerks and for scripts.
 
 Exit 0 when every file is ``valid``, 1 otherwise, 2 for usage errors. ``--json`` prints the report list (the
-machine contract); the default is a table, in Vietnamese with ``--lang vi``.
+machine contract, :meth:`signing.SignatureReport.to_json`); the default is a table, in Vietnamese with ``--lang vi``.
+The signature libraries are loaded only when the command runs, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -11,16 +12,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
-
-from signing.trust import TrustMaterialError, TrustSettings, TrustStore
-from signing.verify import Document, Verifier, find_detached_signature
-
-from ..config import load_config
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from signing import Document, SignatureReport, TrustSettings, Verifier
 
 _HEADERS = {
     "en": ("File", "Format", "Verdict", "Signer", "Details"),
@@ -73,6 +70,11 @@ def _existing(paths: list[str], what: str) -> list[Path]:
 
 
 def trust_settings(args: argparse.Namespace) -> TrustSettings:
+    """The configuration's ``[signing]`` section with the command line's anchors, certificates and CRLs added."""
+    from signing.settings import TrustSettings
+
+    from ..config import load_config
+
     base = load_config(args.config).signing
     return TrustSettings(
         trust_anchors=(*base.trust_anchors, *_existing(args.trust_anchor, "trust anchor")),
@@ -84,6 +86,8 @@ def trust_settings(args: argparse.Namespace) -> TrustSettings:
 
 
 def _documents(args: argparse.Namespace) -> list[Document]:
+    from signing.verify import Document, find_detached_signature
+
     files = _existing(args.files, "file")
     for path in files:
         if not path.is_file():
@@ -108,6 +112,10 @@ def _documents(args: argparse.Namespace) -> list[Document]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from signing.report import Verdict
+    from signing.trust import TrustMaterialError, TrustStore
+    from signing.verify import Verifier
+
     settings = trust_settings(args)
     try:
         store = TrustStore.load(settings)
@@ -122,14 +130,17 @@ def run(args: argparse.Namespace) -> int:
     finally:
         verifier.close()
     if args.json:
-        json.dump(reports, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump([report.to_json() for report in reports], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     else:
         _print_table(reports, args.lang)
-    return EXIT_OK if all(r["verdict"] == "valid" for r in reports) else EXIT_CHECK_FAILED
+    return EXIT_OK if all(report.verdict is Verdict.VALID for report in reports) else EXIT_CHECK_FAILED
 
 
-def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[dict]:
+def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[SignatureReport]:
+    from rich.console import Console
+    from rich.progress import Progress
+
     workers = workers or min(len(docs), os.cpu_count() or 1)
     show = sys.stderr.isatty() and len(docs) > 1
     with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
@@ -137,13 +148,18 @@ def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[
         return verifier.verify_batch(docs, workers=workers, on_done=lambda: progress.advance(task))
 
 
-def _print_table(reports: list[dict], lang: str) -> None:
+def _print_table(reports: list[SignatureReport], lang: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(*_HEADERS[lang], show_lines=False)
     for report in reports:
-        verdict = report["verdict"]
+        verdict = str(report.verdict)
         shown = _VERDICT_VI[verdict] if lang == "vi" else verdict
         style = "green" if verdict == "valid" else "red"
-        signers = ", ".join(s["signer"]["common_name"] for s in report["signatures"] if s["signer"]["common_name"])
-        table.add_row(report["file"], report["format"], f"[{style}]{shown}[/]", signers or "-", report["message"][lang])
+        signers = ", ".join(s.signer.common_name for s in report.signatures if s.signer.common_name)
+        table.add_row(
+            report.file, str(report.signature_format), f"[{style}]{shown}[/]", signers or "-", report.message[lang]
+        )
     # On a terminal the table fits the window; piped into a file or a pager it keeps whole lines.
     Console(width=None if sys.stdout.isatty() else 200).print(table)

@@ -9,46 +9,34 @@ portal webhook) is built through that factory, so all are recorded or replayed a
 tests) keep talking to the real network.
 
 Replay never touches the network: the replay wrapper ignores the transport beneath it. Revocation fetches of the
-signature verifier do not pass the client factory, so ``replay`` requires ``[signing] online_revocation = false``.
-
-A wrong setting is a one-line :class:`~gateway.config.ConfigError` (exit code 2 from the CLI), raised when the
-runtime's factory is first used, before the daemon serves anything.
+signature verifier do not pass the client factory, so the settings refuse ``replay`` with ``[signing]
+online_revocation = true`` (:class:`gateway.settings.Settings`). A cassette directory that cannot be read is a
+one-line :class:`~gateway.config.ConfigError` (exit code 2 from the CLI), raised before the daemon serves anything.
 """
 
 from __future__ import annotations
 
 from adapters.http import ClientFactory
 
-from ..config import Config, ConfigError
+from ..config import ConfigError
 from .har import HarError
-from .transport import RecordingSettings, install
+from .settings import RecordingSettings
+from .transport import install
 
-__all__ = ["client_factory_for", "recording_settings"]
-
-
-def recording_settings(config: Config) -> RecordingSettings:
-    """The ``[recording]`` settings of ``config`` (relative directories from the configuration file's directory)."""
-    settings = RecordingSettings.from_config(config.section("recording"), config.base_dir)
-    if settings.mode == "replay" and config.section("signing").get("online_revocation") is True:
-        raise ConfigError(
-            '[recording] mode = "replay" needs [signing] online_revocation = false: revocation fetches are not '
-            "recorded, and replay never touches the network"
-        )
-    return settings
+__all__ = ["client_factory_for"]
 
 
-def client_factory_for(config: Config, base: ClientFactory) -> ClientFactory:
-    """The factory the gateway's outbound clients come from under ``config``'s ``[recording]`` section."""
-    settings = recording_settings(config)
+def client_factory_for(settings: RecordingSettings, base: ClientFactory) -> ClientFactory:
+    """The factory the gateway's outbound clients come from under the ``[recording]`` ``settings``."""
     if settings.mode == "off":
         return base
     factory = ClientFactory(base.wrappers)
     try:
         install(factory, settings)
     except FileNotFoundError:
-        raise ConfigError(f"[recording] directory {settings.directory}: no such cassette directory") from None
+        raise ConfigError(f"[recording] directory: {settings.directory}: no such cassette directory") from None
     except (HarError, ValueError) as exc:
         raise ConfigError(f"[recording] {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"[recording] directory {settings.directory}: {exc.strerror or exc}") from None
+        raise ConfigError(f"[recording] directory: {settings.directory}: {exc.strerror or exc}") from None
     return factory

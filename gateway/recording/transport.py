@@ -7,7 +7,7 @@
   is ignored). The live request is redacted with the directory's salt before matching, so it matches its redacted
   recording. Optional replay of the recorded latency (``replay_latency``: a factor, 1 = as recorded) and injected
   faults (:class:`FaultRule`). A request nothing answers raises :class:`~gateway.recording.match.NoMatch`.
-* :class:`RecordingSettings` reads the ``[recording]`` section; :func:`install` puts the right wrapper on a factory.
+* :func:`install` puts the wrapper a :class:`~gateway.recording.settings.RecordingSettings` asks for on a factory.
 """
 
 from __future__ import annotations
@@ -19,17 +19,14 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from adapters.http import ClientFactory, TransportWrapper
 
-from ..config import ConfigError
 from .har import (
     Exchange,
     dumps_har,
@@ -39,21 +36,9 @@ from .har import (
     now_iso,
     write_bytes_atomically,
 )
-from .match import (
-    DEFAULT_IGNORE_JSON_KEYS,
-    DEFAULT_IGNORE_QUERY_PARAMS,
-    DEFAULT_IGNORE_XML_ELEMENTS,
-    MatchSettings,
-    ReplayIndex,
-)
-from .redact import (
-    DEFAULT_REDACT_HEADERS,
-    DEFAULT_REDACT_JSON_KEYS,
-    DEFAULT_REDACT_PARAMS,
-    DEFAULT_REDACT_XML_ELEMENTS,
-    Redactor,
-    directory_salt,
-)
+from .match import ReplayIndex
+from .redact import Redactor
+from .settings import FaultRule, RecordingSettings
 
 __all__ = [
     "FaultRule",
@@ -67,8 +52,6 @@ __all__ = [
     "response_of",
 ]
 
-MODES = ("off", "record", "replay")
-DEFAULT_MAX_FILE_BYTES = 10 * 1024 * 1024
 #: Response headers not replayed as recorded (httpx computes them for the body it is given).
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _ERRORS: dict[str, type[httpx.TransportError]] = {
@@ -86,78 +69,6 @@ _ERRORS: dict[str, type[httpx.TransportError]] = {
         httpx.ProxyError,
     )
 }
-
-
-def _names(section: Mapping[str, Any], key: str, default: Sequence[str]) -> tuple[str, ...]:
-    value = section.get(key)
-    if value is None:
-        return tuple(default)
-    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
-        raise ConfigError(f"[recording] {key} must be a list of non-empty strings")
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class FaultRule:
-    """A fault injected into replayed exchanges (``[[recording.faults]]``).
-
-    :param kind: ``delay`` (answer after ``seconds``, then normally), ``drop`` (the connection breaks:
-        ``httpx.ConnectError``), ``status`` (answer ``status``, 503 by default, with a JSON error) or ``soap_fault``
-        (HTTP 500 with a SOAP 1.1 ``soap:Server`` fault carrying ``message``).
-    :param method: only requests with this method; :param url_contains: only URLs containing this text;
-        :param upstream: only this upstream (``agency:000.00.23.H38``, ``national_portal``...; not under
-        ``replay serve``); :param body_contains: only requests whose body contains this text (a dossier code).
-    :param nth: only the n-th request these filters select (1-based); :param times: at most this many times
-        (``None``: every time).
-    """
-
-    kind: str
-    method: str | None = None
-    url_contains: str | None = None
-    upstream: str | None = None
-    body_contains: str | None = None
-    nth: int | None = None
-    times: int | None = None
-    seconds: float = 0.0
-    status: int = 503
-    message: str = "injected fault"
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("delay", "drop", "status", "soap_fault"):
-            raise ValueError(f"unknown fault kind {self.kind!r} (delay, drop, status, soap_fault)")
-        for name in ("method", "url_contains", "upstream", "body_contains"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ValueError(f"{name} must be a non-empty string")
-        for name in ("nth", "times"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer")
-        if isinstance(self.seconds, bool) or not isinstance(self.seconds, int | float) or self.seconds < 0:
-            raise ValueError("seconds must be a non-negative number")
-        if isinstance(self.status, bool) or not isinstance(self.status, int) or not 400 <= self.status <= 599:
-            raise ValueError("status must be an HTTP error status (400-599)")
-        if not isinstance(self.message, str):
-            raise ValueError("message must be a string")
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> FaultRule:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise ValueError(f"unknown fault keys: {', '.join(map(str, unknown))}")
-        if "kind" not in value:
-            raise ValueError("a fault needs a kind (delay, drop, status, soap_fault)")
-        return cls(**dict(value))
-
-    def applies(self, request: httpx.Request, upstream: str = "", body: bytes = b"") -> bool:
-        if self.method and request.method.upper() != self.method.upper():
-            return False
-        if self.url_contains and self.url_contains not in str(request.url):
-            return False
-        if self.upstream and self.upstream != upstream:
-            return False
-        return not (self.body_contains and self.body_contains.encode("utf-8") not in body)
 
 
 class _FaultPlan:
@@ -181,111 +92,6 @@ class _FaultPlan:
                 self._fired[position] += 1
                 chosen.append(rule)
         return chosen
-
-
-@dataclass(frozen=True)
-class RecordingSettings:
-    """The ``[recording]`` section."""
-
-    mode: str = "off"
-    directory: Path = Path("cassettes")
-    redact_headers: tuple[str, ...] = DEFAULT_REDACT_HEADERS
-    redact_json_keys: tuple[str, ...] = DEFAULT_REDACT_JSON_KEYS
-    redact_xml_elements: tuple[str, ...] = DEFAULT_REDACT_XML_ELEMENTS
-    redact_params: tuple[str, ...] = DEFAULT_REDACT_PARAMS
-    ignore_json_keys: tuple[str, ...] = DEFAULT_IGNORE_JSON_KEYS
-    ignore_xml_elements: tuple[str, ...] = DEFAULT_IGNORE_XML_ELEMENTS
-    ignore_query_params: tuple[str, ...] = DEFAULT_IGNORE_QUERY_PARAMS
-    match_headers: tuple[str, ...] = ()
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
-    replay_latency: float = 0.0
-    faults: tuple[FaultRule, ...] = ()
-    repeat_last: bool = True
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None, base_dir: Path | None = None) -> RecordingSettings:
-        """Settings from the ``[recording]`` table (``ConfigError`` naming the key when a value is wrong)."""
-        section = dict(section or {})
-        known = {
-            "mode",
-            "directory",
-            "redact_headers",
-            "redact_json_keys",
-            "redact_xml_elements",
-            "redact_params",
-            "ignore_json_keys",
-            "ignore_xml_elements",
-            "ignore_query_params",
-            "match_headers",
-            "max_file_bytes",
-            "replay_latency",
-            "faults",
-            "repeat_last",
-        }
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"[recording] unknown keys: {', '.join(unknown)}")
-        mode = section.get("mode", "off")
-        if mode not in MODES:
-            raise ConfigError(f"[recording] mode must be one of {', '.join(MODES)}")
-        directory = section.get("directory", "cassettes")
-        if not isinstance(directory, str) or not directory:
-            raise ConfigError("[recording] directory must be a path")
-        path = Path(directory)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        max_bytes = section.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1024:
-            raise ConfigError("[recording] max_file_bytes must be an integer of at least 1024")
-        latency = section.get("replay_latency", 0.0)
-        if isinstance(latency, bool):
-            latency = 1.0 if latency else 0.0
-        if not isinstance(latency, int | float) or latency < 0:
-            raise ConfigError("[recording] replay_latency must be true, false or a non-negative factor")
-        faults = section.get("faults", [])
-        if not isinstance(faults, list) or not all(isinstance(item, Mapping) for item in faults):
-            raise ConfigError("[recording] faults must be a list of tables")
-        try:
-            rules = tuple(FaultRule.from_dict(item) for item in faults)
-        except ValueError as exc:
-            raise ConfigError(f"[recording] faults: {exc}") from None
-        repeat_last = section.get("repeat_last", True)
-        if not isinstance(repeat_last, bool):
-            raise ConfigError("[recording] repeat_last must be true or false")
-        return cls(
-            mode=mode,
-            directory=path,
-            redact_headers=_names(section, "redact_headers", DEFAULT_REDACT_HEADERS),
-            redact_json_keys=_names(section, "redact_json_keys", DEFAULT_REDACT_JSON_KEYS),
-            redact_xml_elements=_names(section, "redact_xml_elements", DEFAULT_REDACT_XML_ELEMENTS),
-            redact_params=_names(section, "redact_params", DEFAULT_REDACT_PARAMS),
-            ignore_json_keys=_names(section, "ignore_json_keys", DEFAULT_IGNORE_JSON_KEYS),
-            ignore_xml_elements=_names(section, "ignore_xml_elements", DEFAULT_IGNORE_XML_ELEMENTS),
-            ignore_query_params=_names(section, "ignore_query_params", DEFAULT_IGNORE_QUERY_PARAMS),
-            match_headers=_names(section, "match_headers", ()),
-            max_file_bytes=max_bytes,
-            replay_latency=float(latency),
-            faults=rules,
-            repeat_last=repeat_last,
-        )
-
-    def redactor(self, directory: str | os.PathLike[str]) -> Redactor:
-        return Redactor(
-            directory_salt(directory),
-            headers=self.redact_headers,
-            json_keys=self.redact_json_keys,
-            xml_elements=self.redact_xml_elements,
-            params=self.redact_params,
-        )
-
-    def match_settings(self, *, ignore_host: bool = False) -> MatchSettings:
-        return MatchSettings(
-            ignore_json_keys=self.ignore_json_keys,
-            ignore_xml_elements=self.ignore_xml_elements,
-            ignore_query_params=self.ignore_query_params,
-            match_headers=self.match_headers,
-            ignore_host=ignore_host,
-        )
 
 
 # ----------------------------------------------------------------------------------------------------------------------

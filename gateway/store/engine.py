@@ -1,4 +1,8 @@
-"""Engines for the embedded default (SQLite in WAL mode) and PostgreSQL, and migrations on demand."""
+"""Engines for the embedded default (SQLite in WAL mode) and PostgreSQL, and migrations on demand.
+
+:func:`url_problem` is the one check of a ``[database] url``: the settings refuse a bad one when they are read, and
+:func:`make_engine` raises :class:`DatabaseConfigError` for one given any other way.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,26 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from ..config import ConfigError
+
 DEFAULT_URL = "sqlite:///./var/gateway.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BACKENDS = ("sqlite", "postgresql")
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(ConfigError):
     """The database URL cannot be used."""
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as the gateway's database (``None``: nothing)."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return "is not a database URL"
+    if backend not in BACKENDS:
+        return f"unsupported database {backend!r} (use sqlite or postgresql)"
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -27,10 +45,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     """An engine for ``url``; a SQLite file's directory is created, and WAL, full sync and foreign keys are on."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise DatabaseConfigError(f"[database] url is not a database URL: {url!r}") from exc
+    problem = url_problem(url)
+    if problem is not None:
+        raise DatabaseConfigError(f"[database] url: {problem}")
+    parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database
@@ -39,11 +57,9 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if backend == "postgresql":
-        if parsed.drivername == "postgresql":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    raise DatabaseConfigError(f"[database] url: unsupported database {backend!r} (use sqlite or postgresql)")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 def _alembic_config(engine: Engine):

@@ -1,0 +1,178 @@
+"""The composition root: the one place that builds the adapters, registers the flows on the bus and the outbox,
+and collects the periodic jobs.
+
+A new flow is one package in :mod:`gateway.flows` and one line in :func:`build_bus`, :meth:`Composition._handlers`
+and :meth:`Composition.periodic_jobs`. Everything here is built from the typed settings of a
+:class:`~gateway.runtime.Runtime`; the use cases get a :class:`~gateway.services.context.Context` and never see
+the runtime.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from adapters.errors import PermanentError
+from adapters.http import ClientFactory, ClientSettings, bearer
+from adapters.netguard import AddressPolicy
+from adapters.onestop.soap import WsdlLoader
+from adapters.payment.port import PaymentProvider
+from adapters.portal import PortalWebhookClient
+from gateway import messages
+from gateway.bootstrap.agency_clients import AgencyClientCache
+from gateway.bus import MessageBus, merge_subscriptions
+from gateway.config import ConfigError
+from gateway.delivery import Deliveries, OutboxHandler
+from gateway.flows import agency, national, payment, portal, postal
+from gateway.periodic import PeriodicJob
+from gateway.sections import PortalSection
+from gateway.services.context import Context
+from gateway.views import agency_document
+from gateway.workers import MessageView
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+__all__ = ["Composition", "build_bus", "check_settings", "context_of"]
+
+_CONTEXT = "services.context"
+
+
+def build_bus(runtime: Runtime) -> MessageBus:
+    """The bus with every configured flow's reactions (an integration that is off records its skipped step)."""
+    settings = runtime.settings
+    return MessageBus(
+        merge_subscriptions(
+            portal.subscriptions(settings.portal.webhook_url is not None),
+            payment.subscriptions(settings.payment),
+            postal.subscriptions(settings.postal),
+            national.subscriptions(settings.national_portal is not None),
+        )
+    )
+
+
+def context_of(runtime: Runtime) -> Context:
+    """The use cases' context of ``runtime``, built once (the bus, calendar and verifier of its settings)."""
+    found = runtime.extras.get(_CONTEXT)
+    if found is None:
+        found = Context(
+            db=runtime.db,
+            bus=build_bus(runtime),
+            calendar=runtime.calendar,
+            verifier=runtime.verifier,
+            max_file_bytes=runtime.settings.server.max_file_bytes,
+        )
+        runtime.extras[_CONTEXT] = found
+    return found
+
+
+def check_settings(runtime: Runtime) -> None:
+    """Build what the settings describe now, so a daemon refuses to start on a setting it cannot use rather than
+    parking every message later (:class:`~gateway.config.ConfigError`)."""
+    settings = runtime.settings
+    for section in (settings.payment, settings.postal, settings.national_portal):
+        if section is not None:
+            try:
+                section.client_settings()
+            except ValueError as exc:
+                raise ConfigError(f"{exc}") from None
+    if settings.payment is not None:
+        payment.build_signer(settings.payment)
+
+
+class _PortalOff:
+    """``portal.webhook`` messages left from a time the webhook was configured: parked, never retried."""
+
+    kinds = frozenset({messages.PORTAL_WEBHOOK})
+
+    async def handle(self, message: MessageView) -> None:
+        raise PermanentError("[portal] webhook_url is not configured", upstream=messages.PORTAL_TARGET)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _portal_handler(section: PortalSection, factory: ClientFactory) -> OutboxHandler:
+    if section.webhook_url is None:
+        return _PortalOff()
+    timeout = float(section.timeout_seconds)
+    client_settings = ClientSettings(
+        base_url=section.webhook_url,
+        timeout_seconds=timeout,
+        connect_timeout_seconds=min(5.0, timeout),
+        total_timeout_seconds=max(timeout, 1.0) * 2,
+        address_policy=AddressPolicy(allow_private=True),
+    )
+    token = section.token
+    auth = bearer(token.resolve) if token is not None else None
+    http = factory.client(messages.PORTAL_TARGET, client_settings, auth=auth)
+    return portal.PortalWebhookHandler(PortalWebhookClient(http, section.webhook_url))
+
+
+class Composition:
+    """Everything one gateway process runs beside the API: the outbox deliveries, the poller, the periodic jobs,
+    and the clients they share (closed by :meth:`aclose`)."""
+
+    def __init__(self, runtime: Runtime, *, factory: ClientFactory | None = None) -> None:
+        self.runtime = runtime
+        self.context = context_of(runtime)
+        self.factory = factory or runtime.client_factory
+        registry = runtime.settings.registry
+        self.wsdl_loader = WsdlLoader()
+        self.agency_clients = AgencyClientCache(
+            self.factory,
+            address_policy=AddressPolicy(allow_private=registry.allow_private_endpoints),
+            wsdl_loader=self.wsdl_loader,
+            wsdl_cache_dir=registry.wsdl_cache_dir,
+        )
+        self.poller = agency.Poller(self.context, self.agency_clients, runtime.settings.poller)
+        self._payment_http: Any = None
+        self.deliveries = Deliveries(self._handlers())
+
+    def _handlers(self) -> list[OutboxHandler]:
+        settings = self.runtime.settings
+        handlers: list[OutboxHandler] = [
+            agency.AgencyHandler(self.context, self.agency_clients, agency_document),
+            _portal_handler(settings.portal, self.factory),
+        ]
+        if settings.national_portal is not None:
+            handlers.append(national.sync_handler(self.context, settings.national_portal, self.factory))
+        if settings.postal is not None:
+            self.postal = postal.order_handler(self.context, settings.postal, self.factory)
+            handlers.append(self.postal)
+        return handlers
+
+    @functools.cached_property
+    def payment_provider(self) -> PaymentProvider | None:
+        """The provider of ``[payment]`` with its API client (none when payment is off)."""
+        settings = self.runtime.settings.payment
+        if settings is None:
+            return None
+        try:
+            self._payment_http = self.factory.client(payment.UPSTREAM, settings.client_settings())
+        except ValueError as exc:
+            raise ConfigError(f"[payment] base_url: {exc}") from None
+        return payment.build_provider(settings, self._payment_http)
+
+    def periodic_jobs(self) -> list[PeriodicJob]:
+        """The poller's, the payment query's and the postal tracking's jobs (those of integrations that are on)."""
+        settings = self.runtime.settings
+        jobs = agency.periodic_jobs(self.poller)
+        jobs += payment.periodic_jobs(self.context, settings.payment, self.payment_provider)
+        if settings.postal is not None:
+            jobs += postal.periodic_jobs(self.context, settings.postal, self.postal.client)
+        return jobs
+
+    async def dispatch(self, message: MessageView) -> None:
+        """Deliver one outbox message (the workers' dispatcher)."""
+        await self.deliveries.dispatch(message)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.deliveries.counters
+
+    async def aclose(self) -> None:
+        await self.deliveries.aclose()
+        http, self._payment_http = self._payment_http, None
+        if http is not None:
+            await http.aclose()

@@ -1,0 +1,154 @@
+"""Delivering to agencies: ``agency.deliver``, ``agency.supplement``, ``agency.withdraw`` and ``agency.fee_paid``.
+
+The handler reads what a message needs in one unit of work (the registration, the dossier as the agency receives
+it), then calls the agency's one-stop client outside any transaction. A missing registration or dossier, or a
+registration the client refuses, is a permanent failure (the message is parked dead); the client's own errors say
+whether a retry may help.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.errors import PermanentError
+from adapters.onestop.port import OneStopClient
+from gateway import messages
+from gateway.flows.agency.ports import AgencyClients, FeePaidReceiver
+from gateway.flows.payment.agency_notice import fee_paid_notice
+from gateway.registry import get_agency
+from gateway.services.context import Context
+from gateway.store.models import Dossier
+from gateway.workers import MessageView
+
+__all__ = ["AgencyDocument", "AgencyHandler"]
+
+log = logging.getLogger("gateway.dispatch")
+
+#: Renders a dossier as the agency receives it (the composition root passes the read model's function).
+AgencyDocument = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What one agency message needs from the database, read in one unit of work."""
+
+    registration: dict[str, Any]
+    protocol: str
+    body: dict[str, Any] = field(default_factory=dict)
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _registration(session: Session, agency_code: str) -> tuple[dict[str, Any], str]:
+    upstream = f"agency:{agency_code}"
+    try:
+        registration = get_agency(session, agency_code)
+    except ValidationError:
+        raise PermanentError(f"agency {agency_code}: the stored registration is invalid", upstream=upstream) from None
+    if registration is None:
+        raise PermanentError(f"agency {agency_code} is not registered", upstream=upstream)
+    return registration.document(), registration.protocol
+
+
+def _read(
+    document_of: AgencyDocument, kind: str, code: str, agency_code: str, payload: Mapping[str, Any], session: Session
+) -> _Work:
+    upstream = f"agency:{agency_code}"
+    registration, protocol = _registration(session, agency_code)
+    if kind == messages.AGENCY_WITHDRAW:
+        return _Work(registration=registration, protocol=protocol)
+    dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one_or_none()
+    if dossier is None:
+        raise PermanentError(f"no dossier {code}", upstream=upstream)
+    body = document_of(session, dossier, agency_code=agency_code)
+    if kind == messages.AGENCY_DELIVER:
+        return _Work(registration=registration, protocol=protocol, body=body)
+    wanted = payload.get("components")
+    codes = {c for c in wanted if isinstance(c, str)} if isinstance(wanted, list) else None
+    components = [c for c in body.get("components", []) if codes is None or c.get("code") in codes]
+    if not components:
+        raise PermanentError(f"dossier {code} has none of the supplemented components", upstream=upstream)
+    return _Work(registration=registration, protocol=protocol, components=components)
+
+
+def _names(message: MessageView, *keys: str) -> tuple[str, ...]:
+    payload = message.payload
+    values = [payload.get(key) for key in keys]
+    if "agency_code" in keys:
+        index = keys.index("agency_code")
+        values[index] = values[index] or message.target
+    if not all(isinstance(v, str) and v for v in values):
+        raise PermanentError(f"the message names no {' or '.join(keys)}", upstream=message.target)
+    return tuple(str(v) for v in values)
+
+
+class AgencyHandler:
+    """Delivers the agency message kinds through the agencies' one-stop clients."""
+
+    kinds = frozenset({*messages.AGENCY_KINDS, messages.AGENCY_FEE_PAID})
+
+    def __init__(self, ctx: Context, clients: AgencyClients, document_of: AgencyDocument) -> None:
+        self.ctx = ctx
+        self.clients = clients
+        self.document_of = document_of
+
+    async def handle(self, message: MessageView) -> None:
+        if message.kind == messages.AGENCY_FEE_PAID:
+            await self._fee_paid(message)
+            return
+        code, agency_code = _names(message, "dossier_code", "agency_code")
+        read = functools.partial(_read, self.document_of, message.kind, code, agency_code, message.payload)
+        work = await self.ctx.db.run(read)
+        if work.protocol not in ("rest", "soap"):
+            raise PermanentError(f"protocol {work.protocol!r} is not supported", upstream=f"agency:{agency_code}")
+        async with self.clients.use(agency_code, work.registration) as client:
+            try:
+                await self._send(client, message, work, code, agency_code)
+            except ValueError as exc:  # a dossier code or key the client refuses to send
+                raise PermanentError(f"cannot send: {exc}", upstream=f"agency:{agency_code}") from None
+
+    @staticmethod
+    async def _send(client: OneStopClient, message: MessageView, work: _Work, code: str, agency_code: str) -> None:
+        extra = {"dossier_code": code, "agency_code": agency_code}
+        if message.kind == messages.AGENCY_DELIVER:
+            receipt = await client.deliver(work.body, message.idempotency_key)
+            log.info(
+                "dossier delivered",
+                extra={**extra, "duplicate": receipt.duplicate, "status_code": receipt.status_code},
+            )
+        elif message.kind == messages.AGENCY_SUPPLEMENT:
+            await client.supplement(code, work.components, message.idempotency_key)
+            log.info("supplement delivered", extra=extra)
+        else:
+            reason = message.payload.get("reason")
+            await client.withdraw(code, reason if isinstance(reason, str) else "", message.idempotency_key)
+            log.info("withdrawal delivered", extra=extra)
+
+    async def _fee_paid(self, message: MessageView) -> None:
+        code, agency_code, reference = _names(message, "dossier_code", "agency_code", "reference")
+        notice = await self.ctx.db.run(
+            functools.partial(fee_paid_notice, code=code, agency_code=agency_code, reference=reference)
+        )
+        extra = {"dossier_code": code, "agency_code": agency_code}
+        async with self.clients.use(agency_code, notice.document) as client:
+            if notice.protocol == "soap" or not isinstance(client, FeePaidReceiver):
+                log.info(
+                    "agency not told of the payment: its contract has no such operation",
+                    extra={**extra, "reference": reference},
+                )
+                return
+            try:
+                await client.fee_paid(code, notice.body, message.idempotency_key)
+            except ValueError as exc:
+                raise PermanentError(f"cannot send: {exc}", upstream=f"agency:{agency_code}") from None
+        log.info("agency told of the payment", extra=extra)
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()

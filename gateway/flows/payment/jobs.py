@@ -1,0 +1,115 @@
+"""The periodic transaction query: the provider is asked about pending payments whose notification never came.
+
+Every ``[payment] query_interval_seconds``, pending payments older than ``query_after_minutes`` and not asked about
+for an interval are claimed (one process wins each) and queried (``querydr``); a paid answer is applied exactly as a
+notification would be (idempotent), a failed one or one past its expiry marks the payment failed (and renews it
+while the dossier awaits its fees).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from adapters.errors import UpstreamError
+from adapters.payment import PaymentProvider
+from gateway.flows.payment.provider import online_payment
+from gateway.flows.payment.settings import PaymentSettings
+from gateway.periodic import PeriodicJob
+from gateway.services.context import Context
+from gateway.services.payments import PENDING, SignPayment
+from gateway.services.settlement import settle_query
+from gateway.store.models import Payment, utcnow
+
+__all__ = ["QUERY_BATCH", "periodic_jobs", "query_pending"]
+
+log = logging.getLogger("gateway.fees")
+
+#: How many pending payments one run of the query job looks at.
+QUERY_BATCH = 100
+
+
+def _due_for_query(session: Session, now: datetime, settings: PaymentSettings) -> list[tuple[int, str, str | None]]:
+    created_before = now - timedelta(minutes=settings.query_after_minutes)
+    checked_before = now - timedelta(seconds=settings.query_interval_seconds)
+    rows = session.execute(
+        select(Payment.id, Payment.reference, Payment.details)
+        .where(
+            Payment.status == PENDING,
+            Payment.created_at <= created_before,
+            or_(Payment.last_checked_at.is_(None), Payment.last_checked_at <= checked_before),
+        )
+        .order_by(Payment.id)
+        .limit(QUERY_BATCH)
+    ).all()
+    return [(row.id, row.reference, (row.details or {}).get("create_date")) for row in rows]
+
+
+def _claim(session: Session, payment_id: int, now: datetime, settings: PaymentSettings) -> bool:
+    """Take one payment's query for this run (compare-and-set on ``last_checked_at``: one process wins)."""
+    checked_before = now - timedelta(seconds=settings.query_interval_seconds)
+    result = session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            Payment.status == PENDING,
+            or_(Payment.last_checked_at.is_(None), Payment.last_checked_at <= checked_before),
+        )
+        .values(last_checked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+async def query_pending(
+    ctx: Context,
+    settings: PaymentSettings | None,
+    provider: PaymentProvider | None,
+    now: datetime | None = None,
+    *,
+    sign: SignPayment | None = None,
+) -> dict[str, int]:
+    """One run of the query job: ask the provider about pending payments with no news; outcomes counted.
+
+    The provider is asked with the payment's creation date (``transaction_date``: ``vnp_CreateDate``); ``sign``
+    signs the payment that renews a failed one (by default the configured provider's signing).
+    """
+    counts: dict[str, int] = {}
+    if settings is None or provider is None:
+        return counts
+    now = now or utcnow()
+    online = online_payment(settings, sign)
+    due = await ctx.db.run(functools.partial(_due_for_query, now=now, settings=settings))
+    for payment_id, reference, create_date in due:
+        claimed = await ctx.db.run(functools.partial(_claim, payment_id=payment_id, now=now, settings=settings))
+        if not claimed:
+            continue
+        try:
+            status = await provider.query(reference, transaction_date=create_date)  # type: ignore[call-arg]
+        except UpstreamError as exc:
+            log.warning("payment query failed", extra={"reference": reference, "error": f"{type(exc).__name__}: {exc}"})
+            counts["error"] = counts.get("error", 0) + 1
+            continue
+        outcome = await settle_query(ctx, reference, status, online=online, now=now)
+        counts[outcome] = counts.get(outcome, 0) + 1
+    if due:
+        log.info("payment queries done", extra={"counts": counts})
+    return counts
+
+
+def periodic_jobs(
+    ctx: Context,
+    settings: PaymentSettings | None,
+    provider: PaymentProvider | None,
+    *,
+    sign: SignPayment | None = None,
+) -> list[PeriodicJob]:
+    """The transaction query job every ``[payment] query_interval_seconds`` (none when payment is off)."""
+    if settings is None or provider is None:
+        return []
+    run = functools.partial(query_pending, ctx, settings, provider, sign=sign)
+    return [PeriodicJob("payment-query", settings.query_interval_seconds, run)]

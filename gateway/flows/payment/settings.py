@@ -1,0 +1,80 @@
+"""The ``[payment]`` section: where the payment platform is, the merchant's identity and secret, where payers return,
+and how the gateway creates, queries and reconciles payments.
+
+Without ``base_url`` the integration is off and :class:`gateway.settings.Settings` holds ``None`` for it; an empty
+string stands for a key not given.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import field_validator, model_validator
+
+from adapters.http import ClientSettings
+from adapters.netguard import AddressPolicy
+
+from ...config import ConfigError, Flag, PositiveInt, PositiveNumber, SecretRef, Section, Text, WebUrl
+
+__all__ = ["DEFAULT_PAYMENT_PATH", "DEFAULT_QUERY_PATH", "PROVIDER", "PaymentSettings"]
+
+PROVIDER = "vnpay"
+DEFAULT_PAYMENT_PATH = "/paymentv2/vpcpay.html"
+DEFAULT_QUERY_PATH = "/merchant_webapi/api/transaction"
+
+
+class PaymentSettings(Section):
+    """The ``[payment]`` section: ``base_url`` (the provider's API host), ``merchant_code``, ``secret``,
+    ``return_url`` (the provincial portal's page the payer's browser comes back to), ``payment_url`` (default
+    ``{base_url}/paymentv2/vpcpay.html``), ``query_path``, ``timeout_seconds``, ``query_interval_seconds``,
+    ``query_after_minutes``, ``expire_minutes`` (how long the payer's URL is valid), ``at_submission`` (a payment
+    at intake when fees are due), ``server_ip`` (``vnp_IpAddr``) and ``settlement_url`` (where ``payment reconcile
+    --date`` downloads the settlement file, ``{date}`` standing for ``yyyyMMdd``)."""
+
+    blank_means_unset = True
+
+    base_url: WebUrl
+    merchant_code: Text
+    secret: SecretRef
+    payment_url: WebUrl
+    return_url: WebUrl
+    query_path: Text = DEFAULT_QUERY_PATH
+    timeout_seconds: PositiveNumber = 10.0
+    query_interval_seconds: PositiveNumber = 300.0
+    query_after_minutes: PositiveInt = 15
+    expire_minutes: PositiveInt = 1440
+    at_submission: Flag = True
+    server_ip: Text = "127.0.0.1"
+    settlement_url: WebUrl | None = None
+    provider: Literal["vnpay"] = PROVIDER
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_payment_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("payment_url") and isinstance(data.get("base_url"), str):
+            return {**data, "payment_url": data["base_url"].rstrip("/") + DEFAULT_PAYMENT_PATH}
+        return data
+
+    @field_validator("query_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+    def resolve_secret(self) -> str:
+        """The merchant's secret, now (:class:`ConfigError` when the reference cannot be resolved)."""
+        value = self.secret.resolve("[payment] secret")
+        if not value:
+            raise ConfigError("[payment] secret: is empty")
+        return value
+
+    def client_settings(self) -> ClientSettings:
+        """How to reach the provider's API (the operator's own configuration: private addresses allowed)."""
+        return ClientSettings(
+            base_url=self.base_url,
+            timeout_seconds=self.timeout_seconds,
+            connect_timeout_seconds=min(5.0, self.timeout_seconds),
+            total_timeout_seconds=max(self.timeout_seconds, 1.0) * 2,
+            address_policy=AddressPolicy(allow_private=True),
+        )

@@ -1,0 +1,144 @@
+"""Idempotent requests: an ``Idempotency-Key`` answered once, its answer stored with the change it made.
+
+The key is scoped to the principal; the request's fingerprint is the sha256 of the method, path and canonical JSON
+of the body. The first successful answer (status and body) is stored in the same transaction as the change; a repeat
+with the same fingerprint gets it back and changes nothing; the same key with another request is refused (as the
+IETF ``Idempotency-Key`` draft recommends). Concurrent repeats are settled by the record's primary key: the loser's
+transaction is rolled back and it answers with the winner's answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.auth import Principal
+from gateway.bus import MessageBus
+from gateway.errors import Invalid, problem
+from gateway.store.database import Database
+from gateway.store.models import IdempotencyRecord
+from gateway.unit_of_work import UnitOfWork
+
+__all__ = ["Answer", "IdempotencyContext", "canonical_json", "run_idempotent"]
+
+
+def canonical_json(document: Any) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_KEY_RE = re.compile(r"[\x21-\x7e]{1,200}\Z")
+
+
+@dataclass(frozen=True)
+class IdempotencyContext:
+    """An ``Idempotency-Key`` of one principal and the fingerprint of the request it came with."""
+
+    principal: str
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(
+        cls, principal: Principal, key: str | None, method: str, path: str, document: Any
+    ) -> IdempotencyContext | None:
+        if key is None:
+            return None
+        if _KEY_RE.match(key) is None:
+            raise Invalid([problem("Idempotency-Key", "must be 1 to 200 visible ASCII characters")])
+        digest = hashlib.sha256(f"{method} {path}\n".encode())
+        digest.update(canonical_json(document))
+        return cls(principal=principal.name, key=key, fingerprint=digest.hexdigest())
+
+    @classmethod
+    async def build(
+        cls, principal: Principal, key: str | None, method: str, path: str, document: Any
+    ) -> IdempotencyContext | None:
+        """:meth:`of`, fingerprinting a large body off the event loop."""
+        if key is None:
+            return None
+        return await anyio.to_thread.run_sync(partial(cls.of, principal, key, method, path, document))
+
+    def lookup(self, session: Session) -> tuple[int, dict[str, Any]] | None:
+        """The stored answer for this key; :class:`Invalid` when the key came with another request."""
+        record = session.get(IdempotencyRecord, (self.principal, self.key))
+        if record is None:
+            return None
+        if record.request_sha256 != self.fingerprint:
+            raise Invalid(
+                [problem("Idempotency-Key", "this key was already used with a different request")],
+                message="Idempotency-Key reused with a different request body",
+            )
+        return record.status_code, record.body
+
+    def reserve(self, session: Session) -> IdempotencyRecord:
+        """Claim the key in this transaction (a concurrent claim of the same key waits, then fails)."""
+        record = IdempotencyRecord(
+            principal=self.principal, key=self.key, request_sha256=self.fingerprint, status_code=0, body={}
+        )
+        session.add(record)
+        session.flush()
+        return record
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+async def run_idempotent(
+    db: Database,
+    bus: MessageBus,
+    context: IdempotencyContext | None,
+    work: Callable[[UnitOfWork], tuple[int, dict[str, Any]]],
+) -> Answer:
+    """Run ``work`` in one unit of work, recording its answer under ``context``'s key (see the module's notes).
+
+    ``work`` must call :func:`audit.append` last: the key is reserved before it, so concurrent repeats of one key
+    wait on the key, never on the audit chain.
+    """
+
+    def previous(session: Session) -> tuple[int, dict[str, Any]] | None:
+        return context.lookup(session) if context else None
+
+    def run(session: Session) -> Answer:
+        audit.lock_for_write(session)
+        record = None
+        if context is not None:
+            earlier = context.lookup(session)
+            if earlier is not None:
+                return Answer(earlier[0], earlier[1], replayed=True)
+            record = context.reserve(session)
+        uow = UnitOfWork(session, bus)
+        status, body = work(uow)
+        uow.publish()
+        if record is not None:
+            record.status_code = status
+            record.body = body
+            session.flush()
+        return Answer(status, body)
+
+    if context is not None:
+        earlier = await db.run(previous)
+        if earlier is not None:
+            return Answer(earlier[0], earlier[1], replayed=True)
+    try:
+        return await db.run(run)
+    except IntegrityError:
+        if context is None:
+            raise
+        earlier = await db.run(previous)
+        if earlier is None:
+            raise
+        return Answer(earlier[0], earlier[1], replayed=True)
