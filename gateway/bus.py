@@ -8,16 +8,20 @@ them (a crash never loses a follow-up); an event a handler raises is handled in 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gateway.domain.events import DomainEvent
 
-if TYPE_CHECKING:
-    from gateway.unit_of_work import UnitOfWork
+__all__ = ["EventHandler", "EventSource", "MessageBus", "merge_subscriptions"]
 
-__all__ = ["EventHandler", "MessageBus", "merge_subscriptions"]
+#: A handler takes the event and the unit of work it was raised in (:class:`gateway.unit_of_work.UnitOfWork`).
+EventHandler = Callable[[Any, Any], None]
 
-EventHandler = Callable[[Any, "UnitOfWork"], None]
+
+class EventSource(Protocol):
+    """What the bus needs of a unit of work: the events raised and not yet handled."""
+
+    events: list[DomainEvent]
 Subscriptions = Mapping[type[DomainEvent], Sequence[EventHandler]]
 
 
@@ -42,7 +46,7 @@ class MessageBus:
             found.extend(self._handlers.get(kind, ()))
         return tuple(found)
 
-    def handle(self, uow: UnitOfWork) -> None:
+    def handle(self, uow: EventSource) -> None:
         """Handle every event ``uow`` collected, and the events those handlers raise, until none is left."""
         while uow.events:
             event = uow.events.pop(0)

@@ -2,22 +2,43 @@
 
 Exit codes (contract): 0 success, 1 a check failed, 2 usage or configuration error. Errors are one line on
 stderr, never a traceback.
+
+Only the module of the command being run is imported: ``--help``, ``--version`` and the list of commands come from
+:data:`COMMANDS`, so they load no signature, SOAP, database or server library, and ``verify`` loads no database or
+server module.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .commands import agency, cassette, db, demo, national, outbox, payment, procedure, replay, serve, simulate, verify
 from .config import ConfigError
 from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 
 PROG = "dvc-gateway"
+
+#: Every command: its name, its one line of help, and the module under ``gateway.commands`` that defines it.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("verify", "verify the digital signatures of documents (PDF, XML, CMS)", "verify"),
+    ("db", "database maintenance", "db"),
+    ("agency", "the agency endpoint registry", "agency"),
+    ("procedure", "the procedure catalogue", "procedure"),
+    ("national", "the national public-service portal: reconcile", "national"),
+    ("payment", "fee payments: reconcile the settlement file", "payment"),
+    ("serve", "run the daemon (API and workers)", "serve"),
+    ("worker", "run the outbox workers only (scale-out)", "serve"),
+    ("outbox", "the outbox: list messages, redrive dead letters", "outbox"),
+    ("simulate", "run one simulated upstream", "simulate"),
+    ("demo", "a self-contained walk-through on simulated upstreams", "demo"),
+    ("replay", "serve recorded exchanges", "replay"),
+    ("cassette", "import, export, show and redact recorded exchanges", "cassette"),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,7 +47,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), if it is one of :data:`COMMANDS`."""
+    names = {name for name, _, _ in COMMANDS}
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word if word in names else None
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser, with the full definition of the command ``argv`` names (the others listed by name and help)."""
     parser = _Parser(
         prog=PROG,
         description="dvc-gateway: the provincial integration gateway for online public services.",
@@ -34,8 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for module in (verify, db, agency, procedure, national, payment, serve, outbox, simulate, demo, replay, cassette):
-        module.add_parser(commands)
+    chosen = _chosen(argv)
+    for name, help_text, module in COMMANDS:
+        if name in commands.choices:
+            continue
+        if name == chosen:
+            importlib.import_module(f"gateway.commands.{module}").add_parser(commands)
+        else:
+            commands.add_parser(name, help=help_text)
     return parser
 
 
@@ -52,9 +91,9 @@ def _quiet_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_logging()
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse_args(argv)
+        args = build_parser(words).parse_args(words)
         return int(args.run(args))
     except (UsageError, ConfigError) as exc:
         return fail(str(exc))

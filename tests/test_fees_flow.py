@@ -9,9 +9,11 @@ Every server binds 127.0.0.1; every wait has a limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,16 @@ import pytest
 from sqlalchemy import select
 
 from adapters.errors import PermanentError
+from adapters.http import default_factory
 from adapters.payment import sign
-from gateway import audit, fees, messages
+from gateway import audit, messages
 from gateway.api import create_app
+from gateway.bootstrap import context_of
 from gateway.cli import main
 from gateway.dispatch import GatewayDispatcher
+from gateway.flows.payment import UPSTREAM, build_provider, periodic_jobs, query_pending
 from gateway.outbox import RetryPolicy
+from gateway.periodic import PeriodicJob
 from gateway.registry import Registration, RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.simulators.agency import AgencySimulator
@@ -172,6 +178,30 @@ def point_agency_at(runtime: Runtime, url: str) -> None:
         register(session, reg, replace=True)
 
 
+async def open_flow(
+    backend: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: tuple[str, PaymentSimulator],
+    agency_sim: tuple[str, AgencySimulator],
+    **payment: Any,
+) -> AsyncIterator[Flow]:
+    """The gateway (``[payment]`` changed by ``payment``) served on loopback, with the two simulators."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    platform_url, sim = platform
+    agency_url, agency = agency_sim
+    sim.reset()
+    agency.reset()
+    with open_runtime(backend, tmp_path, payment=payment_section(platform_url, **payment)) as runtime:
+        point_agency_at(runtime, agency_url)
+        clock = Clock()
+        with ServerThread(create_app(runtime, clock=clock)) as server:
+            sim.configure({"notify_url": f"{server.base_url}/api/v1/payments/notify", "duplicate_ipn": False})
+            async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=20) as client:
+                yield Flow(runtime, clock, client, server.base_url, platform_url, sim, agency_url, agency)
+            sim.configure({"notify_url": None})
+
+
 @pytest.fixture(params=BACKENDS)
 async def flow(
     tmp_path: Path,
@@ -180,19 +210,35 @@ async def flow(
     agency_sim: tuple[str, AgencySimulator],
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Flow]:
-    monkeypatch.setenv(SECRET_ENV, SECRET)
-    platform_url, sim = platform
-    agency_url, agency = agency_sim
-    sim.reset()
-    agency.reset()
-    with open_runtime(request.param, tmp_path, payment=payment_section(platform_url)) as runtime:
-        point_agency_at(runtime, agency_url)
-        clock = Clock()
-        with ServerThread(create_app(runtime, clock=clock)) as server:
-            sim.configure({"notify_url": f"{server.base_url}/api/v1/payments/notify", "duplicate_ipn": False})
-            async with httpx.AsyncClient(base_url=server.base_url, trust_env=False, timeout=20) as client:
-                yield Flow(runtime, clock, client, server.base_url, platform_url, sim, agency_url, agency)
-            sim.configure({"notify_url": None})
+    async for opened in open_flow(request.param, tmp_path, monkeypatch, platform, agency_sim):
+        yield opened
+
+
+@pytest.fixture(params=BACKENDS)
+async def flow_paying_at_submission(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: tuple[str, PaymentSimulator],
+    agency_sim: tuple[str, AgencySimulator],
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Flow]:
+    async for opened in open_flow(request.param, tmp_path, monkeypatch, platform, agency_sim, at_submission=True):
+        yield opened
+
+
+Query = Callable[..., Awaitable[dict[str, int]]]
+
+
+@contextlib.asynccontextmanager
+async def payment_queries(runtime: Runtime) -> AsyncIterator[tuple[list[PeriodicJob], Query]]:
+    """The payment query job of ``runtime``'s settings and one run of it (``query(now=...)``): the provider over a
+    client of the default factory, the use cases' context of the runtime."""
+    settings = runtime.settings.payment
+    assert settings is not None
+    async with default_factory.client(UPSTREAM, settings.client_settings()) as http:
+        provider = build_provider(settings, http)
+        ctx = context_of(runtime)
+        yield periodic_jobs(ctx, settings, provider), functools.partial(query_pending, ctx, settings, provider)
 
 
 def history_steps(view: dict[str, Any]) -> list[str | None]:
@@ -257,8 +303,8 @@ async def test_fee_requested_paid_notified_resumed_and_agency_told(flow: Flow) -
     assert actions.count("payment.paid") == 1
 
 
-async def test_payment_created_at_submission_when_fees_are_due_then(flow: Flow) -> None:
-    flow.runtime.config.raw["payment"]["at_submission"] = True
+async def test_payment_created_at_submission_when_fees_are_due_then(flow_paying_at_submission: Flow) -> None:
+    flow = flow_paying_at_submission
     body = await flow.submit()
     assert body["payment"]["reference"] == f"{body['code']}-P1" and body["payment"]["status"] == "pending"
     # Asked again later: the pending payment still covers the fees, so it is the same one.
@@ -296,7 +342,7 @@ async def test_soap_agencies_are_not_called_and_bad_messages_are_permanent(
     )
     with flow.runtime.db.unit_of_work() as session:
         register(session, soap, replace=True)
-    caplog.set_level(logging.INFO, logger="gateway.fees")
+    caplog.set_level(logging.INFO, logger="gateway")
     dispatcher = GatewayDispatcher(flow.runtime)
     try:
         await dispatcher.dispatch(MessageView.of(message))
@@ -411,18 +457,15 @@ async def test_query_job_marks_a_payment_paid_when_the_notification_is_lost(flow
     reference = view["payment"]["reference"]
     lost = await flow.pay(view["payment"]["url"], notify=False)
     assert lost["ipn"] == "lost" and lost["status"] == "paid"
-    dispatcher = GatewayDispatcher(flow.runtime)
-    try:
-        [job] = fees.periodic_jobs(flow.runtime, dispatcher)
+    async with payment_queries(flow.runtime) as (jobs, query):
+        [job] = jobs
         assert job.name == "payment-query" and job.interval_seconds == 60
         # Too young to be asked about (query_after_minutes = 10): nothing is asked.
-        assert await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(minutes=5)) == {}
+        assert await query(now=flow.clock.advance(minutes=5)) == {}
         assert flow.platform.counters["queries"] == 0
-        assert await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(minutes=10)) == {"paid": 1}
+        assert await query(now=flow.clock.advance(minutes=10)) == {"paid": 1}
         # Applied once: the payment is no longer pending, the next run asks nothing.
-        assert await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(minutes=10)) == {}
-    finally:
-        await dispatcher.aclose()
+        assert await query(now=flow.clock.advance(minutes=10)) == {}
     assert flow.platform.counters["queries"] == 1
     after = await flow.get(code)
     assert after["status"] == "processing" and after["fees"][0]["paid"] is True
@@ -437,14 +480,11 @@ async def test_query_job_marks_a_payment_paid_when_the_notification_is_lost(flow
 
 async def test_query_job_leaves_unpaid_payments_pending(flow: Flow) -> None:
     code, _ = await flow.requested()
-    dispatcher = GatewayDispatcher(flow.runtime)
-    try:
+    async with payment_queries(flow.runtime) as (_, query):
         # The payer never opened the URL: the platform does not know the reference yet.
-        assert await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(minutes=15)) == {"pending": 1}
+        assert await query(now=flow.clock.advance(minutes=15)) == {"pending": 1}
         # Asked again only after query_interval_seconds.
-        assert await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(seconds=30)) == {}
-    finally:
-        await dispatcher.aclose()
+        assert await query(now=flow.clock.advance(seconds=30)) == {}
     assert (await flow.get(code))["payment"]["status"] == "pending"
 
 
@@ -490,11 +530,8 @@ async def test_reconcile_reports_a_lost_notification_and_exits_1(
     assert f"status differs: {view2['payment']['reference']}: gateway pending, provider paid" in out
 
     # Once the query job caught up, everything matches.
-    dispatcher = GatewayDispatcher(flow.runtime)
-    try:
-        await fees.query_pending(flow.runtime, dispatcher, now=flow.clock.advance(minutes=30))
-    finally:
-        await dispatcher.aclose()
+    async with payment_queries(flow.runtime) as (_, query):
+        await query(now=flow.clock.advance(minutes=30))
     code = await asyncio.to_thread(main, ["payment", "reconcile", str(csv_file), "--json", "--config", str(config)])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"] is True and report["matched"] == 2

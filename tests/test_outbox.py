@@ -19,7 +19,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from gateway import outbox
+from gateway.config import ConfigError, parse_section
 from gateway.outbox import RetryPolicy
+from gateway.sections import OutboxSection
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage
 
@@ -442,9 +444,13 @@ def test_concurrent_claims_never_share_a_message(db: Database) -> None:
 # Configuration
 
 
-def test_retry_policy_from_config() -> None:
-    assert RetryPolicy.from_config(None) == RetryPolicy()
-    policy = RetryPolicy.from_config(
+def policy_of(section: dict[str, object] | None) -> RetryPolicy:
+    return RetryPolicy.of(parse_section(OutboxSection, section, "outbox"))
+
+
+def test_retry_policy_from_the_outbox_section() -> None:
+    assert policy_of(None) == RetryPolicy()
+    policy = policy_of(
         {
             "attempts": 5,
             "backoff_initial_seconds": 1.5,
@@ -469,21 +475,24 @@ def test_retry_policy_from_config() -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"attempts": 0}, "attempts must be ≥ 1"),
-        ({"attempts": 2.5}, "attempts must be a whole number"),
-        ({"attempts": True}, "attempts must be a whole number"),
-        ({"backoff_initial_seconds": "2s"}, "backoff_initial_seconds must be a number"),
-        ({"backoff_initial_seconds": 0}, "backoff_initial_seconds must be > 0"),
-        ({"backoff_initial_seconds": 10, "backoff_max_seconds": 5}, "backoff_max_seconds must be ≥ the initial"),
-        ({"jitter_seconds": -1}, "jitter_seconds must be ≥ 0"),
-        ({"lease_seconds": 0}, "lease_seconds must be > 0"),
-        ({"concurrency_per_agency": 0}, "concurrency_per_agency must be ≥ 1"),
-        ({"atempts": 3}, "unknown key 'atempts'"),
+        ({"attempts": 0}, "attempts: must be at least 1"),
+        ({"attempts": 2.5}, "attempts: must be a whole number"),
+        ({"attempts": True}, "attempts: must be a whole number"),
+        ({"backoff_initial_seconds": "2s"}, "backoff_initial_seconds: must be a number"),
+        ({"backoff_initial_seconds": 0}, "backoff_initial_seconds: must be greater than 0"),
+        (
+            {"backoff_initial_seconds": 10, "backoff_max_seconds": 5},
+            r"backoff_max_seconds: must be at least backoff_initial_seconds \(10\)",
+        ),
+        ({"jitter_seconds": -1}, "jitter_seconds: must be at least 0"),
+        ({"lease_seconds": 0}, "lease_seconds: must be greater than 0"),
+        ({"concurrency_per_agency": 0}, "concurrency_per_agency: must be at least 1"),
+        ({"atempts": 3}, "atempts: unknown key"),
     ],
 )
 def test_bad_retry_policy_is_one_clear_error(section, message) -> None:
-    with pytest.raises(ValueError, match=message) as caught:
-        RetryPolicy.from_config(section)
+    with pytest.raises(ConfigError, match=message) as caught:
+        policy_of(section)
     assert "\n" not in str(caught.value) and str(caught.value).startswith("[outbox] ")
 
 

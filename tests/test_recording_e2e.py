@@ -39,14 +39,16 @@ from adapters.payment import VNPayProvider
 from adapters.postal import PostalClient
 from gateway.catalogue import import_procedures, load_catalogue
 from gateway.commands.demo import EXAMPLES, SAMPLE_APPLICANTS, _config_text, _file, _submission
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError
 from gateway.daemon import listen_socket, run_daemon
 from gateway.recording.har import load_directory, load_har
 from gateway.recording.match import NoMatch
 from gateway.recording.redact import hardened_parser
 from gateway.recording.runtime import client_factory_for
-from gateway.recording.transport import RecordingSettings, Replayer
+from gateway.recording.settings import RecordingSettings
+from gateway.recording.transport import Replayer
 from gateway.runtime import Runtime
+from gateway.settings import Settings, load_settings
 from gateway.simulators.agency import create_app as create_rest_simulator
 from gateway.simulators.soap_agency import create_soap_app
 from tests.servers import ServerThread
@@ -143,7 +145,7 @@ async def run_flow(work: Path, cassettes: Path, mode: str, upstreams: Upstreams)
     port = sock.getsockname()[1]
     config_path = work / "gateway.toml"
     config_path.write_text(config_text(work, port, cassettes, mode, upstreams), encoding="utf-8")
-    runtime = open_runtime(load_config(config_path, environ={}))
+    runtime = open_runtime(load_settings(config_path, environ={}))
     with runtime.db.unit_of_work() as session:
         import_procedures(session, load_catalogue(EXAMPLES / "procedures.json"))
     stop, ready = asyncio.Event(), asyncio.Event()
@@ -432,13 +434,10 @@ def test_a_changed_message_id_or_timestamp_matches_but_a_changed_dossier_code_do
 # National portal, payment and postal through the runtime's factory
 
 
-def _runtime_config(tmp_path: Path, mode: str, cassettes: Path, **recording: Any) -> Any:
-    from gateway.config import Config
-
-    return Config(
-        raw={"recording": {"mode": mode, "directory": str(cassettes), **recording}, "database": {}},
-        base_dir=tmp_path,
-    )
+def _runtime(tmp_path: Path, mode: str, cassettes: Path, **recording: Any) -> Runtime:
+    """A runtime without a database, its ``[recording]`` section as given."""
+    settings = Settings.from_raw({"recording": {"mode": mode, "directory": str(cassettes), **recording}}, tmp_path)
+    return Runtime.from_settings(settings, db=None)  # type: ignore[arg-type]
 
 
 async def _other_upstreams(factory: ClientFactory, urls: dict[str, str]) -> list[Any]:
@@ -485,7 +484,7 @@ def test_national_portal_payment_and_postal_record_and_replay_through_the_runtim
         ServerThread(postal_app(secret=POSTAL_SECRET)) as postal,
     ):
         urls = {"national": national.base_url, "payment": payment.base_url, "postal": postal.base_url}
-        record = Runtime(config=_runtime_config(tmp_path, "record", cassettes), db=None)  # type: ignore[arg-type]
+        record = _runtime(tmp_path, "record", cassettes)
         live = asyncio.run(_other_upstreams(record.client_factory, urls))
     assert live[0] == ("national", 1, 0) and live[2][2] == "accepted"
     upstreams = {e.upstream for e in load_directory(cassettes)}
@@ -493,7 +492,7 @@ def test_national_portal_payment_and_postal_record_and_replay_through_the_runtim
     data = b"".join(p.read_bytes() for p in cassettes.glob("*.har"))
     for secret in (PORTAL_PASSWORD, PAYMENT_SECRET, POSTAL_SECRET, "Trần Thị B", "0987654321", "12 Trần Phú"):
         assert secret.encode() not in data and json.dumps(secret).strip('"').encode() not in data
-    replay = Runtime(config=_runtime_config(tmp_path, "replay", cassettes), db=None)  # type: ignore[arg-type]
+    replay = _runtime(tmp_path, "replay", cassettes)
     assert asyncio.run(_other_upstreams(replay.client_factory, urls)) == live
     assert replay.client_factory.wrappers[-1].replayer.index.stats.misses == 0
 
@@ -507,18 +506,18 @@ def test_bad_recording_settings_are_one_line_config_errors(tmp_path: Path) -> No
 
     base = ClientFactory()
     for section, message in (
-        ({"mode": "sometimes"}, "mode must be one of off, record, replay"),
-        ({"mode": "replay", "directory": str(tmp_path / "none")}, "no such cassette directory"),
-        ({"mode": "replay", "faults": [{"kind": "explode"}]}, "unknown fault kind"),
-        ({"mode": "record", "faults": [{"kind": "delay", "seconds": "soon"}]}, "seconds"),
-        ({"mode": "record", "ignore_json_keys": "at"}, "ignore_json_keys must be a list"),
+        ({"mode": "sometimes"}, "[recording] mode: must be one of 'off', 'record' or 'replay'"),
+        ({"mode": "replay", "faults": [{"kind": "explode"}]}, "[recording] faults[0].kind: must be one of 'delay'"),
+        ({"mode": "record", "faults": [{"kind": "delay", "seconds": "soon"}]}, "[recording] faults[0].seconds:"),
+        ({"mode": "record", "ignore_json_keys": "at"}, "[recording] ignore_json_keys: must be a list"),
     ):
-        config = _runtime_config(tmp_path, "off", tmp_path)
-        config.raw["recording"] = section
-        with pytest.raises(ConfigError, match=message) as caught:
-            client_factory_for(config, base)
-        assert "\n" not in str(caught.value)
-    assert client_factory_for(_runtime_config(tmp_path, "off", tmp_path), base) is base
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_raw({"recording": section}, tmp_path)
+        assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+    missing = Settings.from_raw({"recording": {"mode": "replay", "directory": "none"}}, tmp_path).recording
+    with pytest.raises(ConfigError, match=r"^\[recording\] directory: .*none: no such cassette directory$"):
+        client_factory_for(missing, base)
+    assert client_factory_for(Settings.from_raw({}, tmp_path).recording, base) is base
 
 
 def test_serve_refuses_a_bad_recording_section_in_one_line(tmp_path: Path) -> None:
@@ -563,7 +562,7 @@ def test_faults_configured_in_recording_hit_the_chosen_exchanges(session_recorde
         {"kind": "soap_fault", "upstream": f"agency:{SOAP_AGENCY}", "body_contains": "TiepNhanHoSo", "message": "Bận"},
         {"kind": "delay", "seconds": 0.01, "upstream": f"agency:{REST_AGENCY}"},
     ]
-    runtime = Runtime(config=_runtime_config(root, "replay", cassettes, faults=faults), db=None)  # type: ignore[arg-type]
+    runtime = _runtime(root, "replay", cassettes, faults=faults)
     factory = runtime.client_factory
 
     async def exercise() -> list[Any]:

@@ -14,10 +14,12 @@ from adapters.errors import TransientError
 from adapters.http import ClientFactory, ClientSettings, bearer
 from adapters.netguard import AddressPolicy
 from adapters.onestop.rest import RestOneStopClient
+from gateway.config import ConfigError, parse_section
 from gateway.recording.har import load_directory
 from gateway.recording.match import NoMatch
 from gateway.recording.server import create_replay_app
-from gateway.recording.transport import FaultRule, RecordingSettings, install, recording_wrapper, replay_wrapper
+from gateway.recording.settings import FaultRule, RecordingSettings
+from gateway.recording.transport import install, recording_wrapper, replay_wrapper
 from gateway.simulators.agency import create_app
 from tests.servers import ServerThread, admin_post
 
@@ -209,10 +211,10 @@ def check_har_structure(document: dict[str, Any]) -> None:
 async def test_faults_are_injected_on_chosen_exchanges(recorded: tuple[Path, str, list[Any]]) -> None:
     directory, base_url, _ = recorded
     faults = [
-        FaultRule("drop", method="POST", url_contains="/dossiers", nth=1),
-        FaultRule("status", method="GET", status=502, times=1),
-        FaultRule("soap_fault", url_contains="/withdraw"),
-        FaultRule("delay", url_contains="/supplements", seconds=0.01),
+        FaultRule(kind="drop", method="POST", url_contains="/dossiers", nth=1),
+        FaultRule(kind="status", method="GET", status=502, times=1),
+        FaultRule(kind="soap_fault", url_contains="/withdraw"),
+        FaultRule(kind="delay", url_contains="/supplements", seconds=0.01),
     ]
     factory = ClientFactory([replay_wrapper(directory, faults=faults)])
     async with factory.client("agency:x", ClientSettings(base_url=base_url, verify=False)) as client:
@@ -237,16 +239,19 @@ async def test_replay_serve_answers_over_http(recorded: tuple[Path, str, list[An
 
 def test_install_follows_the_mode(tmp_path: Path) -> None:
     factory = ClientFactory()
-    assert install(factory, RecordingSettings.from_config({"mode": "off"})) is None
-    settings = RecordingSettings.from_config({"mode": "record", "directory": "rec", "replay_latency": True}, tmp_path)
+    assert install(factory, parse_section(RecordingSettings, {"mode": "off"}, "recording")) is None
+    section = {"mode": "record", "directory": "rec", "replay_latency": True}
+    settings = parse_section(RecordingSettings, section, "recording", tmp_path)
     assert settings.directory == tmp_path / "rec" and settings.replay_latency == 1.0
     assert install(factory, settings) is not None and len(factory.wrappers) == 1
-    from gateway.config import ConfigError
-
-    with pytest.raises(ConfigError, match="mode"):
-        RecordingSettings.from_config({"mode": "sometimes"})
-    with pytest.raises(ConfigError, match="unknown keys: colour"):
-        RecordingSettings.from_config({"colour": "red"})
+    with pytest.raises(ConfigError, match=r"^\[recording\] mode: must be one of 'off', 'record' or 'replay'$"):
+        parse_section(RecordingSettings, {"mode": "sometimes"}, "recording")
+    with pytest.raises(ConfigError, match=r"^\[recording\] colour: unknown key"):
+        parse_section(RecordingSettings, {"colour": "red"}, "recording")
+    with pytest.raises(ConfigError, match=r"^\[recording\] replay_latency: must be true, false or a non-negative"):
+        parse_section(RecordingSettings, {"replay_latency": -1}, "recording")
+    with pytest.raises(ValueError, match="kind"):
+        FaultRule(kind="explode")  # type: ignore[arg-type]
 
 
 async def test_the_cassette_fixture_and_respx_on_top(

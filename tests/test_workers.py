@@ -18,7 +18,9 @@ import pytest
 
 from adapters.errors import AuthError, PermanentError, TransientError
 from gateway import outbox
+from gateway.config import ConfigError, parse_section
 from gateway.outbox import RetryPolicy
+from gateway.sections import OutboxSection
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage, utcnow
 from gateway.workers import CircuitBreakerSettings, MessageView, OutboxWorker
@@ -347,18 +349,16 @@ async def test_stop_lets_in_flight_deliveries_finish_within_the_grace(db: Databa
     assert (after["after-stop"].state, after["after-stop"].attempts) == ("pending", 0)
 
 
-async def test_worker_from_config(db: Database) -> None:
-    w = OutboxWorker.from_config(
-        db,
-        FakeAgencies(),
-        {"attempts": 3, "lease_seconds": 40, "concurrency_per_agency": 2, "breaker_failures": 7},
-        worker_id="w9",
-    )
+async def test_worker_from_the_outbox_section(db: Database) -> None:
+    section = {"attempts": 3, "lease_seconds": 40, "concurrency_per_agency": 2, "breaker_failures": 7}
+    w = OutboxWorker.from_settings(db, FakeAgencies(), parse_section(OutboxSection, section, "outbox"), worker_id="w9")
     assert (w.policy.max_attempts, w.lease, w.concurrency_per_target) == (3, timedelta(seconds=40), 2)
     assert w.breakers.settings == CircuitBreakerSettings(failure_threshold=7)
     assert w.delivery_timeout < 40
+    with pytest.raises(ConfigError, match=r"^\[outbox\] breaker_cooldown_seconds: must be greater than 0$"):
+        parse_section(OutboxSection, {"breaker_cooldown_seconds": 0}, "outbox")
     with pytest.raises(ValueError, match="breaker_cooldown_seconds must be > 0"):
-        OutboxWorker.from_config(db, FakeAgencies(), {"breaker_cooldown_seconds": 0})
+        CircuitBreakerSettings(cooldown_seconds=0)
     with pytest.raises(ValueError, match="delivery_timeout"):
         OutboxWorker(db, FakeAgencies(), lease=timedelta(seconds=10), delivery_timeout=10)
     assert OutboxWorker(db, FakeAgencies()).worker_id != OutboxWorker(db, FakeAgencies()).worker_id

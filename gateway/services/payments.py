@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.payment import LocalPayment, PaymentRequest, PaymentState
+from adapters.payment.port import LocalPayment, PaymentRequest, PaymentState
 from adapters.payment.vnpay_wire import format_time
 from gateway.domain.status import TERMINAL_STATUSES, Status
 from gateway.store.models import Dossier, Fee, Payment

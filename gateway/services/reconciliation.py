@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.payment import LocalPayment
+from adapters.payment.port import LocalPayment
 from adapters.payment.vnpay_wire import VNPAY_TIME
 from gateway.services.payments import PAID, local_payment
 from gateway.store.models import Payment

@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.payment import IpnCode, Notification, PaymentState, PaymentStatus, decide_ipn
+from adapters.payment.port import Notification, PaymentState, PaymentStatus
+from adapters.payment.vnpay_wire import IpnCode, decide_ipn
 from gateway import audit, messages, outbox
 from gateway.config import ConfigError
 from gateway.domain.calendar import OfficeCalendar

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from adapters.postal import TrackingEvent, TrackingStatus
+from adapters.postal.webhook import TrackingEvent, TrackingStatus
 from gateway import audit
 from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import Status, can_transition

@@ -1,0 +1,153 @@
+"""The codebase's shape: layers and contracts (import-linter), no import cycles, small modules and functions, and a
+command line that loads only what it runs."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("gateway", "adapters", "signing")
+#: Generated or test-support code kept out of the size rules.
+EXEMPT = ("gateway/simulators/", "gateway/store/migrations/")
+HEAVY = ("pyhanko", "zeep", "sqlalchemy", "uvicorn")
+
+
+def _sources() -> list[Path]:
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT).as_posix()
+            if not relative.startswith(EXEMPT):
+                found.append(path)
+    return found
+
+
+def test_import_linter_contracts_hold() -> None:
+    command = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(command)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "BROKEN" not in result.stdout
+
+
+def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph.modules):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_module_imports_another_in_a_circle() -> None:
+    """Imports inside functions and under ``TYPE_CHECKING`` count too: a cycle is a cycle however it is hidden."""
+    graph = grimp.build_graph(*PACKAGES, exclude_type_checking_imports=False)
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "circular"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from circular import b\n")
+    (package / "b.py").write_text("from circular import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _cycles(grimp.build_graph("circular")) == [["circular.a", "circular.b"]]
+
+
+def test_modules_and_functions_stay_small() -> None:
+    big_modules = []
+    long_functions = []
+    for path in _sources():
+        text = path.read_text(encoding="utf-8")
+        relative = path.relative_to(ROOT).as_posix()
+        if text.count("\n") > 600:
+            big_modules.append(f"{relative} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    long_functions.append(f"{relative}:{node.lineno} {node.name} ({length} lines)")
+    assert big_modules == []
+    assert long_functions == []
+
+
+def _modules_loaded(*args: str) -> set[str]:
+    """The top-level packages ``python -X importtime -m gateway ARGS`` imported."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gateway", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip())
+    return names
+
+
+def _heavy(names: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(n for n in names if n.split(".")[0] in roots or n in roots)
+
+
+def test_version_and_help_load_no_heavy_library() -> None:
+    for args in (("--version",), ("--help",)):
+        loaded = _modules_loaded(*args)
+        assert "gateway.cli" in loaded
+        assert _heavy(loaded, HEAVY) == []
+
+
+def test_verify_loads_no_server_or_database_module(tmp_path: Path) -> None:
+    document = tmp_path / "plain.txt"
+    document.write_text("no signature here\n")
+    loaded = _modules_loaded("verify", str(document), "--offline", "--json")
+    assert "signing" in loaded
+    assert _heavy(loaded, ("sqlalchemy", "uvicorn", "starlette", "fastapi")) == []
+    assert sorted(n for n in loaded if n.startswith(("gateway.api", "gateway.daemon", "gateway.store"))) == []
