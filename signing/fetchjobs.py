@@ -1,4 +1,4 @@
-"""The three fetchers of one validation (OCSP, CRL, issuer certificates) over an :class:`HttpxFetcherBackend`.
+"""The three fetchers of one validation (OCSP, CRL, issuer certificates) over an HTTP backend (:class:`Downloader`).
 
 Each validation context gets its own fetchers with their own request budget and bookkeeping of what was fetched; the
 backend they share carries the HTTP clients and the caches. Malformed answers become pyhanko-certvalidator's fetch
@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable, Iterable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from asn1crypto import cms, crl, ocsp, pem, x509
 from pyhanko_certvalidator import errors
@@ -37,10 +37,16 @@ from pyhanko_certvalidator.fetchers.common_utils import (
 )
 from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
 
-if TYPE_CHECKING:
-    from .fetchers import HttpxFetcherBackend
+from .fetchcache import ExpiringCache
 
-__all__ = ["CERT_CONTENT_TYPES", "FetchSession", "HttpxCRLFetcher", "HttpxCertificateFetcher", "HttpxOCSPFetcher"]
+__all__ = [
+    "CERT_CONTENT_TYPES",
+    "Downloader",
+    "FetchSession",
+    "HttpxCRLFetcher",
+    "HttpxCertificateFetcher",
+    "HttpxOCSPFetcher",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +60,27 @@ CERT_CONTENT_TYPES = (
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+
+class Downloader(Protocol):
+    """What the fetchers need from their backend (:class:`signing.fetchers.HttpxFetcherBackend`): one screened,
+    bounded HTTP exchange, and the caches shared by every validation."""
+
+    ocsp_cache: ExpiringCache[Hashable, ocsp.OCSPResponse]
+    crl_cache: ExpiringCache[str, crl.CertificateList]
+    cert_cache: ExpiringCache[str, tuple[x509.Certificate, ...]]
+
+    async def download(
+        self,
+        kind: FetchKind,
+        url: str,
+        budget: FetchBudget,
+        *,
+        method: str = "GET",
+        accept: str,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> tuple[bytes, str | None]: ...
 
 
 class FetchSession(Generic[K, V]):
@@ -107,7 +134,7 @@ def _ocsp_expiry(response: ocsp.OCSPResponse, request: ocsp.OCSPRequest) -> date
 class HttpxOCSPFetcher(OCSPFetcher):
     certid_hash_algo = "sha1"  # what responders universally support (RFC 5019)
 
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
+    def __init__(self, backend: Downloader, budget: FetchBudget) -> None:
         self._backend = backend
         self._budget = budget
         self._session: FetchSession[tuple[bytes, Hashable, tuple[str, ...]], ocsp.OCSPResponse] = FetchSession()
@@ -166,7 +193,7 @@ class HttpxOCSPFetcher(OCSPFetcher):
             except (errors.OCSPValidationError, ValueError, TypeError) as exc:
                 raise errors.OCSPFetchError(f"Unusable OCSP response from {url}: {exc}") from exc
 
-        logger.info("Fetching OCSP status of %s from %s", _describe(cert), ", ".join(urls))
+        logger.info("Downloader OCSP status of %s from %s", _describe(cert), ", ".join(urls))
         response: ocsp.OCSPResponse = await ocsp_job_get_earliest(ask(url) for url in urls)
         cache.put(tag, response, _ocsp_expiry(response, request))
         return response
@@ -197,7 +224,7 @@ def _parse_crl(data: bytes, url: str) -> crl.CertificateList:
 
 
 class HttpxCRLFetcher(CRLFetcher):
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
+    def __init__(self, backend: Downloader, budget: FetchBudget) -> None:
         self._backend = backend
         self._budget = budget
         self._session: FetchSession[str, crl.CertificateList] = FetchSession()
@@ -223,7 +250,7 @@ class HttpxCRLFetcher(CRLFetcher):
                 continue
             urls.extend(url for url in found if url not in urls)
         if urls:
-            logger.info("Fetching CRLs for %s", _describe(cert))
+            logger.info("Downloader CRLs for %s", _describe(cert))
         # Raises the last CRLFetchError when every distribution point failed.
         results = [fetched async for fetched in crl_job_results_as_completed(self._single(url) for url in urls)]
         self._by_cert[key] = results
@@ -269,7 +296,7 @@ def _readable_urls(source: Callable[[], Iterable[str]]) -> list[str]:
 
 
 class HttpxCertificateFetcher(CertificateFetcher):
-    def __init__(self, backend: HttpxFetcherBackend, budget: FetchBudget) -> None:
+    def __init__(self, backend: Downloader, budget: FetchBudget) -> None:
         self._backend = backend
         self._budget = budget
         self._session: FetchSession[str, tuple[x509.Certificate, ...]] = FetchSession()
@@ -278,7 +305,7 @@ class HttpxCertificateFetcher(CertificateFetcher):
         self, cert: x509.Certificate | cms.AttributeCertificateV2
     ) -> AsyncGenerator[x509.Certificate, None]:
         urls = cap_aia_urls(self._budget, _readable_urls(lambda: gather_aia_issuer_urls(cert)))
-        logger.info("Fetching issuer certificates of %s", _describe(cert))
+        logger.info("Downloader issuer certificates of %s", _describe(cert))
         return complete_certificate_fetch_jobs([self._fetch_certs(url) for url in urls])
 
     def fetch_crl_issuers(self, certificate_list: crl.CertificateList) -> AsyncGenerator[x509.Certificate, None]:

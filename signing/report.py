@@ -297,10 +297,6 @@ class SignatureReport:
             "signatures": [signature.to_json() for signature in self.signatures],
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The same as :meth:`to_json`."""
-        return self.to_json()
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SignatureReport:
         """The report that :meth:`to_json` produced ``data`` from; the derived keys (``signed``, ``verdict``,

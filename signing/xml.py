@@ -1,6 +1,8 @@
 """XML-DSig and XAdES signatures on XML forms (tờ khai điện tử).
 
-Three libraries, one job each:
+Every ds:Signature of a document is checked for its mathematics, for the trust in its signer's certificate and for
+how much of the document it covers; the report says so, and only the content a valid signature verifiably signed is
+handed on. Three libraries, one job each:
 
 * :mod:`adapters.xmlguard` parses the bytes with the hardened parser and refuses any DTD or entity declaration, so
   nothing below ever sees XXE or entity-expansion tricks;

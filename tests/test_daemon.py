@@ -30,10 +30,10 @@ import pytest
 from gateway import outbox
 from gateway.auth import Principal
 from gateway.catalogue import import_procedures, load_catalogue
-from gateway.config import load_config
 from gateway.daemon import listen_socket, run_daemon, serve_asgi
 from gateway.registry import Registration, register
 from gateway.runtime import Runtime
+from gateway.settings import load_settings
 from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.database import Database
 from gateway.store.models import Dossier, utcnow
@@ -175,8 +175,7 @@ role = "admin"
 
 def prepare_database(config_path: Path, sim_url: str) -> None:
     """The catalogue imported and the simulated agency registered (as the CLI would do)."""
-    config = load_config(config_path, environ={})
-    db = Database.connect(config.section("database")["url"])
+    db = Database.connect(load_settings(config_path, environ={}).database.url)
     db.upgrade()
     try:
         with db.unit_of_work() as session:
@@ -210,8 +209,7 @@ def submission(index: int) -> dict[str, Any]:
 
 def database_state(config_path: Path) -> tuple[set[str], dict[str, int]]:
     """The dossier codes in the database and the outbox's counts by state."""
-    config = load_config(config_path, environ={})
-    db = Database.connect(config.section("database")["url"])
+    db = Database.connect(load_settings(config_path, environ={}).database.url)
     try:
         with db.unit_of_work() as session:
             from sqlalchemy import select
@@ -369,8 +367,8 @@ def test_worker_command_delivers_and_stops_cleanly(tmp_path: Path, processes: li
     sim_url = start_simulator(tmp_path, processes)
     config_path = write_config(tmp_path, free_port())
     prepare_database(config_path, sim_url)
-    config = load_config(config_path, environ={})
-    runtime = Runtime(config=config, db=Database.connect(config.section("database")["url"]))
+    settings = load_settings(config_path, environ={})
+    runtime = Runtime.from_settings(settings, Database.connect(settings.database.url))
     try:
         answer = asyncio.run(submit(runtime, Principal("portal"), submission(1), idempotency_key=None, now=utcnow()))
     finally:
@@ -413,8 +411,8 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
     gateway_sock = listen_socket("127.0.0.1", 0)
     config_path = write_config(tmp_path, gateway_sock.getsockname()[1])
     prepare_database(config_path, sim_url)
-    config = load_config(config_path, environ={})
-    runtime = Runtime(config=config, db=Database.connect(config.section("database")["url"]))
+    settings = load_settings(config_path, environ={})
+    runtime = Runtime.from_settings(settings, Database.connect(settings.database.url))
     ready = asyncio.Event()
     stop = asyncio.Event()
     # The worker would poll only every 60 s: a prompt delivery means the API woke it.

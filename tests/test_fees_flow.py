@@ -28,9 +28,8 @@ from adapters.http import default_factory
 from adapters.payment import sign
 from gateway import audit, messages
 from gateway.api import create_app
-from gateway.bootstrap import context_of
+from gateway.bootstrap import Composition, context_of
 from gateway.cli import main
-from gateway.dispatch import GatewayDispatcher
 from gateway.flows.payment import UPSTREAM, build_provider, periodic_jobs, query_pending
 from gateway.outbox import RetryPolicy
 from gateway.periodic import PeriodicJob
@@ -144,7 +143,7 @@ class Flow:
 
     async def drain(self, done: Any) -> None:
         """Run the outbox (through the real dispatcher) until ``done()``."""
-        dispatcher = GatewayDispatcher(self.runtime)
+        dispatcher = Composition(self.runtime)
         worker = OutboxWorker(self.runtime.db, dispatcher, policy=RetryPolicy(max_attempts=3, initial_seconds=0.01))
         try:
             with anyio.fail_after(30):
@@ -343,7 +342,7 @@ async def test_soap_agencies_are_not_called_and_bad_messages_are_permanent(
     with flow.runtime.db.unit_of_work() as session:
         register(session, soap, replace=True)
     caplog.set_level(logging.INFO, logger="gateway")
-    dispatcher = GatewayDispatcher(flow.runtime)
+    dispatcher = Composition(flow.runtime)
     try:
         await dispatcher.dispatch(MessageView.of(message))
         assert dispatcher.counters[messages.AGENCY_FEE_PAID] == 1
@@ -354,7 +353,7 @@ async def test_soap_agencies_are_not_called_and_bad_messages_are_permanent(
             await dispatcher.dispatch(replace(wrong, payload={"dossier_code": code}))
     finally:
         await dispatcher.aclose()
-    assert "reference SOAP contract has no such operation" in caplog.text
+    assert "agency not told of the payment: its contract has no such operation" in caplog.text
     assert flow.agency.effects["fee_paid"] == 0
 
 
@@ -554,12 +553,9 @@ async def test_reconcile_usage_errors_exit_2(tmp_path: Path, capsys: pytest.Capt
 def test_bad_payment_configuration_is_refused_at_startup(tmp_path: Path) -> None:
     from gateway.config import ConfigError
 
+    payment = {"base_url": "http://127.0.0.1:1", "merchant_code": "X", "return_url": RETURN_URL}
     with (
-        open_runtime(
-            "sqlite",
-            tmp_path,
-            payment={"base_url": "http://127.0.0.1:1", "merchant_code": "X", "return_url": RETURN_URL},
-        ) as runtime,
-        pytest.raises(ConfigError, match=r"\[payment\] secret is required"),
+        pytest.raises(ConfigError, match=r"\[payment\] secret: is required"),
+        open_runtime("sqlite", tmp_path, payment=payment) as runtime,
     ):
         create_app(runtime)

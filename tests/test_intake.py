@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from gateway import audit
 from gateway.domain.codes import parse_dossier_code
-from gateway.services.files import reconcile_content_type, sanitise_filename, sniff_content_type
+from gateway.services.files import sanitise_filename
+from signing.sniff import reconcile_content_type, sniff_content_type
 from gateway.services.intake import allocate_code
 from gateway.store.models import (
     AuditEntry,

@@ -23,10 +23,9 @@ import pytest
 from sqlalchemy import func, select
 
 from adapters.postal import sign_body
-from gateway import messages, outbox, shipments
-from gateway.dispatch import GatewayDispatcher
+from gateway import messages, outbox
+from gateway.bootstrap import Composition
 from gateway.outbox import RetryPolicy
-from gateway.periodic import jobs as periodic_jobs
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.simulators.agency import create_app as create_agency
@@ -135,7 +134,7 @@ class Flow:
 
     gw: Gateway
     runtime: Runtime
-    dispatcher: GatewayDispatcher
+    dispatcher: Composition
     worker: OutboxWorker
     sim: PostalSimulator
     postal_url: str
@@ -210,7 +209,7 @@ async def open_flow(
         register_agency(runtime, agency_server.base_url)
         async for gw in gateway_client(runtime):
             with ServerThread(gw.app) as served:
-                dispatcher = GatewayDispatcher(runtime)
+                dispatcher = Composition(runtime)
                 policy = RetryPolicy(max_attempts=5, initial_seconds=0.01, max_seconds=0.05, jitter_seconds=0)
                 worker = OutboxWorker(runtime.db, dispatcher, policy=policy)
                 try:
@@ -414,7 +413,7 @@ async def test_postal_off_is_shown_once_as_skipped(
             ("completed", False),
         ]
         assert flow.postal_messages() == [] and postal_sim.orders == {}
-        assert shipments.periodic_jobs(flow.runtime, flow.dispatcher) == []
+        assert [job.name for job in flow.dispatcher.periodic_jobs() if job.name == "postal-tracking"] == []
         response = await flow.post_event({"order_code": "EL1VN", "status": "delivered", "at": at(0), "note": None})
         assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
 
@@ -533,7 +532,7 @@ async def test_duplicate_events_are_idempotent(flow: Flow) -> None:
     assert (flow.count(AuditEntry), flow.count(HistoryEntry)) == (audit_count, history_count)
     # The order itself is placed once, however often its message is delivered.
     [message] = [m for m in flow.postal_messages() if m.payload["kind"] == "delivery"]
-    handler = flow.dispatcher.flow("gateway.shipments")
+    handler = flow.dispatcher.postal
     await handler.handle(MessageView.of(message))
     assert sum(o["kind"] == "delivery" for o in flow.sim.orders.values()) == 1
 
@@ -554,9 +553,9 @@ async def test_polling_picks_up_events_when_webhooks_never_come(any_flow: Flow) 
     assert (await flow.view(code))["status"] == "completed"
     assert flow.sim.webhooks == []
 
-    [job] = [job for job in periodic_jobs(flow.runtime, flow.dispatcher) if job.name == "postal-tracking"]
+    [job] = [job for job in flow.dispatcher.periodic_jobs() if job.name == "postal-tracking"]
     assert job.interval_seconds == 60
-    handler = flow.dispatcher.flow("gateway.shipments")
+    handler = flow.dispatcher.postal
     assert await handler.poll() == 0  # heard of less than poll_after_seconds ago: not polled
     assert flow.sim.counters["requests"] == 2  # the two orders, no tracking call
     later = utcnow() + timedelta(hours=2)

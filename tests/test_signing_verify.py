@@ -154,3 +154,25 @@ def test_detached_signature_found_beside_the_file(tmp_path):
     (tmp_path / "don.pdf.p7s").write_bytes(b"0")
     assert find_detached_signature(doc) == tmp_path / "don.pdf.p7s"
     assert find_detached_signature(tmp_path / "don.p7s") is None
+
+
+def test_signing_imports_nothing_from_gateway_and_only_the_guards_from_adapters():
+    import ast
+    from pathlib import Path
+
+    import signing
+
+    allowed = {"adapters.netguard", "adapters.xmlguard"}
+    for path in Path(signing.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                assert top != "gateway", (path.name, name)
+                assert top != "adapters" or name in allowed, (path.name, name)

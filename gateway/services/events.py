@@ -173,7 +173,7 @@ def _store_result(session: Session, result: dict[str, Any], files: Sequence[Prep
                 "size": f.size,
                 "sha256": f.sha256,
                 "detached_signature_sha256": f.signature_sha256,
-                "verification": f.report,
+                "verification": f.verification,
             }
         )
     return stored

@@ -12,10 +12,8 @@ import asyncio
 import base64
 import binascii
 import hashlib
-import io
 import re
 import unicodedata
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,15 +26,15 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import problem
 from gateway.store.models import Blob
-from signing import Document, Verifier, detect_format
+from signing.report import SignatureReport, Verdict
+from signing.sniff import reconcile_content_type, sniff_content_type
+from signing.verify import Document, Verifier
 
 __all__ = [
     "FileIn",
     "PreparedFile",
     "prepare_files",
-    "reconcile_content_type",
     "sanitise_filename",
-    "sniff_content_type",
     "store_blob",
     "verify_files",
 ]
@@ -67,7 +65,7 @@ class PreparedFile:
     sha256: str
     signature: bytes | None = field(default=None, repr=False)
     signature_sha256: str | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: SignatureReport | None = None
 
     @property
     def size(self) -> int:
@@ -75,11 +73,16 @@ class PreparedFile:
 
     @property
     def originals_check_required(self) -> bool:
-        return bool(self.report.get("originals_check_required", True))
+        return True if self.report is None else self.report.originals_check_required
+
+    @property
+    def verification(self) -> dict[str, Any] | None:
+        """The report as stored and shown (the contract's JSON shape)."""
+        return None if self.report is None else self.report.to_json()
 
     @property
     def verdict(self) -> str:
-        return str(self.report.get("verdict", "invalid"))
+        return Verdict.INVALID.value if self.report is None else self.report.verdict.value
 
 
 _B64_WHITESPACE = re.compile(rb"[\r\n\t ]+")
@@ -154,128 +157,6 @@ def sanitise_filename(raw: str | None, *, fallback_stem: str, content_type: str 
     return name
 
 
-_OOXML = {
-    "word/": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "xl/": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "ppt/": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-}
-ZIP_TYPES = frozenset(
-    {
-        "application/zip",
-        *_OOXML.values(),
-        "application/vnd.oasis.opendocument.text",
-        "application/vnd.oasis.opendocument.spreadsheet",
-        "application/vnd.oasis.opendocument.presentation",
-        "application/epub+zip",
-    }
-)
-OLE_TYPES = frozenset(
-    {"application/x-ole-storage", "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint"}
-)
-#: Declared names of the same types.
-_ALIASES = {
-    "text/xml": "application/xml",
-    "application/x-xml": "application/xml",
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "application/x-pdf": "application/pdf",
-    "application/x-zip-compressed": "application/zip",
-    "application/x-zip": "application/zip",
-    "application/x-pkcs7-mime": "application/pkcs7-mime",
-    "application/pkcs7-signature": "application/pkcs7-mime",
-    "application/x-pkcs7-signature": "application/pkcs7-mime",
-    "application/cms": "application/pkcs7-mime",
-}
-#: Types the sniffer recognises: declaring one of them for content that is something else is refused.
-RECOGNISED = frozenset(
-    {
-        "application/pdf",
-        "application/xml",
-        "image/png",
-        "image/jpeg",
-        "image/gif",
-        "image/tiff",
-        "application/pkcs7-mime",
-    }
-    | ZIP_TYPES
-    | OLE_TYPES
-)
-OCTET_STREAM = "application/octet-stream"
-
-
-def _sniff_zip(data: bytes) -> str:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            if "mimetype" in names:
-                info = archive.getinfo("mimetype")
-                if info.file_size <= 100:
-                    declared = archive.read("mimetype").decode("ascii", "replace").strip()
-                    if declared in ZIP_TYPES:
-                        return declared
-            if "[Content_Types].xml" in names:
-                for prefix, kind in _OOXML.items():
-                    if any(name.startswith(prefix) for name in names):
-                        return kind
-    except Exception:  # noqa: BLE001 - a damaged archive is still a zip by its magic number
-        return "application/zip"
-    return "application/zip"
-
-
-def sniff_content_type(data: bytes) -> str:
-    """The content type the bytes show (a small magic-number table); ``application/octet-stream`` when unknown.
-
-    PDF, XML, PNG, JPEG, GIF, TIFF, ZIP-based office formats (OOXML, OpenDocument) and plain ZIP, OLE2 (legacy
-    office), and CMS/PKCS#7 signed data.
-    """
-    head = data[:1024]
-    if head.find(b"%PDF-") != -1:
-        return "application/pdf"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "image/tiff"
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _sniff_zip(data)
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "application/x-ole-storage"
-    stripped = head.lstrip(b"\xef\xbb\xbf\r\n\t ")
-    if stripped.startswith(b"<") or head.startswith((b"\xff\xfe<\x00", b"\xfe\xff\x00<")):
-        return "application/xml"
-    if detect_format(data) == "cms":
-        return "application/pkcs7-mime"
-    return OCTET_STREAM
-
-
-def _normalise_type(value: str) -> str:
-    kind = value.split(";", 1)[0].strip().lower()
-    if kind.endswith("+xml") and kind != "application/epub+zip":
-        return "application/xml"
-    return _ALIASES.get(kind, kind)
-
-
-def reconcile_content_type(declared: str | None, sniffed: str) -> tuple[str | None, str]:
-    """``(error, stored type)``: the type to store, or why the declared one contradicts the content."""
-    if not declared or not declared.strip():
-        return None, sniffed
-    kind = _normalise_type(declared)
-    if kind == sniffed:
-        return None, sniffed
-    if sniffed == "application/zip" and kind in ZIP_TYPES:
-        return None, kind  # a zip-based format the sniffer could not tell apart: the declaration refines it
-    if sniffed in ZIP_TYPES and kind == "application/zip":
-        return None, sniffed
-    if sniffed in OLE_TYPES and kind in OLE_TYPES:
-        return None, kind if kind != "application/x-ole-storage" else sniffed
-    if sniffed == OCTET_STREAM and kind not in RECOGNISED:
-        return None, OCTET_STREAM  # content of a kind we do not know: stored as opaque bytes
-    return f"declared {declared.strip()!r} but the content is {sniffed}", sniffed
-
-
 def _prepare_one(item: FileIn, *, field: str, code: str | None, max_bytes: int, errors: list) -> PreparedFile | None:
     before = len(errors)
     data = _decode_base64(
@@ -335,7 +216,7 @@ async def verify_files(verifier: Verifier, files: Sequence[PreparedFile]) -> Non
         *(verifier.verify(Document(f.data, f.filename, f.signature)) for f in files),
     )
     for prepared, report in zip(files, reports, strict=True):
-        prepared.report = report.to_dict()
+        prepared.report = report
 
 
 def store_blob(session: Session, data: bytes, sha256: str | None = None) -> str:

@@ -237,7 +237,7 @@ def component_rows(
                 size=f.size,
                 sha256=f.sha256,
                 detached_signature_sha256=f.signature_sha256,
-                verification=f.report,
+                verification=f.verification,
                 originals_check_required=f.originals_check_required,
                 revision=revisions.get(f.code, 1),
                 current=True,
