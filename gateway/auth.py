@@ -1,4 +1,4 @@
-"""API tokens and roles (DESIGN.md §5 "Authentication").
+"""API tokens and roles: who may call the HTTP API, as the configuration says.
 
 Tokens come from the configuration, one ``[[auth.tokens]]`` table each (:class:`gateway.sections.TokenEntry`)::
 

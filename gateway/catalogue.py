@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from .domain.codes import is_valid_agency_code
 from .store.models import Procedure
+from .validation import validation_errors
 
 __all__ = [
     "CatalogueError",
@@ -45,7 +46,6 @@ __all__ = [
     "list_procedures",
     "load_catalogue",
     "parse_catalogue",
-    "validation_errors",
 ]
 
 _CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", re.ASCII)
@@ -146,52 +146,6 @@ _COLUMNS = ("code", "name", "agencies", "processing_days", "components", "fees",
 
 
 # --- error messages -------------------------------------------------------------------------------------------------
-
-_MESSAGES = {
-    "missing": "required field is missing",
-    "extra_forbidden": "unknown field",
-    "int_type": "must be an integer",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "list_type": "must be a list",
-    "dict_type": "must be a table/object",
-    "model_type": "must be a table/object",
-    "model_attributes_type": "must be a table/object",
-}
-_SHOW_INPUT = {"int_type", "bool_type", "string_type", "list_type", "dict_type", "literal_error", "float_type"}
-
-
-def _field(loc: Sequence[str | int]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
-
-
-def _message(error: dict[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "string_too_short" and error.get("ctx", {}).get("min_length") == 1:
-        message = "must not be empty"
-    elif kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
-        message = "must not be empty"
-    else:
-        message = _MESSAGES.get(kind) or str(error["msg"]).removeprefix("Value error, ")
-        message = message[:1].lower() + message[1:]
-    if kind in _SHOW_INPUT:
-        shown = repr(error.get("input"))
-        message += f" (got {shown if len(shown) <= 40 else shown[:37] + '...'})"
-    return message
-
-
-def validation_errors(exc: ValidationError, *, prefix: Sequence[str | int] = ()) -> list[dict[str, str]]:
-    """Pydantic's errors as ``[{"field": "fees[0].amount", "message": "must be an integer (got 1.5)"}]``."""
-    return [
-        {"field": _field((*prefix, *error["loc"])), "message": _message(error)}
-        for error in exc.errors(include_url=False)
-    ]
 
 
 def _one_line(problems: list[dict[str, str]]) -> str:

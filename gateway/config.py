@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -36,8 +36,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-if TYPE_CHECKING:
-    from signing.settings import TrustSettings
+from signing.settings import TrustSettings
 
 __all__ = [
     "BASE_DIR",
@@ -55,6 +54,7 @@ __all__ = [
     "RawConfiguration",
     "SecretRef",
     "Section",
+    "SigningSection",
     "Text",
     "WebUrl",
     "load_config",
@@ -257,6 +257,30 @@ class Section(BaseModel):
         return data
 
 
+class SigningSection(Section):
+    """``[signing]``: the trust anchors, intermediate certificates and CRLs (files or directories, relative to the
+    configuration file's directory), whether revocation is fetched online, and the fetches' timeout.
+
+    It is defined here, with the value types, because :meth:`Config.signing` reads it too (``verify`` loads nothing
+    else of the configuration); :mod:`gateway.sections` holds it with the other core sections."""
+
+    trust_anchors: PathList = ()
+    intermediates: PathList = ()
+    crls: PathList = ()
+    online_revocation: Flag = False
+    timeout_seconds: PositiveNumber = 10.0
+
+    def trust_settings(self) -> TrustSettings:
+        """The section as :meth:`signing.trust.TrustStore.load` and the verifier take it."""
+        return TrustSettings(
+            trust_anchors=self.trust_anchors,
+            intermediates=self.intermediates,
+            crls=self.crls,
+            online_revocation=self.online_revocation,
+            fetch_timeout_seconds=self.timeout_seconds,
+        )
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Reading: the file and the environment
 
@@ -287,7 +311,7 @@ class EnvironmentOverrides(PydanticBaseSettingsSource):
         return None, field_name, False  # the values are read whole by __call__, not field by field
 
     def __call__(self) -> dict[str, Any]:
-        prefix, delimiter = self.config["env_prefix"], self.config["env_nested_delimiter"]
+        prefix, delimiter = str(self.config.get("env_prefix") or ""), str(self.config.get("env_nested_delimiter") or "")
         data: dict[str, Any] = {}
         for name in sorted(self.environ):
             rest = name[len(prefix) :]
@@ -441,9 +465,7 @@ def _origin(loc: tuple[Any, ...], origins: Mapping[tuple[str, ...], str]) -> str
     """The environment variable that set the key at ``loc``, a key below it or the table above it."""
     if not loc:
         return None
-    return next(
-        (name for path, name in origins.items() if path[: len(loc)] == loc or loc[: len(path)] == path), None
-    )
+    return next((name for path, name in origins.items() if path[: len(loc)] == loc or loc[: len(path)] == path), None)
 
 
 def validation_message(
@@ -510,8 +532,6 @@ class Config:
     @property
     def signing(self) -> TrustSettings:
         """The ``[signing]`` section's trust settings, read by its typed model."""
-        from .sections import SigningSection  # the typed sections build on this module, not the other way round
-
         return parse_section(SigningSection, self.section("signing"), "signing", self.base_dir).trust_settings()
 
 

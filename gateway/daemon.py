@@ -35,8 +35,8 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .bootstrap import Composition, check_settings
 from .config import ConfigError
-from .bootstrap import Composition
 from .periodic import PeriodicJob, run_jobs
 from .runtime import Runtime
 from .workers import Dispatcher, OutboxWorker
@@ -223,7 +223,8 @@ async def run_daemon(
     :param handle_signals: install SIGTERM/SIGINT handlers (default: when no ``stop`` event is given, and only on
         the main thread).
     :param on_ready: called once serving, with the API's base URL (``None`` without the API).
-    :param dispatcher: delivers the outbox messages (default: the :class:`~gateway.bootstrap.Composition` of ``runtime``).
+    :param dispatcher: delivers the outbox messages (default: the :class:`~gateway.bootstrap.Composition` of
+        ``runtime``).
     :param worker_options: further :class:`OutboxWorker` arguments (``batch``, ``poll_interval``...).
     :param close_runtime: dispose the database (``runtime.close()``) at the end.
     """
@@ -233,6 +234,7 @@ async def run_daemon(
     if handle_signals is None:
         handle_signals = stop is None
     stop = stop if stop is not None else asyncio.Event()
+    check_settings(runtime)  # what the integrations' settings describe is built now: a mistake stops the start
     own_dispatcher = dispatcher is None
     active: Dispatcher = dispatcher if dispatcher is not None else Composition(runtime)
     worker: OutboxWorker | None = None

@@ -1,6 +1,6 @@
 """The agency endpoint registry: each agency's one-stop system (một cửa điện tử) and how to reach it.
 
-An agency registers a document (contract, DESIGN.md §5 "Agency registration document"; the same body for
+An agency registers a document (the agency registration contract; the same body for
 ``POST /api/v1/admin/agencies`` and ``dvc-gateway agency register --file``). :func:`validate_registration` checks
 it and refuses with every problem found (:class:`RegistrationError`, ``errors`` for a 422, ``str()`` one line):
 
@@ -45,9 +45,10 @@ from sqlalchemy.orm import Session
 
 from adapters.netguard import AddressPolicy, BlockedAddressError, UnresolvableHostError, parse_address
 
-from .catalogue import AgencyCode, Code, Name, validation_errors
+from .catalogue import AgencyCode, Code, Name
 from .config import ConfigError, resolve_secret
 from .store.models import Agency
+from .validation import validation_errors
 
 if TYPE_CHECKING:
     from .settings import Settings

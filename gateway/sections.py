@@ -15,17 +15,15 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, Strict, ValidationInfo, field_validator
 
-from signing.settings import TrustSettings
-
 from .config import (
     ConfigPath,
     Flag,
     NonNegativeNumber,
-    PathList,
     PositiveInt,
     PositiveNumber,
     SecretRef,
     Section,
+    SigningSection,
     Text,
     WebUrl,
 )
@@ -161,27 +159,6 @@ class PortalSection(Section):
     webhook_url: WebUrl | None = None
     token: SecretRef | None = None
     timeout_seconds: PositiveNumber = 10.0
-
-
-class SigningSection(Section):
-    """``[signing]``: the trust anchors, intermediate certificates and CRLs (files or directories, relative to the
-    configuration file's directory), whether revocation is fetched online, and the fetches' timeout."""
-
-    trust_anchors: PathList = ()
-    intermediates: PathList = ()
-    crls: PathList = ()
-    online_revocation: Flag = False
-    timeout_seconds: PositiveNumber = 10.0
-
-    def trust_settings(self) -> TrustSettings:
-        """The section as :meth:`signing.trust.TrustStore.load` and the verifier take it."""
-        return TrustSettings(
-            trust_anchors=self.trust_anchors,
-            intermediates=self.intermediates,
-            crls=self.crls,
-            online_revocation=self.online_revocation,
-            fetch_timeout_seconds=self.timeout_seconds,
-        )
 
 
 class OutboxSection(Section):

@@ -463,4 +463,4 @@ def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path:
             [sys.executable, "-m", "gateway", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == "dvc-gateway: error: [national_portal] madonvi is required when base_url is set"
+    assert result.stderr.strip() == "dvc-gateway: error: [national_portal] madonvi: is required"

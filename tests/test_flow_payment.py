@@ -271,7 +271,7 @@ async def test_query_job_settles_a_payment_whose_notification_was_lost(db: Datab
     ctx = context_for(db, subscriptions(settings, provider.sign), events.subscriptions)
     code = await fee_requested(ctx)
     [payment] = rows(db, Payment)
-    [job] = periodic_jobs(ctx, settings, provider, sign=provider.sign)  # type: ignore[arg-type]
+    [job] = periodic_jobs(ctx, settings, provider, sign=provider.sign)
     assert (job.name, job.interval_seconds) == ("payment-query", 60)
     assert periodic_jobs(ctx, None, provider) == [] and periodic_jobs(ctx, settings, None) == []
 

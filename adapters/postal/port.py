@@ -1,9 +1,8 @@
 """What the gateway needs from the public postal service, whatever its client (the port).
 
 :class:`PostalService` lists the calls the postal flow makes: order a pickup or a delivery, and read an order's
-tracking events. :class:`~adapters.postal.client.PostalClient` implements it over HTTP; tests use in-memory fakes.
-Every failure is an :mod:`adapters.errors` error (transient, permanent, auth, bad response) or a ``ValueError`` for
-a request the client refuses to send.
+tracking events; :class:`~adapters.postal.client.PostalClient` implements it over HTTP. Every failure is an
+:mod:`adapters.errors` error, or a ``ValueError`` for a request the client refuses to send.
 """
 
 from __future__ import annotations

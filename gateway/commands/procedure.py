@@ -32,13 +32,13 @@ from ..catalogue import (
     import_procedures,
     list_procedures,
     load_catalogue,
-    validation_errors,
 )
 from ..domain.codes import is_valid_agency_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..flows.national import open_portal
 from ..runtime import Runtime
 from ..settings import load_settings
+from ..validation import validation_errors
 from .db import config_argument, open_database
 from .national import portal_settings
 

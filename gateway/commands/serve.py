@@ -27,23 +27,22 @@ from ..store.database import Database
 from ..store.engine import DatabaseConfigError
 from .db import config_argument, open_database
 
+_COMMANDS = (
+    ("serve", "run the daemon (API and workers)", "the HTTP API and the outbox workers"),
+    ("worker", "run the outbox workers only (scale-out)", "the outbox workers without the HTTP API"),
+)
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    serve = commands.add_parser(
-        "serve",
-        help="run the daemon (API and workers)",
-        description="Run the gateway: the HTTP API and the outbox workers, until SIGTERM or SIGINT.",
-    )
-    config_argument(serve)
-    serve.set_defaults(run=run_serve)
-
-    worker = commands.add_parser(
-        "worker",
-        help="run the outbox workers only (scale-out)",
-        description="Run the outbox workers without the HTTP API, until SIGTERM or SIGINT.",
-    )
-    config_argument(worker)
-    worker.set_defaults(run=run_worker)
+    """``serve`` and ``worker``, each unless the command line already lists it (by name only, when not run)."""
+    for name, help_text, what in _COMMANDS:
+        if name in commands.choices:
+            continue
+        parser = commands.add_parser(
+            name, help=help_text, description=f"Run the gateway: {what}, until SIGTERM or SIGINT."
+        )
+        config_argument(parser)
+        parser.set_defaults(run=run_serve if name == "serve" else run_worker)
 
 
 def open_runtime(source: Settings | Config) -> Runtime:

@@ -29,7 +29,7 @@ from gateway.store.database import Database
 from gateway.store.models import IdempotencyRecord
 from gateway.unit_of_work import UnitOfWork
 
-__all__ = ["Answer", "IdempotencyContext", "canonical_json", "run_idempotent"]
+__all__ = ["Answer", "IdempotencyContext", "answered_before", "canonical_json", "run_idempotent"]
 
 
 def canonical_json(document: Any) -> bytes:
@@ -97,6 +97,14 @@ class Answer:
     replayed: bool = False
 
 
+async def answered_before(db: Database, context: IdempotencyContext | None) -> Answer | None:
+    """The stored answer to a repeated key, looked up before any work (checks and files) is done."""
+    if context is None:
+        return None
+    earlier = await db.run(context.lookup)
+    return None if earlier is None else Answer(earlier[0], earlier[1], replayed=True)
+
+
 async def run_idempotent(
     db: Database,
     bus: MessageBus,
@@ -129,10 +137,9 @@ async def run_idempotent(
             session.flush()
         return Answer(status, body)
 
-    if context is not None:
-        earlier = await db.run(previous)
-        if earlier is not None:
-            return Answer(earlier[0], earlier[1], replayed=True)
+    earlier_answer = await answered_before(db, context)
+    if earlier_answer is not None:
+        return earlier_answer
     try:
         return await db.run(run)
     except IntegrityError:

@@ -42,7 +42,7 @@ from gateway.services.agency_outbox import enqueue_delivery
 from gateway.services.changes import changed
 from gateway.services.context import Context, Render
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
-from gateway.services.idempotency import Answer, IdempotencyContext, run_idempotent
+from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -334,10 +334,9 @@ async def submit(
 ) -> Answer:
     """Take in a dossier (see the module documentation): the answer is ``201`` and ``render``'s view of it."""
     context = await IdempotencyContext.build(principal, idempotency_key, "POST", path, document)
-    if context is not None:
-        earlier = await ctx.db.run(context.lookup)
-        if earlier is not None:
-            return Answer(earlier[0], earlier[1], replayed=True)
+    earlier = await answered_before(ctx.db, context)
+    if earlier is not None:
+        return earlier
 
     sub = parse_model(Submission, document)
     _, errors = await ctx.db.run(lambda session: check_catalogue(session, sub))

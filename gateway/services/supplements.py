@@ -22,7 +22,7 @@ from gateway.services.agency_outbox import enqueue_supplement
 from gateway.services.changes import find_dossier, procedure_of, record_change, resumable_status
 from gateway.services.context import Context, Render
 from gateway.services.files import PreparedFile, prepare_files, verify_files
-from gateway.services.idempotency import Answer, IdempotencyContext, run_idempotent
+from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.services.intake import (
     ComponentIn,
     check_component_codes,
@@ -138,10 +138,9 @@ async def supplement(
 ) -> Answer:
     """``POST /api/v1/dossiers/{code}/supplements``: checked, files prepared and verified, then one unit of work."""
     context = await IdempotencyContext.build(principal, idempotency_key, "POST", path, document)
-    if context is not None:
-        earlier = await ctx.db.run(context.lookup)
-        if earlier is not None:
-            return Answer(earlier[0], earlier[1], replayed=True)
+    earlier = await answered_before(ctx.db, context)
+    if earlier is not None:
+        return earlier
     body = parse_model(Supplement, document)
     await ctx.db.run(lambda session: _require_waiting(find_dossier(session, code)))
     items = [(f"components[{i}]", c.code, c) for i, c in enumerate(body.components)]

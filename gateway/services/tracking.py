@@ -1,15 +1,8 @@
 """Postal tracking events: what the public postal service says of a pickup or delivery, applied to the dossier.
 
-Events come by the signed webhook or by the tracking poll; both go through :func:`apply_tracking_event`:
-
-- each new event is a history step ``<kind>_<status>`` (``delivery_in_transit``, ``delivery_failed``,
-  ``delivery_returned`` (returned to the sender), ``pickup_delivered``…) in the dossier's current status, except that
-  a delivery's ``delivered`` moves the dossier ``completed → returned``; failed deliveries and returns to the sender
-  leave it ``completed``. Every step is recorded with ``record_change``, so the flows hear of it;
-- an ``accepted`` event for an order already accepted adds no step (the order's own step said it);
-- an event already seen (same status and time) changes nothing (duplicates are idempotent);
-- an event older than the last one applied, or any event after ``delivered`` or ``returned``, is kept in the
-  shipment's event log (``details.events``, ``applied: false``) and moves nothing: a shipment never goes backwards.
+Events come by the signed webhook or by the tracking poll, and both go through :func:`apply_tracking_event`: each
+new event is a history step recorded with ``record_change`` (a delivery's ``delivered`` moves the dossier
+``completed → returned``), repeats change nothing, and late events are kept in the shipment's log without moving it.
 """
 
 from __future__ import annotations
@@ -198,7 +191,17 @@ def apply_tracking_event(
     calendar: OfficeCalendar,
     now: datetime,
 ) -> TrackingOutcome:
-    """Apply one tracking event of ``shipment`` (see the module notes); the caller holds the write lock."""
+    """Apply one tracking event of ``shipment``; the caller holds the write lock.
+
+    - each new event is a history step ``<kind>_<status>`` (``delivery_in_transit``, ``delivery_failed``,
+      ``delivery_returned`` (returned to the sender), ``pickup_delivered``…) in the dossier's current status, except
+      that a delivery's ``delivered`` moves the dossier ``completed → returned``; failed deliveries and returns to
+      the sender leave it ``completed``;
+    - an ``accepted`` event for an order already accepted adds no step (the order's own step said it);
+    - an event already seen (same status and time) changes nothing (``duplicate``);
+    - an event older than the last one applied, or any event after ``delivered`` or ``returned``, is kept in the
+      shipment's event log (``details.events``, ``applied: false``) and moves nothing (``late``).
+    """
 
     def outcome(name: str) -> TrackingOutcome:
         return TrackingOutcome(

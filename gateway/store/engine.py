@@ -7,12 +7,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..config import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 DEFAULT_URL = "sqlite:///./var/gateway.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -34,7 +38,7 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # an answered 201 survives power loss, not only a process crash
@@ -62,8 +66,8 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def _alembic_config(engine: Engine):
-    from alembic.config import Config
+def _alembic_config(engine: Engine | None) -> AlembicConfig:
+    from alembic.config import Config  # migrations only: not loaded by processes that never run them
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -88,7 +92,7 @@ def current_revision(engine: Engine) -> str | None:
 def head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
 def is_current(engine: Engine) -> bool:

@@ -49,7 +49,9 @@ def build_provider(settings: PaymentSettings, http: HttpClient | None = None) ->
 
 
 def build_signer(settings: PaymentSettings) -> SignPayment:
-    """Signs a payer's URL with the merchant's key, the payment created at the ``now`` it is given."""
+    """Signs a payer's URL with the merchant's key, the payment created at the ``now`` it is given; settings the
+    provider refuses are a :class:`ConfigError` now."""
+    _vnpay(settings, None)
 
     def sign(
         reference: str, amount_vnd: int, description: str, return_url: str, client_ip: str, *, now: datetime

@@ -46,7 +46,7 @@ class PaymentSettings(Section):
     at_submission: Flag = True
     server_ip: Text = "127.0.0.1"
     settlement_url: WebUrl | None = None
-    provider: Literal["vnpay"] = PROVIDER
+    provider: Literal["vnpay"] = "vnpay"
 
     @model_validator(mode="before")
     @classmethod
