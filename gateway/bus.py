@@ -22,6 +22,8 @@ class EventSource(Protocol):
     """What the bus needs of a unit of work: the events raised and not yet handled."""
 
     events: list[DomainEvent]
+
+
 Subscriptions = Mapping[type[DomainEvent], Sequence[EventHandler]]
 
 

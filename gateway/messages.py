@@ -17,8 +17,9 @@ honours the key applies each step exactly once.
   "history_id"}``; step ``national:<history id>``: the dossier and its progress up to that history entry.
 - ``agency.fee_paid`` → the agency; payload ``{"dossier_code", "agency_code", "reference"}``; step
   ``fee_paid:<payment reference>``: the applicant paid the fees the agency asked for.
-- ``postal.order`` → the public postal service (target ``postal``, ordering key ``<dossier code>#postal``); payload ``{"dossier_code", "kind":
-  "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the originals or the delivery of the result.
+- ``postal.order`` → the public postal service (target ``postal``, ordering key ``<dossier code>#postal``);
+  payload ``{"dossier_code", "kind": "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the
+  originals or the delivery of the result.
 
 The dispatcher reads the dossier's current content from the database when it delivers, so a payload carries
 references, not copies of personal data.
@@ -36,5 +37,6 @@ NATIONAL_TARGET = "national_portal"
 AGENCY_FEE_PAID = "agency.fee_paid"
 POSTAL_ORDER = "postal.order"
 POSTAL_TARGET = "postal"
+PAYMENT_TARGET = "payment"
 
 AGENCY_KINDS = frozenset({AGENCY_DELIVER, AGENCY_SUPPLEMENT, AGENCY_WITHDRAW})

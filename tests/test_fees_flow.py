@@ -29,8 +29,9 @@ from adapters.payment import sign
 from gateway import audit, messages
 from gateway.api import create_app
 from gateway.bootstrap import Composition, context_of
+from gateway.bootstrap.upstreams import build_provider, build_signer
 from gateway.cli import main
-from gateway.flows.payment import UPSTREAM, build_provider, periodic_jobs, query_pending
+from gateway.flows.payment import periodic_jobs, query_pending
 from gateway.outbox import RetryPolicy
 from gateway.periodic import PeriodicJob
 from gateway.registry import Registration, RegistrySettings, register, validate_registration
@@ -234,10 +235,14 @@ async def payment_queries(runtime: Runtime) -> AsyncIterator[tuple[list[Periodic
     client of the default factory, the use cases' context of the runtime."""
     settings = runtime.settings.payment
     assert settings is not None
-    async with default_factory.client(UPSTREAM, settings.client_settings()) as http:
+    async with default_factory.client(messages.PAYMENT_TARGET, settings.client_settings()) as http:
         provider = build_provider(settings, http)
         ctx = context_of(runtime)
-        yield periodic_jobs(ctx, settings, provider), functools.partial(query_pending, ctx, settings, provider)
+        sign = build_signer(settings)
+        yield (
+            periodic_jobs(ctx, settings, provider, sign=sign),
+            functools.partial(query_pending, ctx, settings, provider, sign=sign),
+        )
 
 
 def history_steps(view: dict[str, Any]) -> list[str | None]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from adapters.errors import PermanentError, TransientError
 from adapters.national_portal import NationalPortal, NationalPortalClient, wire
 from gateway import messages, outbox
+from gateway.bootstrap.upstreams import build_portal
 from gateway.bus import MessageBus
 from gateway.catalogue import import_procedures, parse_catalogue
 from gateway.domain.calendar import OfficeCalendar
@@ -24,7 +25,6 @@ from gateway.flows.national import (
     STEP_SKIPPED,
     NationalPortalSettings,
     NationalSyncHandler,
-    build_portal,
     enqueue_sync,
     subscriptions,
 )

@@ -17,13 +17,13 @@ from adapters.errors import PermanentError
 from adapters.payment import IpnCode, Notification
 from adapters.payment.vnpay import format_time
 from gateway import audit, messages
+from gateway.bootstrap.upstreams import build_signer
 from gateway.domain.events import ChangeRecorded
 from gateway.domain.status import Status
 from gateway.flows.payment import (
     STEP_SKIPPED,
     PaymentSettings,
     fee_paid_notice,
-    online_payment,
     periodic_jobs,
     query_pending,
     subscriptions,
@@ -31,6 +31,7 @@ from gateway.flows.payment import (
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.services.changes import find_dossier
 from gateway.services.context import Context
+from gateway.services.payments import online_payment
 from gateway.services.reconciliation import local_payments
 from gateway.services.settlement import settle_notification
 from gateway.store.database import Database
@@ -144,7 +145,9 @@ async def test_payment_created_when_the_agency_asks_for_the_fees(db: Database) -
 
 async def test_payment_created_at_intake_with_the_providers_signing(db: Database) -> None:
     settings = payment_settings(at_submission=True)
-    ctx = context_for(db, subscriptions(settings))  # the configured provider's own (local) signing
+    ctx = context_for(
+        db, subscriptions(settings, build_signer(settings))
+    )  # the configured provider's own (local) signing
     code = await submit(ctx, at=NOW)
     [payment] = rows(db, Payment)
     assert payment.reference == f"{code}-P1"
@@ -156,14 +159,15 @@ async def test_a_bad_secret_leaves_the_change_recorded_without_a_payment(
     db: Database, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.delenv("DVC_TEST_NO_SUCH_SECRET", raising=False)
-    ctx = context_for(db, subscriptions(payment_settings(at_submission=True, secret="env:DVC_TEST_NO_SUCH_SECRET")))
+    settings = payment_settings(at_submission=True, secret="env:DVC_TEST_NO_SUCH_SECRET")
+    ctx = context_for(db, subscriptions(settings, build_signer(settings)))
     code = await submit(ctx, at=NOW)
     assert rows(db, Payment) == [] and dossier(db, code).status == "submitted"
     assert "payment not created" in caplog.text
 
 
 async def test_without_payment_the_step_is_shown_once_as_skipped(db: Database) -> None:
-    ctx = context_for(db, subscriptions(None))
+    ctx = context_for(db, subscriptions(None, None))
     code = await submit(ctx, at=NOW)
     await move(ctx, code, Status.RECEIVED, NOW)
     await move(ctx, code, Status.FEE_REQUESTED, NOW + timedelta(minutes=1))
@@ -273,7 +277,8 @@ async def test_query_job_settles_a_payment_whose_notification_was_lost(db: Datab
     [payment] = rows(db, Payment)
     [job] = periodic_jobs(ctx, settings, provider, sign=provider.sign)
     assert (job.name, job.interval_seconds) == ("payment-query", 60)
-    assert periodic_jobs(ctx, None, provider) == [] and periodic_jobs(ctx, settings, None) == []
+    assert periodic_jobs(ctx, None, provider, sign=None) == []
+    assert periodic_jobs(ctx, settings, None, sign=provider.sign) == []
 
     query = functools.partial(query_pending, ctx, settings, provider, sign=provider.sign)
     created = NOW + timedelta(minutes=1)

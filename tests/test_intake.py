@@ -22,7 +22,6 @@ from sqlalchemy import func, select
 from gateway import audit
 from gateway.domain.codes import parse_dossier_code
 from gateway.services.files import sanitise_filename
-from signing.sniff import reconcile_content_type, sniff_content_type
 from gateway.services.intake import allocate_code
 from gateway.store.models import (
     AuditEntry,
@@ -35,6 +34,7 @@ from gateway.store.models import (
     IdempotencyRecord,
     OutboxMessage,
 )
+from signing.sniff import reconcile_content_type, sniff_content_type
 from tests.api_support import (
     AGENCY,
     AGENCY3,

@@ -29,6 +29,7 @@ from adapters.http import default_factory
 from adapters.national_portal import format_time, wire
 from gateway import messages, outbox
 from gateway.auth import Principal
+from gateway.bootstrap.upstreams import sync_handler
 from gateway.bus import MessageBus
 from gateway.catalogue import get_procedure, import_procedures, parse_catalogue
 from gateway.cli import main
@@ -42,7 +43,6 @@ from gateway.flows.national import (
     is_local_step,
     ordering_key,
     subscriptions,
-    sync_handler,
 )
 from gateway.outbox import RetryPolicy
 from gateway.registry import Registration, register

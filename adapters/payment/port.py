@@ -195,8 +195,9 @@ class PaymentProvider(Protocol):
         """The notification ``params`` carry; :class:`InvalidSignature` unless the provider signed them."""
         ...
 
-    async def query(self, reference: str) -> PaymentStatus:
-        """Ask the provider where the payment ``reference`` stands."""
+    async def query(self, reference: str, *, transaction_date: datetime | str | None = None) -> PaymentStatus:
+        """Ask the provider where the payment ``reference`` stands (``transaction_date``: when it was created,
+        which some providers need to find it)."""
         ...
 
     def reconcile(self, settlement_csv: str, local: Iterable[LocalPayment]) -> ReconciliationReport:

@@ -27,8 +27,9 @@ from fastapi.responses import JSONResponse
 
 from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, ipn_answer
 
+from ..bootstrap.upstreams import build_provider, build_signer
 from ..config import ConfigError
-from ..flows.payment.provider import build_provider, online_payment
+from ..services.payments import online_payment
 from ..services.settlement import settle_notification
 from .errors import ApiError
 from .routes_common import clock, context_of_request, runtime_of
@@ -122,7 +123,7 @@ async def notify(request: Request) -> JSONResponse:
         context_of_request(request),
         notification,
         currency=params.get("vnp_CurrCode"),
-        online=online_payment(settings),
+        online=online_payment(settings, build_signer(settings)),
         now=clock(request),
     )
     level = logging.INFO if code in (IpnCode.OK, IpnCode.ALREADY_CONFIRMED) else logging.WARNING

@@ -19,6 +19,7 @@ from adapters.onestop.soap import WsdlLoader
 from adapters.payment.port import PaymentProvider
 from adapters.portal import PortalWebhookClient
 from gateway import messages
+from gateway.bootstrap import upstreams
 from gateway.bootstrap.agency_clients import AgencyClientCache
 from gateway.bus import MessageBus, merge_subscriptions
 from gateway.config import ConfigError
@@ -27,6 +28,7 @@ from gateway.flows import agency, national, payment, portal, postal
 from gateway.periodic import PeriodicJob
 from gateway.sections import PortalSection
 from gateway.services.context import Context
+from gateway.services.payments import SignPayment
 from gateway.views import agency_document
 from gateway.workers import MessageView
 
@@ -38,13 +40,17 @@ __all__ = ["Composition", "build_bus", "check_settings", "context_of"]
 _CONTEXT = "services.context"
 
 
+def _signer(settings: payment.PaymentSettings | None) -> SignPayment | None:
+    return None if settings is None else upstreams.build_signer(settings)
+
+
 def build_bus(runtime: Runtime) -> MessageBus:
     """The bus with every configured flow's reactions (an integration that is off records its skipped step)."""
     settings = runtime.settings
     return MessageBus(
         merge_subscriptions(
             portal.subscriptions(settings.portal.webhook_url is not None),
-            payment.subscriptions(settings.payment),
+            payment.subscriptions(settings.payment, _signer(settings.payment)),
             postal.subscriptions(settings.postal),
             national.subscriptions(settings.national_portal is not None),
         )
@@ -77,7 +83,7 @@ def check_settings(runtime: Runtime) -> None:
             except ValueError as exc:
                 raise ConfigError(f"{exc}") from None
     if settings.payment is not None:
-        payment.build_signer(settings.payment)
+        upstreams.build_signer(settings.payment)
 
 
 class _PortalOff:
@@ -136,9 +142,9 @@ class Composition:
             _portal_handler(settings.portal, self.factory),
         ]
         if settings.national_portal is not None:
-            handlers.append(national.sync_handler(self.context, settings.national_portal, self.factory))
+            handlers.append(upstreams.sync_handler(self.context, settings.national_portal, self.factory))
         if settings.postal is not None:
-            self.postal = postal.order_handler(self.context, settings.postal, self.factory)
+            self.postal = upstreams.order_handler(self.context, settings.postal, self.factory)
             handlers.append(self.postal)
         return handlers
 
@@ -149,16 +155,18 @@ class Composition:
         if settings is None:
             return None
         try:
-            self._payment_http = self.factory.client(payment.UPSTREAM, settings.client_settings())
+            self._payment_http = self.factory.client(messages.PAYMENT_TARGET, settings.client_settings())
         except ValueError as exc:
             raise ConfigError(f"[payment] base_url: {exc}") from None
-        return payment.build_provider(settings, self._payment_http)
+        return upstreams.build_provider(settings, self._payment_http)
 
     def periodic_jobs(self) -> list[PeriodicJob]:
         """The poller's, the payment query's and the postal tracking's jobs (those of integrations that are on)."""
         settings = self.runtime.settings
         jobs = agency.periodic_jobs(self.poller)
-        jobs += payment.periodic_jobs(self.context, settings.payment, self.payment_provider)
+        jobs += payment.periodic_jobs(
+            self.context, settings.payment, self.payment_provider, sign=_signer(settings.payment)
+        )
         if settings.postal is not None:
             jobs += postal.periodic_jobs(self.context, settings.postal, self.postal.client)
         return jobs

@@ -35,11 +35,12 @@ from sqlalchemy.orm import Session
 from adapters.errors import AuthError, UpstreamError
 
 from .. import messages, outbox
+from ..bootstrap.upstreams import open_portal
 from ..config import ConfigError
 from ..domain.calendar import VIETNAM_TZ
 from ..domain.status import national_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..flows.national import enqueue_sync, open_portal
+from ..flows.national import enqueue_sync
 from ..flows.national.settings import NationalPortalSettings
 from ..runtime import Runtime
 from ..settings import Settings, load_settings

@@ -28,8 +28,9 @@ from adapters.http import default_factory, map_http_errors, raise_for_status
 from adapters.payment import PaymentState, ReconciliationReport, SettlementFormatError, parse_settlement
 from adapters.payment.vnpay import VNPAY_TIME, reconcile
 
+from .. import messages
+from ..bootstrap.upstreams import build_provider
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..flows.payment.provider import UPSTREAM, build_provider
 from ..flows.payment.settings import PaymentSettings
 from ..services.reconciliation import local_payments
 from ..settings import load_settings
@@ -83,11 +84,11 @@ def _read(path: str) -> str:
 async def _download(settings: PaymentSettings, day: date) -> str:
     assert settings.settlement_url is not None
     url = settings.settlement_url.replace("{date}", day.strftime("%Y%m%d"))
-    client = default_factory.client(UPSTREAM, settings.client_settings())
+    client = default_factory.client(messages.PAYMENT_TARGET, settings.client_settings())
     async with client:
-        with map_http_errors(UPSTREAM):
+        with map_http_errors(messages.PAYMENT_TARGET):
             response = await client.get(url)
-            raise_for_status(response, UPSTREAM)
+            raise_for_status(response, messages.PAYMENT_TARGET)
             return response.text
 
 

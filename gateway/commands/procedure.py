@@ -25,6 +25,7 @@ from rich.table import Table
 from adapters.errors import AuthError, UpstreamError
 from adapters.national_portal import PortalProcedure, procedure_from_wire
 
+from ..bootstrap.upstreams import open_portal
 from ..catalogue import (
     CatalogueError,
     ProcedureSpec,
@@ -35,7 +36,6 @@ from ..catalogue import (
 )
 from ..domain.codes import is_valid_agency_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..flows.national import open_portal
 from ..runtime import Runtime
 from ..settings import load_settings
 from ..validation import validation_errors

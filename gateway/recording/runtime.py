@@ -1,17 +1,10 @@
-"""The ``[recording]`` section applied to a running gateway (``serve``, ``worker``, ``demo``).
+"""The ``[recording]`` section applied to a running gateway: :func:`client_factory_for` gives the factory every
+outbound client is built from, the given one unchanged with ``mode = "off"``, else a new factory with the recording
+or replay wrapper on top (the process-wide default factory is never changed, so simulators in the same process keep
+talking to the real network).
 
-:func:`client_factory_for` is what :attr:`gateway.runtime.Runtime.client_factory` returns: with ``mode = "off"`` (the
-default) the given factory unchanged; with ``record`` or ``replay`` a new :class:`~adapters.http.ClientFactory`
-holding the given factory's wrappers plus the recording or replay wrapper. Every outbound exchange of the gateway
-(agency REST and SOAP through zeep's httpx transport, WSDL fetches, the national portal, payment, postal, the
-portal webhook) is built through that factory, so all are recorded or replayed alike. The process-wide
-:data:`adapters.http.default_factory` itself is never changed: simulators running in the same process (``demo``,
-tests) keep talking to the real network.
-
-Replay never touches the network: the replay wrapper ignores the transport beneath it. Revocation fetches of the
-signature verifier do not pass the client factory, so the settings refuse ``replay`` with ``[signing]
-online_revocation = true`` (:class:`gateway.settings.Settings`). A cassette directory that cannot be read is a
-one-line :class:`~gateway.config.ConfigError` (exit code 2 from the CLI), raised before the daemon serves anything.
+Replay never touches the network, which is why the settings refuse it with ``[signing] online_revocation = true``;
+a cassette directory that cannot be read is one :class:`~gateway.config.ConfigError` line, before anything serves.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ __all__ = [
     "create_payment",
     "ensure_payment",
     "local_payment",
+    "online_payment",
     "payments_of",
     "unpaid",
 ]
@@ -80,6 +81,11 @@ class OnlinePayment:
 
     terms: PaymentTerms
     sign: SignPayment
+
+
+def online_payment(terms: PaymentTerms | None, sign: SignPayment | None) -> OnlinePayment | None:
+    """Online payment as configured (``None`` when ``[payment]`` is off), payers' URLs signed by ``sign``."""
+    return None if terms is None or sign is None else OnlinePayment(terms, sign)
 
 
 def unpaid(dossier: Dossier) -> list[Fee]:

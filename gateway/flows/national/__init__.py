@@ -5,7 +5,6 @@ the handler sends the portal what it does not have yet, and the operators' comma
 resyncs and the procedure catalogue.
 """
 
-from gateway.flows.national.client import build_portal, open_portal, sync_handler
 from gateway.flows.national.handler import NationalSyncHandler
 from gateway.flows.national.reactions import enqueue_sync, ordering_key, subscriptions
 from gateway.flows.national.records import STEP_SKIPPED, dossier_record, is_local_step, progress_record
@@ -15,13 +14,10 @@ __all__ = [
     "STEP_SKIPPED",
     "NationalPortalSettings",
     "NationalSyncHandler",
-    "build_portal",
     "dossier_record",
     "enqueue_sync",
     "is_local_step",
-    "open_portal",
     "ordering_key",
     "progress_record",
     "subscriptions",
-    "sync_handler",
 ]

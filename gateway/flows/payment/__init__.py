@@ -2,25 +2,20 @@
 
 The provider notifies the gateway (:mod:`gateway.api.routes_payments`) and the use cases of
 :mod:`gateway.services.settlement` settle the payment; the agency flow delivers ``agency.fee_paid`` with
-:func:`fee_paid_notice`. Only :mod:`gateway.flows.payment.provider` names the concrete provider.
+:func:`fee_paid_notice`. The composition root builds the provider (:mod:`gateway.bootstrap.upstreams`).
 """
 
 from gateway.flows.payment.agency_notice import FeePaidNotice, fee_paid_notice
 from gateway.flows.payment.jobs import periodic_jobs, query_pending
-from gateway.flows.payment.provider import UPSTREAM, build_provider, build_signer, online_payment
 from gateway.flows.payment.reactions import STEP_SKIPPED, subscriptions
 from gateway.flows.payment.settings import PaymentSettings
 from gateway.flows.payment.view import payment_view
 
 __all__ = [
     "STEP_SKIPPED",
-    "UPSTREAM",
     "FeePaidNotice",
     "PaymentSettings",
-    "build_provider",
-    "build_signer",
     "fee_paid_notice",
-    "online_payment",
     "payment_view",
     "periodic_jobs",
     "query_pending",

@@ -16,12 +16,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.errors import UpstreamError
-from adapters.payment import PaymentProvider
-from gateway.flows.payment.provider import online_payment
+from adapters.payment.port import PaymentProvider
 from gateway.flows.payment.settings import PaymentSettings
 from gateway.periodic import PeriodicJob
 from gateway.services.context import Context
-from gateway.services.payments import PENDING, SignPayment
+from gateway.services.payments import PENDING, SignPayment, online_payment
 from gateway.services.settlement import settle_query
 from gateway.store.models import Payment, utcnow
 
@@ -71,15 +70,15 @@ async def query_pending(
     provider: PaymentProvider | None,
     now: datetime | None = None,
     *,
-    sign: SignPayment | None = None,
+    sign: SignPayment | None,
 ) -> dict[str, int]:
     """One run of the query job: ask the provider about pending payments with no news; outcomes counted.
 
     The provider is asked with the payment's creation date (``transaction_date``: ``vnp_CreateDate``); ``sign``
-    signs the payment that renews a failed one (by default the configured provider's signing).
+    signs the payment that renews a failed one.
     """
     counts: dict[str, int] = {}
-    if settings is None or provider is None:
+    if settings is None or provider is None or sign is None:
         return counts
     now = now or utcnow()
     online = online_payment(settings, sign)
@@ -89,7 +88,7 @@ async def query_pending(
         if not claimed:
             continue
         try:
-            status = await provider.query(reference, transaction_date=create_date)  # type: ignore[call-arg]
+            status = await provider.query(reference, transaction_date=create_date)
         except UpstreamError as exc:
             log.warning("payment query failed", extra={"reference": reference, "error": f"{type(exc).__name__}: {exc}"})
             counts["error"] = counts.get("error", 0) + 1
@@ -106,10 +105,10 @@ def periodic_jobs(
     settings: PaymentSettings | None,
     provider: PaymentProvider | None,
     *,
-    sign: SignPayment | None = None,
+    sign: SignPayment | None,
 ) -> list[PeriodicJob]:
     """The transaction query job every ``[payment] query_interval_seconds`` (none when payment is off)."""
-    if settings is None or provider is None:
+    if settings is None or provider is None or sign is None:
         return []
     run = functools.partial(query_pending, ctx, settings, provider, sign=sign)
     return [PeriodicJob("payment-query", settings.query_interval_seconds, run)]

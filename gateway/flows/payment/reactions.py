@@ -14,10 +14,9 @@ from gateway.bus import EventHandler
 from gateway.config import ConfigError
 from gateway.domain.events import ChangeRecorded, DomainEvent
 from gateway.domain.status import Status
-from gateway.flows.payment.provider import online_payment
 from gateway.flows.payment.settings import PaymentSettings
 from gateway.services.changes import has_step, record_step
-from gateway.services.payments import OnlinePayment, SignPayment, ensure_payment, unpaid
+from gateway.services.payments import OnlinePayment, SignPayment, ensure_payment, online_payment, unpaid
 from gateway.store.models import Dossier
 from gateway.unit_of_work import UnitOfWork
 
@@ -63,9 +62,9 @@ def _creator(online: OnlinePayment) -> EventHandler:
 
 
 def subscriptions(
-    settings: PaymentSettings | None, sign: SignPayment | None = None
+    settings: PaymentSettings | None, sign: SignPayment | None
 ) -> dict[type[DomainEvent], list[EventHandler]]:
     """The flow's handlers for the bus: payments created when ``[payment]`` is configured (``sign``: how the payer's
-    URL is signed, by default the configured provider's), the skipped step when it is not."""
+    URL is signed), the skipped step when it is not."""
     online = online_payment(settings, sign)
     return {ChangeRecorded: [_skip if online is None else _creator(online)]}

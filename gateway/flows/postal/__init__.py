@@ -2,10 +2,9 @@
 
 The reactions ask for a pickup at intake and a delivery on ``completed`` (return by post), the handler places the
 orders with the postal service, and the tracking poll (with the webhook, :mod:`gateway.api.routes_postal`) feeds
-:mod:`gateway.services.tracking`. Only :mod:`gateway.flows.postal.client` names the concrete client.
+:mod:`gateway.services.tracking`. The composition root builds the client (:mod:`gateway.bootstrap.upstreams`).
 """
 
-from gateway.flows.postal.client import build_client, order_handler
 from gateway.flows.postal.handler import PostalOrderHandler
 from gateway.flows.postal.jobs import periodic_jobs, poll_tracking
 from gateway.flows.postal.orders import ORDER_STEPS, OrderRequest, prepare_order, store_order
@@ -19,9 +18,7 @@ __all__ = [
     "OrderRequest",
     "PostalOrderHandler",
     "PostalSettings",
-    "build_client",
     "enqueue_order",
-    "order_handler",
     "periodic_jobs",
     "poll_tracking",
     "prepare_order",

@@ -1,0 +1,97 @@
+"""Builds every adapter's ``httpx.AsyncClient`` through one transport chain.
+
+:class:`ClientFactory` stacks the guarded network transport, the :class:`~adapters.http.transport.LimitedTransport`
+and its :data:`TransportWrapper` links (recording, replay, fault injection); :data:`default_factory` is the
+process-wide one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import httpx
+
+from adapters.http.settings import USER_AGENT, ClientSettings, build_ssl_context
+from adapters.http.transport import LimitedTransport
+from adapters.netguard import guarded_transport
+
+__all__ = ["ClientFactory", "TransportWrapper", "default_factory"]
+
+logger = logging.getLogger(__name__)
+
+#: ``(inner transport, upstream name) -> transport``: one link of the transport chain.
+TransportWrapper = Callable[[httpx.AsyncBaseTransport, str], httpx.AsyncBaseTransport]
+
+
+class ClientFactory:
+    """Builds every adapter's ``httpx.AsyncClient``; its wrappers see every exchange of every upstream.
+
+    The transport of a client is, from the network up: the guarded HTTP transport (limits, TLS, mutual TLS, SSRF
+    guard), the :class:`LimitedTransport` (size cap, total deadline), then each wrapper in the order given: the first
+    wrapper wraps the guarded transport, the last one sees requests first. A wrapper receives the upstream's name
+    (``"agency:000.00.23.H38"``, ``"national_portal"``...) and may ignore the inner transport (replay does).
+    Wrappers added later apply to clients built later.
+    """
+
+    def __init__(self, wrappers: Sequence[TransportWrapper] = ()) -> None:
+        self._wrappers: list[TransportWrapper] = list(wrappers)
+
+    @property
+    def wrappers(self) -> tuple[TransportWrapper, ...]:
+        return tuple(self._wrappers)
+
+    def add_wrapper(self, wrapper: TransportWrapper) -> None:
+        self._wrappers.append(wrapper)
+
+    def transport(self, upstream: str, settings: ClientSettings) -> httpx.AsyncBaseTransport:
+        """The transport chain of one upstream."""
+        transport: httpx.AsyncBaseTransport = guarded_transport(
+            settings.address_policy, verify=build_ssl_context(settings), limits=settings.limits()
+        )
+        transport = LimitedTransport(
+            transport,
+            upstream=upstream,
+            max_response_bytes=settings.max_response_bytes,
+            total_timeout_seconds=settings.total_timeout_seconds,
+        )
+        for wrapper in self._wrappers:
+            transport = wrapper(transport, upstream)
+        return transport
+
+    def client(self, upstream: str, settings: ClientSettings, *, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+        """A client for ``upstream``; close it (``aclose`` or ``async with``) when the adapter is done with it.
+
+        The client always has:
+
+        * timeouts: per operation (``timeout_seconds``, ``connect_timeout_seconds``) and for the whole exchange
+          including the body (``total_timeout_seconds``);
+        * a connection pool bounded by ``max_connections`` / ``max_keepalive``;
+        * TLS verified against the operating system's trust store, a given CA bundle or a given ``ssl.SSLContext``,
+          with an optional client certificate (mutual TLS);
+        * the SSRF guard (:mod:`adapters.netguard`) on the address actually connected to;
+        * a response size cap enforced while streaming (``max_response_bytes``), so an endless or huge answer never
+          sits in memory whole; one request may lower it with :func:`~adapters.http.transport.response_limit` (a WSDL
+          document, for instance), and a response over the cap fails with
+          :class:`~adapters.http.transport.ResponseTooLargeError`;
+        * no redirects followed, no proxy or CA settings taken from the environment (``trust_env=False``);
+        * the factory's transport wrappers: recording, replay and fault injection plug in there, for SOAP (zeep's
+          httpx transport) and REST alike.
+        """
+        if settings.verify is False:
+            logger.warning("TLS certificate verification is disabled for upstream %s", upstream)
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **settings.headers}
+        logger.debug("HTTP client for upstream %s at %s", upstream, settings.base_url)
+        return httpx.AsyncClient(
+            base_url=settings.base_url,
+            transport=self.transport(upstream, settings),
+            timeout=settings.timeout(),
+            headers=headers,
+            auth=auth,
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+
+#: The process-wide factory: the daemon adds its recording/replay wrappers here.
+default_factory = ClientFactory()

@@ -1,0 +1,123 @@
+"""The upstream clients of the flows, built from their typed settings over the process's one HTTP client factory.
+
+This is the one place the gateway names the concrete adapters of the payment platform, the postal service and the
+national portal; the flows see only their ports (:class:`~adapters.payment.port.PaymentProvider`,
+:class:`~adapters.postal.port.PostalService`, :class:`~adapters.national_portal.port.NationalPortal`). Secrets are
+resolved when a request needs them, never kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from adapters.errors import AuthError
+from adapters.http import ClientFactory
+from adapters.national_portal import NationalPortalClient
+from adapters.payment import PaymentProvider, PaymentRequest, VNPayProvider
+from adapters.postal import PostalClient, PostalService
+from gateway import messages
+from gateway.config import ConfigError
+from gateway.flows.national import NationalPortalSettings, NationalSyncHandler
+from gateway.flows.payment import PaymentSettings
+from gateway.flows.postal import PostalOrderHandler, PostalSettings
+from gateway.services.context import Context
+from gateway.services.payments import SignPayment
+
+__all__ = [
+    "build_portal",
+    "build_postal_client",
+    "build_provider",
+    "build_signer",
+    "open_portal",
+    "order_handler",
+    "sync_handler",
+]
+
+
+def _vnpay(settings: PaymentSettings, http: Any, **options: Any) -> VNPayProvider:
+    try:
+        return VNPayProvider(
+            http,
+            merchant_code=settings.merchant_code,
+            secret=settings.resolve_secret,
+            payment_url=settings.payment_url,
+            query_path=settings.query_path,
+            expire_minutes=settings.expire_minutes,
+            server_ip=settings.server_ip,
+            upstream=messages.PAYMENT_TARGET,
+            **options,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"[payment] {exc}") from None
+
+
+def build_provider(settings: PaymentSettings, http: Any = None) -> PaymentProvider:
+    """The provider ``settings`` describe, querying through ``http`` (an ``httpx.AsyncClient`` from the factory, not
+    closed by the provider; ``None`` when only notifications are verified or settlements reconciled)."""
+    return _vnpay(settings, http)
+
+
+def build_signer(settings: PaymentSettings) -> SignPayment:
+    """Signs a payer's URL with the merchant's key, the payment created at the ``now`` it is given; settings the
+    provider refuses are a :class:`ConfigError` now."""
+    _vnpay(settings, None)
+
+    def sign(
+        reference: str, amount_vnd: int, description: str, return_url: str, client_ip: str, *, now: datetime
+    ) -> PaymentRequest:
+        provider = _vnpay(settings, None, clock=lambda: now)
+        return provider.build_payment(reference, amount_vnd, description, return_url, client_ip)
+
+    return sign
+
+
+def build_portal(settings: NationalPortalSettings, http: Any) -> NationalPortalClient:
+    """The national portal's client over ``http`` (from the factory, its ``base_url`` the portal's), which it does
+    not close; the password is resolved at each login."""
+    return NationalPortalClient(
+        http,
+        username=settings.username,
+        password=settings.password,
+        dstcode=settings.dstcode,
+        madonvi=settings.madonvi,
+        batch_size=settings.batch_size,
+        upstream=messages.NATIONAL_TARGET,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_portal(settings: NationalPortalSettings, factory: ClientFactory) -> AsyncIterator[NationalPortalClient]:
+    """A client of the configured portal for one piece of work (a command's); its HTTP client closed after."""
+    async with factory.client(messages.NATIONAL_TARGET, settings.client_settings()) as http:
+        yield build_portal(settings, http)
+
+
+def sync_handler(ctx: Context, settings: NationalPortalSettings, factory: ClientFactory) -> NationalSyncHandler:
+    """The ``national.sync`` handler over a client built through ``factory``; closing it closes the client."""
+    http = factory.client(messages.NATIONAL_TARGET, settings.client_settings())
+    return NationalSyncHandler(ctx, build_portal(settings, http), settings, close=http.aclose)
+
+
+def build_postal_client(settings: PostalSettings, http: Any) -> PostalService:
+    """The postal client over ``http`` (not closed by it). A secret that cannot be resolved is an authentication
+    failure: the message is parked, not retried."""
+
+    def secret() -> str:
+        try:
+            return settings.resolve_secret()
+        except ConfigError as exc:
+            raise AuthError(f"credentials unavailable: {exc}", upstream=messages.POSTAL_TARGET) from None
+
+    return PostalClient(http, secret=secret, attempts=settings.attempts, upstream=messages.POSTAL_TARGET)
+
+
+def order_handler(ctx: Context, settings: PostalSettings, factory: ClientFactory) -> PostalOrderHandler:
+    """The ``postal.order`` handler over a client built through ``factory``; closing it closes the client."""
+    try:
+        http = factory.client(messages.POSTAL_TARGET, settings.client_settings())
+    except ValueError as exc:
+        raise ConfigError(f"[postal] base_url: {exc}") from None
+    return PostalOrderHandler(ctx, build_postal_client(settings, http), settings, close=http.aclose)
