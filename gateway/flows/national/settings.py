@@ -7,12 +7,10 @@ string stands for a key not given.
 
 from __future__ import annotations
 
-import httpx
 from pydantic import Field, field_validator
 
 from adapters.errors import AuthError
 from adapters.http import ClientSettings
-from adapters.national_portal import NationalPortalClient
 from adapters.netguard import AddressPolicy
 
 from ... import messages
@@ -66,15 +64,3 @@ class NationalPortalSettings(Section):
             return self.password_ref.resolve("[national_portal] password")
         except ConfigError as exc:
             raise AuthError(f"credentials unavailable: {exc}", upstream=UPSTREAM) from None
-
-    def client(self, http: httpx.AsyncClient) -> NationalPortalClient:
-        """The portal's client over ``http`` (its ``base_url`` the portal's), logging in with :meth:`password`."""
-        return NationalPortalClient(
-            http,
-            username=self.username,
-            password=self.password,
-            dstcode=self.dstcode,
-            madonvi=self.madonvi,
-            batch_size=self.batch_size,
-            upstream=UPSTREAM,
-        )
