@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from . import __version__
-from .config import ConfigError
-from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from .errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, UsageError
 
 PROG = "dvc-gateway"
 

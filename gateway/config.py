@@ -36,6 +36,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.errors import ConfigError
 from signing.settings import TrustSettings
 
 __all__ = [
@@ -73,10 +74,6 @@ _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message says which key and why, in one line."""
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_CHECK_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "ConfigError",
     "Conflict",
     "Forbidden",
     "Invalid",
@@ -30,6 +31,10 @@ __all__ = [
 
 class UsageError(Exception):
     """A usage or configuration problem: printed as one line, exit code 2."""
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why, in one line (exit code 2)."""
 
 
 class ServiceError(Exception):

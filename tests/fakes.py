@@ -9,8 +9,9 @@ tests a migrated database, dossiers in any status and the events the bus handed 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import TransientError
 from adapters.national_portal import BatchResult, DossierRecord, ProgressRecord, RecordFailure
+from adapters.onestop.port import Acknowledgement, AgencyStatus, DeliveryReceipt
 from adapters.payment import (
     InvalidSignature,
     LocalPayment,
@@ -326,3 +328,78 @@ class FakeNationalPortal:
     async def pull_procedures(self) -> list[dict[str, Any]]:
         self._call("LayDanhSachTTHC", None, [])
         return [dict(entry) for entry in self.procedures]
+
+
+@dataclass
+class FakeOneStop:
+    """An agency's one-stop system (:class:`adapters.onestop.port.OneStopClient`) that accepts everything, keeps
+    what it was sent, and reports the statuses a test set (``changes`` for the ``changes_since`` feed)."""
+
+    delivered: list[tuple[str, str]] = field(default_factory=list)
+    supplements: list[tuple[str, list[str], str]] = field(default_factory=list)
+    withdrawals: list[tuple[str, str, str]] = field(default_factory=list)
+    payments: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    statuses: dict[str, AgencyStatus] = field(default_factory=dict)
+    changes: list[AgencyStatus] = field(default_factory=list)
+    closed: bool = False
+
+    async def deliver(self, dossier: Mapping[str, Any], idempotency_key: str) -> DeliveryReceipt:
+        duplicate = any(key == idempotency_key for _, key in self.delivered)
+        self.delivered.append((str(dossier["code"]), idempotency_key))
+        return DeliveryReceipt(dossier_code=str(dossier["code"]), duplicate=duplicate, status_code=201)
+
+    async def get_status(self, code: str) -> AgencyStatus:
+        return self.statuses[code]
+
+    async def supplement(self, code: str, components: Sequence[Mapping[str, Any]], key: str) -> Acknowledgement:
+        self.supplements.append((code, [str(c["code"]) for c in components], key))
+        return Acknowledgement(dossier_code=code)
+
+    async def withdraw(self, code: str, reason: str, idempotency_key: str) -> Acknowledgement:
+        self.withdrawals.append((code, reason, idempotency_key))
+        return Acknowledgement(dossier_code=code)
+
+    async def fee_paid(self, code: str, payment: Mapping[str, Any], idempotency_key: str) -> Acknowledgement:
+        self.payments.append((code, dict(payment), idempotency_key))
+        return Acknowledgement(dossier_code=code)
+
+    async def changes_since(self, since: datetime) -> list[AgencyStatus]:
+        return [change for change in self.changes if change.at is None or change.at >= since]
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeAgencyClients:
+    """The agencies' clients (:class:`gateway.flows.agency.ports.AgencyClients`): one fake per agency code."""
+
+    systems: dict[str, FakeOneStop] = field(default_factory=dict)
+
+    def of(self, agency_code: str) -> FakeOneStop:
+        return self.systems.setdefault(agency_code, FakeOneStop())
+
+    @contextlib.asynccontextmanager
+    async def use(self, agency_code: str, document: Mapping[str, Any]) -> AsyncIterator[FakeOneStop]:
+        yield self.of(agency_code)
+
+    async def aclose(self) -> None:
+        for system in self.systems.values():
+            await system.aclose()
+
+
+@dataclass
+class FakePortal:
+    """The provincial portal's webhook (:class:`adapters.portal.PortalNotifier`): keeps every notice."""
+
+    notices: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    failure: Exception | None = None
+
+    async def notify(self, body: Mapping[str, Any], idempotency_key: str) -> int:
+        if self.failure is not None:
+            raise self.failure
+        self.notices.append((dict(body), idempotency_key))
+        return 200
+
+    async def aclose(self) -> None:
+        return None
