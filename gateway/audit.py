@@ -1,4 +1,4 @@
-"""The audit trail: append-only and hash-chained (DESIGN.md §9).
+"""The audit trail: append-only and hash-chained.
 
 Each :class:`~gateway.store.models.AuditEntry` carries ``prev_hash`` (the previous entry's hash, or
 :data:`GENESIS` for the first) and ``hash = sha256(prev_hash + "\\n" + canonical JSON of the entry)``, where the

@@ -67,12 +67,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     chosen = _chosen(argv)
-    for name, help_text, module in COMMANDS:
-        if name in commands.choices:
-            continue
-        if name == chosen:
+    for name, _, module in COMMANDS:
+        if name == chosen:  # a module may define several commands (serve, worker): it defines them all
             importlib.import_module(f"gateway.commands.{module}").add_parser(commands)
-        else:
+    for name, help_text, _ in COMMANDS:
+        if name not in commands.choices:
             commands.add_parser(name, help=help_text)
     return parser
 

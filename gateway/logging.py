@@ -7,7 +7,7 @@ frames: file, line and function, no source text); the exception's own text is ke
 configuration's errors, whose messages are written to be safe, because other exceptions (a validation error, a
 database error) may quote the data they choked on.
 
-Personal data never reaches the log (DESIGN.md §9):
+Personal data never reaches the log:
 
 - the ``pyhanko`` and ``pyhanko_certvalidator`` loggers are raised to ERROR: they name certificate subjects, which
   are people's names and ID numbers;

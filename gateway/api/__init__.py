@@ -1,4 +1,4 @@
-"""The gateway's HTTP API (DESIGN.md §5): ``create_app(runtime)`` builds the ASGI application."""
+"""The gateway's HTTP API: ``create_app(runtime)`` builds the ASGI application."""
 
 from .app import create_app
 

@@ -1,4 +1,4 @@
-"""The HTTP API (DESIGN.md §5): :func:`create_app` builds the FastAPI application on a :class:`Runtime`.
+"""The HTTP API: :func:`create_app` builds the FastAPI application on a :class:`Runtime`.
 
 Middleware, outermost first, both pure ASGI (they never buffer a body):
 
@@ -240,7 +240,7 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
     app = FastAPI(
         title="dvc-gateway",
         version=__version__,
-        description="The provincial integration gateway for online public services (DESIGN.md §5).",
+        description="The provincial integration gateway for online public services.",
         docs_url=None,
         redoc_url=None,
     )

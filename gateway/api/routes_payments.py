@@ -1,4 +1,4 @@
-"""The payment platform's notification (IPN): ``GET|POST /api/v1/payments/notify`` (DESIGN.md §6, contract).
+"""The payment platform's notification (IPN): ``GET|POST /api/v1/payments/notify`` (contract).
 
 Public, but authenticated by the provider's signature (no bearer token): the ``vnp_*`` parameters come in the query
 string (``GET``, as VNPay sends them) or, for ``POST``, in the query string and a form-encoded or JSON-object body.

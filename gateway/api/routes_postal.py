@@ -1,4 +1,4 @@
-"""The public postal service's tracking webhook: ``POST /api/v1/postal/events`` (contract, DESIGN.md §6).
+"""The public postal service's tracking webhook: ``POST /api/v1/postal/events`` (contract).
 
 Authenticated by the provider's signature, not a bearer token: ``X-Signature`` is the hex HMAC-SHA256 of the raw body
 with ``[postal] secret``. The checks, in the order a caller can act on them:

@@ -34,10 +34,8 @@ _COMMANDS = (
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    """``serve`` and ``worker``, each unless the command line already lists it (by name only, when not run)."""
+    """``serve`` and ``worker``."""
     for name, help_text, what in _COMMANDS:
-        if name in commands.choices:
-            continue
         parser = commands.add_parser(
             name, help=help_text, description=f"Run the gateway: {what}, until SIGTERM or SIGINT."
         )

@@ -1,4 +1,4 @@
-"""The office calendar: working days, office sessions and working time (DESIGN.md "Time", a contract).
+"""The office calendar: working days, office sessions and working time (a contract).
 
 A **working day** is Monday to Friday, minus Vietnam's official holidays, minus the configured extra days off, plus
 make-up working days. Official holidays come from the ``holidays`` package's Vietnamese calendar (lunar Tết, Hùng
@@ -17,7 +17,7 @@ the calendar's time zone, Asia/Ho_Chi_Minh):
   itself; a moment outside one counts from the start of the next session (17:05 → the next working morning 07:00;
   12:15 → 13:30 the same day; Saturday → Monday 07:00, unless Saturday is a make-up day).
 - *Acknowledgement* (:meth:`OfficeCalendar.acknowledge_by`): reception must answer within half a working day: by
-  the end of the session after the one the dossier counts from (DESIGN.md "Time"). 10:00 Wednesday → Wednesday
+  the end of the session after the one the dossier counts from. 10:00 Wednesday → Wednesday
   17:00; 17:05 Tuesday → Wednesday 17:00; 12:15 → 11:30 the next working day; 15:00 Friday → Monday 11:30.
 - *Due date* (:meth:`OfficeCalendar.due_at`): as in Vietnamese practice (and the Civil Code's rule for periods in
   days), the day of reception is not counted: a dossier whose counting start falls on working day D with ``n``

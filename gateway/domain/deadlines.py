@@ -1,4 +1,4 @@
-"""A dossier's deadlines, computed from its status history alone (DESIGN.md "Time", a contract).
+"""A dossier's deadlines, computed from its status history alone (a contract).
 
 The history is the ordered list of ``(status, at)`` entries, the first being the dossier's arrival (normally
 ``submitted``); times are aware datetimes in non-decreasing order. Rules:

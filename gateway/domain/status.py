@@ -1,6 +1,6 @@
 """Dossier statuses, their national portal codes, and the legal transitions between them.
 
-Status model (contract, DESIGN.md §4), with the national portal's ``TrangThaiHoSo`` codes kept in one table,
+Status model (contract), with the national portal's ``TrangThaiHoSo`` codes kept in one table,
 :data:`NATIONAL_CODES`:
 
 ====================  ====  =========================================================

@@ -1,4 +1,4 @@
-"""Recording and replay of outbound HTTP exchanges (DESIGN.md §7).
+"""Recording and replay of outbound HTTP exchanges.
 
 Every outbound exchange passes one httpx transport chain (:class:`adapters.http.ClientFactory`), so SOAP and REST
 are recorded alike, as HAR 1.2 files (:mod:`.har`), redacted before they touch disk (:mod:`.redact`). Replay answers

@@ -1,4 +1,4 @@
-"""Matching live requests to recorded exchanges (DESIGN.md §7).
+"""Matching live requests to recorded exchanges.
 
 A request's key is ``(method, normalised URL, selected headers, body fingerprint)``:
 
@@ -32,9 +32,10 @@ from typing import Any
 from lxml import etree
 
 from adapters.errors import PermanentError
+from adapters.xmlguard import hardened_parser
 
 from .har import Exchange, Headers
-from .redact import body_kind, hardened_parser
+from .redact import body_kind
 
 __all__ = [
     "DEFAULT_IGNORE_JSON_KEYS",

@@ -1,4 +1,4 @@
-"""Redaction of secrets and personal data before an exchange touches disk (DESIGN.md §7, §9).
+"""Redaction of secrets and personal data before an exchange touches disk.
 
 A redacted value becomes ``<redacted:0123456789ab>``: a prefix of HMAC-SHA256(salt, value), the salt being one per
 cassette directory (file ``.redaction-salt``, created on first use). Equal values map to equal placeholders, so a
@@ -28,6 +28,8 @@ from typing import Any
 
 from lxml import etree
 
+from adapters.xmlguard import hardened_parser
+
 from .har import Exchange, Headers
 
 __all__ = [
@@ -36,7 +38,6 @@ __all__ = [
     "DEFAULT_REDACT_XML_ELEMENTS",
     "Redactor",
     "directory_salt",
-    "hardened_parser",
 ]
 
 SALT_FILE = ".redaction-salt"
@@ -127,18 +128,6 @@ _ID_NUMBER = r"(?<![\w.])(?:\d{12}|\d{9})(?![\w.])"
 _PHONE = r"(?<![\w.+])(?:\+?84|0)\d{9,10}(?![\w.])"
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 _FREE_TEXT = re.compile(f"{_EMAIL}|{_PHONE}|{_ID_NUMBER}")
-
-
-def hardened_parser() -> etree.XMLParser:
-    """No entities resolved, no DTD, no network, no huge trees (DESIGN.md §3)."""
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,
-    )
 
 
 def directory_salt(directory: str | os.PathLike[str], *, create: bool = True) -> bytes:
