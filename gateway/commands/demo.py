@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import json
 import secrets
+import socket
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -50,26 +51,21 @@ from ..daemon import listen_socket, run_daemon, serve_asgi
 from ..domain.calendar import VIETNAM_TZ
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..logging import setup_logging
+from ..runtime import Runtime
+from .demo_story import AGENCY, EXAMPLES, DemoError, _until, play_story
+from .demo_story import SAMPLE_APPLICANTS as SAMPLE_APPLICANTS
+from .demo_story import _file as _file
+from .demo_story import _submission as _submission
 from .serve import open_runtime
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-AGENCY = "000.00.23.H38"
-PROCEDURE = "1.009794"
 #: The whole walk-through must end within this many seconds.
 DEADLINE_SECONDS = 50.0
-#: Each wait (a delivery, a callback) within this many.
-WAIT_SECONDS = 20.0
 
 
 #: The simulators' credentials (their demo defaults).
 NATIONAL_USER, NATIONAL_PASSWORD, NATIONAL_DSTCODE = "lgsp", "lgsp-secret", "H38"
 MERCHANT_CODE, MERCHANT_SECRET = "DVCH38", "SIMULATOR-SECRET"
 POSTAL_SECRET = "POSTAL-SIMULATOR-SECRET"  # noqa: S105 - the simulator's demo secret
-
-
-class DemoError(Exception):
-    """The walk-through failed; the message is one line."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -170,61 +166,6 @@ role = "agency:{AGENCY}"
 """
 
 
-def _file(name: str, code: str, *, signature: str | None = None) -> dict[str, Any]:
-    path = EXAMPLES / "documents" / name
-    item: dict[str, Any] = {
-        "code": code,
-        "filename": name,
-        "content_base64": base64.b64encode(path.read_bytes()).decode("ascii"),
-    }
-    if signature is not None:
-        item["detached_signature_base64"] = base64.b64encode((EXAMPLES / "documents" / signature).read_bytes()).decode(
-            "ascii"
-        )
-    return item
-
-
-def _submission(components: list[dict[str, Any]], summary: str, applicant: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "procedure_code": PROCEDURE,
-        "agency_code": AGENCY,
-        "channel": "online",
-        "applicant": applicant,
-        "summary": summary,
-        "components": components,
-        "fees": [{"code": "LP1", "name": "Lệ phí cấp giấy phép xây dựng", "amount": 150000}],
-        "return_method": "post",
-        "delivery_address": {"province": "Hà Tĩnh", "line": "Số 1, đường Mẫu"},
-    }
-
-
-SAMPLE_APPLICANTS = (
-    {"kind": "citizen", "full_name": "Nguyễn Văn A", "id_number": "001099012345", "phone": "0912345678"},
-    {"kind": "citizen", "full_name": "Trần Thị B", "id_number": "001199054321", "phone": "0987654321"},
-)
-
-
-async def _until(what: str, check: Callable[[], Awaitable[bool]], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-def _expect(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
-    if response.status_code != status:
-        try:
-            detail = response.json().get("message") or response.json().get("error") or ""
-        except (ValueError, AttributeError):
-            detail = ""
-        raise DemoError(f"{what}: HTTP {response.status_code}{': ' + str(detail)[:200] if detail else ''}")
-    body = response.json()
-    if not isinstance(body, dict):
-        raise DemoError(f"{what}: the answer is not a JSON object")
-    return body
-
-
 async def _walk_through(work: Path, console: Console) -> list[dict[str, Any]]:
     try:
         async with asyncio.timeout(DEADLINE_SECONDS):
@@ -235,94 +176,146 @@ async def _walk_through(work: Path, console: Console) -> list[dict[str, Any]]:
         raise DemoError(f"HTTP failure: {type(exc).__name__}: {exc}") from None
 
 
-async def _run(work: Path, console: Console) -> list[dict[str, Any]]:
-    from ..simulators import national_portal, payment, postal
-    from ..simulators.agency import create_app as create_agency
+#: The simulated upstreams, each served on its own loopback port.
+SIMULATORS = ("agency", "national", "payment", "postal")
 
-    tokens = {role: secrets.token_urlsafe(24) for role in ("portal", "admin", "agency", "outbound")}
-    (work / "agency-outbound-token").write_text(tokens["outbound"], encoding="utf-8")
-    names = ("agency", "national", "payment", "postal")
-    socks = {name: listen_socket("127.0.0.1", 0) for name in names}
-    urls = {name: f"http://127.0.0.1:{sock.getsockname()[1]}" for name, sock in socks.items()}
-    gateway_sock = listen_socket("127.0.0.1", 0)
-    gateway_port = gateway_sock.getsockname()[1]
-    gateway_url = f"http://127.0.0.1:{gateway_port}"
-    config_path = work / "gateway.toml"
-    config_path.write_text(_config_text(work, gateway_port, tokens, urls), encoding="utf-8")
 
-    def done(text: str) -> None:
-        console.print(f"  [green]✓[/] {text}")
+@dataclass
+class _Servers:
+    """The loopback sockets of the simulated upstreams and of the gateway, and the tasks serving them."""
 
-    sim_stop, gateway_stop = asyncio.Event(), asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    with console.status("Starting the gateway and the simulated upstreams…") as status:
-        config = load_config(config_path, environ={})
-        runtime = open_runtime(config)
-        try:
-            specs = load_catalogue(EXAMPLES / "procedures.json")
-            with runtime.db.unit_of_work() as session:
-                import_procedures(session, specs)
-        except CatalogueError as exc:
-            runtime.close()
-            raise DemoError(str(exc)) from None
-        apps = {
-            "agency": create_agency(
-                token=tokens["outbound"],
-                callback_url=f"{gateway_url}/api/v1/agencies/{AGENCY}/events",
-                callback_token=tokens["agency"],
-            ),
-            "national": national_portal.create_app(
-                username=NATIONAL_USER, password=NATIONAL_PASSWORD, dstcode=NATIONAL_DSTCODE
-            ),
-            "payment": payment.create_app(
-                merchant_code=MERCHANT_CODE, secret=MERCHANT_SECRET, notify_url=f"{gateway_url}/api/v1/payments/notify"
-            ),
-            "postal": postal.create_app(secret=POSTAL_SECRET, webhook_url=f"{gateway_url}/api/v1/postal/events"),
-        }
-        ready = {name: asyncio.Event() for name in (*names, "gateway")}
-        for name in names:
-            event = ready[name]
-            tasks.append(
+    socks: dict[str, socket.socket]
+    gateway_sock: socket.socket
+    sim_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    gateway_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: dict[str, asyncio.Event] = field(
+        default_factory=lambda: {name: asyncio.Event() for name in (*SIMULATORS, "gateway")}
+    )
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def listen(cls) -> _Servers:
+        """Bind a free loopback port for each simulator and one for the gateway."""
+        socks = {name: listen_socket("127.0.0.1", 0) for name in SIMULATORS}
+        return cls(socks, listen_socket("127.0.0.1", 0))
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {name: f"http://127.0.0.1:{sock.getsockname()[1]}" for name, sock in self.socks.items()}
+
+    @property
+    def gateway_port(self) -> int:
+        port: int = self.gateway_sock.getsockname()[1]
+        return port
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def start(self, runtime: Runtime, apps: dict[str, Any]) -> None:
+        """Serve each simulator's app and run the daemon (API, outbox worker, periodic jobs) on their sockets."""
+        for name in SIMULATORS:
+            event = self.ready[name]
+            self.tasks.append(
                 asyncio.create_task(
-                    serve_asgi(apps[name], socks[name], stop=sim_stop, on_ready=lambda _u, e=event: e.set())
+                    serve_asgi(apps[name], self.socks[name], stop=self.sim_stop, on_ready=lambda _u, e=event: e.set())
                 )
             )
-        tasks.append(
+        self.tasks.append(
             asyncio.create_task(
                 run_daemon(
                     runtime,
-                    sock=gateway_sock,
-                    stop=gateway_stop,
+                    sock=self.gateway_sock,
+                    stop=self.gateway_stop,
                     handle_signals=False,
-                    on_ready=lambda _u: ready["gateway"].set(),
+                    on_ready=lambda _u: self.ready["gateway"].set(),
                     worker_options={"poll_interval": 0.1},
                 )
             )
         )
+
+    async def stop(self) -> None:
+        """Stop the gateway and the simulators, close the sockets, and fail if a server stopped on an error."""
+        self.gateway_stop.set()
+        self.sim_stop.set()
+        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        for sock in (*self.socks.values(), self.gateway_sock):
+            sock.close()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                raise DemoError(f"a server stopped on an error: {type(result).__name__}: {result}")
+
+
+async def _run(work: Path, console: Console) -> list[dict[str, Any]]:
+    tokens = {role: secrets.token_urlsafe(24) for role in ("portal", "admin", "agency", "outbound")}
+    (work / "agency-outbound-token").write_text(tokens["outbound"], encoding="utf-8")
+    servers = _Servers.listen()
+    config_path = work / "gateway.toml"
+    config_path.write_text(_config_text(work, servers.gateway_port, tokens, servers.urls), encoding="utf-8")
+
+    def done(text: str) -> None:
+        console.print(f"  [green]✓[/] {text}")
+
+    with console.status("Starting the gateway and the simulated upstreams…") as status:
+        runtime, procedures = _open_gateway(config_path)
+        servers.start(runtime, _simulator_apps(tokens, servers.gateway_url))
         try:
-            await _until("the servers to start", _started(tasks, *ready.values()))
-            done(f"gateway on {gateway_url}, database in a temporary directory")
-            done(
-                f"simulated upstreams: agency {urls['agency']}, national portal {urls['national']}, "
-                f"payment {urls['payment']}, postal service {urls['postal']}"
-            )
-            done(f"{len(specs)} procedures imported from examples/procedures.json")
+            await _until("the servers to start", _started(servers.tasks, *servers.ready.values()))
+            _report_started(done, servers, procedures)
             async with contextlib.AsyncExitStack() as stack:
                 clients = {
                     name: await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, trust_env=False))
-                    for name, url in {"gateway": gateway_url, **urls}.items()
+                    for name, url in {"gateway": servers.gateway_url, **servers.urls}.items()
                 }
-                return await _story(clients, tokens, work, urls["agency"], status, done)
+                return await play_story(clients, tokens, work, servers.urls["agency"], status, done)
         finally:
             status.update("Stopping…")
-            gateway_stop.set()
-            sim_stop.set()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            for sock in (*socks.values(), gateway_sock):
-                sock.close()
-            for result in results:
-                if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                    raise DemoError(f"a server stopped on an error: {type(result).__name__}: {result}")
+            await servers.stop()
+
+
+def _open_gateway(config_path: Path) -> tuple[Runtime, int]:
+    """Open the gateway's runtime on the generated configuration and import the sample procedures; return how many."""
+    config = load_config(config_path, environ={})
+    runtime = open_runtime(config)
+    try:
+        specs = load_catalogue(EXAMPLES / "procedures.json")
+        with runtime.db.unit_of_work() as session:
+            import_procedures(session, specs)
+    except CatalogueError as exc:
+        runtime.close()
+        raise DemoError(str(exc)) from None
+    return runtime, len(specs)
+
+
+def _simulator_apps(tokens: dict[str, str], gateway_url: str) -> dict[str, Any]:
+    """The simulated agency, national portal, payment platform and postal service, calling back ``gateway_url``."""
+    from ..simulators import national_portal, payment, postal
+    from ..simulators.agency import create_app as create_agency
+
+    return {
+        "agency": create_agency(
+            token=tokens["outbound"],
+            callback_url=f"{gateway_url}/api/v1/agencies/{AGENCY}/events",
+            callback_token=tokens["agency"],
+        ),
+        "national": national_portal.create_app(
+            username=NATIONAL_USER, password=NATIONAL_PASSWORD, dstcode=NATIONAL_DSTCODE
+        ),
+        "payment": payment.create_app(
+            merchant_code=MERCHANT_CODE, secret=MERCHANT_SECRET, notify_url=f"{gateway_url}/api/v1/payments/notify"
+        ),
+        "postal": postal.create_app(secret=POSTAL_SECRET, webhook_url=f"{gateway_url}/api/v1/postal/events"),
+    }
+
+
+def _report_started(done: Callable[[str], None], servers: _Servers, procedures: int) -> None:
+    urls = servers.urls
+    done(f"gateway on {servers.gateway_url}, database in a temporary directory")
+    done(
+        f"simulated upstreams: agency {urls['agency']}, national portal {urls['national']}, "
+        f"payment {urls['payment']}, postal service {urls['postal']}"
+    )
+    done(f"{procedures} procedures imported from examples/procedures.json")
 
 
 def _started(tasks: list[asyncio.Task[None]], *events: asyncio.Event) -> Callable[[], Awaitable[bool]]:
@@ -334,196 +327,6 @@ def _started(tasks: list[asyncio.Task[None]], *events: asyncio.Event) -> Callabl
         return all(event.is_set() for event in events)
 
     return check
-
-
-async def _story(
-    clients: dict[str, httpx.AsyncClient],
-    tokens: dict[str, str],
-    work: Path,
-    sim_url: str,
-    status: Any,
-    done: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    gateway, agency, national = clients["gateway"], clients["agency"], clients["national"]
-    admin = {"Authorization": f"Bearer {tokens['admin']}"}
-    portal = {"Authorization": f"Bearer {tokens['portal']}"}
-
-    async def read(code: str) -> dict[str, Any]:
-        return _expect(await gateway.get(f"/api/v1/dossiers/{code}", headers=portal), 200, f"reading {code}")
-
-    async def national_code_of(code: str) -> int | None:
-        response = await national.get(f"/_sim/dossiers/{code}")
-        if response.status_code == 404:
-            return None
-        return int(_expect(response, 200, "the national portal's record")["TrangThaiHoSo"])
-
-    async def step(code: str, what: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Wait until the dossier is as ``wanted`` and the national portal holds its status; say so."""
-        view: dict[str, Any] = {}
-
-        async def reached() -> bool:
-            nonlocal view
-            view = await read(code)
-            return wanted(view) and await national_code_of(code) == view["national_status_code"]
-
-        try:
-            await _until(f"{code}: {what}", reached)
-        except DemoError as exc:
-            held = await national_code_of(code)
-            seen = f"status {view.get('status')}, shipments {view.get('shipments')}, national portal {held}"
-            raise DemoError(f"{exc} (seen: {seen})") from None
-        done(f"{code}: {what} (national portal: TrangThaiHoSo {view['national_status_code']}, as here)")
-        return view
-
-    status.update("Registering the simulated agency…")
-    registration = {
-        "code": AGENCY,
-        "name": "Sở Xây dựng (mô phỏng)",
-        "protocol": "rest",
-        "endpoint": sim_url,
-        "procedures": [PROCEDURE],
-        "auth": {"type": "bearer", "token": f"file:{work / 'agency-outbound-token'}"},
-        "status_updates": {"mode": "callback"},
-    }
-    _expect(await gateway.post("/api/v1/admin/agencies", json=registration, headers=admin), 201, "registration")
-    done(f"agency {AGENCY} registered through the admin API (REST, bearer token by file: reference)")
-
-    status.update("Submitting two dossiers through the portal API…")
-    signed = _submission(
-        [
-            _file("don-de-nghi.pdf", "TP1"),
-            _file("anh-cccd.jpg", "TP2", signature="anh-cccd.jpg.p7s"),
-            _file("to-khai.xml", "TP3"),
-        ],
-        "Cấp giấy phép xây dựng nhà ở riêng lẻ (hồ sơ ký số)",
-        SAMPLE_APPLICANTS[0],
-    )
-    unsigned = _submission(
-        [_file("ban-sao.pdf", code) for code in ("TP1", "TP2", "TP3")],
-        "Cấp giấy phép xây dựng nhà ở riêng lẻ (hồ sơ giấy scan)",
-        SAMPLE_APPLICANTS[1],
-    )
-    answers = await asyncio.gather(
-        gateway.post("/api/v1/dossiers", json=signed, headers={**portal, "Idempotency-Key": "demo-signed"}),
-        gateway.post("/api/v1/dossiers", json=unsigned, headers={**portal, "Idempotency-Key": "demo-unsigned"}),
-    )
-    first = _expect(answers[0], 201, "submitting the signed dossier")
-    second = _expect(answers[1], 201, "submitting the unsigned dossier")
-    codes = [first["code"], second["code"]]
-    done(
-        f"dossier {codes[0]} submitted (all components signed: originals check "
-        f"{'required' if first.get('originals_check_required') else 'not required'})"
-    )
-    done(
-        f"dossier {codes[1]} submitted (unsigned scans: originals check "
-        f"{'required' if second.get('originals_check_required') else 'not required'})"
-    )
-
-    status.update("Waiting for the outbox worker to deliver both dossiers to the agency…")
-
-    async def state() -> dict[str, Any]:
-        return _expect(await agency.get("/_sim/state"), 200, "the simulator's state")
-
-    async def delivered() -> bool:
-        received = (await state())["dossiers"]
-        return all(code in received for code in codes)
-
-    await _until("the deliveries to the agency", delivered)
-    done("both dossiers delivered to the agency's one-stop system (idempotency keys: <code>:deliver:<agency>)")
-
-    async def clerk(code: str, event: dict[str, Any]) -> None:
-        """The agency's clerk changes the dossier's status in the simulator, which posts the event to the gateway."""
-        body = _expect(await agency.post(f"/_sim/dossiers/{code}/events", json=event), 200, f"{event['status']} event")
-        callback = body.get("callback") or {}
-        if callback.get("status_code") != 200 or callback.get("error"):
-            raise DemoError(f"the agency's {event['status']} callback for {code} failed: {callback.get('error')}")
-
-    first_code, second_code = codes
-
-    def shipment(kind: str) -> Callable[[dict[str, Any]], bool]:
-        return lambda view: any(s["kind"] == kind and s.get("order_code") for s in view.get("shipments") or [])
-
-    status.update("The postal service is asked to collect the unsigned dossier's originals…")
-    await step(second_code, "pickup of the paper originals ordered from the postal service", shipment("pickup"))
-
-    status.update("The agency receives the signed dossier and asks for the fee…")
-    await clerk(first_code, {"status": "received", "note": "Hồ sơ đầy đủ, hợp lệ"})
-    await step(first_code, "received by the agency", lambda view: view["status"] == "received")
-    await clerk(first_code, {"status": "fee_requested", "note": "Đề nghị nộp lệ phí cấp phép"})
-    view = await step(
-        first_code, "fee requested, payment created", lambda view: (view.get("payment") or {}).get("url") is not None
-    )
-    payment = view["payment"]
-    done(
-        f"{first_code}: the applicant is sent to the payment platform (reference {payment['reference']}, "
-        f"{payment['amount']:,} VND)"
-    )
-
-    status.update("The applicant pays the fee online…")
-    _expect(await clients["payment"].post("/_sim/pay-url", json={"url": payment["url"]}), 200, "paying the fee")
-    await step(
-        first_code,
-        "fee paid (the platform's signed notification) → received again, the agency told",
-        lambda view: view["status"] == "received" and all(fee["paid"] for fee in view["fees"]),
-    )
-
-    status.update("The agency processes and completes the signed dossier…")
-    await clerk(first_code, {"status": "processing", "note": "Chuyển phòng chuyên môn thẩm định"})
-    await step(first_code, "processing", lambda view: view["status"] == "processing")
-    await clerk(first_code, {"status": "completed", "note": "Đã cấp giấy phép xây dựng"})
-    view = await step(first_code, "completed; result shipped by post", shipment("delivery"))
-    order = next(s["order_code"] for s in view["shipments"] if s["kind"] == "delivery")
-
-    status.update("The postal service delivers the result…")
-    for _ in range(5):
-        answer = await clients["postal"].post(f"/_sim/orders/{order}/advance", json={})
-        if answer.status_code != 200 or answer.json().get("status") == "delivered":
-            break
-    await step(
-        first_code,
-        f"order {order} delivered (the postal service's signed tracking events) → returned",
-        lambda view: view["status"] == "returned",
-    )
-
-    status.update("The agency finds the unsigned dossier incomplete…")
-    await clerk(
-        codes[1],
-        {
-            "status": "supplement_requested",
-            "reason": "Đơn đề nghị chưa được ký số",
-            "components": ["TP1"],
-            "note": "Bổ sung đơn đề nghị có chữ ký số",
-        },
-    )
-    done(f"{codes[1]}: supplement_requested (TP1: the application form must be signed)")
-
-    status.update("The applicant sends the signed form through the portal…")
-    supplement = {"components": [_file("don-de-nghi.pdf", "TP1")], "note": "Đơn đề nghị đã ký số"}
-    _expect(
-        await gateway.post(
-            f"/api/v1/dossiers/{codes[1]}/supplements",
-            json=supplement,
-            headers={**portal, "Idempotency-Key": "demo-supplement"},
-        ),
-        200,
-        "the supplement",
-    )
-
-    async def supplemented() -> bool:
-        record = (await state())["dossiers"].get(codes[1]) or {}
-        return bool(record.get("supplements"))
-
-    await _until("the supplement's delivery to the agency", supplemented)
-    done(f"{codes[1]}: supplement received by the gateway and delivered to the agency → received")
-
-    status.update("Reading the dossiers' journeys…")
-    journeys = [await read(code) for code in codes]
-    effects = (await state())["effects"]
-    done(
-        f"the agency saw {effects.get('deliver', 0)} deliveries and {effects.get('supplement', 0)} supplement: "
-        "each exactly once"
-    )
-    return journeys
 
 
 # ----------------------------------------------------------------------------------------------------------------------
