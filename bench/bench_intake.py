@@ -58,15 +58,15 @@ CATALOGUE = [
 def serve(config_path: str) -> None:
     """Run the API with the floor route on a free port until SIGTERM; print its URL."""
     from gateway.api.app import create_app
-    from gateway.config import load_config
     from gateway.daemon import listen_socket, serve_asgi
     from gateway.logging import setup_logging
     from gateway.runtime import Runtime
+    from gateway.settings import load_settings
     from gateway.store.database import Database
 
     setup_logging("ERROR")
-    config = load_config(config_path)
-    runtime = Runtime(config=config, db=Database.connect(config.section("database")["url"]))
+    settings = load_settings(config_path)
+    runtime = Runtime(settings=settings, db=Database.connect(settings.database.url))
     app = create_app(runtime)
 
     @app.post("/_bench/floor", status_code=201, include_in_schema=False)

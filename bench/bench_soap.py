@@ -45,11 +45,11 @@ from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
 from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
-from gateway.config import Config  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
 from gateway.runtime import Runtime  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import Dossier, utcnow  # noqa: E402
 from gateway.workers import MessageView, OutboxWorker  # noqa: E402
@@ -94,8 +94,8 @@ async def prepare(work: Path, sim_url: str, count: int) -> Runtime:
     """A runtime on a fresh database with ``count`` submitted dossiers (each with a small PDF) awaiting delivery."""
     db = Database.connect(f"sqlite:///{work / 'gateway.db'}")
     db.upgrade()
-    config = Config(raw={"registry": {"allow_private_endpoints": True, "wsdl_cache_dir": "wsdl-cache"}}, base_dir=work)
-    runtime = Runtime(config=config, db=db)
+    settings = Settings.from_raw({"registry": {"allow_private_endpoints": True, "wsdl_cache_dir": "wsdl-cache"}}, work)
+    runtime = Runtime(settings=settings, db=db)
     with db.unit_of_work() as session:
         import_procedures(session, parse_catalogue(json.dumps(CATALOGUE)))
         document = {

@@ -3,7 +3,7 @@ paths relative to the configuration file, URLs, numbers), the :class:`Section` b
 ``DVC_GATEWAY_<SECTION>__<KEY>`` overrides, and the one-line ``[section] key: what is wrong`` message.
 
 It imports nothing of the gateway: the section models are in :mod:`gateway.sections`, the flows' ``settings``
-modules and :mod:`gateway.settings`. :class:`Config` is the raw view for modules that still read sections as tables.
+modules and :mod:`gateway.settings`. :func:`read_signing` reads the ``[signing]`` section alone, for ``verify``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ __all__ = [
     "BASE_DIR",
     "CONFIG_ENV",
     "ENV_PREFIX",
-    "Config",
     "ConfigError",
     "ConfigPath",
     "EnvironmentOverrides",
@@ -58,9 +57,9 @@ __all__ = [
     "SigningSection",
     "Text",
     "WebUrl",
-    "load_config",
     "parse_section",
     "read_configuration",
+    "read_signing",
     "resolve_secret",
     "validation_message",
 ]
@@ -258,7 +257,7 @@ class SigningSection(Section):
     """``[signing]``: the trust anchors, intermediate certificates and CRLs (files or directories, relative to the
     configuration file's directory), whether revocation is fetched online, and the fetches' timeout.
 
-    It is defined here, with the value types, because :meth:`Config.signing` reads it too (``verify`` loads nothing
+    It is defined here, with the value types, because :func:`read_signing` reads it too (``verify`` loads nothing
     else of the configuration); :mod:`gateway.sections` holds it with the other core sections."""
 
     trust_anchors: PathList = ()
@@ -503,36 +502,9 @@ def parse_section(model: type[SectionT], data: Any, section: str, base_dir: Path
         raise ConfigError(validation_message(exc, model=model, within=(section,))) from None
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# The raw view
-
-
-@dataclass
-class Config:
-    """The configuration as raw tables and the directory relative paths start from: the view of modules that still
-    read sections as dicts (typed code uses :class:`gateway.settings.Settings`)."""
-
-    raw: dict[str, Any] = field(default_factory=dict)
-    base_dir: Path = field(default_factory=Path.cwd)
-
-    def section(self, name: str) -> dict[str, Any]:
-        value = self.raw.get(name, {})
-        if not isinstance(value, dict):
-            raise ConfigError(f"[{name}] must be a table")
-        return value
-
-    def path(self, value: str | Path) -> Path:
-        """A path from the configuration, relative to the configuration file's directory."""
-        path = Path(value).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
-
-    @property
-    def signing(self) -> TrustSettings:
-        """The ``[signing]`` section's trust settings, read by its typed model."""
-        return parse_section(SigningSection, self.section("signing"), "signing", self.base_dir).trust_settings()
-
-
-def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """The raw configuration from ``path`` (or ``$DVC_GATEWAY_CONFIG``, or none) with environment overrides."""
+def read_signing(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> SigningSection:
+    """The ``[signing]`` section of the file ``path`` (else ``$DVC_GATEWAY_CONFIG``, else none) with the overrides of
+    ``environ``, validated alone: ``verify`` reads no other section, so it needs nothing else of the configuration
+    to be valid and loads no server or database module."""
     raw = read_configuration(path, environ)
-    return Config(raw=raw.data, base_dir=raw.base_dir)
+    return parse_section(SigningSection, raw.data.get("signing"), "signing", raw.base_dir)

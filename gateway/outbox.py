@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
-from sqlalchemy import and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -235,6 +235,110 @@ def _serialise_writers(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _due(now: datetime) -> ColumnElement[bool]:
+    """``pending`` and due, or ``in_flight`` under an expired lease (a claim whose holder crashed or stalled)."""
+    outbox = OutboxMessage
+    return or_(
+        and_(outbox.state == PENDING, outbox.next_attempt_at <= now),
+        and_(outbox.state == IN_FLIGHT, outbox.lease_until < now),
+    )
+
+
+def _held_back() -> ColumnElement[bool]:
+    """An earlier message of the same ordering key is still ``pending``, ``in_flight`` or ``dead``."""
+    earlier = aliased(OutboxMessage, name="earlier")
+    return exists().where(
+        earlier.ordering_key == OutboxMessage.ordering_key,
+        earlier.id < OutboxMessage.id,
+        earlier.state.in_(_BLOCKING),
+    )
+
+
+def _in_flight_by_target(session: Session, now: datetime) -> dict[str, int]:
+    """How many messages of each target are in flight under a valid lease, across all workers."""
+    outbox = OutboxMessage
+    rows = session.execute(
+        select(outbox.target, func.count())
+        .where(outbox.state == IN_FLIGHT, outbox.lease_until >= now)
+        .group_by(outbox.target)
+    ).all()
+    return {target: count for target, count in rows}
+
+
+def _capacities(
+    max_in_flight_per_target: int | Mapping[str, int], in_flight: Mapping[str, int], limit: int
+) -> tuple[dict[str, int], int]:
+    """How many messages this claim may take of each target it must treat apart (at most ``limit``, never below 0),
+    and of any other target."""
+    if isinstance(max_in_flight_per_target, int):
+        default_bound: int | None = max_in_flight_per_target
+        bounds: dict[str, int] = {}
+    else:
+        default_bound = max_in_flight_per_target.get(ANY_TARGET)
+        bounds = {t: n for t, n in max_in_flight_per_target.items() if t != ANY_TARGET}
+    capacity: dict[str, int] = {}
+    for target in set(in_flight) | set(bounds):
+        bound = bounds.get(target, default_bound)
+        if bound is not None:
+            capacity[target] = max(0, min(bound - in_flight.get(target, 0), limit))
+    default_capacity = limit if default_bound is None else max(0, min(default_bound, limit))
+    return capacity, default_capacity
+
+
+def _within_capacity(
+    eligible: ColumnElement[bool], capacity: Mapping[str, int], default_capacity: int
+) -> ColumnElement[bool]:
+    """The eligible messages among the first ``capacity`` of their target, in ``id`` order."""
+    outbox = OutboxMessage
+    # Rank each target's eligible messages, keep the first `capacity` of each, so a target at its limit (or with a
+    # long backlog) never crowds the others out of the batch.
+    rank = func.row_number().over(partition_by=outbox.target, order_by=outbox.id)
+    ranked = select(outbox.id.label("id"), outbox.target.label("target"), rank.label("rank")).where(eligible)
+    ranked_sq = ranked.subquery("ranked")
+    bound_expr = (
+        case(dict(capacity), value=ranked_sq.c.target, else_=default_capacity)
+        if capacity
+        else literal(default_capacity)
+    )
+    return outbox.id.in_(select(ranked_sq.c.id).where(ranked_sq.c.rank <= bound_expr))
+
+
+def _claimable(
+    session: Session,
+    now: datetime,
+    limit: int,
+    max_in_flight_per_target: int | Mapping[str, int] | None,
+) -> ColumnElement[bool]:
+    """The condition a message must meet to be claimed now: due, not held back, and within its target's limit."""
+    due = _due(now)
+    eligible = and_(due, ~_held_back())
+    if max_in_flight_per_target is None:
+        return eligible
+    in_flight = _in_flight_by_target(session, now)
+    capacity, default_capacity = _capacities(max_in_flight_per_target, in_flight, limit)
+    return and_(_within_capacity(eligible, capacity, default_capacity), due)
+
+
+def _locking(session: Session, statement: Select[OutboxMessage]) -> Select[OutboxMessage]:
+    """On PostgreSQL, ``statement`` locking the rows it selects and skipping those a concurrent claim holds.
+
+    The state/lease conditions are on the locked row itself, so PostgreSQL re-checks them against a row a concurrent
+    claim committed meanwhile; rows locked by a concurrent claim are skipped."""
+    if session.get_bind().dialect.name != "postgresql":
+        return statement
+    return statement.with_for_update(skip_locked=True, of=OutboxMessage)
+
+
+def _take(messages: list[OutboxMessage], worker_id: str, lease_until: datetime) -> None:
+    """Mark ``messages`` claimed by ``worker_id`` until ``lease_until``; each counts one more attempt, the fencing
+    token later updates check."""
+    for message in messages:
+        message.state = IN_FLIGHT
+        message.claimed_by = worker_id
+        message.lease_until = lease_until
+        message.attempts = message.attempts + 1
+
+
 def claim(
     session: Session,
     *,
@@ -257,73 +361,12 @@ def claim(
         return []
     now = now or utcnow()
     _serialise_writers(session)
-
-    outbox = OutboxMessage
-    due = or_(
-        and_(outbox.state == PENDING, outbox.next_attempt_at <= now),
-        and_(outbox.state == IN_FLIGHT, outbox.lease_until < now),
-    )
-    earlier = aliased(OutboxMessage, name="earlier")
-    held_back = exists().where(
-        earlier.ordering_key == outbox.ordering_key,
-        earlier.id < outbox.id,
-        earlier.state.in_(_BLOCKING),
-    )
-    eligible = and_(due, ~held_back)
-
-    if max_in_flight_per_target is not None:
-        in_flight = dict(
-            session.execute(
-                select(outbox.target, func.count())
-                .where(outbox.state == IN_FLIGHT, outbox.lease_until >= now)
-                .group_by(outbox.target)
-            ).all()
-        )
-        if isinstance(max_in_flight_per_target, int):
-            default_bound: int | None = max_in_flight_per_target
-            bounds: dict[str, int] = {}
-        else:
-            default_bound = max_in_flight_per_target.get(ANY_TARGET)
-            bounds = {t: n for t, n in max_in_flight_per_target.items() if t != ANY_TARGET}
-        capacity: dict[str, int] = {}
-        for target in set(in_flight) | set(bounds):
-            bound = bounds.get(target, default_bound)
-            if bound is not None:
-                capacity[target] = max(0, min(bound - in_flight.get(target, 0), limit))
-        default_capacity = limit if default_bound is None else max(0, min(default_bound, limit))
-        # Rank each target's eligible messages, keep the first `capacity` of each, so a target at its limit (or
-        # with a long backlog) never crowds the others out of the batch.
-        rank = func.row_number().over(partition_by=outbox.target, order_by=outbox.id)
-        ranked = select(outbox.id.label("id"), outbox.target.label("target"), rank.label("rank")).where(eligible)
-        ranked_sq = ranked.subquery("ranked")
-        bound_expr = (
-            case(
-                capacity,
-                value=ranked_sq.c.target,
-                else_=default_capacity,
-            )
-            if capacity
-            else literal(default_capacity)
-        )
-        chosen = select(ranked_sq.c.id).where(ranked_sq.c.rank <= bound_expr)
-        condition = and_(outbox.id.in_(chosen), due)
-    else:
-        condition = eligible
-
+    condition = _claimable(session, now, limit, max_in_flight_per_target)
     statement = select(OutboxMessage).where(condition).order_by(OutboxMessage.id).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        # The state/lease conditions are on the locked row itself, so PostgreSQL re-checks them against a row a
-        # concurrent claim committed meanwhile; rows locked by a concurrent claim are skipped.
-        statement = statement.with_for_update(skip_locked=True, of=OutboxMessage)
-    messages = list(session.scalars(statement))
+    messages = list(session.scalars(_locking(session, statement)))
     if not messages:
         return []
-    lease_until = now + lease
-    for message in messages:
-        message.state = IN_FLIGHT
-        message.claimed_by = worker_id
-        message.lease_until = lease_until
-        message.attempts = message.attempts + 1
+    _take(messages, worker_id, now + lease)
     session.flush()
     return messages
 

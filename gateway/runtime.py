@@ -1,13 +1,12 @@
 """Everything a running gateway shares, built once from the settings: database, trust store and verifier, office
 calendar, outbox policy, registry settings and the HTTP client factory.
 
-The API and the workers receive a :class:`Runtime`; its ``settings`` are the typed :class:`~gateway.settings.Settings`
-and ``config`` their raw view. Tests build one on a temporary database.
+The API and the workers receive a :class:`Runtime`; its ``settings`` are the typed :class:`~gateway.settings.Settings`.
+Tests build one on a temporary database.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,7 @@ from adapters.http import ClientFactory, default_factory
 from signing.trust import TrustMaterialError, TrustStore
 from signing.verify import Verifier
 
-from .config import Config, ConfigError, load_config
+from .config import ConfigError
 from .domain.calendar import OfficeCalendar
 from .outbox import RetryPolicy
 from .recording.runtime import client_factory_for
@@ -31,30 +30,17 @@ __all__ = ["Runtime"]
 
 @dataclass
 class Runtime:
-    """The shared state of one gateway process. ``settings`` are read from ``config`` when not given, at once: a
-    configuration mistake stops the construction, in one line."""
+    """The shared state of one gateway process: its settings, its database and what tests put in ``extras`` (say,
+    a ``client_factory``). What the settings name is loaded on first use."""
 
-    config: Config
+    settings: Settings
     db: Database
     extras: dict[str, Any] = field(default_factory=dict)
-    settings: Settings = field(default=None, repr=False)  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.settings is None:
-            self.settings = Settings.from_raw(self.config.raw, self.config.base_dir)
 
     @classmethod
     def from_settings(cls, settings: Settings, db: Database, *, extras: dict[str, Any] | None = None) -> Runtime:
-        """The runtime of ``settings`` on ``db``; ``config`` is the raw view of the tables they were read from."""
-        config = Config(raw=copy.deepcopy(settings.raw), base_dir=settings.base_dir)
-        return cls(config=config, db=db, extras=extras or {}, settings=settings)
-
-    @classmethod
-    def from_config(cls, config: Config | None = None) -> Runtime:
-        """The runtime of a raw configuration (default: :func:`~gateway.config.load_config`) on its database."""
-        config = config or load_config()
-        settings = Settings.from_raw(config.raw, config.base_dir)
-        return cls(config=config, db=Database.connect(settings.database.url), settings=settings)
+        """The runtime of ``settings`` on ``db``."""
+        return cls(settings=settings, db=db, extras=extras or {})
 
     @cached_property
     def trust_store(self) -> TrustStore:

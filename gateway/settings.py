@@ -53,7 +53,7 @@ def _keys(model: type[Section]) -> set[str]:
 class Settings(Section):
     """The gateway's configuration: one field per TOML section; ``national_portal``, ``payment`` and ``postal`` are
     ``None`` when their integration is off. ``base_dir`` is the directory relative paths started from, ``raw`` the
-    tables the settings were read from (for the modules still reading sections as tables)."""
+    tables the settings were read from (to read them again with some sections changed)."""
 
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)

@@ -21,10 +21,10 @@ import pytest
 
 from gateway.api import create_app
 from gateway.catalogue import import_procedures, load_catalogue, parse_catalogue
-from gateway.config import Config
 from gateway.domain.calendar import VIETNAM_TZ
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 from gateway.store.database import Database
 from tests.documents import make_pdf
 from tests.test_outbox import PG_ENV, PG_SKIP, postgres_schema_url
@@ -156,7 +156,9 @@ def registration(code: str, procedures: list[str]) -> dict[str, Any]:
     }
 
 
-def config_for(db_url: str, tmp_path: Path, *, signing: dict[str, Any] | None = None, **sections: Any) -> Config:
+def settings_for(db_url: str, tmp_path: Path, *, signing: dict[str, Any] | None = None, **sections: Any) -> Settings:
+    """The API tests' settings on ``db_url``: private endpoints allowed, the test tokens, ``signing`` and ``sections``
+    added; relative paths start from ``tmp_path``."""
     raw: dict[str, Any] = {
         "database": {"url": db_url},
         "registry": {"allow_private_endpoints": True},
@@ -174,7 +176,7 @@ def config_for(db_url: str, tmp_path: Path, *, signing: dict[str, Any] | None = 
         raw["signing"] = signing
     for name, section in sections.items():
         raw.setdefault(name, {}).update(section)
-    return Config(raw=raw, base_dir=tmp_path)
+    return Settings.from_raw(raw, tmp_path)
 
 
 def prepare_database(db: Database) -> None:
@@ -242,7 +244,7 @@ def open_runtime(
     kind: str, tmp_path: Path, *, signing: dict[str, Any] | None = None, **sections: Any
 ) -> Iterator[Runtime]:
     with database_url(kind, tmp_path) as url:
-        runtime = Runtime(config=config_for(url, tmp_path, signing=signing, **sections), db=Database.connect(url))
+        runtime = Runtime(settings=settings_for(url, tmp_path, signing=signing, **sections), db=Database.connect(url))
         try:
             prepare_database(runtime.db)
             yield runtime

@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session
 
 from gateway.auth import Principal
 from gateway.bootstrap import context_of
-from gateway.config import Config
 from gateway.runtime import Runtime
 from gateway.services import intake
 from gateway.services.idempotency import Answer
+from gateway.settings import Settings
 from gateway.store.models import Dossier
 from gateway.views import dossier_view
 
@@ -37,5 +37,5 @@ async def submit(
 
 def reconfigured(runtime: Runtime, **sections: Any) -> Runtime:
     """A runtime on the same database whose settings have ``sections`` replaced (settings are read once)."""
-    raw = {**runtime.config.raw, **sections}
-    return Runtime(config=Config(raw=raw, base_dir=runtime.config.base_dir), db=runtime.db, extras=dict(runtime.extras))
+    settings = Settings.from_raw({**runtime.settings.raw, **sections}, runtime.settings.base_dir)
+    return Runtime(settings=settings, db=runtime.db, extras=dict(runtime.extras))

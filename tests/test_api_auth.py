@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.auth import Principal, TokenStore, hash_token
-from gateway.config import Config, ConfigError
+from gateway.config import ConfigError
 from gateway.settings import Settings
 
 TOKEN = "a-long-enough-token-1234"
@@ -103,11 +103,11 @@ def test_the_app_refuses_a_bad_token_configuration(tmp_path: Path) -> None:
 
     db = Database.connect(f"sqlite:///{tmp_path}/x.db")
     try:
-        bad_role = Config(raw={"auth": {"tokens": [{"token": TOKEN, "role": "superuser"}]}})
+        bad_role = {"auth": {"tokens": [{"token": TOKEN, "role": "superuser"}]}}
         with pytest.raises(ConfigError, match=r"^\[auth\] tokens\[0\]\.role: must be portal, admin or agency"):
-            Runtime(config=bad_role, db=db)
-        unreadable = Config(raw={"auth": {"tokens": [{"token": "env:GW_TEST_SURELY_UNSET_VARIABLE", "role": "admin"}]}})
-        runtime = Runtime(config=unreadable, db=db)
+            Settings.from_raw(bad_role, tmp_path)
+        unreadable = {"auth": {"tokens": [{"token": "env:GW_TEST_SURELY_UNSET_VARIABLE", "role": "admin"}]}}
+        runtime = Runtime(settings=Settings.from_raw(unreadable, tmp_path), db=db)
         with pytest.raises(ConfigError, match=r"^\[auth\] tokens\[0\]\.token: environment variable .* is not set$"):
             create_app(runtime)
     finally:

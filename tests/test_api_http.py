@@ -26,10 +26,10 @@ from tests.api_support import (
     Clock,
     Gateway,
     b64,
-    config_for,
     gateway_client,
     open_runtime,
     pdf,
+    settings_for,
     submission,
 )
 from tests.documents import sign_cms, sign_pdf
@@ -56,7 +56,7 @@ async def test_healthz_and_readyz(gw: Gateway) -> None:
 
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
-    runtime = Runtime(config=config_for(url, tmp_path), db=Database.connect(url))
+    runtime = Runtime(settings=settings_for(url, tmp_path), db=Database.connect(url))
     try:
         async for client in client_for(runtime):
             assert (await client.get("/healthz")).status_code == 200
@@ -74,7 +74,7 @@ async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) ->
 
 async def test_readyz_is_503_when_migrations_are_not_applied(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/empty.db"
-    runtime = Runtime(config=config_for(url, tmp_path), db=Database.connect(url))
+    runtime = Runtime(settings=settings_for(url, tmp_path), db=Database.connect(url))
     try:
         async for client in client_for(runtime):
             response = await client.get("/readyz")

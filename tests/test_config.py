@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.config import Config, ConfigError, SecretRef, load_config, parse_section, resolve_secret
+from gateway.config import ConfigError, SecretRef, parse_section, read_signing, resolve_secret
 from gateway.sections import AuthSection, office_calendar
 from gateway.settings import Settings, load_settings
 
@@ -216,14 +216,18 @@ def test_paths_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
     assert settings.registry.wsdl_cache_dir.is_absolute()
 
 
-def test_the_raw_view_keeps_its_sections_and_signing(tmp_path: Path) -> None:
+def test_the_signing_section_is_read_alone(tmp_path: Path) -> None:
     file = tmp_path / "gw.toml"
-    file.write_text('[server]\nport = 8080\n[signing]\ntrust_anchors = ["trust/root.pem"]\n')
-    config = load_config(file, environ={"DVC_GATEWAY_SERVER__PORT": "9090"})
-    assert config.section("server")["port"] == 9090 and config.path("a") == tmp_path / "a"
-    assert config.signing.trust_anchors == (tmp_path / "trust/root.pem",)
+    file.write_text('[server]\nport = "not a port"\n[signing]\ntrust_anchors = ["trust/root.pem"]\n')
+    signing = read_signing(file, environ={"DVC_GATEWAY_SIGNING__ONLINE_REVOCATION": "true"})
+    assert signing.trust_anchors == (tmp_path / "trust/root.pem",) and signing.online_revocation is True
+    assert read_signing(tmp_path / "gw.toml", environ={}).trust_settings().online_revocation is False
+    file.write_text('[signing]\nonline_revocation = "yes"\n')
     with pytest.raises(ConfigError, match=r"^\[signing\] online_revocation: must be true or false$"):
-        _ = Config(raw={"signing": {"online_revocation": "yes"}}).signing
+        read_signing(file, environ={})
+    file.write_text('signing = "none"\n')
+    with pytest.raises(ConfigError, match=r"^\[signing\] must be a table$"):
+        read_signing(file, environ={})
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -26,11 +26,11 @@ from gateway import messages, outbox
 from gateway.auth import Principal
 from gateway.bootstrap import Composition
 from gateway.catalogue import import_procedures, parse_catalogue
-from gateway.config import Config
 from gateway.daemon import listen_socket, serve_asgi
 from gateway.outbox import RetryPolicy
 from gateway.registry import Registration, register
 from gateway.runtime import Runtime
+from gateway.settings import Settings
 from gateway.simulators.agency import AgencySimulator
 from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.models import utcnow
@@ -97,8 +97,8 @@ def token_file(tmp_path: Path) -> Path:
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     """A runtime on a migrated database (SQLite, and PostgreSQL when configured) with the test catalogue."""
     with open_database(request.param, tmp_path) as db:
-        config = Config(raw={"registry": {"allow_private_endpoints": True}, "portal": {}}, base_dir=tmp_path)
-        rt = Runtime(config=config, db=db)
+        settings = Settings.from_raw({"registry": {"allow_private_endpoints": True}, "portal": {}}, tmp_path)
+        rt = Runtime(settings=settings, db=db)
         with db.unit_of_work() as session:
             import_procedures(session, parse_catalogue(CATALOGUE))
         yield rt
@@ -320,7 +320,7 @@ async def test_private_endpoints_need_the_registry_setting(
     served, sim = agency
     register_agency(runtime, registration(served.url, token_file))
     code = await submit_dossier(runtime)
-    strict = Runtime(config=Config(raw={}, base_dir=runtime.config.base_dir), db=runtime.db)
+    strict = Runtime(settings=Settings.from_raw({}, runtime.settings.base_dir), db=runtime.db)
     dispatcher = Composition(strict)
     try:
         with pytest.raises(PermanentError, match="loopback"):

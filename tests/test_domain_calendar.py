@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config import ConfigError, parse_section
 from gateway.domain.calendar import VIETNAM_TZ, OfficeCalendar, official_holidays
+from gateway.sections import CalendarSection, office_calendar
 
 CAL = OfficeCalendar()
 H = timedelta(hours=1)
@@ -144,7 +146,7 @@ def test_received_on_the_package_make_up_saturday() -> None:
 def test_received_on_a_configured_make_up_saturday() -> None:
     saturday = date(2026, 10, 10)
     assert not CAL.is_working_day(saturday)
-    cal = OfficeCalendar.from_config({"makeup_working_days": ["2026-10-10"]})
+    cal = OfficeCalendar(makeup_working_days=frozenset({saturday}))
     assert cal.is_working_day(saturday)
     assert cal.is_working_day(date(2026, 8, 22))  # the package's make-up days still apply
     assert cal.acknowledge_by(vn(2026, 10, 9, 16)) == vn(2026, 10, 10, 11, 30)
@@ -157,7 +159,7 @@ def test_received_on_a_configured_make_up_saturday() -> None:
 
 
 def test_configured_extra_day_off() -> None:
-    cal = OfficeCalendar.from_config({"extra_holidays": ["2026-11-20"]})  # a Friday
+    cal = OfficeCalendar(extra_days_off=frozenset({date(2026, 11, 20)}))  # a Friday
     received = vn(2026, 11, 19, 10)  # Thursday
     assert CAL.due_at(received, 2) == vn(2026, 11, 23, 17)
     # Friday 20 (configured) and Tuesday 24 (Vietnam Cultural Day) are off: Monday 23, Wednesday 25
@@ -239,8 +241,8 @@ def test_naive_datetimes_are_refused() -> None:
 
 
 def test_defaults_and_full_config() -> None:
-    assert OfficeCalendar.from_config({}) == CAL
-    assert OfficeCalendar.from_config(None) == CAL
+    assert office_calendar(CalendarSection()) == CAL
+    assert office_calendar(CalendarSection.model_validate({})) == CAL
     section = tomllib.loads(
         """
         [calendar]
@@ -250,7 +252,7 @@ def test_defaults_and_full_config() -> None:
         afternoon = "13:00 - 16:30"
         """
     )["calendar"]
-    cal = OfficeCalendar.from_config(section)
+    cal = office_calendar(CalendarSection.model_validate(section))
     assert cal.extra_days_off == {date(2026, 11, 20), date(2026, 12, 31)}
     assert cal.makeup_working_days == {date(2026, 10, 10)}
     assert cal.morning == (time(7, 30), time(11, 30))
@@ -279,17 +281,29 @@ def test_defaults_and_full_config() -> None:
     ],
 )
 def test_invalid_config_names_the_key(section: dict[str, Any], key: str) -> None:
-    with pytest.raises(ValueError, match=r"\[calendar\]") as info:
-        OfficeCalendar.from_config(section)
+    with pytest.raises(ConfigError, match=r"\[calendar\]") as info:
+        parse_section(CalendarSection, section, "calendar")
     message = str(info.value)
     assert key in message
     assert "\n" not in message
 
 
+def test_the_constructor_refuses_an_inconsistent_calendar() -> None:
+    day = date(2026, 10, 10)
+    with pytest.raises(ValueError, match="also listed in extra_days_off"):
+        OfficeCalendar(extra_days_off=frozenset({day}), makeup_working_days=frozenset({day}))
+    with pytest.raises(ValueError, match=r"morning session ends \(12:00\)"):
+        OfficeCalendar(morning=(time(7, 0), time(12, 0)), afternoon=(time(11, 0), time(17, 0)))
+    with pytest.raises(ValueError, match="start < end"):
+        OfficeCalendar(morning=(time(11, 0), time(7, 0)))
+
+
 # -- properties -----------------------------------------------------------------------------------------------------
 
 _moments = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC))
-_CONFIGURED = OfficeCalendar.from_config({"extra_holidays": ["2026-11-20"], "makeup_working_days": ["2026-10-10"]})
+_CONFIGURED = OfficeCalendar(
+    extra_days_off=frozenset({date(2026, 11, 20)}), makeup_working_days=frozenset({date(2026, 10, 10)})
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -493,7 +493,7 @@ async def test_query_job_leaves_unpaid_payments_pending(flow: Flow) -> None:
 
 
 def write_config(flow: Flow, tmp_path: Path) -> Path:
-    url = flow.runtime.config.section("database")["url"]
+    url = flow.runtime.settings.database.url
     section = payment_section(flow.platform_url)
     lines = ["[database]", f'url = "{url}"', "[payment]"]
     lines += [f"{key} = {json.dumps(value)}" for key, value in section.items()]

@@ -43,7 +43,7 @@ CATALOGUE = (
     ' "components": [{"code": "TP1", "name": "Đơn đề nghị", "required": true, "must_be_signed": false}],'
     ' "fees": []}]'
 )
-CALENDAR = OfficeCalendar.from_config(None)
+CALENDAR = OfficeCalendar()
 SETTINGS = NationalPortalSettings.model_validate(
     {
         "base_url": "http://127.0.0.1:9",

@@ -170,7 +170,7 @@ def open_gateway(tmp_path: Path, database_url: str, portal: dict[str, Any] | Non
         register(session, Registration.model_validate(AGENCY_DOCUMENT))
     verifier = Verifier(TrustStore.load(trust), settings=trust)
     bus = MessageBus(subscriptions(settings.national_portal is not None))
-    ctx = Context(db=db, bus=bus, calendar=OfficeCalendar.from_config(None), verifier=verifier)
+    ctx = Context(db=db, bus=bus, calendar=OfficeCalendar(), verifier=verifier)
     return Gateway(ctx=ctx, portal=settings.national_portal, config_path=path)
 
 

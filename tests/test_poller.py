@@ -17,12 +17,13 @@ from lxml import etree
 
 from gateway.bootstrap import Composition
 from gateway.catalogue import known_procedure_codes
-from gateway.config import Config, ConfigError
+from gateway.config import ConfigError
 from gateway.flows.agency import periodic_jobs, poll_due, polls
 from gateway.flows.agency.polls import first_poll_at
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.sections import PollerSection
+from gateway.settings import Settings
 from gateway.simulators.agency import create_app as create_rest_simulator
 from gateway.simulators.soap_agency import create_soap_app
 from gateway.store.database import Database
@@ -226,7 +227,7 @@ async def test_two_processes_never_poll_one_agency_at_once(backend: str, tmp_pat
     with open_runtime(backend, tmp_path) as runtime, ServerThread(create_soap_app()) as soap:
         sim = soap.app.state.simulator
         # A second process: its own engine on the same database.
-        other = Runtime(config=runtime.config, db=Database.connect(runtime.config.section("database")["url"]))
+        other = Runtime(settings=runtime.settings, db=Database.connect(runtime.settings.database.url))
         register_document(runtime, polled(soap.base_url))
         first, second = Composition(runtime), Composition(other)
         try:
@@ -264,11 +265,11 @@ async def test_two_processes_never_poll_one_agency_at_once(backend: str, tmp_pat
 def test_the_periodic_job_and_its_settings(tmp_path: Path) -> None:
     db = Database.connect(f"sqlite:///{tmp_path}/gw.db")
     try:
-        runtime = Runtime(config=Config(raw={"poller": {"tick_seconds": 5}}, base_dir=tmp_path), db=db)
+        runtime = Runtime(settings=Settings.from_raw({"poller": {"tick_seconds": 5}}, tmp_path), db=db)
         [job] = periodic_jobs(Composition(runtime).poller)
         assert job.name == "agency-poll" and job.interval_seconds == 5
         for bad in ({"tick_seconds": 0}, {"concurrency": "8"}, {"interval": 5}):
             with pytest.raises(ConfigError, match=r"\[poller\]"):
-                Runtime(config=Config(raw={"poller": bad}, base_dir=tmp_path), db=db)
+                Settings.from_raw({"poller": bad}, tmp_path)
     finally:
         db.dispose()

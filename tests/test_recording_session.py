@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from adapters.onestop.rest import RestOneStopClient
 from gateway.config import ConfigError, parse_section
 from gateway.recording.har import load_directory
 from gateway.recording.match import NoMatch
+from gateway.recording.redact import PLACEHOLDER, Redactor
 from gateway.recording.server import create_replay_app
 from gateway.recording.settings import FaultRule, RecordingSettings
 from gateway.recording.transport import install, recording_wrapper, replay_wrapper
@@ -307,3 +309,17 @@ def test_the_replay_serve_command_serves_a_directory(recorded: tuple[Path, str, 
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_a_placeholder_never_reads_as_an_id_number() -> None:
+    """Twelve hex digits can all be decimal digits: such a placeholder would look like a citizen's ID number."""
+    redactor = Redactor(salt=b"fixed salt for this test")
+    values = [f"value-{n}" for n in range(20000)]
+    placeholders = {redactor.placeholder(v) for v in values}
+    assert all(PLACEHOLDER.fullmatch(p) for p in placeholders)
+    assert not any(re.search(r"\d{12}", p) for p in placeholders)
+    all_digits = [v for v in values if redactor.placeholder(v)[10:22].isdigit()]
+    assert all_digits == []
+    # Some digests of these values are all digits (about 0.35%): they were turned, not dropped.
+    turned = [p for p in placeholders if p[10] in "ghijklmnop"]
+    assert turned and all(p[11:22].isdigit() for p in turned)

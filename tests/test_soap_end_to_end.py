@@ -65,7 +65,7 @@ def soap_document(base_url: str, **changes: Any) -> dict[str, Any]:
 
 
 def cli_config(tmp_path: Path, runtime: Runtime) -> Path:
-    url = runtime.config.section("database")["url"]
+    url = runtime.settings.database.url
     path = tmp_path / "gateway.toml"
     path.write_text(
         f'[database]\nurl = "{url}"\n[registry]\nallow_private_endpoints = true\nwsdl_cache_dir = "wsdl-cache"\n',

@@ -46,12 +46,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..catalogue import CatalogueError, import_procedures, load_catalogue
-from ..config import load_config
 from ..daemon import listen_socket, run_daemon, serve_asgi
 from ..domain.calendar import VIETNAM_TZ
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
+from ..settings import load_settings
 from .demo_story import AGENCY, EXAMPLES, DemoError, _until, play_story
 from .demo_story import SAMPLE_APPLICANTS as SAMPLE_APPLICANTS
 from .demo_story import _file as _file
@@ -275,8 +275,7 @@ async def _run(work: Path, console: Console) -> list[dict[str, Any]]:
 
 def _open_gateway(config_path: Path) -> tuple[Runtime, int]:
     """Open the gateway's runtime on the generated configuration and import the sample procedures; return how many."""
-    config = load_config(config_path, environ={})
-    runtime = open_runtime(config)
+    runtime = open_runtime(load_settings(config_path, environ={}))
     try:
         specs = load_catalogue(EXAMPLES / "procedures.json")
         with runtime.db.unit_of_work() as session:

@@ -17,7 +17,7 @@ import asyncio
 import sys
 
 from ..auth import TokenStore
-from ..config import Config, ConfigError
+from ..config import ConfigError
 from ..daemon import DaemonError, run_daemon
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
@@ -43,10 +43,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         parser.set_defaults(run=run_serve if name == "serve" else run_worker)
 
 
-def open_runtime(source: Settings | Config) -> Runtime:
-    """The runtime on the configured database (SQLite migrated, PostgreSQL checked), everything the settings name
-    loaded; ``source`` is the settings, or a raw configuration to read them from."""
-    settings = source if isinstance(source, Settings) else Settings.from_raw(source.raw, source.base_dir)
+def open_runtime(settings: Settings) -> Runtime:
+    """The runtime of ``settings`` on the configured database (SQLite migrated, PostgreSQL checked), everything the
+    settings name loaded."""
     url = settings.database.url
     if url.startswith("sqlite"):
         db = open_database(settings)
@@ -64,10 +63,7 @@ def open_runtime(source: Settings | Config) -> Runtime:
         if not current:
             db.dispose()
             raise UsageError("the database schema is not at the newest migration: run 'dvc-gateway db upgrade'")
-    if isinstance(source, Settings):
-        runtime = Runtime.from_settings(settings, db)
-    else:
-        runtime = Runtime(config=source, db=db, settings=settings)
+    runtime = Runtime.from_settings(settings, db)
     try:
         # Read what the settings name now (trust material, tokens, cassettes): a mistake is one line before anything
         # starts.

@@ -73,9 +73,9 @@ def trust_settings(args: argparse.Namespace) -> TrustSettings:
     """The configuration's ``[signing]`` section with the command line's anchors, certificates and CRLs added."""
     from signing.settings import TrustSettings
 
-    from ..config import load_config
+    from ..config import read_signing
 
-    base = load_config(args.config).signing
+    base = read_signing(args.config).trust_settings()
     return TrustSettings(
         trust_anchors=(*base.trust_anchors, *_existing(args.trust_anchor, "trust anchor")),
         intermediates=(*base.intermediates, *_existing(args.cert, "certificate")),

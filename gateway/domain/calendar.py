@@ -5,7 +5,9 @@ make-up working days. Official holidays come from the ``holidays`` package's Vie
 Kings' day and their observed days included); the make-up Saturdays the government swaps for a bridge day are taken
 from the same package (``HolidayBase.is_working_day`` honours its ``weekend_workdays``: 2026-08-31 is a day off
 "substituted from 08/22/2026", so Saturday 2026-08-22 is worked), and the configured ``makeup_working_days`` add to
-them. A date may not be both a configured extra day off and a configured make-up day.
+them. A date may not be both a configured extra day off and a configured make-up day. The configured days and
+sessions are given to the constructor; :func:`gateway.sections.office_calendar` reads them from the ``[calendar]``
+section.
 
 Office **sessions** default to 07:00–11:30 and 13:30–17:00, Asia/Ho_Chi_Minh. A session is the half-open interval
 ``[start, end)``: 11:30 is already outside the morning session. Half a working day is one session.
@@ -32,12 +34,10 @@ the calendar's time zone, Asia/Ho_Chi_Minh):
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -50,8 +50,6 @@ DEFAULT_AFTERNOON: tuple[time, time] = (time(13, 30), time(17, 0))
 
 #: More consecutive days than this without a working day means the calendar is broken, not that the office is shut.
 _MAX_DAYS_WITHOUT_WORK = 400
-_CONFIG_KEYS = ("extra_holidays", "makeup_working_days", "morning", "afternoon")
-_SESSION_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 @lru_cache(maxsize=128)
@@ -71,44 +69,6 @@ def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime (got naive {value.isoformat()})")
     return value
-
-
-def _config_dates(section: Mapping[str, Any], key: str) -> frozenset[date]:
-    value = section.get(key, [])
-    if isinstance(value, str | date):
-        value = [value]
-    if not isinstance(value, list):
-        raise ValueError(f'[calendar] {key} must be a list of dates "YYYY-MM-DD"')
-    days: set[date] = set()
-    for item in value:
-        if isinstance(item, datetime):
-            raise ValueError(f"[calendar] {key}: {item.isoformat()} is a date and time, expected a date YYYY-MM-DD")
-        if isinstance(item, date):
-            days.add(item)
-            continue
-        if not isinstance(item, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", item.strip()):
-            raise ValueError(f'[calendar] {key}: {item!r} is not a date "YYYY-MM-DD"')
-        try:
-            days.add(date.fromisoformat(item.strip()))
-        except ValueError:
-            raise ValueError(f"[calendar] {key}: {item!r} is not a valid date") from None
-    return frozenset(days)
-
-
-def _config_session(section: Mapping[str, Any], key: str, default: tuple[time, time]) -> tuple[time, time]:
-    value = section.get(key)
-    if value is None:
-        return default
-    match = _SESSION_RE.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f'[calendar] {key} must be a time range "HH:MM-HH:MM", got {value!r}')
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
-        raise ValueError(f"[calendar] {key}: {value!r} is not a valid time range")
-    start, end = time(h1, m1), time(h2, m2)
-    if start >= end:
-        raise ValueError(f"[calendar] {key}: the session must end after it starts, got {value!r}")
-    return start, end
 
 
 def _fmt(t: time) -> str:
@@ -138,34 +98,11 @@ class OfficeCalendar:
                 raise ValueError(f"{name} must be a (start, end) pair of naive times with start < end")
             object.__setattr__(self, name, tuple(session))
         if self.morning[1] > self.afternoon[0]:
-            raise ValueError(
-                f"[calendar] afternoon must start at or after the morning session ends ({_fmt(self.morning[1])})"
-            )
+            raise ValueError(f"afternoon must start at or after the morning session ends ({_fmt(self.morning[1])})")
         both = self.extra_days_off & self.makeup_working_days
         if both:
             days = ", ".join(d.isoformat() for d in sorted(both))
-            raise ValueError(f"[calendar] makeup_working_days: {days} also listed in extra_holidays")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> OfficeCalendar:
-        """The calendar a ``[calendar]`` TOML section describes (an empty or missing section gives the defaults).
-
-        Keys: ``extra_holidays`` and ``makeup_working_days`` (lists of ``"YYYY-MM-DD"``, or TOML dates),
-        ``morning`` and ``afternoon`` (``"HH:MM-HH:MM"``). Invalid values and unknown keys raise ``ValueError`` with a
-        one-line message naming the key.
-        """
-        section = section or {}
-        if not isinstance(section, Mapping):
-            raise ValueError("[calendar] must be a table")
-        unknown = sorted(set(section) - set(_CONFIG_KEYS))
-        if unknown:
-            raise ValueError(f"[calendar] unknown key {unknown[0]!r} (expected one of: {', '.join(_CONFIG_KEYS)})")
-        return cls(
-            extra_days_off=_config_dates(section, "extra_holidays"),
-            makeup_working_days=_config_dates(section, "makeup_working_days"),
-            morning=_config_session(section, "morning", DEFAULT_MORNING),
-            afternoon=_config_session(section, "afternoon", DEFAULT_AFTERNOON),
-        )
+            raise ValueError(f"makeup_working_days: {days} also listed in extra_days_off")
 
     # -- days and sessions ------------------------------------------------------------------------------------------
 

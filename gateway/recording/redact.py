@@ -1,6 +1,7 @@
 """Redaction of secrets and personal data before an exchange touches disk.
 
-A redacted value becomes ``<redacted:0123456789ab>``: a prefix of HMAC-SHA256(salt, value), the salt being one per
+A redacted value becomes ``<redacted:0123456789ab>``: a prefix of HMAC-SHA256(salt, value) (never twelve digits,
+which would read as an ID number: the first is then a letter ``g``-``p``), the salt being one per
 cassette directory (file ``.redaction-salt``, created on first use). Equal values map to equal placeholders, so a
 live request redacted with the same salt still matches its recording; without the salt the placeholder does not
 tell the value (within one directory, guessing a value is possible for whoever holds that directory's salt: keep the
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 SALT_FILE = ".redaction-salt"
-PLACEHOLDER = re.compile(r"<redacted:[0-9a-f]{12}>")
+PLACEHOLDER = re.compile(r"<redacted:[0-9a-p]{12}>")
 
 DEFAULT_REDACT_HEADERS = (
     "authorization",
@@ -186,8 +187,11 @@ class Redactor:
     def placeholder(self, value: str) -> str:
         if PLACEHOLDER.fullmatch(value):
             return value  # already redacted: redaction is idempotent
-        digest = hmac.new(self._salt, value.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"<redacted:{digest[:12]}>"
+        digest = hmac.new(self._salt, value.encode("utf-8"), hashlib.sha256).hexdigest()[:12]
+        if digest.isdigit():
+            # Twelve digits would read as an ID number: the first becomes a letter outside hex (g-p), deterministically.
+            digest = chr(ord("g") + int(digest[0])) + digest[1:]
+        return f"<redacted:{digest}>"
 
     def text(self, value: str, known: Known = frozenset()) -> str:
         """Free text with the ``known`` values, ID numbers, phone numbers and e-mail addresses replaced."""
