@@ -13,7 +13,7 @@ from ..auth import AGENCY, PORTAL, Principal
 from ..services import intake, supplements, withdrawal
 from ..services.changes import find_dossier
 from ..services.context import Render
-from ..services.idempotency import Answer
+from ..services.idempotency import Answer, DossierRequest
 from ..store.models import Dossier
 from ..views import can_read, dossier_view
 from .errors import ApiError
@@ -46,6 +46,21 @@ def _render(request: Request) -> Render:
         return dossier_view(session, dossier, calendar=calendar, now=now)
 
     return render
+
+
+async def _dossier_request(
+    request: Request, principal: Principal, code: str, idempotency_key: str | None
+) -> DossierRequest:
+    document = await read_json(request)
+    return DossierRequest(
+        principal=principal,
+        code=code,
+        document=document,
+        idempotency_key=idempotency_key,
+        now=clock(request),
+        render=_render(request),
+        path=request.url.path,
+    )
 
 
 @router.post(
@@ -102,18 +117,8 @@ async def add_supplement(
     principal: Annotated[Principal, Depends(require(PORTAL))],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    document = await read_json(request)
-    answer = await supplements.supplement(
-        context_of_request(request),
-        principal,
-        code,
-        document,
-        idempotency_key=idempotency_key,
-        now=clock(request),
-        render=_render(request),
-        path=request.url.path,
-    )
-    return _answer(answer)
+    dossier_request = await _dossier_request(request, principal, code, idempotency_key)
+    return _answer(await supplements.supplement(context_of_request(request), dossier_request))
 
 
 @router.post(
@@ -127,15 +132,5 @@ async def withdraw_dossier(
     principal: Annotated[Principal, Depends(require(PORTAL))],
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
-    document = await read_json(request)
-    answer = await withdrawal.withdraw_dossier(
-        context_of_request(request),
-        principal,
-        code,
-        document,
-        idempotency_key=idempotency_key,
-        now=clock(request),
-        render=_render(request),
-        path=request.url.path,
-    )
-    return _answer(answer)
+    dossier_request = await _dossier_request(request, principal, code, idempotency_key)
+    return _answer(await withdrawal.withdraw_dossier(context_of_request(request), dossier_request))

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -25,11 +26,21 @@ from gateway import audit
 from gateway.auth import Principal
 from gateway.bus import MessageBus
 from gateway.errors import Invalid, problem
+from gateway.services.changes import find_dossier
+from gateway.services.context import Context, Render
 from gateway.store.database import Database
-from gateway.store.models import IdempotencyRecord
+from gateway.store.models import Dossier, IdempotencyRecord
 from gateway.unit_of_work import UnitOfWork
 
-__all__ = ["Answer", "IdempotencyContext", "answered_before", "canonical_json", "run_idempotent"]
+__all__ = [
+    "Answer",
+    "DossierRequest",
+    "IdempotencyContext",
+    "answered_before",
+    "canonical_json",
+    "change_dossier",
+    "run_idempotent",
+]
 
 
 def canonical_json(document: Any) -> bytes:
@@ -149,3 +160,37 @@ async def run_idempotent(
         if earlier is None:
             raise
         return Answer(earlier[0], earlier[1], replayed=True)
+
+
+@dataclass(frozen=True)
+class DossierRequest:
+    """A portal's request about one dossier (``POST /api/v1/dossiers/{code}/…``): who, what, and how to answer."""
+
+    principal: Principal
+    code: str
+    document: Any
+    idempotency_key: str | None
+    now: datetime
+    render: Render
+    path: str
+
+    async def idempotency(self) -> IdempotencyContext | None:
+        return await IdempotencyContext.build(self.principal, self.idempotency_key, "POST", self.path, self.document)
+
+
+async def change_dossier(
+    ctx: Context,
+    context: IdempotencyContext | None,
+    request: DossierRequest,
+    change: Callable[[UnitOfWork, Dossier], None],
+) -> Answer:
+    """``change`` applied to the request's dossier (locked) in one idempotent unit of work; the answer is ``200``
+    and the rendered dossier, the flows' follow-ups included."""
+
+    def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
+        dossier = find_dossier(uow.session, request.code, for_update=True)
+        change(uow, dossier)
+        uow.publish()
+        return 200, request.render(uow.session, dossier, request.now)
+
+    return await run_idempotent(ctx.db, ctx.bus, context, work)

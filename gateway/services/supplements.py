@@ -20,9 +20,9 @@ from gateway.domain.status import Status, check_transition, resume_status
 from gateway.errors import Conflict, Invalid
 from gateway.services.agency_outbox import enqueue_supplement
 from gateway.services.changes import find_dossier, procedure_of, record_change, resumable_status
-from gateway.services.context import Context, Render
+from gateway.services.context import Context
 from gateway.services.files import PreparedFile, prepare_files, verify_files
-from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
+from gateway.services.idempotency import Answer, DossierRequest, answered_before, change_dossier
 from gateway.services.intake import (
     ComponentIn,
     check_component_codes,
@@ -125,34 +125,22 @@ def add_supplement(
     )
 
 
-async def supplement(
-    ctx: Context,
-    principal: Principal,
-    code: str,
-    document: Any,
-    *,
-    idempotency_key: str | None,
-    now: datetime,
-    render: Render,
-    path: str,
-) -> Answer:
+async def supplement(ctx: Context, request: DossierRequest) -> Answer:
     """``POST /api/v1/dossiers/{code}/supplements``: checked, files prepared and verified, then one unit of work."""
-    context = await IdempotencyContext.build(principal, idempotency_key, "POST", path, document)
+    context = await request.idempotency()
     earlier = await answered_before(ctx.db, context)
     if earlier is not None:
         return earlier
-    body = parse_model(Supplement, document)
-    await ctx.db.run(lambda session: _require_waiting(find_dossier(session, code)))
+    body = parse_model(Supplement, request.document)
+    await ctx.db.run(lambda session: _require_waiting(find_dossier(session, request.code)))
     items = [(f"components[{i}]", c.code, c) for i, c in enumerate(body.components)]
     files, errors = await prepare_files(items, max_bytes=ctx.max_file_bytes)
     if errors:
         raise Invalid(errors)
     await verify_files(ctx.verifier, files)
 
-    def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        dossier = find_dossier(uow.session, code, for_update=True)
-        add_supplement(uow, dossier, files, actor=principal, calendar=ctx.calendar, now=now, note=body.note)
-        uow.publish()
-        return 200, render(uow.session, dossier, now)
+    def change(uow: UnitOfWork, dossier: Dossier) -> None:
+        actor, now = request.principal, request.now
+        add_supplement(uow, dossier, files, actor=actor, calendar=ctx.calendar, now=now, note=body.note)
 
-    return await run_idempotent(ctx.db, ctx.bus, context, work)
+    return await change_dossier(ctx, context, request, change)

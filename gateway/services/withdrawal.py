@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
@@ -12,9 +12,9 @@ from gateway.auth import Principal
 from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import Status, check_transition
 from gateway.services.agency_outbox import enqueue_withdrawal
-from gateway.services.changes import find_dossier, record_change
-from gateway.services.context import Context, Render
-from gateway.services.idempotency import Answer, IdempotencyContext, run_idempotent
+from gateway.services.changes import record_change
+from gateway.services.context import Context
+from gateway.services.idempotency import Answer, DossierRequest, change_dossier
 from gateway.store.models import Dossier
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -52,25 +52,12 @@ def withdraw(
     audit.append(uow.session, actor.name, "dossier.withdrawn", dossier.code, {"from": source.value}, at=now)
 
 
-async def withdraw_dossier(
-    ctx: Context,
-    principal: Principal,
-    code: str,
-    document: Any,
-    *,
-    idempotency_key: str | None,
-    now: datetime,
-    render: Render,
-    path: str,
-) -> Answer:
+async def withdraw_dossier(ctx: Context, request: DossierRequest) -> Answer:
     """``POST /api/v1/dossiers/{code}/withdraw`` in one unit of work."""
-    context = await IdempotencyContext.build(principal, idempotency_key, "POST", path, document)
-    body = parse_model(WithdrawRequest, document)
+    context = await request.idempotency()
+    body = parse_model(WithdrawRequest, request.document)
 
-    def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
-        dossier = find_dossier(uow.session, code, for_update=True)
-        withdraw(uow, dossier, body.reason, actor=principal, calendar=ctx.calendar, now=now)
-        uow.publish()
-        return 200, render(uow.session, dossier, now)
+    def change(uow: UnitOfWork, dossier: Dossier) -> None:
+        withdraw(uow, dossier, body.reason, actor=request.principal, calendar=ctx.calendar, now=request.now)
 
-    return await run_idempotent(ctx.db, ctx.bus, context, work)
+    return await change_dossier(ctx, context, request, change)
