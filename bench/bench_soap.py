@@ -220,6 +220,7 @@ async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]
 
 async def warm(dispatcher: Composition, runtime: Runtime) -> None:
     """Load the WSDL once (as the first delivery of a running gateway would), outside the timing."""
+    from adapters.onestop.soap import SoapOneStopClient
     from gateway.registry import get_agency
 
     def read(session: Any) -> dict[str, Any]:
@@ -227,8 +228,9 @@ async def warm(dispatcher: Composition, runtime: Runtime) -> None:
         assert registration is not None
         return registration.document()
 
-    client = dispatcher.agency_client(AGENCY, await runtime.db.run(read))
-    await client.load()  # type: ignore[union-attr]
+    async with dispatcher.agency_clients.use(AGENCY, await runtime.db.run(read)) as client:
+        assert isinstance(client, SoapOneStopClient)
+        await client.load()
 
 
 async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[str, Any]]]) -> float:

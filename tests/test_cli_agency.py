@@ -311,7 +311,7 @@ def test_bad_configuration(tmp_path, capsys):
     path = make_config(tmp_path, 'allow_private_endpoints = "yes"')
     file = write_doc(tmp_path, document())
     code, _, err = run(capsys, "agency", "register", "--file", str(file), "--config", str(path))
-    assert code == 2 and one_error_line(err).endswith("[registry] allow_private_endpoints must be true or false")
+    assert code == 2 and one_error_line(err).endswith("[registry] allow_private_endpoints: must be true or false")
 
 
 def test_bad_database_url(tmp_path, capsys):
