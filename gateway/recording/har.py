@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = [
     "HAR_VERSION",
@@ -115,8 +116,6 @@ def _content(body: bytes, mime: str) -> dict[str, Any]:
 
 
 def _query(url: str) -> list[dict[str, str]]:
-    from urllib.parse import parse_qsl, urlsplit
-
     return [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
 
 
@@ -254,8 +253,6 @@ def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
     mime = post.get("mimeType") if isinstance(post.get("mimeType"), str) else None
     if post.get("text") is None and post.get("params"):
         # Browsers may give a form as params only.
-        from urllib.parse import urlencode
-
         pairs = [(p.get("name", ""), p.get("value", "")) for p in post["params"] if isinstance(p, Mapping)]
         return urlencode(pairs).encode("ascii"), mime
     return _read_content(post, where), mime

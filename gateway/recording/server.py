@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import replace
 
 import httpx
 from starlette.requests import Request
@@ -77,8 +78,6 @@ def create_replay_app(
     """An ASGI app answering from the cassettes of ``directory`` (``latency``: factor on recorded latencies)."""
     settings = settings or RecordingSettings(mode="replay")
     if latency is not None:
-        from dataclasses import replace
-
         settings = replace(settings, replay_latency=latency)
     replayer = Replayer(directory, settings, faults=faults, ignore_host=True)
     app = _ReplayApp(replayer)
