@@ -1,7 +1,9 @@
-"""Regenerate the bundled sample trust material and documents in ``examples/``.
+"""Regenerate the bundled sample trust material and documents in ``examples/``, and the demo's copy of them.
 
 A sample PKI (root, issuing CA, signers) with long-lived certificates and CRLs, and documents that show every
-verdict. Only for demonstrations: these keys are public. Run from the repository root:
+verdict. Only for demonstrations: these keys are public. The files ``dvc-gateway demo`` reads (``SAMPLE_FILES``,
+the catalogue among them) are then copied to the package data folder ``gateway/demo_data``, so that the demo runs
+from an installed wheel; ``tests/test_demo.py`` checks that both copies are the same. Run from the repository root:
 
     .venv/bin/python examples/generate.py
 """
@@ -15,12 +17,14 @@ from io import BytesIO
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEMO_DATA = HERE.parent / "gateway" / "demo_data"
 sys.path.insert(0, str(HERE.parent))
 
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from pyhanko.pdf_utils import generic  # noqa: E402
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
 
+from gateway.commands.demo_story import SAMPLE_FILES  # noqa: E402
 from tests.documents import make_form, make_pdf, sign_cms, sign_pdf, sign_xml  # noqa: E402
 from tests.pki import issue_cert, make_crl  # noqa: E402
 
@@ -42,6 +46,14 @@ def changed_after_signing(signed: bytes) -> bytes:
     out = BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def copy_demo_data() -> None:
+    """Copy the files the demo reads from ``examples/`` to the package data folder ``gateway/demo_data``."""
+    for name in SAMPLE_FILES:
+        target = DEMO_DATA / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / name, target)
 
 
 def main() -> None:
@@ -85,7 +97,8 @@ def main() -> None:
     (docs / "anh-cccd.jpg").write_bytes(scan)
     (docs / "anh-cccd.jpg.p7s").write_bytes(sign_cms(scan, good))
     shutil.rmtree(scratch)
-    print(f"wrote {trust} and {docs}")
+    copy_demo_data()
+    print(f"wrote {trust} and {docs}, and copied the demo's files to {DEMO_DATA}")
 
 
 if __name__ == "__main__":

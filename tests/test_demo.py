@@ -1,4 +1,4 @@
-"""``dvc-gateway demo`` runs the whole walk-through by itself and ends with exit code 0."""
+"""``dvc-gateway demo`` runs the whole walk-through by itself and ends with exit code 0, on its packaged samples."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from gateway.commands.demo_story import DEMO_DATA, SAMPLE_FILES
+
+ROOT = Path(__file__).resolve().parent.parent
 CODE_RE = re.compile(r"000\.00\.23\.H38-\d{6}-\d{4}")
 
 
@@ -40,3 +43,18 @@ def test_demo_walks_two_dossiers_through_their_journey(tmp_path: Path) -> None:
     assert "TrangThaiHoSo 10, as here" in out.replace("\n", " ")
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_packaged_samples_are_the_examples_byte_for_byte() -> None:
+    """``gateway/demo_data`` holds exactly the sample files the demo reads, each the same as in ``examples/``."""
+    assert DEMO_DATA == ROOT / "gateway" / "demo_data"
+    packaged = {
+        path.relative_to(DEMO_DATA).as_posix()
+        for path in DEMO_DATA.rglob("*")
+        if path.is_file() and path.name != "__init__.py" and "__pycache__" not in path.parts
+    }
+    assert packaged == set(SAMPLE_FILES)
+    for name in SAMPLE_FILES:
+        assert (DEMO_DATA / name).read_bytes() == (ROOT / "examples" / name).read_bytes(), (
+            f"gateway/demo_data/{name} differs from examples/{name}: copy it (examples/generate.py copies them all)"
+        )

@@ -39,7 +39,8 @@ from adapters.payment import VNPayProvider
 from adapters.postal import PostalClient
 from adapters.xmlguard import hardened_parser
 from gateway.catalogue import import_procedures, load_catalogue
-from gateway.commands.demo import EXAMPLES, SAMPLE_APPLICANTS, _config_text, _file, _submission
+from gateway.commands.demo import DEMO_DATA as EXAMPLES
+from gateway.commands.demo import SAMPLE_APPLICANTS, _config_text, _file, _submission
 from gateway.config import ConfigError
 from gateway.daemon import listen_socket, run_daemon
 from gateway.recording.har import load_directory, load_har

@@ -2,7 +2,9 @@
 
 Each step acts as the portal, the agency's clerk, the applicant or the postal service, waits until the gateway and the
 national portal simulator hold the expected status, and reports it on the console. The sample documents, applicants
-and submissions, and the waiting and checking helpers the walk-through shares, are defined here too.
+and submissions, and the waiting and checking helpers the walk-through shares, are defined here too. The sample
+files (catalogue, signed documents, trust material) are package data in ``gateway/demo_data``, a copy of part of
+``examples/`` that ``examples/generate.py`` keeps in step, so the demo runs from an installed wheel in any folder.
 """
 
 from __future__ import annotations
@@ -12,14 +14,28 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.status import Status
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
+#: The folder of the demo's sample files: the ``gateway.demo_data`` package, installed with the gateway.
+DEMO_DATA = Path(str(files("gateway.demo_data")))
+#: The sample files the walk-through reads, relative to ``DEMO_DATA`` (and to ``examples/``, where they come from).
+SAMPLE_FILES = (
+    "procedures.json",
+    "trust/root.pem",
+    "trust/ca.pem",
+    "trust/crls/ca.crl",
+    "trust/crls/root.crl",
+    "documents/don-de-nghi.pdf",
+    "documents/anh-cccd.jpg",
+    "documents/anh-cccd.jpg.p7s",
+    "documents/to-khai.xml",
+    "documents/ban-sao.pdf",
+)
 AGENCY = "000.00.23.H38"
 PROCEDURE = "1.009794"
 #: Each wait (a delivery, a callback) within this many.
@@ -36,16 +52,15 @@ class DemoError(Exception):
 
 
 def _file(name: str, code: str, *, signature: str | None = None) -> dict[str, Any]:
-    path = EXAMPLES / "documents" / name
+    """A dossier component ``code`` carrying the sample document ``name`` (and its detached ``signature`` file)."""
+    documents = DEMO_DATA / "documents"
     item: dict[str, Any] = {
         "code": code,
         "filename": name,
-        "content_base64": base64.b64encode(path.read_bytes()).decode("ascii"),
+        "content_base64": base64.b64encode((documents / name).read_bytes()).decode("ascii"),
     }
     if signature is not None:
-        item["detached_signature_base64"] = base64.b64encode((EXAMPLES / "documents" / signature).read_bytes()).decode(
-            "ascii"
-        )
+        item["detached_signature_base64"] = base64.b64encode((documents / signature).read_bytes()).decode("ascii")
     return item
 
 
