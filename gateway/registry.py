@@ -440,17 +440,16 @@ async def check_endpoint(
     """Reach ``registration``'s endpoint through ``factory`` (an :class:`adapters.http.ClientFactory`).
 
     ``soap``: the WSDL is loaded (never from the offline cache) and checked against the reference service and the
-    registration's mapping (:func:`adapters.onestop.wsdlcheck.check_wsdl`). ``rest``: the endpoint is requested
-    once; any answer but a server error or a refusal of the credentials means it is reachable. Never raises for an
-    unreachable or unusable endpoint.
+    registration's mapping (:func:`adapters.onestop.wsdlcheck.check_wsdl`). ``rest``: the status operation is asked
+    about a dossier no system has: only a JSON answer with 2xx or the contract's 404 shows the service is there (a web
+    server's 404 page, a redirect, refused credentials or a server error fail). Never raises for an unusable endpoint.
     """
     from adapters.errors import UpstreamError
     from adapters.http import default_factory, map_http_errors, settings_from_document
     from adapters.netguard import AddressPolicy
+    from adapters.onestop.rest import RestMapping
 
-    document = registration.document()
-    upstream = f"agency:{registration.code}"
-    http_document = dict(document)
+    upstream, http_document = f"agency:{registration.code}", registration.document()
     if registration.auth.type == "wsse":  # in the SOAP header of operations, not on the WSDL's HTTP requests
         http_document["auth"] = {"type": "none"}
     try:
@@ -481,18 +480,19 @@ async def check_endpoint(
             upstream=upstream,
         )
         return EndpointCheck(result.ok, result.message)
-    assert registration.endpoint is not None
     try:
+        path = RestMapping.parse(registration.mapping).path("status", f"{registration.code}-000101-0000")
         async with factory.client(upstream, client_settings, auth=auth) as http:
             with map_http_errors(upstream):
-                response = await http.get(registration.endpoint, headers={"Accept": "application/json"})
-    except UpstreamError as exc:
-        return EndpointCheck(False, f"cannot reach {registration.endpoint}: {exc.message}")
-    except (ConfigError, ValueError) as exc:
-        return EndpointCheck(False, f"cannot reach {registration.endpoint}: {exc}")
-    if response.status_code >= 500 or response.status_code in (401, 403):
-        return EndpointCheck(False, f"{registration.endpoint} answered HTTP {response.status_code}")
-    return EndpointCheck(True, f"OK: {registration.endpoint} answered HTTP {response.status_code}")
+                response = await http.get(path, headers={"Accept": "application/json"})
+    except (UpstreamError, ConfigError, ValueError) as exc:
+        return EndpointCheck(False, f"cannot reach {registration.endpoint}: {getattr(exc, 'message', exc)}")
+    status, media = response.status_code, response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    answered = f"GET {response.request.url} answered HTTP {status}" + (f" ({media})" if media else "")
+    if media.endswith(("/json", "+json")) and (response.is_success or status == 404):
+        return EndpointCheck(True, f"OK: {answered}" + (" for an unknown dossier" if status == 404 else ""))
+    why = "credentials refused" if status in (401, 403) else "a server error" if status >= 500 else "no agency service"
+    return EndpointCheck(False, f"{answered}: {why} (expected JSON with 2xx, or 404 for an unknown dossier)")
 
 
 def endpoint_checker(settings: RegistrySettings, *, factory: Any = None) -> EndpointChecker:

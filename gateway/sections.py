@@ -9,6 +9,7 @@ are in ``gateway.flows.<flow>.settings`` and the whole file is :class:`gateway.s
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, Strict, ValidationInfo, field_validator
 
 from .config import (
+    BASE_DIR,
     ConfigPath,
     Flag,
     NonNegativeNumber,
@@ -30,7 +32,7 @@ from .config import (
 from .domain.calendar import DEFAULT_AFTERNOON, DEFAULT_MORNING, OfficeCalendar
 from .domain.codes import is_valid_agency_code
 from .recording.settings import FaultRule, RecordingSettings
-from .store.engine import DEFAULT_URL, url_problem
+from .store.engine import DEFAULT_URL, resolve_sqlite_url, url_problem
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -82,17 +84,22 @@ class ServerSection(Section):
 
 
 class DatabaseSection(Section):
-    """``[database]``: the SQLAlchemy URL of a SQLite or PostgreSQL database."""
+    """``[database]``: the SQLAlchemy URL of a SQLite or PostgreSQL database.
 
-    url: Text = DEFAULT_URL
+    A relative SQLite file (the default ``sqlite:///./var/gateway.db`` too) is made absolute from the configuration
+    file's directory, or from the working directory without a file, so every command run with the same file opens
+    the same database wherever it is run from."""
+
+    url: Text = Field(default=DEFAULT_URL, validate_default=True)
 
     @field_validator("url")
     @classmethod
-    def _usable(cls, value: str) -> str:
+    def _usable(cls, value: str, info: ValidationInfo) -> str:
         problem = url_problem(value)
         if problem is not None:
             raise ValueError(problem)
-        return value
+        base = info.context.get(BASE_DIR) if isinstance(info.context, Mapping) else None
+        return resolve_sqlite_url(value, base) if isinstance(base, Path) else value
 
 
 class CatalogueSection(Section):

@@ -340,3 +340,152 @@ def test_python_dash_m_gateway_agency_list(tmp_path, private_config, capsys):
     assert result.returncode == 0, result.stderr
     assert [a["code"] for a in json.loads(result.stdout)] == ["000.00.23.H38"]
     assert result.stderr == ""
+
+
+# --- agency check: a REST endpoint on loopback ------------------------------------------------------------------------
+
+
+def _page(status: int, media_type: str = "text/html"):
+    """An ASGI app answering every request with ``status`` and a page (a web server, not an agency's service)."""
+    from starlette.responses import Response
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await Response("<html><body>Not here</body></html>", status, media_type=media_type)(scope, receive, send)
+
+    return app
+
+
+def _register_and_check(tmp_path, config, capsys, endpoint: str, **changes) -> tuple[int, str, str]:
+    doc = document(endpoint=endpoint, auth={"type": "none"}, **changes)
+    file = write_doc(tmp_path, doc)
+    assert run(capsys, "agency", "register", "--file", str(file), "--replace", "--config", str(config))[0] == 0
+    return run(capsys, "agency", "check", "000.00.23.H38", "--config", str(config))
+
+
+def test_check_accepts_the_reference_service(tmp_path, private_config, capsys):
+    from gateway.simulators.agency import create_app
+    from tests.servers import ServerThread
+
+    with ServerThread(create_app()) as agency:
+        code, out, err = _register_and_check(tmp_path, private_config, capsys, agency.base_url)
+    assert code == 0, err
+    assert out.startswith("000.00.23.H38 (rest ") and "OK: GET " in out and "HTTP 404" in out
+    assert "unknown dossier" in out and len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown"),
+    [
+        (_page(404), "HTTP 404 (text/html): no agency service"),
+        (_page(404, "text/plain"), "HTTP 404 (text/plain): no agency service"),
+        (_page(410), "HTTP 410"),
+        (_page(200), "HTTP 200 (text/html): no agency service"),  # a login page is not the service
+        (_page(302), "HTTP 302"),
+        (_page(503), "HTTP 503 (text/html): a server error"),
+    ],
+)
+def test_check_fails_where_no_agency_service_answers(tmp_path, private_config, capsys, answer, shown):
+    from tests.servers import ServerThread
+
+    with ServerThread(answer) as server:
+        code, out, err = _register_and_check(tmp_path, private_config, capsys, server.base_url + "/api")
+    assert code == 1 and out == ""
+    line = one_error_line(err)
+    assert "check failed: GET " in line and shown in line
+
+
+def test_check_fails_on_a_wrong_path_and_refused_credentials(tmp_path, private_config, capsys, monkeypatch):
+    from gateway.simulators.agency import create_app
+    from tests.servers import ServerThread
+
+    monkeypatch.setenv("SXD_OUTBOUND_TOKEN", "not-the-token")
+    with ServerThread(create_app(token="the-token")) as agency:
+        code, _, err = _register_and_check(tmp_path, private_config, capsys, agency.base_url + "/wrong/path")
+        assert code == 1 and "/wrong/path/dossiers/" in one_error_line(err) and "HTTP 404" in err
+        bearer = {"auth": {"type": "bearer", "token": "env:SXD_OUTBOUND_TOKEN"}}
+        file = write_doc(tmp_path, document(endpoint=agency.base_url, **bearer))
+        registered = run(
+            capsys, "agency", "register", "--file", str(file), "--replace", "--config", str(private_config)
+        )
+        assert registered[0] == 0
+        code, _, err = run(capsys, "agency", "check", "000.00.23.H38", "--config", str(private_config))
+        assert code == 1 and "HTTP 401" in one_error_line(err) and "credentials refused" in err
+        monkeypatch.setenv("SXD_OUTBOUND_TOKEN", "the-token")
+        code, out, err = run(capsys, "agency", "check", "000.00.23.H38", "--config", str(private_config))
+        assert code == 0 and "OK: GET " in out, err
+
+
+def test_check_follows_the_mapped_status_path(tmp_path, private_config, capsys):
+    from gateway.simulators.agency import create_app
+    from tests.servers import ServerThread
+
+    mapping = {"paths": {"status": "/hoso/{code}/trangthai"}}
+    with ServerThread(create_app(mapping=mapping)) as agency:
+        code, out, err = _register_and_check(tmp_path, private_config, capsys, agency.base_url, mapping=mapping)
+    assert code == 0 and "/hoso/000.00.23.H38-000101-0000/trangthai" in out, err
+
+
+def test_check_of_an_unreachable_endpoint(tmp_path, private_config, capsys):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code, _, err = _register_and_check(tmp_path, private_config, capsys, f"http://127.0.0.1:{port}/api")
+    assert code == 1 and "cannot reach" in one_error_line(err)
+
+
+# --- agency remove: open dossiers -------------------------------------------------------------------------------------
+
+
+def _add_dossiers(config: Path, *statuses: str) -> None:
+    import tomllib
+
+    from gateway.store.database import Database
+    from gateway.store.models import Dossier
+
+    url = tomllib.loads(config.read_text("utf-8"))["database"]["url"]
+    db = Database.connect(url)
+    try:
+        with db.unit_of_work() as session:
+            for number, status in enumerate(statuses, 1):
+                code = f"000.00.23.H38-261123-{number:04d}"
+                session.add(
+                    Dossier(
+                        code=code,
+                        procedure_code="1.009794",
+                        agency_code="000.00.23.H38",
+                        lead_agency_code="000.00.23.H38",
+                        status=status,
+                        applicant={"kind": "citizen", "full_name": "Nguyễn Văn A"},
+                    )
+                )
+    finally:
+        db.dispose()
+
+
+def test_remove_is_refused_while_the_agency_has_open_dossiers(tmp_path, config, capsys):
+    from gateway.domain.status import TERMINAL_STATUSES
+
+    file = write_doc(tmp_path, document())
+    assert run(capsys, "agency", "register", "--file", str(file), "--config", str(config))[0] == 0
+    finished = sorted(TERMINAL_STATUSES)[0].value
+    _add_dossiers(config, "processing", "submitted", finished)
+
+    code, out, err = run(capsys, "agency", "remove", "000.00.23.H38", "--config", str(config))
+    assert code == 1 and out == ""
+    assert one_error_line(err) == (
+        "dvc-gateway: error: agency 000.00.23.H38 not removed: it has 2 open dossier(s); "
+        "remove it with --force if you must"
+    )
+    assert [a["code"] for a in listed(capsys, config)] == ["000.00.23.H38"]
+
+    code, out, _ = run(capsys, "agency", "remove", "000.00.23.H38", "--force", "--config", str(config))
+    assert code == 0 and out.strip() == "removed 000.00.23.H38 (2 open dossier(s) left without it)"
+    assert listed(capsys, config) == []
+
+
+def test_list_shows_bracketed_names_as_is(tmp_path, config, capsys):
+    file = write_doc(tmp_path, document(name="Sở Xây dựng [thí điểm] [b]"))
+    assert run(capsys, "agency", "register", "--file", str(file), "--config", str(config))[0] == 0
+    code, out, _ = run(capsys, "agency", "list", "--config", str(config))
+    assert code == 0 and "[thí điểm] [b]" in out

@@ -30,7 +30,14 @@ def db(tmp_path: Path, config: Path) -> Database:
     database.dispose()
 
 
-def enqueue(db: Database, code: str, *, target: str = "000.00.23.H38", dead: bool = False) -> int:
+def enqueue(
+    db: Database,
+    code: str,
+    *,
+    target: str = "000.00.23.H38",
+    dead: bool = False,
+    error: str = "PermanentError: agency:x: request refused (HTTP 400)",
+) -> int:
     with db.unit_of_work() as session:
         message = outbox.enqueue(
             session,
@@ -45,9 +52,7 @@ def enqueue(db: Database, code: str, *, target: str = "000.00.23.H38", dead: boo
         with db.unit_of_work() as session:
             [claimed] = outbox.claim(session, worker_id=WORKER, limit=1, lease=timedelta(seconds=30))
             assert claimed.id == message_id
-            outbox.fail(
-                session, message_id, WORKER, "PermanentError: agency:x: request refused (HTTP 400)", retryable=False
-            )
+            outbox.fail(session, message_id, WORKER, error, retryable=False)
     return message_id
 
 
@@ -86,6 +91,17 @@ def test_list_table(db: Database, config: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "agency.deliver" in out
     assert "dead" in out
+
+
+def test_list_table_shows_bracketed_text_as_is(db: Database, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An agency's error text is data: "[...]" in it is printed, not read as Rich markup."""
+    error = "PermanentError: agency:x: [bold]HTTP 400[/bold] [ERR-17] field [applicant.id_number] invalid"
+    enqueue(db, "000.00.23.H38-261123-0001", target="[portal]", dead=True, error=error)
+    assert main(["outbox", "list", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "[bold]HTTP 400[/bold] [ERR-17]" in out
+    assert "[applicant.id_number]" in out
+    assert "[portal]" in out
 
 
 def test_redrive_one_and_all(db: Database, config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,6 +67,15 @@ def test_many_files_in_parallel_keep_their_order(pki, files, capsys):
     assert [r["verdict"] for r in reports] == ["valid", "unsigned", "valid", "valid"]
 
 
+def test_the_table_shows_bracketed_file_names_as_is(pki, files, capsys, tmp_path):
+    named = tmp_path / "don [ban sao] [b].txt"
+    named.write_bytes(files["plain"].read_bytes())
+    code = main(["verify", *trust_args(pki), str(named)])
+    out = "".join(capsys.readouterr().out.split())  # the table may wrap a long path
+    assert code == 1
+    assert "don[bansao][b].txt" in out
+
+
 def test_table_in_vietnamese(pki, files, capsys):
     code = main(["verify", "--lang", "vi", *trust_args(pki), str(files["good"]), str(files["plain"])])
     out = capsys.readouterr().out
@@ -88,6 +97,9 @@ def test_table_in_vietnamese(pki, files, capsys):
         (["verify", "--trust-anchor", "{plain}", "{plain}"], "not a readable certificate"),
         (["verify", "--detached", "{plain}", "--trust-anchor", "{root}", "{plain}", "{plain}"], "exactly one FILE"),
         (["verify", "--lang", "fr", "{plain}"], "invalid choice"),
+        (["verify", "--workers", "0", "{plain}"], "argument --workers: must be a whole number of at least 1 (got '0')"),
+        (["verify", "--workers", "-2", "{plain}"], "argument --workers: must be a whole number of at least 1"),
+        (["verify", "--workers", "two", "{plain}"], "argument --workers: must be a whole number of at least 1"),
         (["frobnicate"], "invalid choice"),
     ],
 )

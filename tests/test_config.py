@@ -59,7 +59,7 @@ def test_env_overrides_keys_with_toml_values(tmp_path: Path) -> None:
 
 def test_env_override_string_that_is_not_toml() -> None:
     settings = load_settings(None, environ={"DVC_GATEWAY_DATABASE__URL": "sqlite:///x.db"})
-    assert settings.database.url == "sqlite:///x.db"
+    assert settings.database.url == f"sqlite:///{Path.cwd() / 'x.db'}"
     assert settings.base_dir == Path.cwd()
 
 
@@ -77,7 +77,7 @@ def test_config_file_from_environment_variable(tmp_path: Path) -> None:
 def test_defaults_without_any_file() -> None:
     settings = load_settings(None, environ={})
     assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8080)
-    assert settings.database.url == "sqlite:///./var/gateway.db"
+    assert settings.database.url == f"sqlite:///{Path.cwd() / 'var' / 'gateway.db'}"
     assert settings.registry.wsdl_cache_dir == Path.cwd() / "var/wsdl-cache"
     assert settings.outbox.max_attempts == 8 and settings.poller.tick_seconds == 10.0
     assert settings.recording.mode == "off" and settings.recording.directory == Path.cwd() / "cassettes"
@@ -214,6 +214,33 @@ def test_paths_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
     assert settings.signing.crls == (Path("/var/lib/crls"), base / "crls")
     assert settings.recording.directory == base / "cassettes"
     assert settings.registry.wsdl_cache_dir.is_absolute()
+
+
+def test_a_relative_sqlite_file_is_relative_to_the_configuration_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    file = tmp_path / "conf" / "gw.toml"
+    file.write_text('[database]\nurl = "sqlite:///./var/gateway.db?timeout=5"\n')
+    base = tmp_path / "conf"
+    assert load_settings(file, environ={}).database.url == f"sqlite:///{base / 'var' / 'gateway.db'}?timeout=5"
+    # An override is read like the file's own key; the default database is beside the file too.
+    overridden = load_settings(file, environ={"DVC_GATEWAY_DATABASE__URL": "sqlite:///data/gw.db"})
+    assert overridden.database.url == f"sqlite:///{base / 'data' / 'gw.db'}"
+    file.write_text("[server]\nport = 8080\n")
+    assert load_settings(file, environ={}).database.url == f"sqlite:///{base / 'var' / 'gateway.db'}"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////srv/dvc-gateway/gateway.db",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:gw?mode=memory&uri=true",
+        "postgresql+psycopg://gateway:secret@db.example.vn/gateway",
+    ],
+)
+def test_other_database_urls_are_kept_as_given(url: str) -> None:
+    assert settings_of({"database": {"url": url}}).database.url == url
 
 
 def test_the_signing_section_is_read_alone(tmp_path: Path) -> None:

@@ -51,6 +51,14 @@ OUTBOUND_TOKEN = "agency-outbound-token-0123456789"
 APPLICANT_NAME = "Nguyễn Thị Bí Mật"
 APPLICANT_ID = "079123456789"
 CODE_RE = re.compile(r"^000\.00\.23\.H38-\d{6}-\d{4}$")
+TOKENS = f"""
+[[auth.tokens]]
+token = "{PORTAL_TOKEN}"
+role = "portal"
+[[auth.tokens]]
+token = "{ADMIN_TOKEN}"
+role = "admin"
+"""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -60,10 +68,10 @@ CODE_RE = re.compile(r"^000\.00\.23\.H38-\d{6}-\d{4}$")
 class Process:
     """A ``python -m gateway …`` subprocess whose stdout lines are read in the background."""
 
-    def __init__(self, args: list[str], cwd: Path, stderr_path: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, stderr_path: Path, env: dict[str, str] | None = None) -> None:
         self.stderr_path = stderr_path
         self._stderr = stderr_path.open("ab")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}, **(env or {})}
         env["PYTHONUNBUFFERED"] = "1"
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "gateway", *args],
@@ -138,7 +146,7 @@ def start_simulator(tmp_path: Path, processes: list[Process]) -> str:
     return sim.wait_for_line(r"listening on (http://127\.0\.0\.1:\d+)").group(1)
 
 
-def write_config(tmp_path: Path, port: int, database_url: str | None = None) -> Path:
+def write_config(tmp_path: Path, port: int, database_url: str | None = None, *, tokens: bool = True) -> Path:
     trust = EXAMPLES / "trust"
     database_url = database_url or f"sqlite:///{tmp_path / 'gateway.db'}"
     (tmp_path / "outbound-token").write_text(OUTBOUND_TOKEN, encoding="utf-8")
@@ -161,13 +169,8 @@ lease_seconds = 2
 backoff_initial_seconds = 0.1
 backoff_max_seconds = 1
 jitter_seconds = 0.1
-[[auth.tokens]]
-token = "{PORTAL_TOKEN}"
-role = "portal"
-[[auth.tokens]]
-token = "{ADMIN_TOKEN}"
-role = "admin"
-""",
+"""
+        + (TOKENS if tokens else ""),
         encoding="utf-8",
     )
     return config
@@ -396,6 +399,68 @@ def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1
         assert result.stderr.startswith("dvc-gateway: error:")
         assert "Traceback" not in result.stderr
+
+
+def run_gateway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dvc-gateway: error: ")
+    return lines[0]
+
+
+def test_serve_and_worker_refuse_to_start_without_a_configuration_file(tmp_path: Path) -> None:
+    for command in ("serve", "worker"):
+        line = assert_one_error_line(run_gateway([command], tmp_path))
+        assert "no configuration file: give --config FILE or set DVC_GATEWAY_CONFIG" in line
+        assert "--dev" in line
+    assert not (tmp_path / "var").exists()  # refused before any database was made
+
+
+def test_serve_refuses_a_configuration_without_api_tokens(tmp_path: Path, processes: list[Process]) -> None:
+    config = write_config(tmp_path, 0, tokens=False)
+    line = assert_one_error_line(run_gateway(["serve", "--config", str(config)], tmp_path))
+    assert "no API tokens: the configuration has no [[auth.tokens]]" in line
+    # The workers answer no request: they need no token.
+    worker = Process(["worker", "--config", str(config)], tmp_path, tmp_path / "worker.log")
+    processes.append(worker)
+    worker.wait_for_line("worker running")
+    assert worker.stop(signal.SIGTERM) == 0
+
+
+def test_dev_starts_without_a_configuration_file_and_warns(tmp_path: Path, processes: list[Process]) -> None:
+    daemon = Process(["serve", "--dev"], tmp_path, tmp_path / "daemon.log", env={"DVC_GATEWAY_SERVER__PORT": "0"})
+    processes.append(daemon)
+    url = daemon.wait_for_line(r"listening on (http://\S+)").group(1)
+    with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        response = client.get("/api/v1/dossiers/x", headers={"Authorization": f"Bearer {PORTAL_TOKEN}"})
+        assert response.status_code == 401
+    assert daemon.stop(signal.SIGTERM) == 0
+    log = (tmp_path / "daemon.log").read_text(encoding="utf-8")
+    assert_json_lines(log)
+    warnings = [entry["message"] for entry in map(json.loads, log.splitlines()) if entry["level"] == "warning"]
+    assert "no configuration file (--dev): running on the defaults" in warnings
+    assert "no API tokens configured: every authenticated request is refused (401)" in warnings
+    assert "no trust anchors configured: no signature is trusted" in warnings
+    assert f"created folder {tmp_path / 'var'} for the database" in log
+    assert (tmp_path / "var" / "gateway.db").is_file()  # the default, in the working directory
+
+
+def test_serve_refuses_an_unmigrated_postgresql_database(tmp_path: Path) -> None:
+    with postgres_schema_url() as url:
+        config = write_config(tmp_path, 0, url)
+        for command in ("serve", "worker"):
+            line = assert_one_error_line(run_gateway([command, "--config", str(config)], tmp_path))
+            assert line.endswith("is not migrated: run 'dvc-gateway db upgrade'"), line
 
 
 # ----------------------------------------------------------------------------------------------------------------------

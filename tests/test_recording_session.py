@@ -306,9 +306,30 @@ def test_the_replay_serve_command_serves_a_directory(recorded: tuple[Path, str, 
         answer = httpx.get(f"{url}/dossiers/{CODE}", trust_env=False, timeout=10)
         assert answer.status_code == 200 and answer.headers["X-Replay"] == "hit"
         assert answer.json()["status"] == "submitted"
+        # One Date header, the recorded one (not the server's as well); one Server header at most.
+        recorded_dates = {v for e in load_directory(directory) for k, v in e.response_headers if k.lower() == "date"}
+        assert len(answer.headers.get_list("date")) == 1 and answer.headers["date"] in recorded_dates
+        assert len(answer.headers.get_list("server")) <= 1
+        miss = httpx.get(f"{url}/nothing/here", trust_env=False, timeout=10)
+        assert miss.status_code == 501 and len(miss.headers.get_list("date")) == 1
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_the_replay_serve_command_refuses_a_directory_without_cassettes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a cassette", encoding="utf-8")
+    assert main(["replay", "serve", str(empty), "--port", "0"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    [line] = captured.err.strip().splitlines()
+    assert line.startswith(f"dvc-gateway: error: no cassettes in {empty}")
 
 
 def test_a_placeholder_never_reads_as_an_id_number() -> None:

@@ -438,6 +438,63 @@ def test_bad_settings(raw, message):
         Settings.from_raw(raw, Path.cwd())
 
 
+# --- reaching a REST endpoint -----------------------------------------------------------------------------------------
+
+
+def _answering(status: int, body: bytes, media_type: str):
+    from starlette.responses import Response
+
+    async def app(scope, receive, send):
+        if scope["type"] == "http":
+            await Response(body, status, media_type=media_type)(scope, receive, send)
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "media_type", "ok", "shown"),
+    [
+        (
+            404,
+            b'{"error": "not_found"}',
+            "application/json",
+            True,
+            "answered HTTP 404 (application/json) for an unknown",
+        ),
+        (200, b'{"code": "x", "status": "received"}', "application/json", True, "answered HTTP 200"),
+        (404, b"<h1>Not Found</h1>", "text/html", False, "answered HTTP 404 (text/html): no agency service"),
+        (404, b"Not Found", "text/plain", False, "answered HTTP 404 (text/plain): no agency service"),
+        (410, b'{"error": "gone"}', "application/json", False, "answered HTTP 410 (application/json)"),
+        (405, b'{"error": "method"}', "application/json", False, "answered HTTP 405"),
+        (200, b"<form>login</form>", "text/html", False, "answered HTTP 200 (text/html): no agency service"),
+        (500, b'{"error": "boom"}', "application/json", False, "answered HTTP 500 (application/json): a server error"),
+        (401, b'{"error": "token"}', "application/json", False, "answered HTTP 401 (application/json): credentials"),
+    ],
+)
+def test_a_rest_check_passes_only_where_the_service_answers(status, body, media_type, ok, shown):
+    import asyncio
+
+    from tests.servers import ServerThread
+
+    with ServerThread(_answering(status, body, media_type)) as server:
+        reg = validate(rest(endpoint=server.base_url + "/api", auth={"type": "none"}), PRIVATE)
+        result = asyncio.run(registry.check_endpoint(reg, settings=PRIVATE))
+    assert result.ok is ok, result.message
+    assert f"GET {server.base_url}/api/dossiers/000.00.23.H38-000101-0000 " in result.message
+    assert shown in result.message and "\n" not in result.message
+
+
+def test_a_rest_check_of_nothing_listening():
+    import asyncio
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    reg = validate(rest(endpoint=f"http://127.0.0.1:{port}/api", auth={"type": "none"}), PRIVATE)
+    result = asyncio.run(registry.check_endpoint(reg, settings=PRIVATE))
+    assert not result.ok and result.message.startswith(f"cannot reach http://127.0.0.1:{port}/api: ")
+
+
 # --- storage ----------------------------------------------------------------------------------------------------------
 
 

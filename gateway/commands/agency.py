@@ -5,9 +5,12 @@ already registered is changed only with ``--replace``. A ``soap`` agency's WSDL 
 stored (refused, exit code 2, when the mapped operations are missing); ``--no-check`` skips that proof (the static
 checks remain: URLs, address policy, secrets, procedures) and says so on stderr, for an agency whose system is not
 up yet: ``agency check CODE`` proves it later. ``check CODE`` reaches a registered agency's
-endpoint (``soap``: loads its WSDL and checks the operations; ``rest``: one request to the endpoint) and prints the
-result in one line: exit code 0 when usable, 1 when not. ``list --json`` and ``show --json`` print the stored
-documents (secrets as the ``env:``/``file:`` references given, never resolved).
+endpoint (``soap``: loads its WSDL and checks the operations; ``rest``: asks the status operation about a dossier
+no system has, which a running service answers with JSON, 2xx or the contract's 404; a web server's 404 page, a
+redirect, refused credentials or a server error fail) and prints the result in one line: exit code 0 when usable,
+1 when not. ``remove CODE`` is refused (exit code 1) while the agency has open dossiers, unless ``--force``.
+``list --json`` and ``show --json`` print the stored documents (secrets as the ``env:``/``file:`` references given,
+never resolved).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..catalogue import known_procedure_codes
@@ -38,6 +42,7 @@ from ..registry import (
     remove_agency,
     validate_registration,
 )
+from ..services.agencies import open_dossier_count
 from ..settings import load_settings
 from .db import config_argument, open_database
 
@@ -77,8 +82,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     config_argument(show)
     show.set_defaults(run=run_show)
 
-    remove = actions.add_parser("remove", help="remove an agency", description="Remove an agency's registration.")
+    remove = actions.add_parser(
+        "remove",
+        help="remove an agency",
+        description="Remove an agency's registration; refused while it has open dossiers, unless --force.",
+    )
     remove.add_argument("code", metavar="CODE", help="the agency code")
+    remove.add_argument("--force", action="store_true", help="remove it even with open dossiers")
     config_argument(remove)
     remove.set_defaults(run=run_remove)
 
@@ -158,15 +168,8 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = Table("Code", "Name", "Protocol", "Address", "Auth", "Status updates", "Procedures")
     for reg in agencies:
-        table.add_row(
-            reg.code,
-            reg.name,
-            reg.protocol,
-            _address(reg),
-            reg.auth.type,
-            _updates(reg),
-            ", ".join(reg.procedures),
-        )
+        cells = [reg.code, reg.name, reg.protocol, _address(reg), reg.auth.type, _updates(reg)]
+        table.add_row(*(escape(cell) for cell in [*cells, ", ".join(reg.procedures)]))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     return EXIT_OK
 
@@ -217,10 +220,11 @@ def run_check(args: argparse.Namespace) -> int:
     settings = RegistrySettings.of(load_settings(args.config))
     result = asyncio.run(check_endpoint(reg, settings=settings))
     target = reg.wsdl if reg.protocol == "soap" else reg.endpoint
+    message = " ".join(result.message.split())
     if result.ok:
-        print(f"{reg.code} ({reg.protocol} {target}): {result.message}")
+        print(f"{reg.code} ({reg.protocol} {target}): {message}")
         return EXIT_OK
-    print(f"{reg.code} ({reg.protocol} {target}): check failed: {result.message}", file=sys.stderr)
+    print(f"dvc-gateway: error: {reg.code} ({reg.protocol} {target}): check failed: {message}", file=sys.stderr)
     return EXIT_CHECK_FAILED
 
 
@@ -228,10 +232,20 @@ def run_remove(args: argparse.Namespace) -> int:
     db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
-            removed = remove_agency(session, args.code)
+            registered = get_agency(session, args.code) is not None
+            unfinished = open_dossier_count(session, args.code) if registered else 0
+            if registered and (args.force or not unfinished):
+                remove_agency(session, args.code)
     finally:
         db.dispose()
-    if not removed:
+    if not registered:
         raise UsageError(f"agency {args.code} is not registered")
-    print(f"removed {args.code}")
+    if unfinished and not args.force:
+        print(
+            f"dvc-gateway: error: agency {args.code} not removed: it has {unfinished} open dossier(s); "
+            "remove it with --force if you must",
+            file=sys.stderr,
+        )
+        return EXIT_CHECK_FAILED
+    print(f"removed {args.code}" + (f" ({unfinished} open dossier(s) left without it)" if unfinished else ""))
     return EXIT_OK

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from ..errors import EXIT_OK, UsageError
@@ -39,20 +40,36 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="cassette_command", metavar="ACTION", parser_class=type(parser))
     actions.required = True
     for name, what in (("import-har", "a HAR capture"), ("import-vcr", "a VCR.py YAML cassette")):
-        action = actions.add_parser(name, help=f"import {what} (redacted)")
+        action = actions.add_parser(
+            name,
+            help=f"import {what} (redacted)",
+            description=f"Import {what} as a cassette of DIR, redacted on the way in with that directory's salt.",
+        )
         action.add_argument("file", metavar="FILE")
         action.add_argument("--into", metavar="DIR", help="cassette directory (default: [recording] directory)")
         action.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
         action.set_defaults(run=run_import, format=name.split("-")[1])
-    export = actions.add_parser("export-har", help="export a cassette directory as one HAR file")
+    export = actions.add_parser(
+        "export-har",
+        help="export a cassette directory as one HAR file",
+        description="Write every exchange of a cassette directory as one HAR 1.2 document (stdout without --out).",
+    )
     export.add_argument("directory", metavar="DIR")
     export.add_argument("--out", metavar="FILE", help="output file (default: stdout)")
     export.set_defaults(run=run_export)
-    show = actions.add_parser("show", help="list the exchanges of a cassette directory")
+    show = actions.add_parser(
+        "show",
+        help="list the exchanges of a cassette directory",
+        description="List the exchanges of a cassette directory: upstream, method, URL, status, time and file.",
+    )
     show.add_argument("directory", metavar="DIR")
     show.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     show.set_defaults(run=run_show)
-    redact = actions.add_parser("redact", help="apply redaction again to every cassette, in place")
+    redact = actions.add_parser(
+        "redact",
+        help="apply redaction again to every cassette, in place",
+        description="Apply the current redaction settings again to every cassette of a directory, in place.",
+    )
     redact.add_argument("directory", metavar="DIR")
     redact.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
     redact.set_defaults(run=run_redact)
@@ -221,9 +238,8 @@ def run_show(args: argparse.Namespace) -> int:
     table = Table("#", "Upstream", "Method", "URL", "Status", "ms", "Source")
     for number, row in enumerate(rows, 1):
         status = row["error"] or str(row["status"])
-        table.add_row(
-            str(number), row["upstream"] or "-", row["method"], row["url"], status, str(row["time_ms"]), row["source"]
-        )
+        cells = (str(number), row["upstream"] or "-", row["method"], row["url"], status, str(row["time_ms"]))
+        table.add_row(*(escape(cell) for cell in (*cells, row["source"])))  # a URL's "[...]" is data, not markup
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     return EXIT_OK
 

@@ -8,8 +8,9 @@ portal does not have. ``--from-records`` compares with what the gateway recorded
 
 ``--resync`` enqueues a ``national.sync`` for each listed dossier (the whole history when the portal does not have
 it) and redrives the dossier's dead ``national.sync`` messages, which would hold it back; a running daemon then
-delivers them. Dossiers whose earlier sync is still queued are listed with their count (``pending_syncs``): their
-difference may only be the queue's.
+delivers them (so ``--resync`` is refused, exit code 2, while ``[national_portal]`` is not configured, even with
+``--from-records``). Dossiers whose earlier sync is still queued are listed with their count (``pending_syncs``):
+their difference may only be the queue's.
 
 Output: a table, or with ``--json`` an object ``{"since", "checked", "source", "mismatches": [...], "resynced"}``
 (the machine contract). Exit code 0 when nothing differs or everything listed was re-synced, 1 when differences are
@@ -27,6 +28,7 @@ from datetime import date, datetime, time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import func, or_, select
@@ -173,6 +175,11 @@ def run_reconcile(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if not args.from_records:
         portal_settings(settings)  # the integration off is one line before anything else
+    elif args.resync and settings.national_portal is None:
+        raise UsageError(
+            "--resync: the national portal integration is off, nothing would deliver the syncs: "
+            "set [national_portal] base_url"
+        )
     db = open_database(settings)
     runtime = Runtime.from_settings(settings, db)
     try:
@@ -247,7 +254,7 @@ def _print(args: argparse.Namespace, since: datetime, checked: int, source: str,
         table.add_column(column, no_wrap=column != "last error")
     for item in mismatches:
         national = item["national_code"]
-        table.add_row(
+        cells = (
             item["dossier_code"],
             item["status"],
             str(item["local_code"]),
@@ -255,6 +262,7 @@ def _print(args: argparse.Namespace, since: datetime, checked: int, source: str,
             str(item["pending_syncs"] + len(item["dead_syncs"])),
             (item["last_error"] or "")[:120],
         )
+        table.add_row(*(escape(cell) for cell in cells))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     if args.resync:
         print(f"{len(mismatches)} national.sync message(s) queued: a running gateway delivers them")

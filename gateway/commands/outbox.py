@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .. import outbox
@@ -108,7 +109,7 @@ def run_list(args: argparse.Namespace) -> int:
         table.add_column(column, no_wrap=True, justify="right" if column in ("id", "attempts") else "left")
     table.add_column("last error", overflow="fold")
     for view in views:
-        table.add_row(
+        cells = (
             str(view["id"]),
             view["kind"],
             view["target"],
@@ -118,6 +119,7 @@ def run_list(args: argparse.Namespace) -> int:
             view["next_attempt_at"] if view["state"] == outbox.PENDING else "-",
             (view["last_error"] or "")[:160],
         )
+        table.add_row(*(escape(cell) for cell in cells))  # data, not markup: "[...]" in an error is shown as is
     console.print(table)
     return EXIT_OK
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -114,7 +115,7 @@ def run_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = Table("Code", "Name", "Days", "Agencies", "Components", "Fees (VND)")
     for spec in specs:
-        table.add_row(
+        cells = (
             spec.code,
             spec.name,
             str(spec.processing_days),
@@ -122,6 +123,7 @@ def run_list(args: argparse.Namespace) -> int:
             str(len(spec.components)),
             f"{spec.total_fee:,}".replace(",", "."),  # Vietnamese digit grouping: 150.000
         )
+        table.add_row(*(escape(cell) for cell in cells))
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     return EXIT_OK
 

@@ -1,10 +1,13 @@
 """``dvc-gateway serve`` (the API and the outbox workers) and ``dvc-gateway worker`` (the workers only).
 
-Both take ``--config FILE``. The database is the configured one, or the embedded default
-``sqlite:///./var/gateway.db``; a SQLite database is migrated on start, a PostgreSQL one must be current (``dvc-gateway
-db upgrade``: several processes share it, so one migrates it, deliberately). Everything the configuration names (trust
-anchors, tokens, the office calendar, the outbox policy) is loaded before the daemon starts, so a mistake is one line
-on stderr and exit code 2, never a half-started daemon.
+Both take ``--config FILE`` (else ``$DVC_GATEWAY_CONFIG``) and refuse to start without one, since the defaults have
+no API tokens and no trust anchors; ``--dev`` starts anyway, for a local trial, and logs a warning for each thing
+missing. ``serve`` also refuses a configuration without ``[[auth.tokens]]`` (its API would refuse every request)
+unless ``--dev``. The database is the configured one, or the embedded default ``sqlite:///./var/gateway.db``; a
+SQLite database is migrated on start, a PostgreSQL one must be current (``dvc-gateway db upgrade``: several processes
+share it, so one migrates it, deliberately). Everything the configuration names (trust anchors, tokens, the office
+calendar, the outbox policy) is loaded before the daemon starts, so a mistake is one line on stderr and exit code 2,
+never a half-started daemon.
 
 ``serve`` prints one line on stdout with the URL it listens on once it accepts requests; the daemon's logs are JSON
 lines on stderr. SIGTERM or SIGINT stops it gracefully (exit code 0).
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 
 from ..auth import TokenStore
-from ..config import ConfigError
+from ..config import CONFIG_ENV, ConfigError
 from ..daemon import DaemonError, run_daemon
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
 from ..settings import Settings, load_settings
-from ..store.database import Database
-from ..store.engine import DatabaseConfigError
-from .db import config_argument, open_database
+from .db import Notice, config_argument, open_database, print_notice
+
+log = logging.getLogger("gateway.serve")
 
 _COMMANDS = (
     ("serve", "run the daemon (API and workers)", "the HTTP API and the outbox workers"),
@@ -40,30 +45,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             name, help=help_text, description=f"Run the gateway: {what}, until SIGTERM or SIGINT."
         )
         config_argument(parser)
+        parser.add_argument(
+            "--dev",
+            action="store_true",
+            help="a local trial: start without a configuration file or API tokens (each missing thing is logged "
+            "as a warning)",
+        )
         parser.set_defaults(run=run_serve if name == "serve" else run_worker)
 
 
-def open_runtime(settings: Settings) -> Runtime:
+def open_runtime(settings: Settings, *, notice: Notice = print_notice) -> Runtime:
     """The runtime of ``settings`` on the configured database (SQLite migrated, PostgreSQL checked), everything the
-    settings name loaded."""
-    url = settings.database.url
-    if url.startswith("sqlite"):
-        db = open_database(settings)
-    else:
-        try:
-            db = Database.connect(url)
-        except DatabaseConfigError as exc:
-            raise UsageError(str(exc)) from None
-        try:
-            current = db.is_current()
-        except Exception as exc:  # noqa: BLE001 - one line, whatever the driver raised
-            db.dispose()
-            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"database unreachable: {reason}") from None
-        if not current:
-            db.dispose()
-            raise UsageError("the database schema is not at the newest migration: run 'dvc-gateway db upgrade'")
-    runtime = Runtime.from_settings(settings, db)
+    settings name loaded; ``notice`` hears of a database folder created."""
+    runtime = Runtime.from_settings(settings, open_database(settings, notice=notice))
     try:
         # Read what the settings name now (trust material, tokens, cassettes): a mistake is one line before anything
         # starts.
@@ -76,9 +70,51 @@ def open_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
+def configuration(args: argparse.Namespace) -> tuple[Settings, bool]:
+    """The settings ``serve`` or ``worker`` runs with, and whether a configuration file gave them; without a file,
+    :class:`UsageError` unless ``--dev``."""
+    configured = bool(args.config or os.environ.get(CONFIG_ENV))
+    if not configured and not args.dev:
+        raise UsageError(
+            f"no configuration file: give --config FILE or set {CONFIG_ENV} "
+            "(or --dev for a local trial without API tokens or trust anchors)"
+        )
+    return load_settings(args.config), configured
+
+
+def start_warnings(settings: Settings, *, configured: bool, dev: bool, api: bool) -> list[str]:
+    """What is missing, to log once the daemon starts; ``serve`` (``api``) without API tokens is a
+    :class:`UsageError` unless ``dev``."""
+    if api and not settings.auth.tokens and not dev:
+        raise UsageError(
+            "no API tokens: the configuration has no [[auth.tokens]], so the API would refuse every request "
+            "(or --dev for a local trial)"
+        )
+    warnings = []
+    if not configured:
+        warnings.append("no configuration file (--dev): running on the defaults")
+    if api and not settings.auth.tokens:
+        warnings.append("no API tokens configured: every authenticated request is refused (401)")
+    if not settings.signing.trust_anchors:
+        warnings.append("no trust anchors configured: no signature is trusted")
+    return warnings
+
+
 def _run(args: argparse.Namespace, *, api: bool) -> int:
-    runtime = open_runtime(load_settings(args.config))
+    settings, configured = configuration(args)
+    notices: list[str] = []
+    # Every mistake in what the configuration names is reported first; then what it leaves out.
+    runtime = open_runtime(settings, notice=notices.append)
+    try:
+        warnings = start_warnings(settings, configured=configured, dev=args.dev, api=api)
+    except UsageError:
+        runtime.close()
+        raise
     setup_logging()
+    for text in notices:
+        log.info(text)
+    for text in warnings:
+        log.warning(text)
 
     def ready(url: str | None) -> None:
         if url is not None:

@@ -34,6 +34,17 @@ _VERDICT_VI = {
 }
 
 
+def positive_count(text: str) -> int:
+    """An argparse ``type`` for a count (``--workers N``): a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1 (got {text!r})")
+    return value
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "verify",
@@ -54,7 +65,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--lang", choices=("en", "vi"), default="en", help="language of the table")
     parser.add_argument("--config", metavar="FILE", help="configuration file ([signing] section)")
     parser.add_argument(
-        "--workers", type=int, default=0, metavar="N", help="processes for many files (default: all cores)"
+        "--workers", type=positive_count, metavar="N", help="processes for many files (default: all cores)"
     )
     parser.set_defaults(run=run)
 
@@ -137,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if all(report.verdict is Verdict.VALID for report in reports) else EXIT_CHECK_FAILED
 
 
-def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[SignatureReport]:
+def _verify_all(verifier: Verifier, docs: list[Document], workers: int | None) -> list[SignatureReport]:
     from rich.console import Console
     from rich.progress import Progress
 
@@ -150,6 +161,7 @@ def _verify_all(verifier: Verifier, docs: list[Document], workers: int) -> list[
 
 def _print_table(reports: list[SignatureReport], lang: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(*_HEADERS[lang], show_lines=False)
@@ -159,7 +171,11 @@ def _print_table(reports: list[SignatureReport], lang: str) -> None:
         style = "green" if verdict == "valid" else "red"
         signers = ", ".join(s.signer.common_name for s in report.signatures if s.signer.common_name)
         table.add_row(
-            report.file, str(report.signature_format), f"[{style}]{shown}[/]", signers or "-", report.message[lang]
+            escape(report.file),
+            str(report.signature_format),
+            f"[{style}]{escape(shown)}[/]",
+            escape(signers or "-"),
+            escape(report.message[lang]),
         )
     # On a terminal the table fits the window; piped into a file or a pager it keeps whole lines.
     Console(width=None if sys.stdout.isatty() else 200).print(table)

@@ -4,6 +4,10 @@ Any method and path is answered from the recordings, matched as :mod:`gateway.re
 scheme and host (the client talks to this server, not to the recorded host). A request nothing answers gets
 ``501`` with ``X-Replay: miss`` and a JSON body whose ``detail`` names the closest recording and the first
 difference; a recorded or injected failure (connection refused, timeout) gets ``502`` with ``X-Replay: failure``.
+
+A replayed answer carries its recorded ``Date`` (the current time when it has none, and on a miss or a failure):
+serve the app with the server's own ``Date`` header off (uvicorn's ``date_header=False``, as ``replay serve`` does),
+or answers carry two.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import replace
+from email.utils import formatdate
 
 import httpx
 from starlette.requests import Request
@@ -43,6 +48,8 @@ class _ReplayApp:
             return
         request = Request(scope, receive)
         response = await self._answer(request)
+        if "date" not in response.headers:
+            response.headers["Date"] = formatdate(usegmt=True)
         await response(scope, receive, send)
 
     async def _answer(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ import anyio.to_thread
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .engine import DEFAULT_URL, has_tables, is_current, make_engine, upgrade
+from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
 
 T = TypeVar("T")
 
@@ -48,12 +48,22 @@ class Database:
 
         return await anyio.to_thread.run_sync(call)
 
-    def upgrade(self) -> None:
-        upgrade(self.engine)
+    @property
+    def embedded(self) -> bool:
+        """True for SQLite, the embedded database: migrated whenever a command opens it."""
+        return self.dialect == "sqlite"
+
+    def upgrade(self) -> list[Migration]:
+        """Apply the pending migrations; the ones applied, oldest first."""
+        return upgrade(self.engine)
 
     def ensure_schema(self) -> None:
         """Apply migrations (the embedded default is upgraded on start)."""
         upgrade(self.engine)
+
+    def check_schema(self) -> None:
+        """Nothing when the schema is at the newest migration, else :class:`~gateway.store.engine.SchemaError`."""
+        check_schema(self.engine)
 
     def ping(self) -> bool:
         try:

@@ -1,11 +1,14 @@
-"""Engines for the embedded default (SQLite in WAL mode) and PostgreSQL, and migrations on demand.
+"""Engines for the embedded default (SQLite in WAL mode) and PostgreSQL, where a SQLite file lives, and the schema's
+migrations: which are pending, applying them, and whether a database is at the newest one.
 
 :func:`url_problem` is the one check of a ``[database] url``: the settings refuse a bad one when they are read, and
-:func:`make_engine` raises :class:`DatabaseConfigError` for one given any other way.
+:func:`make_engine` raises :class:`DatabaseConfigError` for one given any other way. :func:`resolve_sqlite_url` makes
+a relative SQLite path absolute (the settings resolve it from the configuration file's directory).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,7 @@ from ..config import ConfigError
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
 
 DEFAULT_URL = "sqlite:///./var/gateway.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -25,6 +29,25 @@ BACKENDS = ("sqlite", "postgresql")
 
 class DatabaseConfigError(ConfigError):
     """The database URL cannot be used."""
+
+
+class SchemaError(ConfigError):
+    """The database's schema is not the newest; ``upgradable`` says whether applying the migrations would fix it."""
+
+    def __init__(self, message: str, *, upgradable: bool) -> None:
+        super().__init__(message)
+        self.upgradable = upgradable
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One migration: its revision and the first line of its description."""
+
+    revision: str
+    title: str
+
+    def __str__(self) -> str:
+        return f"{self.revision} ({self.title})" if self.title else self.revision
 
 
 def url_problem(url: str) -> str | None:
@@ -38,6 +61,57 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite ``url`` as given (``~`` expanded), ``None`` for another database, an in-memory one or a
+    ``file:`` URI."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:") or str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        return None
+    return Path(database).expanduser()
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """``url`` with a relative SQLite file made absolute from ``base_dir`` (any other URL unchanged)."""
+    path = sqlite_file(url)
+    if path is None:
+        return url
+    parsed = make_url(url)
+    absolute = path if path.is_absolute() else base_dir / path
+    if str(absolute) == parsed.database:
+        return url
+    return parsed.set(database=str(absolute)).render_as_string(hide_password=False)
+
+
+def describe(url: str) -> str:
+    """The database ``url`` names, for a message: a SQLite file's path, else the URL without its password."""
+    path = sqlite_file(url)
+    if path is not None:
+        return f"{path.absolute()} (SQLite)"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
+def create_folder(url: str) -> Path | None:
+    """Create the missing folder of a SQLite ``url``'s file; the folder when it was created (``OSError``: it could
+    not be)."""
+    path = sqlite_file(url)
+    if path is None:
+        return None
+    folder = path.absolute().parent
+    if folder.is_dir():
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -48,16 +122,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
-    """An engine for ``url``; a SQLite file's directory is created, and WAL, full sync and foreign keys are on."""
+    """An engine for ``url``; a SQLite file's missing folder is created (:func:`create_folder`), and WAL, full sync
+    and foreign keys are on."""
     problem = url_problem(url)
     if problem is not None:
         raise DatabaseConfigError(f"[database] url: {problem}")
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            create_folder(url)
+            parsed = parsed.set(database=str(path))
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -75,11 +151,10 @@ def _alembic_config(engine: Engine | None) -> AlembicConfig:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``."""
-    from alembic import command
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
 
-    command.upgrade(_alembic_config(engine), revision)
+    return ScriptDirectory.from_config(_alembic_config(None))
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -90,9 +165,50 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
+    return _scripts().get_current_head()
 
-    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
+
+def _title(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0].strip() if lines else ""
+
+
+def _pending(engine: Engine, target: str = "head") -> list[Migration]:
+    """The migrations from the database's revision to ``target``, oldest first (:class:`SchemaError` when the
+    revision is not one of this version's or the tables were made without migrations)."""
+    scripts = _scripts()
+    current = current_revision(engine)
+    known = {script.revision for script in scripts.walk_revisions()}
+    if current is not None and current not in known:
+        raise SchemaError(
+            f"is at revision {current}, which this version of dvc-gateway does not know (migrated by a newer one?)",
+            upgradable=False,
+        )
+    if current is None and set(inspect(engine).get_table_names()) - {"alembic_version"}:
+        raise SchemaError("has tables but no migration revision (not a dvc-gateway database?)", upgradable=False)
+    newest_first = list(scripts.iterate_revisions(target, current or "base"))
+    return [Migration(script.revision, _title(script.doc)) for script in reversed(newest_first)]
+
+
+def upgrade(engine: Engine, revision: str = "head") -> list[Migration]:
+    """Apply the migrations up to ``revision``; the ones applied, oldest first (none: the schema was there)."""
+    from alembic import command
+
+    pending = _pending(engine, revision)
+    if pending:
+        command.upgrade(_alembic_config(engine), revision)
+    return pending
+
+
+def check_schema(engine: Engine) -> None:
+    """Nothing when the schema is at the newest migration, else :class:`SchemaError` saying where it is."""
+    pending = _pending(engine)
+    if not pending:
+        return
+    current = current_revision(engine)
+    if current is None:
+        raise SchemaError("is not migrated", upgradable=True)
+    raise SchemaError(f"is at revision {current}, not at the newest ({pending[-1].revision})", upgradable=True)
 
 
 def is_current(engine: Engine) -> bool:
