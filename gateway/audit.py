@@ -15,17 +15,35 @@ database's write lock first (:func:`lock_for_write`). Details never carry person
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from .store.models import AuditEntry, utcnow
 
-__all__ = ["GENESIS", "append", "entry_hash", "head", "lock_for_write", "verify"]
+__all__ = [
+    "GENESIS",
+    "ChainCheck",
+    "Problem",
+    "append",
+    "check_chain",
+    "count",
+    "count_since",
+    "entries_since",
+    "entry_document",
+    "entry_hash",
+    "head",
+    "lock_for_write",
+    "operator",
+    "verify",
+]
 
 GENESIS = "0" * 64
 #: The PostgreSQL advisory lock key of the audit chain ("audit" as an integer, any stable constant would do).
@@ -105,36 +123,190 @@ def append(
     return entry
 
 
-def verify(session: Session, *, expected_head: str | None = None) -> list[str]:
-    """Every problem found in the chain, one sentence each (empty: the chain is intact).
+@dataclass(frozen=True)
+class Problem:
+    """One break of the chain: the entry it names (``None`` for the recorded head), what happened, one sentence."""
 
-    ``expected_head`` is a hash recorded earlier (an export's last hash): it must still be in the chain, else
-    entries were removed from its end.
-    """
-    problems: list[str] = []
-    previous = GENESIS
-    seen_head = expected_head is None
-    for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)):
-        if entry.prev_hash != previous:
-            if previous == GENESIS:
-                problems.append(f"entry {entry.id}: the chain does not start here (earlier entries were removed)")
-            else:
-                problems.append(
-                    f"entry {entry.id}: does not follow the entry before it (an entry was removed or reordered)"
-                )
-        expected = entry_hash(
-            entry.prev_hash,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            details=entry.details,
+    entry_id: int | None
+    kind: Literal["altered", "inserted", "removed"]
+    message: str
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The outcome of :func:`check_chain`: how many entries were read, the newest hash, every problem in order."""
+
+    entries: int
+    head: str
+    problems: tuple[Problem, ...]
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+def _recomputed(entry: AuditEntry) -> str:
+    return entry_hash(
+        entry.prev_hash,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        subject=entry.subject,
+        details=entry.details,
+    )
+
+
+def _ids(first: int, last: int) -> str:
+    return f"entry {first} was" if first == last else f"entries {first} to {last} were"
+
+
+class _Walk:
+    """The state of a walk along the chain: the last entry taken into it, and the hash before that one."""
+
+    def __init__(self) -> None:
+        self.expected = GENESIS
+        self.last: AuditEntry | None = None
+        self.before_last: str | None = None
+        self.problems: list[Problem] = []
+
+    def take(self, entry: AuditEntry) -> None:
+        self.before_last = self.expected
+        self.expected = entry.hash
+        self.last = entry
+
+    def broken_link(self, entry: AuditEntry, following: AuditEntry | None) -> Problem | None:
+        """Why ``entry`` does not follow the last entry taken; ``None`` when it is an insertion to step over."""
+        last = self.last
+        if following is not None and following.prev_hash == self.expected:
+            after = f"entry {last.id}" if last is not None else "the start of the chain"
+            return Problem(
+                entry.id,
+                "inserted",
+                f"entry {entry.id} was inserted: it does not follow {after}, entry {following.id} does",
+            )
+        if last is not None and self.before_last is not None and entry.prev_hash == self.before_last:
+            return Problem(
+                last.id,
+                "inserted",
+                f"entry {last.id} was inserted: entry {entry.id} follows the entry before it, not entry {last.id}",
+            )
+        if entry.hash != _recomputed(entry):
+            return Problem(
+                entry.id, "altered", f"entry {entry.id}: its content does not match its hash (the entry was altered)"
+            )
+        if last is None:
+            message = f"entry {entry.id}: the chain does not start here (earlier entries were removed)"
+            if entry.id > 1:
+                message = f"{_ids(1, entry.id - 1)} removed: {message}"
+            return Problem(1 if entry.id > 1 else None, "removed", message)
+        if entry.id > last.id + 1:
+            return Problem(
+                last.id + 1,
+                "removed",
+                f"{_ids(last.id + 1, entry.id - 1)} removed: entry {entry.id} does not follow entry {last.id}",
+            )
+        return Problem(
+            last.id,
+            "altered",
+            f"entry {last.id} was altered and its hash recomputed, or an entry was removed or reordered: "
+            f"entry {entry.id} does not follow it",
         )
-        if entry.hash != expected:
-            problems.append(f"entry {entry.id}: its content does not match its hash (the entry was altered)")
+
+
+def _pairs(entries: Iterable[AuditEntry]) -> Iterator[tuple[AuditEntry, AuditEntry | None]]:
+    """Each entry with the one after it (``None`` after the last)."""
+    iterator = iter(entries)
+    current = next(iterator, None)
+    while current is not None:
+        following = next(iterator, None)
+        yield current, following
+        current = following
+
+
+def count(session: Session) -> int:
+    """How many entries the trail holds."""
+    return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+
+
+def check_chain(
+    session: Session, *, expected_head: str | None = None, progress: Callable[[int], object] | None = None
+) -> ChainCheck:
+    """Walk the whole chain in ``id`` order and name every break: an entry whose content does not match its hash
+    (altered), one the chain steps over (inserted), a gap in the links (removed). After a break the walk goes on
+    from the entry that broke it, so one tampering is reported once. ``expected_head`` is a hash recorded earlier
+    (an export's, a verification's): it must still be in the chain, else entries were removed from its end.
+    ``progress`` is called with the number of entries read since its last call."""
+    walk = _Walk()
+    seen_head = expected_head is None
+    read = 0
+    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=500))
+    for entry, following in _pairs(rows):
+        read += 1
+        if progress is not None and read % 500 == 0:
+            progress(500)
+        if entry.prev_hash != walk.expected:
+            problem = walk.broken_link(entry, following)
+            if problem is not None:
+                walk.problems.append(problem)
+                if problem.kind == "inserted" and problem.entry_id == entry.id:
+                    continue  # stepped over: the chain goes on from the entry before it
+        elif entry.hash != _recomputed(entry):
+            walk.problems.append(
+                Problem(
+                    entry.id,
+                    "altered",
+                    f"entry {entry.id}: its content does not match its hash (the entry was altered)",
+                )
+            )
         if entry.hash == expected_head:
             seen_head = True
-        previous = entry.hash
+        walk.take(entry)
+    if progress is not None and read % 500:
+        progress(read % 500)
     if not seen_head:
-        problems.append("the recorded head entry is missing (entries were removed from the end)")
-    return problems
+        walk.problems.append(
+            Problem(None, "removed", "the recorded head entry is missing (entries were removed from the end)")
+        )
+    return ChainCheck(entries=read, head=walk.expected, problems=tuple(walk.problems))
+
+
+def verify(session: Session, *, expected_head: str | None = None) -> list[str]:
+    """Every problem found in the chain, one sentence each (empty: the chain is intact); see :func:`check_chain`."""
+    return [problem.message for problem in check_chain(session, expected_head=expected_head).problems]
+
+
+def entry_document(entry: AuditEntry) -> dict[str, Any]:
+    """An entry as the archive keeps it (JSON): enough to verify the chain again from the archive alone."""
+    return {
+        "id": entry.id,
+        "at": entry.at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        "details": entry.details,
+        "prev_hash": entry.prev_hash,
+        "hash": entry.hash,
+    }
+
+
+def entries_since(session: Session, since: datetime | None = None) -> Iterator[AuditEntry]:
+    """The entries from ``since`` on (all without it), in chain order, read in batches."""
+    statement = select(AuditEntry).order_by(AuditEntry.id)
+    if since is not None:
+        statement = statement.where(AuditEntry.at >= since)
+    yield from session.scalars(statement.execution_options(yield_per=500))
+
+
+def count_since(session: Session, since: datetime | None = None) -> int:
+    statement = select(func.count()).select_from(AuditEntry)
+    if since is not None:
+        statement = statement.where(AuditEntry.at >= since)
+    return session.scalar(statement) or 0
+
+
+def operator() -> str:
+    """The actor of a change made from the command line: ``cli:<the operating-system user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"

@@ -1,6 +1,6 @@
 """The procedure catalogue (danh mục thủ tục hành chính): what can be applied for, where, in how long, at what fee.
 
-The catalogue is a file (contract: a JSON list, or TOML with ``[[procedures]]``; see ``docs/catalogue.md``) loaded
+The catalogue is a file (a JSON list, or TOML with ``[[procedures]]``; see ``docs/catalogue.md``) loaded
 with :func:`load_catalogue` and upserted into the ``procedures`` table with :func:`import_procedures`. Every entry is
 checked strictly (unknown fields, floats for amounts, ``"yes"`` for booleans and duplicate codes are refused) and a
 refusal is one line naming the file, the entry and the field.
@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -105,7 +105,7 @@ class FeeSpec(_Strict):
 
 
 class ProcedureSpec(_Strict):
-    """One catalogue entry (thủ tục hành chính): the shape of the contract's catalogue file."""
+    """One catalogue entry (thủ tục hành chính): the shape of the catalogue file (``docs/catalogue.md``)."""
 
     code: Code
     name: Name
@@ -117,6 +117,12 @@ class ProcedureSpec(_Strict):
     fees: list[FeeSpec] = Field(default_factory=list)
     #: Shares of the legal time between agencies of an inter-agency (liên thông) dossier; empty = equal shares.
     transfer_shares: dict[AgencyCode, Annotated[StrictInt | StrictFloat, Field(gt=0)]] = Field(default_factory=dict)
+    #: The result may be handed over (``returned``, or sent by post) before the fees are paid; by default fees come
+    #: first.
+    fees_after_result: StrictBool = False
+    #: What status 8 (suspended, *dừng xử lý*) means: ``pause`` stops the clock until processing resumes; ``stop``
+    #: ends processing for good.
+    suspension: Literal["pause", "stop"] = "pause"
 
     @model_validator(mode="after")
     def _consistent(self) -> ProcedureSpec:
@@ -142,7 +148,17 @@ class ProcedureSpec(_Strict):
         return cls.model_validate({key: getattr(row, key) for key in _COLUMNS})
 
 
-_COLUMNS = ("code", "name", "agencies", "processing_days", "components", "fees", "transfer_shares")
+_COLUMNS = (
+    "code",
+    "name",
+    "agencies",
+    "processing_days",
+    "components",
+    "fees",
+    "transfer_shares",
+    "fees_after_result",
+    "suspension",
+)
 
 
 # --- error messages -------------------------------------------------------------------------------------------------
@@ -277,6 +293,7 @@ def list_procedures(session: Session) -> list[ProcedureSpec]:
     return [ProcedureSpec.from_row(row) for row in session.scalars(select(Procedure).order_by(Procedure.code))]
 
 
-def known_procedure_codes(session: Session) -> set[str]:
-    """The codes of every procedure in the catalogue (for validating registrations)."""
-    return set(session.scalars(select(Procedure.code)))
+def known_procedure_codes(session: Session) -> dict[str, list[str]]:
+    """Every procedure code in the catalogue, with its competent agencies (for validating registrations)."""
+    rows = session.execute(select(Procedure.code, Procedure.agencies))
+    return {code: list(agencies or []) for code, agencies in rows}

@@ -1,6 +1,6 @@
 """The ``dvc-gateway`` command line: subcommands, one-line errors, exit codes.
 
-Exit codes (contract): 0 success, 1 a check failed, 2 usage or configuration error. Errors are one line on
+Exit codes (``docs/cli.md``): 0 success, 1 a check failed, 2 usage or configuration error. Errors are one line on
 stderr, never a traceback.
 
 Only the module of the command being run is imported: ``--help``, ``--version`` and the list of commands come from
@@ -37,6 +37,10 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo", "a self-contained walk-through on simulated upstreams", "demo"),
     ("replay", "serve recorded exchanges", "replay"),
     ("cassette", "import, export, show and redact recorded exchanges", "cassette"),
+    ("calendar", "the working-day calendar in force: days off, make-up days, due dates", "calendar"),
+    ("wsdl", "try agencies' WSDLs: load them, list their operations", "wsdl"),
+    ("report", "the periodic report per agency and procedure (month, quarter, half-year, year)", "report"),
+    ("audit", "the audit trail: verify the hash chain, export it", "audit"),
 )
 
 
@@ -99,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail("interrupted", 130)
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the contract: one clear line, never a traceback
+    except Exception as exc:  # noqa: BLE001 - docs/cli.md: one clear line, never a traceback
         return fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_CHECK_FAILED)
 
 

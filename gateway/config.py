@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -265,6 +265,9 @@ class SigningSection(Section):
     crls: PathList = ()
     online_revocation: Flag = False
     timeout_seconds: PositiveNumber = 10.0
+    #: At intake, a valid signature by someone other than the applicant: "warn" (a warning on the component) or
+    #: "require" (the component keeps ``originals_check_required: true``).
+    signer_must_match_applicant: Literal["warn", "require"] = "warn"
 
     def trust_settings(self) -> TrustSettings:
         """The section as :meth:`signing.trust.TrustStore.load` and the verifier take it."""

@@ -243,7 +243,7 @@ async def run_daemon(
     try:
         if workers:
             try:
-                options = worker_options or {}
+                options = {"observer": runtime.metrics.observe_outbox, **(worker_options or {})}
                 worker = OutboxWorker.from_settings(runtime.db, active, runtime.settings.outbox, **options)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None

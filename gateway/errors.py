@@ -19,6 +19,7 @@ __all__ = [
     "EXIT_USAGE",
     "ConfigError",
     "Conflict",
+    "FeeUnpaid",
     "Forbidden",
     "Invalid",
     "NotFound",
@@ -84,6 +85,12 @@ class Conflict(ServiceError):
     """The object's state does not allow the request."""
 
     code = "conflict"
+
+
+class FeeUnpaid(Conflict):
+    """The result cannot be handed over: a fee is still unpaid (fees before results)."""
+
+    code = "fee_unpaid"
 
 
 class Unavailable(ServiceError):

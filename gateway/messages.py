@@ -21,6 +21,10 @@ honours the key applies each step exactly once.
   payload ``{"dossier_code", "kind": "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the
   originals or the delivery of the result.
 
+- ``alert.webhook`` → the operators' alert webhook (target ``alerts``, no ordering key); payload: the deadline
+  watch's finding (codes, condition and times, never personal data); idempotency key
+  ``<dossier code>:alert:<condition>``: each dossier's condition is alerted once.
+
 The dispatcher reads the dossier's current content from the database when it delivers, so a payload carries
 references, not copies of personal data.
 """
@@ -38,5 +42,7 @@ AGENCY_FEE_PAID = "agency.fee_paid"
 POSTAL_ORDER = "postal.order"
 POSTAL_TARGET = "postal"
 PAYMENT_TARGET = "payment"
+ALERT_WEBHOOK = "alert.webhook"
+ALERTS_TARGET = "alerts"
 
 AGENCY_KINDS = frozenset({AGENCY_DELIVER, AGENCY_SUPPLEMENT, AGENCY_WITHDRAW})

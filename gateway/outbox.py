@@ -219,6 +219,11 @@ def enqueue(
     return message
 
 
+def find_by_key(session: Session, idempotency_key: str) -> OutboxMessage | None:
+    """The message enqueued with ``idempotency_key``, if any."""
+    return _by_key(session, idempotency_key)
+
+
 def _by_key(session: Session, idempotency_key: str) -> OutboxMessage | None:
     return session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)).one_or_none()
 

@@ -1,6 +1,6 @@
 """The agency endpoint registry: each agency's one-stop system (một cửa điện tử) and how to reach it.
 
-An agency registers a document (the agency registration contract; the same body for
+An agency registers a document (``docs/api.md``, Administration; the same body for
 ``POST /api/v1/admin/agencies`` and ``dvc-gateway agency register --file``). :func:`validate_registration` checks
 it and refuses with every problem found (:class:`RegistrationError`, ``errors`` for a 422, ``str()`` one line):
 
@@ -10,11 +10,13 @@ it and refuses with every problem found (:class:`RegistrationError`, ``errors`` 
 - every URL (``endpoint``, ``wsdl``, ``auth.token_url``): http(s) only, https unless ``[registry]
   allow_insecure_http``, no credentials in it, and no server-side request forgery: loopback and private addresses
   (names resolving there included) only with ``[registry] allow_private_endpoints``, link-local and cloud metadata
-  addresses never, and never the gateway's own listening address;
+  addresses never, and never the gateway's own listening address (see :mod:`gateway.registry_urls`; offline, with
+  ``resolve=False``, names are not resolved and are screened where the gateway connects);
 - secrets (``auth.password``, ``auth.token``, ``auth.client_secret``, ``auth.key_password``) as ``env:NAME`` or
   ``file:PATH`` references, unless ``[registry] strict_secrets = false``. The stored document keeps the references;
   secrets are resolved only when the gateway calls the agency;
-- every procedure named must be in the catalogue;
+- every procedure named must be in the catalogue, and (given the catalogue's competent agencies) name the agency
+  among its competent ones;
 - ``auth.type = "wsse"`` (a WS-Security UsernameToken: ``username``, ``password`` reference, optional ``digest``)
   only for protocol ``soap``; a ``soap`` registration's ``mapping`` (``operations``, ``fields``, ``statuses``,
   ``soap_version``, ``port``) is checked as :class:`adapters.onestop.soap.SoapMapping` reads it.
@@ -28,30 +30,23 @@ Then, when every static check passed, ``check_endpoint`` (a callable given by th
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import re
-import socket
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.netguard import AddressPolicy, BlockedAddressError, UnresolvableHostError, parse_address
-
 from .catalogue import AgencyCode, Code, Name
 from .config import ConfigError, resolve_secret
+from .registry_urls import RegistrySettings, check_url
 from .store.models import Agency
 from .validation import validation_errors
-
-if TYPE_CHECKING:
-    from .settings import Settings
 
 __all__ = [
     "SECRET_FIELDS",
@@ -73,7 +68,6 @@ __all__ = [
 
 POLL_MIN_SECONDS = 30
 POLL_MAX_SECONDS = 86400
-_UNSPECIFIED = ("", "0.0.0.0", "::")  # noqa: S104 - the bind-all addresses, compared against, never bound here
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z", re.ASCII)
 
 
@@ -87,36 +81,6 @@ class RegistrationError(ValueError):
 
 class AgencyExistsError(RegistrationError):
     """The agency code is already registered and the caller did not ask to replace it (API 409)."""
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """``[registry]`` and the gateway's own ``[server]`` address, as registration needs them."""
-
-    #: Endpoints on loopback or private addresses (tests, demos, an agency inside the province's own network).
-    allow_private_endpoints: bool = False
-    #: Plain http endpoints; ``None`` means "as allow_private_endpoints" (on only where private ones are).
-    allow_insecure_http: bool | None = None
-    #: Secrets only as ``env:``/``file:`` references, never inline in the document.
-    strict_secrets: bool = True
-    server_host: str = "127.0.0.1"
-    server_port: int = 8080
-
-    def __post_init__(self) -> None:
-        if self.allow_insecure_http is None:
-            object.__setattr__(self, "allow_insecure_http", self.allow_private_endpoints)
-
-    @classmethod
-    def of(cls, settings: Settings) -> RegistrySettings:
-        """The ``[registry]`` section and the ``[server]`` address of ``settings``."""
-        registry = settings.registry
-        return cls(
-            allow_private_endpoints=registry.allow_private_endpoints,
-            allow_insecure_http=registry.allow_insecure_http,
-            strict_secrets=registry.strict_secrets,
-            server_host=settings.server.host,
-            server_port=settings.server.port,
-        )
 
 
 # --- the document ---------------------------------------------------------------------------------------------------
@@ -194,7 +158,8 @@ class Registration(_Strict):
     procedures: Annotated[list[Code], Field(min_length=1)]
     auth: Auth = Field(default_factory=lambda: NoAuth(type="none"))
     status_updates: StatusUpdates = Field(default_factory=StatusUpdates)
-    #: Operation and field names of an agency system that differs from the reference contract.
+    #: Operation and field names of an agency system that differs from the reference contract
+    #: (``docs/agency-rest-contract.md``).
     mapping: dict[str, Any] | None = None
 
     def document(self) -> dict[str, Any]:
@@ -291,99 +256,40 @@ def _secrets(reg: Registration, settings: RegistrySettings) -> list[dict[str, st
     return problems
 
 
-def _resolve(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The addresses ``host`` stands for (itself, for an IP literal); empty when it does not resolve."""
-    literal = parse_address(host)
-    if literal is not None:
-        return {_plain(literal)}
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return set()
-    return {_plain(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos}
-
-
-def _plain(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped or address
-
-
-def _local_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The host's own addresses, as far as its name says (the gateway listening on 0.0.0.0 answers on them all)."""
-    return _resolve(socket.gethostname()) | _resolve("localhost")
-
-
-def _is_gateway_itself(host: str, port: int, settings: RegistrySettings) -> bool:
-    if port != settings.server_port:
-        return False
-    if host.lower() == settings.server_host.lower().strip("[]"):
-        return True
-    targets = _resolve(host)
-    if settings.server_host in _UNSPECIFIED:
-        own = _local_addresses()
-        return any(a.is_loopback or a.is_unspecified or a in own for a in targets)
-    own = _resolve(settings.server_host)
-    return any(a.is_unspecified or a in own for a in targets)
-
-
-def _check_url(field: str, url: str, settings: RegistrySettings, policy: AddressPolicy) -> list[dict[str, str]]:
-    def refuse(message: str) -> list[dict[str, str]]:
-        return [{"field": field, "message": message}]
-
-    if not url:
-        return refuse("must not be empty")
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
-        return refuse("not a valid URL: it contains spaces or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        return refuse(f"not a valid URL: {exc}")
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        return refuse(f"URL scheme must be https or http, got {scheme or 'none'!r}")
-    host = parts.hostname
-    if not host:
-        return refuse("not a valid URL: no host")
+def _procedures(reg: Registration, known: Collection[str] | Mapping[str, Collection[str]]) -> list[dict[str, str]]:
     problems = []
-    if scheme == "http" and not settings.allow_insecure_http:
-        problems += refuse("must use https (plain http only with [registry] allow_insecure_http = true)")
-    if parts.username is not None or parts.password is not None:
-        problems += refuse("credentials in the URL are refused: give them in auth")
-    port = port or (443 if scheme == "https" else 80)
-    if _is_gateway_itself(host, port, settings):
-        return [*problems, *refuse(f"{host}:{port} is the gateway's own address ([server] host/port)")]
-    try:
-        policy.check_host(host, port)
-    except BlockedAddressError as exc:
-        message = str(exc)
-        message = message[:1].lower() + message[1:]
-        if not policy.allow_private and not isinstance(exc, UnresolvableHostError) and _private_only(host, port):
-            message += " (allowed only with [registry] allow_private_endpoints = true)"
-        problems += refuse(message)
+    unknown = [code for code in dict.fromkeys(reg.procedures) if code not in known]
+    if unknown:
+        message = f"not in the procedure catalogue: {', '.join(unknown)} (import it first)"
+        problems.append({"field": "procedures", "message": message})
+    if isinstance(known, Mapping):
+        foreign = [code for code in dict.fromkeys(reg.procedures) if code in known and reg.code not in known[code]]
+        if foreign:
+            listed = "; ".join(f"{code} (the catalogue names {', '.join(known[code]) or 'none'})" for code in foreign)
+            message = (
+                f"{reg.code} is not a competent agency of {listed}, so every dossier for it would be refused: add "
+                "the agency to the procedure's agencies in the catalogue and import it again"
+            )
+            problems.append({"field": "procedures", "message": message})
     return problems
-
-
-def _private_only(host: str, port: int) -> bool:
-    """Whether ``host`` is refused only for being loopback/private (not link-local or metadata)."""
-    try:
-        AddressPolicy(allow_private=True).check_host(host, port)
-    except BlockedAddressError:
-        return False
-    return True
 
 
 def validate_registration(
     doc: dict[str, Any],
     *,
     settings: RegistrySettings,
-    known_procedures: set[str],
+    known_procedures: Collection[str] | Mapping[str, Collection[str]],
     check_endpoint: Callable[[Registration], str | None] | None = None,
+    resolve: bool = True,
 ) -> Registration:
     """The registration ``doc`` describes, or :class:`RegistrationError` with every problem found.
 
-    ``check_endpoint`` (see :func:`endpoint_checker`), called only when every static check passed, answers ``None``
-    when the endpoint is usable or a one-line reason to refuse it (reported on ``wsdl`` for SOAP, else ``endpoint``).
+    ``known_procedures`` are the catalogue's procedure codes; given as a mapping (code → the procedure's competent
+    agencies, as :func:`gateway.catalogue.competent_agencies` reads them), a procedure whose competent agencies do not
+    include the registering one is refused too, since the gateway would refuse every dossier for it. ``check_endpoint``
+    (see :func:`endpoint_checker`), called only when every static check passed, answers ``None`` when the endpoint is
+    usable or a one-line reason to refuse it (reported on ``wsdl`` for SOAP, else ``endpoint``). ``resolve=False``
+    (an offline registration) screens the URLs without asking DNS (:func:`gateway.registry_urls.check_url`).
     """
     if not isinstance(doc, dict):
         kind = type(doc).__name__
@@ -393,16 +299,11 @@ def validate_registration(
     except ValidationError as exc:
         raise RegistrationError(_shape_errors(exc)) from None
     problems = _structure(reg) + _secrets(reg, settings)
-    policy = AddressPolicy(allow_private=settings.allow_private_endpoints)
     urls = {"endpoint": reg.endpoint, "wsdl": reg.wsdl, "auth.token_url": getattr(reg.auth, "token_url", None)}
     for field, url in urls.items():
         if url is not None:
-            problems += _check_url(field, url, settings, policy)
-    unknown = [code for code in dict.fromkeys(reg.procedures) if code not in known_procedures]
-    if unknown:
-        listed = ", ".join(unknown)
-        message = f"not in the procedure catalogue: {listed} (import it first)"
-        problems.append({"field": "procedures", "message": message})
+            problems += check_url(field, url, settings, resolve=resolve)
+    problems += _procedures(reg, known_procedures)
     if problems:
         raise RegistrationError(problems)
     if check_endpoint is not None:
@@ -441,8 +342,9 @@ async def check_endpoint(
 
     ``soap``: the WSDL is loaded (never from the offline cache) and checked against the reference service and the
     registration's mapping (:func:`adapters.onestop.wsdlcheck.check_wsdl`). ``rest``: the status operation is asked
-    about a dossier no system has: only a JSON answer with 2xx or the contract's 404 shows the service is there (a web
-    server's 404 page, a redirect, refused credentials or a server error fail). Never raises for an unusable endpoint.
+    about a dossier no system has: only a JSON answer with 2xx or the REST contract's 404 shows the service is there (a
+    web server's 404 page, a redirect, refused credentials or a server error fail). Never raises for an unusable
+    endpoint.
     """
     from adapters.errors import UpstreamError
     from adapters.http import default_factory, map_http_errors, settings_from_document
@@ -468,9 +370,11 @@ async def check_endpoint(
         return EndpointCheck(False, f"cannot build a client from the registration: {exc}")
     factory = factory or default_factory
     if registration.protocol == "soap":
+        from adapters.onestop.soap import WsdlLimits
         from adapters.onestop.wsdlcheck import check_wsdl
 
         assert registration.wsdl is not None
+        names = ("max_document_bytes", "max_total_bytes", "max_documents", "load_timeout_seconds")
         result = await check_wsdl(
             registration.wsdl,
             factory=factory,
@@ -478,6 +382,7 @@ async def check_endpoint(
             mapping=registration.mapping,
             auth=auth,
             upstream=upstream,
+            limits=WsdlLimits(**{name: getattr(settings, f"wsdl_{name}") for name in names}),
         )
         return EndpointCheck(result.ok, result.message)
     try:

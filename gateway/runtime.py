@@ -18,6 +18,7 @@ from signing.verify import Verifier
 
 from .config import ConfigError
 from .domain.calendar import OfficeCalendar
+from .metrics import GatewayMetrics
 from .outbox import RetryPolicy
 from .recording.runtime import client_factory_for
 from .registry import RegistrySettings
@@ -56,6 +57,11 @@ class Runtime:
     @cached_property
     def calendar(self) -> OfficeCalendar:
         return office_calendar(self.settings.calendar)
+
+    @cached_property
+    def metrics(self) -> GatewayMetrics:
+        """The process's Prometheus metrics (the API, the outbox worker and the jobs of this runtime share them)."""
+        return GatewayMetrics()
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

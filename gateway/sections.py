@@ -1,6 +1,6 @@
 """The typed sections of the configuration file that belong to no single flow: server, database, catalogue, registry,
-API tokens, the portal's webhook, signing, outbox, agency poller, recording, office calendar, and the keys reserved
-for reports, alerts, questions and SMS.
+API tokens, the portal's webhook, signing, outbox, agency poller, recording, office calendar, the alert webhook, the
+deadline watch, the console, and the keys reserved for reports, questions and SMS.
 
 Each model keeps the defaults and limits the gateway applies and refuses keys it does not know; the flows' sections
 are in ``gateway.flows.<flow>.settings`` and the whole file is :class:`gateway.settings.Settings`.
@@ -31,6 +31,7 @@ from .config import (
 )
 from .domain.calendar import DEFAULT_AFTERNOON, DEFAULT_MORNING, OfficeCalendar
 from .domain.codes import is_valid_agency_code
+from .official_calendar import load_official_calendar
 from .recording.settings import FaultRule, RecordingSettings
 from .store.engine import DEFAULT_URL, resolve_sqlite_url, url_problem
 
@@ -42,6 +43,7 @@ __all__ = [
     "AuthSection",
     "CalendarSection",
     "CatalogueSection",
+    "ConsoleSection",
     "DatabaseSection",
     "FaultRule",
     "OutboxSection",
@@ -55,6 +57,7 @@ __all__ = [
     "SigningSection",
     "SmsSection",
     "TokenEntry",
+    "WatchSection",
     "office_calendar",
 ]
 
@@ -64,6 +67,8 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 #: Where fetched WSDLs are kept for restarts with the agency unreachable.
 DEFAULT_WSDL_CACHE_DIR = "./var/wsdl-cache"
+#: Where the daemon writes the monthly reports.
+DEFAULT_REPORTS_DIR = "./var/reports"
 
 _HEX_DIGEST_RE = re.compile(r"[0-9a-fA-F]{64}\Z")
 _SESSION_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -109,7 +114,8 @@ class CatalogueSection(Section):
 
 
 class RegistrySection(Section):
-    """``[registry]``: what agency registrations may point at, and where fetched WSDLs are kept.
+    """``[registry]``: what agency registrations may point at, where fetched WSDLs are kept, and the limits on
+    loading one (each document's size, their total size and number, the time to fetch and parse them).
 
     ``allow_insecure_http`` unset means "as ``allow_private_endpoints``"."""
 
@@ -117,6 +123,10 @@ class RegistrySection(Section):
     allow_insecure_http: Flag | None = None
     strict_secrets: Flag = True
     wsdl_cache_dir: ConfigPath = Field(default=Path(DEFAULT_WSDL_CACHE_DIR), validate_default=True)
+    wsdl_max_document_bytes: PositiveInt = 8 * 1024 * 1024
+    wsdl_max_total_bytes: PositiveInt = 16 * 1024 * 1024
+    wsdl_max_documents: PositiveInt = 32
+    wsdl_load_timeout_seconds: PositiveNumber = 60.0
 
 
 def _role(value: Any) -> str:
@@ -242,7 +252,8 @@ Session = Annotated[tuple[time, time], BeforeValidator(_session)]
 
 class CalendarSection(Section):
     """``[calendar]``: the province's extra days off and make-up working days (``"YYYY-MM-DD"`` or TOML dates) and
-    the office sessions (``"HH:MM-HH:MM"``), over Vietnam's official calendar (:func:`office_calendar`)."""
+    the office sessions (``"HH:MM-HH:MM"``), over the official calendar data shipped with the gateway and the
+    ``holidays`` package (:func:`office_calendar`): a day given here wins over both."""
 
     extra_holidays: Days = ()
     makeup_working_days: Days = ()
@@ -267,28 +278,52 @@ class CalendarSection(Section):
 
 
 def office_calendar(calendar: CalendarSection) -> OfficeCalendar:
-    """The office calendar the ``[calendar]`` section describes."""
+    """The office calendar the ``[calendar]`` section describes, over the official calendar data shipped with the
+    gateway (:mod:`gateway.official_calendar`)."""
     return OfficeCalendar(
         extra_days_off=frozenset(calendar.extra_holidays),
         makeup_working_days=frozenset(calendar.makeup_working_days),
         morning=calendar.morning,
         afternoon=calendar.afternoon,
+        official=load_official_calendar(),
     )
 
 
 class ReportsSection(Section):
-    """``[reports]``: the day of the month the periodic report is made, and where it is written (not used yet)."""
+    """``[reports]``: from which day of the month (1 to 19: reports are due before the 20th) the daemon writes last
+    month's report of every agency, and the folder it writes them in (relative to the configuration file's)."""
 
-    schedule_day: Annotated[int, Strict(), Field(ge=1, le=28)] | None = None
-    directory: ConfigPath | None = None
+    schedule_day: Annotated[int, Strict(), Field(ge=1, le=19)] = 15
+    directory: ConfigPath = Field(default=Path(DEFAULT_REPORTS_DIR), validate_default=True)
 
 
 class AlertsSection(Section):
-    """``[alerts]``: where operational alerts are posted (not used yet)."""
+    """``[alerts]``: where deadline-watch alerts are posted as JSON (unset: none are sent), with an optional bearer
+    token and the timeout of one post."""
 
     blank_means_unset = True
 
     webhook_url: WebUrl | None = None
+    token: SecretRef | None = None
+    timeout_seconds: PositiveNumber = 10.0
+
+
+class ConsoleSection(Section):
+    """``[console]``: the key signing the operators' console sessions (unset: a random key per process, so sessions end
+    when it restarts and several processes behind one address need a shared key), how long a session lasts, and how
+    many lookups one client address may make per minute on the citizens' page."""
+
+    session_secret: SecretRef | None = None
+    session_hours: PositiveNumber = 8.0
+    lookup_per_minute: PositiveInt = 30
+
+
+class WatchSection(Section):
+    """``[watch]``: how many working hours before its due date a dossier counts as near it, and how often the
+    deadline watch looks for dossiers to alert about."""
+
+    near_due_hours: PositiveNumber = 8.0
+    interval_seconds: PositiveNumber = 300.0
 
 
 class QuestionsSection(Section):

@@ -23,6 +23,7 @@ from .sections import (
     AuthSection,
     CalendarSection,
     CatalogueSection,
+    ConsoleSection,
     DatabaseSection,
     OutboxSection,
     PollerSection,
@@ -34,6 +35,7 @@ from .sections import (
     ServerSection,
     SigningSection,
     SmsSection,
+    WatchSection,
 )
 
 __all__ = ["Settings", "load_settings"]
@@ -71,6 +73,8 @@ class Settings(Section):
     calendar: CalendarSection = Field(default_factory=CalendarSection)
     reports: ReportsSection = Field(default_factory=ReportsSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    watch: WatchSection = Field(default_factory=WatchSection)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
     questions: QuestionsSection = Field(default_factory=QuestionsSection)
     sms: SmsSection = Field(default_factory=SmsSection)
 

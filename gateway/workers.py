@@ -84,6 +84,11 @@ class Dispatcher(Protocol):
     async def dispatch(self, message: MessageView) -> None: ...
 
 
+#: Told of each recorded outcome: the message, its new state (``done``, ``pending`` to retry, ``dead``), how long the
+#: delivery took in seconds, and whether the upstream answered (delivered, or refused it).
+Observer = Callable[[MessageView, str, float, bool], None]
+
+
 @dataclass(frozen=True)
 class CircuitBreakerSettings:
     """A target's breaker opens after ``failure_threshold`` consecutive retryable failures, for ``cooldown_seconds``."""
@@ -173,7 +178,8 @@ class OutboxWorker:
     ``batch`` is the most messages claimed at once, ``max_in_flight`` (default ``batch``) the most delivered at once
     by this worker, ``concurrency_per_target`` the most in flight per target (default the policy's
     ``concurrency_per_agency``), ``lease`` the claim's lease (default the policy's ``lease_seconds``) and
-    ``delivery_timeout`` (default three quarters of the lease, always shorter) how long one delivery may take.
+    ``delivery_timeout`` (default three quarters of the lease, always shorter) how long one delivery may take;
+    ``observer`` (:data:`Observer`) is told of every recorded outcome (the daemon's metrics).
     """
 
     def __init__(
@@ -193,8 +199,10 @@ class OutboxWorker:
         shutdown_grace: float = 10.0,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         self.db = db
+        self.observer = observer
         self.dispatcher = dispatcher
         self.worker_id = worker_id or default_worker_id()
         self.policy = policy or RetryPolicy()
@@ -330,14 +338,16 @@ class OutboxWorker:
         self._in_flight[view.id] = view
         try:
             async with self._semaphore(view.target):
+                began = time.perf_counter()
                 outcome = await self._dispatch(view)
+                seconds = time.perf_counter() - began
             if outcome.ok:
                 self.breakers.success(view.target)
             elif outcome.retryable:
                 self.breakers.failure(view.target)
             else:  # the agency answered (a refusal): it is reachable
                 self.breakers.success(view.target)
-            await self._record(view, outcome)
+            await self._record(view, outcome, seconds)
         finally:
             self._in_flight.pop(view.id, None)
             self.notify()
@@ -353,7 +363,7 @@ class OutboxWorker:
             return classify(exc)
         return _Outcome(ok=True)
 
-    async def _record(self, view: MessageView, outcome: _Outcome) -> None:
+    async def _record(self, view: MessageView, outcome: _Outcome, seconds: float = 0.0) -> None:
         now = self._clock()
 
         def work(session: Session) -> str | None:
@@ -384,6 +394,8 @@ class OutboxWorker:
             self.counters["errors"] += 1
             log.exception("outbox outcome not recorded", extra=fields)
             return
+        if state is not None and self.observer is not None:
+            self.observer(view, state, seconds, outcome.ok or not outcome.retryable)
         if state is None:
             self.counters["refused"] += 1
             log.warning("outbox claim lost before the outcome was recorded", extra=fields)

@@ -4,6 +4,10 @@ Shared by the PAdES and CAdES modules so both reach their indications the same w
 
 - a signature timestamp proves when the signature existed, so it is validated "with time" (EN 319 102-1 §5.5);
   without one, basic validation at the current time (§5.3): a signature is not penalised for carrying no timestamp;
+- a SignerInfo whose signed attributes repeat an attribute type is malformed (RFC 5652 §5.3, EN 319 122-1): it is
+  INDETERMINATE/FORMAT_FAILURE before any validation, whatever pyHanko would make of the copies;
+- a certificate that has expired by the validation time needs revocation data issued while it was valid
+  (:mod:`signing.ltv`), else INDETERMINATE/OUT_OF_BOUNDS_NO_POE;
 - pyHanko reports a path that failed for lack of revocation data as the generic CERTIFICATE_CHAIN_GENERAL_FAILURE;
   the path is then checked once more to tell that case apart, and it is reported as INDETERMINATE/TRY_LATER with
   revocation ``unknown``, as EU DSS does.
@@ -14,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from asn1crypto import cms, x509
+from asn1crypto import cms, core, x509
 from pyhanko.sign.validation import ades
 from pyhanko.sign.validation.generic_cms import extract_certs_for_validation, extract_tst_data_iter
 from pyhanko.sign.validation.policy_decl import SignatureValidationSpec, bootstrap_validation_data_handlers
@@ -23,7 +27,11 @@ from pyhanko_certvalidator.errors import InsufficientRevinfoError
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 
 from .evidence import result_from_status
-from .report import Revocation, SignatureResult, SubIndication
+from .ltv import require_revocation_within_validity
+from .pyhanko_logs import quiet_expected_outcomes
+from .report import Revocation, SignatureResult, SubIndication, format_failure
+
+quiet_expected_outcomes()  # the report carries pyHanko's verdicts: no traceback (and signer's name) in the log
 
 
 async def validate_signed_data(
@@ -37,6 +45,9 @@ async def validate_signed_data(
 ) -> SignatureResult:
     """The result for the first SignerInfo of ``signed_data``; ``raw_digest`` is the digest of detached content."""
     signer_info = signed_data["signer_infos"][0]
+    malformed = malformed_signed_attributes(signer_info)
+    if malformed is not None:
+        return format_failure(malformed)
     has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
     validate = ades.ades_with_time_validation if has_timestamp else ades.ades_basic_validation
     outcome = await validate(
@@ -53,6 +64,13 @@ async def validate_signed_data(
         signer_cert=signer_cert,
         signed_data=signed_data,
     )
+    result = require_revocation_within_validity(
+        result,
+        outcome.api_status.validation_path if outcome.api_status is not None else None,
+        validation_time=timing.validation_time,
+        crls=spec.local_knowledge.known_crls,
+        ocsps=spec.local_knowledge.known_ocsps,
+    )
     if result.sub_indication is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE:
         try:
             certs = extract_certs_for_validation(signed_data)
@@ -61,6 +79,35 @@ async def validate_signed_data(
         if await path_lacks_revocation(certs.signer_cert, list(certs.other_certs), spec, timing):
             return revocation_unknown(result)
     return result
+
+
+#: Signed attributes that must carry exactly one value (RFC 5652 §11, RFC 5035, RFC 6211).
+_SINGLE_VALUED = frozenset(
+    {
+        "content_type",
+        "message_digest",
+        "signing_time",
+        "signing_certificate",
+        "signing_certificate_v2",
+        "cms_algorithm_protection",
+    }
+)
+
+
+def malformed_signed_attributes(signer_info: cms.SignerInfo) -> str | None:
+    """Why the signed attributes are malformed (a type repeated, or given several values), or ``None``."""
+    attrs = signer_info["signed_attrs"]
+    if isinstance(attrs, core.Void) or not attrs:
+        return None
+    seen: set[str] = set()
+    for attr in attrs:
+        kind = attr["type"].dotted
+        if kind in seen:
+            return f"the signed attribute {attr['type'].native} appears more than once"
+        seen.add(kind)
+        if attr["type"].native in _SINGLE_VALUED and len(attr["values"]) != 1:
+            return f"the signed attribute {attr['type'].native} has {len(attr['values'])} values, not one"
+    return None
 
 
 async def path_lacks_revocation(

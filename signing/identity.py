@@ -8,6 +8,7 @@ Vietnamese CAs put the holder's official identifiers into the subject, usually i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
 from asn1crypto import x509
 
@@ -81,3 +82,21 @@ def describe_name(name: x509.Name) -> str:
 def certificate_label(cert: x509.Certificate) -> str:
     """How a certificate is named in a report's ``chain``: its subject, readable."""
     return describe_name(cert.subject)
+
+
+#: The identifiers that name a person, and the one that names an organisation (or a household business).
+PERSONAL_IDENTIFIERS = ("citizen_id", "id_card", "passport")
+ORGANISATION_IDENTIFIERS = ("tax_code",)
+
+
+def normalise_identifier(value: str) -> str:
+    """An identifier as compared: white space removed, upper case (passport numbers carry letters)."""
+    return "".join(value.split()).upper()
+
+
+def signer_is(identifiers: Mapping[str, str], wanted: Iterable[str], *, organisation: bool) -> bool:
+    """Whether a signer with ``identifiers`` is the holder of one of the ``wanted`` identifiers: a person by citizen
+    ID, ID card or passport number, an organisation by tax code."""
+    keys = ORGANISATION_IDENTIFIERS if organisation else PERSONAL_IDENTIFIERS
+    mine = {normalise_identifier(identifiers[key]) for key in keys if identifiers.get(key)}
+    return bool(mine & {normalise_identifier(value) for value in wanted if value and value.strip()})

@@ -6,9 +6,16 @@ store's one :class:`SignatureValidationSpec`. This module adds what is specific 
 * the revocation data the file carries (the Document Security Store and Adobe's revocation-info-archival
   attribute) joins the store's own CRLs/OCSP responses;
 * coverage and difference analysis: the signed byte range must cover the whole signed revision, and every later
-  incremental update must pass pyHanko's difference analysis at form-filling level (more signatures, form field
-  values, DSS and document timestamps) and the signer's DocMDP permission. Anything else (a swapped page content
-  stream or XObject: a "shadow" attack) makes the signature ``modified``.
+  incremental update must pass pyHanko's difference analysis and the signer's DocMDP permission. Between two
+  signatures, form filling is allowed (the later signature covers it: an agency countersigning a form the citizen
+  filled and signed); after the last signature only validation data may be added (DSS, document timestamps). A form
+  field changed after the last signature, or anything else (a swapped page content stream or XObject: a "shadow"
+  attack), makes the signature ``modified``, the changed fields named in its warnings;
+* bytes after the last ``%%EOF`` that no signature covers make ``covers_whole_document`` false.
+
+Before anything is parsed, an over-long hex string (a ``/Contents`` of many megabytes, which the PDF parser would
+expand many times over in memory) is refused (:mod:`signing.limits`). A file that carries a signature dictionary
+but yields no readable signature is a ``FORMAT_FAILURE``, never unsigned.
 
 Malformed files never raise: a signature that cannot be processed is ``INDETERMINATE``/``FORMAT_FAILURE``.
 """
@@ -37,14 +44,18 @@ from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .adesval import validate_signed_data
+from .limits import MAX_SIGNATURE_CONTENTS_HEX, carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
 from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
 from .trust import TrustStore
 
 logger = logging.getLogger(__name__)
 
-#: The most a later incremental update may do without invalidating an earlier signature: add signatures, fill in
-#: form fields, add DSS data and document timestamps. Annotations and anything else count as modification.
+#: The most a later incremental update may do without invalidating an earlier signature when a later signature
+#: covers it: add signatures, fill in form fields, add DSS data and document timestamps. Annotations and anything
+#: else count as modification.
 ALLOWED_MODIFICATION = ModificationLevel.FORM_FILLING
+#: The most that may follow the last signature, which nobody vouches for: validation data (DSS, document timestamps).
+ALLOWED_AFTER_LAST_SIGNATURE = ModificationLevel.LTA_UPDATES
 
 #: The signature types (``/SubFilter``) this validator understands.
 SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"})
@@ -52,37 +63,98 @@ SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"
 
 async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> SignatureReport:
     """The signature report for a PDF: one result per signature (``/Sig``), in signing order."""
+    oversized = oversized_hex_string(data)
+    if oversized is not None:
+        reason = (
+            f"a hex string at byte {oversized} is longer than the {MAX_SIGNATURE_CONTENTS_HEX // (1024 * 1024)} MiB "
+            "allowed for a signature's /Contents; the file was not parsed"
+        )
+        return failed_report(file, Format.PADES, reason)
     try:
         reader = PdfFileReader(BytesIO(data), strict=False)
         if reader.encrypted:
             # Permission-only encryption (an empty user password) is common: open it when that is all it takes.
             with contextlib.suppress(Exception):
                 reader.decrypt(b"")
-        entries = _signatures(reader)
+        entries, any_signature = _signatures(reader)
     except Exception as exc:  # noqa: BLE001 - the file-level boundary: an unreadable PDF is a format failure
         return failed_report(file, Format.PADES, f"not a readable PDF: {_brief(exc)}")
     if not entries:
+        if not any_signature and carries_pdf_signature(data):
+            return failed_report(file, Format.PADES, "the file carries a signature dictionary that cannot be read")
         return SignatureReport(file=file, format=Format.PADES)
     file_spec, file_warnings = _with_file_revinfo(store.spec, reader)
     spec = PdfSignatureValidationSpec(file_spec, diff_policy=DEFAULT_DIFF_POLICY)
     timing = ValidationTimingInfo.now()
-    results = []
+    checked: list[tuple[SignatureResult, EmbeddedPdfSignature | None, dict[str, Any] | None]] = []
     for entry in entries:
         if isinstance(entry, SignatureResult):
-            results.append(entry)
+            checked.append((entry, None, None))
             continue
         try:
-            result = await _validate_signature(entry, spec, timing)
+            result, integrity = await _validate_signature(entry, spec, timing)
         except Exception as exc:  # noqa: BLE001 - the per-signature boundary: an error is never `valid`
             # Only the exception type is logged: messages may quote document content.
             logger.warning("PDF signature could not be validated: %s", type(exc).__name__)
             result = format_failure(f"signature {entry.field_name!r} could not be processed: {_brief(exc)}")
-        results.append(result.with_warnings(*file_warnings))
+            integrity = None
+        checked.append((result.with_warnings(*file_warnings), entry, integrity))
+    results = _after_last_signature(checked)
+    results = _uncovered_trailing_bytes(data, results, [sig for _, sig, _ in checked if sig is not None])
     return SignatureReport(file=file, format=Format.PADES, signatures=tuple(results))
 
 
-def _signatures(reader: PdfFileReader) -> list[EmbeddedPdfSignature | SignatureResult]:
-    """Every filled ``/Sig`` field: its signature, or a ``FORMAT_FAILURE`` result when it cannot be read.
+def _after_last_signature(
+    checked: list[tuple[SignatureResult, EmbeddedPdfSignature | None, dict[str, Any] | None]],
+) -> list[SignatureResult]:
+    """The results, every one ``modified`` when the last signature was followed by more than validation data: such a
+    change (a form field's value or appearance) is covered by no signature at all."""
+    results = [result for result, _, _ in checked]
+    ordered = [(_revision(sig), integrity) for _, sig, integrity in checked if sig is not None]
+    if not ordered or len(ordered) < len(checked):
+        # No readable signature, or one that could not be read at all (its place in the order is unknown):
+        # the document is not valid anyway, and the readable ones keep their own analysis.
+        return results
+    _, integrity = max(ordered, key=lambda pair: pair[0])
+    if integrity is None:
+        return results  # the last signature could not be analysed: it is a failure already
+    diff = integrity.get("diff_result")
+    level = getattr(diff, "modification_level", None)
+    if not isinstance(level, ModificationLevel) or level <= ALLOWED_AFTER_LAST_SIGNATURE:
+        return results  # nothing after it, validation data only, or a suspicious change already reported
+    fields = sorted(getattr(diff, "changed_form_fields", ()) or ())
+    what = ", ".join(repr(name) for name in fields) if fields else "form fields"
+    reason = f"{level.name}: {what} changed after the last signature, which no signature covers"
+    return [result if result.modified_after_signing else _modified(result, reason) for result in results]
+
+
+def _revision(sig: EmbeddedPdfSignature) -> int:
+    try:
+        return sig.signed_revision
+    except Exception:  # noqa: BLE001 - an unreadable signature: its revision is unknown
+        return -1
+
+
+def _uncovered_trailing_bytes(
+    data: bytes, results: list[SignatureResult], signatures: list[EmbeddedPdfSignature]
+) -> list[SignatureResult]:
+    """The results, with ``covers_whole_document`` false when bytes after the last ``%%EOF`` escape every signature."""
+    trailing = trailing_bytes_after_eof(data)
+    if not trailing:
+        return results
+    ends = []
+    for sig in signatures:
+        with contextlib.suppress(Exception):
+            ends.append(sig.byte_range[2] + sig.byte_range[3])
+    if ends and max(ends) >= len(data):
+        return results
+    reason = f"{trailing} bytes after the last %%EOF are not covered by any signature"
+    return [_not_whole_document(result).with_warnings(reason) for result in results]
+
+
+def _signatures(reader: PdfFileReader) -> tuple[list[EmbeddedPdfSignature | SignatureResult], bool]:
+    """Every filled ``/Sig`` field: its signature, or a ``FORMAT_FAILURE`` result when it cannot be read; and whether
+    any signature at all (document timestamps included) was found.
 
     pyHanko's ``embedded_regular_signatures`` fails as a whole on one unreadable signature and silently skips
     unsupported ones; the fields it missed are read one by one here so that each is reported.
@@ -105,12 +177,13 @@ def _signatures(reader: PdfFileReader) -> list[EmbeddedPdfSignature | SignatureR
             found.append(format_failure(f"signature {name!r} is unreadable: {_brief(exc)}"))
             continue
         if kind == "/DocTimeStamp":
+            seen.add(name)
             continue  # document timestamps are not signatures by a person (and are allowed updates)
         if subfilter not in SUPPORTED_SUBFILTERS:
             found.append(format_failure(f"signature {name!r} has an unsupported type {subfilter}"))
             continue
         found.append(sig)
-    return found
+    return found, bool(found or seen)
 
 
 def _with_file_revinfo(
@@ -179,8 +252,8 @@ def _add_knowledge(spec: SignatureValidationSpec, extra: LocalKnowledge) -> Sign
 
 async def _validate_signature(
     sig: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec, timing: ValidationTimingInfo
-) -> SignatureResult:
-    """One signature: AdES indication from pyHanko, then the PDF coverage and modification facts."""
+) -> tuple[SignatureResult, dict[str, Any]]:
+    """One signature: AdES indication from pyHanko, then the PDF coverage and modification facts (and those facts)."""
     sig.compute_integrity_info(diff_policy=spec.diff_policy)
     integrity = sig.summarise_integrity_info()
     claimed = _claimed_signing_time(sig)
@@ -197,7 +270,7 @@ async def _validate_signature(
     )
     if result.signing_time is None:
         result = dataclasses.replace(result, signing_time=claimed)
-    return _apply_modification_analysis(result, integrity)
+    return _apply_modification_analysis(result, integrity), integrity
 
 
 def _signer_cert(sig: EmbeddedPdfSignature) -> x509.Certificate | None:

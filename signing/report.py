@@ -250,7 +250,7 @@ class SignatureReport:
     """One document: its name, the signature format its validator read, and one result per signature.
 
     ``error`` says why the document as a whole failed before any signature could be examined (a parser error, say);
-    it is a diagnostic for logs and tests, not part of the JSON contract.
+    it is a diagnostic for logs and tests, not part of the JSON shape (``docs/signature-report.md``).
     """
 
     file: str

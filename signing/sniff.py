@@ -7,11 +7,15 @@ signature verification never disagree about a file. It imports only the standard
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import zipfile
 from typing import Literal
 
 from asn1crypto import cms, pem
+
+from .limits import BASE64_CMS
 
 __all__ = [
     "ALIASES",
@@ -93,6 +97,8 @@ def parse_signed_data(signature: bytes) -> cms.SignedData:
     try:
         if pem.detect(data):
             _, _, data = pem.unarmor(data)
+        elif BASE64_CMS.match(data):
+            data = base64.b64decode(b"".join(data.split()), validate=True)
         info = cms.ContentInfo.load(data, strict=True)
         if info["content_type"].native != "signed_data":
             raise NotCMSError(f"CMS content type is {info['content_type'].native}, not signed data")
@@ -105,7 +111,7 @@ def parse_signed_data(signature: bytes) -> cms.SignedData:
             signer_info["digest_algorithm"]["algorithm"].native  # noqa: B018
     except NotCMSError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, binascii.Error) as exc:
         raise NotCMSError(f"not a CMS signature: {exc}") from exc
     assert isinstance(signed, cms.SignedData)
     return signed

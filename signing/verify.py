@@ -12,18 +12,18 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+from .limits import MAX_CMS_SIGNATURE_BYTES, MAX_DOCUMENT_BYTES, carries_cms_signature, carries_pdf_signature
 from .report import Format, SignatureReport, failed_report
-from .sniff import detect_format
+from .sandbox import DEFAULT_BUDGET, Budget, SandboxPool
+from .sniff import OCTET_STREAM, detect_format, sniff_content_type
 from .trust import TrustSettings, TrustStore
 
 logger = logging.getLogger(__name__)
 
-#: Documents larger than this are refused before parsing (FORMAT_FAILURE).
-MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
 DETACHED_SUFFIXES = (".p7s", ".sig")
 CMS_SUFFIXES = (".p7s", ".p7m", ".p7b", ".sig")
 
@@ -47,12 +47,22 @@ async def _verify(
     data: bytes, store: TrustStore, *, filename: str, detached_signature: bytes | None
 ) -> SignatureReport:
     if len(data) > MAX_DOCUMENT_BYTES:
-        return failed_report(filename, Format.NONE, "document too large to verify")
+        return failed_report(filename, Format.NONE, _too_large("document", MAX_DOCUMENT_BYTES))
     if detached_signature is not None:
+        if len(detached_signature) > MAX_CMS_SIGNATURE_BYTES:
+            return failed_report(filename, Format.CADES, _too_large("detached signature", MAX_CMS_SIGNATURE_BYTES))
         from .cms import validate_cms
 
         return await validate_cms(detached_signature, store, content=data, file=filename)
     kind = detect_format(data, filename)
+    if kind == "other" and sniff_content_type(data) == OCTET_STREAM:
+        # Of no known type, yet carrying a signature structure (a PDF with a mangled header, a corrupt CMS blob): it
+        # goes to the validator that reports it broken, never `unsigned`. Known types (an image, an office file that
+        # may embed a signed PDF) are not searched.
+        if carries_pdf_signature(data):
+            kind = "pdf"
+        elif carries_cms_signature(data, filename):
+            kind = "cms"
     if kind == "pdf":
         from .pdf import validate_pdf
 
@@ -66,6 +76,10 @@ async def _verify(
 
         return await validate_cms(data, store, file=filename)
     return SignatureReport(file=filename, format=Format.NONE)
+
+
+def _too_large(what: str, limit: int) -> str:
+    return f"{what} too large to verify (over the limit of {limit // (1024 * 1024)} MiB)"
 
 
 def verify_document_sync(
@@ -97,15 +111,37 @@ class Document:
     data: bytes
     filename: str = ""
     detached_signature: bytes | None = None
+    #: Why the document was refused before it was read (over the size limit); its report says so.
+    refused: str | None = None
 
     @classmethod
     def from_path(cls, path: Path, detached: Path | None = None) -> Document:
+        """The document at ``path``: its size is checked before it is read, and no more than the limit is read."""
         detached = detached or find_detached_signature(path)
-        return cls(
-            data=path.read_bytes(),
-            filename=path.name,
-            detached_signature=detached.read_bytes() if detached else None,
-        )
+        data = read_bounded(path, MAX_DOCUMENT_BYTES)
+        signature = read_bounded(detached, MAX_CMS_SIGNATURE_BYTES) if detached else None
+        if data is None:
+            return cls(b"", path.name, refused=_too_large("document", MAX_DOCUMENT_BYTES))
+        if detached is not None and signature is None:
+            return cls(b"", path.name, refused=_too_large("detached signature", MAX_CMS_SIGNATURE_BYTES))
+        return cls(data=data, filename=path.name, detached_signature=signature)
+
+
+def read_bounded(path: Path, limit: int) -> bytes | None:
+    """The bytes of ``path``, or ``None`` when it holds more than ``limit`` bytes (stat first, then a bounded read,
+    so a file that grows meanwhile is still not read past the limit)."""
+    with path.open("rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            return None
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def verify_one(doc: Document, store: TrustStore) -> SignatureReport:
+    """The report for ``doc`` in this process (no budget): what a worker runs."""
+    if doc.refused is not None:
+        return failed_report(doc.filename, Format.NONE, doc.refused)
+    return verify_document_sync(doc.data, store, filename=doc.filename, detached_signature=doc.detached_signature)
 
 
 # --- parallel verification ------------------------------------------------------------------------------------------
@@ -120,23 +156,38 @@ def _init_process(settings: TrustSettings) -> None:
 
 def _verify_in_process(doc: Document) -> SignatureReport:
     assert _process_store is not None
-    return verify_document_sync(
-        doc.data, _process_store, filename=doc.filename, detached_signature=doc.detached_signature
-    )
+    return verify_one(doc, _process_store)
 
 
 class Verifier:
-    """Verifies many documents with one parsed trust store, off the event loop.
+    """Verifies many documents with one parsed trust store, off the event loop, each within a budget.
 
-    ``await verifier.verify(doc)`` runs the validation in a worker thread (its own event loop there), so an ASGI
-    handler never blocks. ``verify_batch`` spreads a batch over ``workers`` processes, each loading the trust
-    material once, and returns the reports in input order: the same :class:`SignatureReport` as ``verify``.
+    ``await verifier.verify(doc)`` waits in a worker thread (its own event loop there), so an ASGI handler never
+    blocks; ``verify_batch`` spreads a batch over ``workers`` and returns the reports in input order: the same
+    :class:`SignatureReport` as ``verify``. With a ``budget`` (the default) every document is validated in a worker
+    process with a memory cap and a deadline (:mod:`signing.sandbox`, workers started by ``start_method``: a fork
+    server by default); with ``budget=None`` in this process, and a batch on a process pool loading ``settings``.
     """
 
-    def __init__(self, store: TrustStore, *, settings: TrustSettings | None = None, threads: int = 2) -> None:
+    def __init__(
+        self,
+        store: TrustStore,
+        *,
+        settings: TrustSettings | None = None,
+        threads: int = 2,
+        budget: Budget | None = DEFAULT_BUDGET,
+        start_method: str | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.budget = budget
+        self.start_method = start_method
         self._threads: Executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="signing")
+        self._sandbox = (
+            SandboxPool(verify_one, store, budget, size=threads, start_method=start_method)
+            if budget is not None
+            else None
+        )
 
     @classmethod
     def from_settings(cls, settings: TrustSettings, *, threads: int = 2) -> Verifier:
@@ -155,32 +206,46 @@ class Verifier:
         on_done: Callable[[], None] | None = None,
     ) -> list[SignatureReport]:
         """The reports for ``docs``, in input order; ``on_done`` is called once per finished document."""
-        workers = workers or os.cpu_count() or 1
-        if workers <= 1 or len(docs) <= 1 or self.settings is None:
+        workers = min(workers or os.cpu_count() or 1, len(docs))
+        if workers <= 1 or (self.budget is None and self.settings is None):
             results = []
             for doc in docs:
                 results.append(self._verify_here(doc))
                 if on_done:
                     on_done()
             return results
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(docs)),
-            initializer=_init_process,
-            initargs=(self.settings,),
-        ) as pool:
-            futures = [pool.submit(_verify_in_process, doc) for doc in docs]
-            for _ in as_completed(futures):
-                if on_done:
-                    on_done()
-            return [f.result() for f in futures]
+        if self.budget is not None:
+            sandbox = SandboxPool(verify_one, self.store, self.budget, size=workers, start_method=self.start_method)
+            try:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="signing-batch") as pool:
+                    return _collect([pool.submit(sandbox.run, doc) for doc in docs], on_done)
+            finally:
+                sandbox.close()
+        settings = self.settings
+        assert settings is not None
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_process, initargs=(settings,)) as pool:
+            return _collect([pool.submit(_verify_in_process, doc) for doc in docs], on_done)
+
+    def memory_limit(self) -> int | None:
+        """The address-space cap (bytes) a document is validated under, or ``None`` without one."""
+        return self._sandbox.memory_limit() if self._sandbox is not None else None
 
     def _verify_here(self, doc: Document) -> SignatureReport:
-        return verify_document_sync(
-            doc.data, self.store, filename=doc.filename, detached_signature=doc.detached_signature
-        )
+        if self._sandbox is not None:
+            return self._sandbox.run(doc)
+        return verify_one(doc, self.store)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._sandbox is not None:
+            self._sandbox.close()
+
+
+def _collect(futures: list[Future[SignatureReport]], on_done: Callable[[], None] | None) -> list[SignatureReport]:
+    for _ in as_completed(futures):
+        if on_done:
+            on_done()
+    return [f.result() for f in futures]
 
 
 def load_documents(paths: Iterable[Path], detached: Path | None = None) -> list[Document]:

@@ -411,11 +411,45 @@ async def validate_xml(data: bytes, store: TrustStore, *, file: str = "") -> Sig
     return (await validate_xml_content(data, store, file=file)).report
 
 
+def _split_trailing(data: bytes, exc: XMLRefusedError) -> int | None:
+    """Where the document ends when the parser found content after the root element (trailing text, say): the
+    offset of that content, if the part before it is a well-formed document on its own; else ``None``."""
+    cause = exc.__cause__
+    if not isinstance(cause, etree.XMLSyntaxError) or "Extra content at the end" not in str(cause.msg or ""):
+        return None
+    line, column = cause.position
+    lines = data.split(b"\n")
+    if not 1 <= line <= len(lines) or column < 1:
+        return None
+    offset = sum(len(previous) + 1 for previous in lines[: line - 1]) + column - 1
+    try:
+        parse_xml(data[:offset])
+    except XMLRefusedError:
+        return None
+    return offset
+
+
 async def _validate(data: bytes, store: TrustStore, file: str) -> XMLValidation:
+    trailing = b""
     try:
         root = parse_xml(data)
     except XMLRefusedError as exc:
-        return XMLValidation(failed_report(file, Format.XMLDSIG, str(exc)))
+        end = _split_trailing(data, exc)
+        if end is None:
+            return XMLValidation(failed_report(file, Format.XMLDSIG, str(exc)))
+        data, trailing = data[:end], data[end:]
+        root = parse_xml(data)
+    validation = await _validate_tree(data, root, store, file)
+    if not trailing or not validation.report.signatures:
+        return validation
+    reason = f"{len(trailing)} bytes after the root element are not covered by any signature"
+    results = [
+        replace(result, covers_whole_document=False).with_warnings(reason) for result in validation.report.signatures
+    ]
+    return XMLValidation(replace(validation.report, signatures=tuple(results)), validation.signed_parts)
+
+
+async def _validate_tree(data: bytes, root: etree._Element, store: TrustStore, file: str) -> XMLValidation:
     signatures = list(root.iter(_SIGNATURE))
     if not signatures:
         return XMLValidation(SignatureReport(file=file, format=Format.NONE))

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway import audit, outbox
+from gateway.catalogue import get_procedure, import_procedures
 from gateway.store.models import AuditEntry, utcnow
 from tests.api_support import (
     ADMIN,
@@ -38,7 +39,16 @@ def actions(gw: Gateway) -> list[str]:
         return list(session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
 
 
+def make_competent(gw: Gateway, *agencies: str) -> None:
+    """The catalogue names ``agencies`` among the procedure's competent ones (registration requires it)."""
+    with gw.db.unit_of_work() as session:
+        spec = get_procedure(session, PROCEDURE)
+        assert spec is not None
+        import_procedures(session, [spec.model_copy(update={"agencies": [*spec.agencies, *agencies]})])
+
+
 async def test_agencies_crud(gw: Gateway) -> None:
+    make_competent(gw, NEW, "000.00.31.H38")
     listed = await gw.client.get("/api/v1/admin/agencies", headers=ADMIN)
     assert listed.status_code == 200
     assert [a["code"] for a in listed.json()["agencies"]] == sorted([AGENCY, AGENCY2, AGENCY3])

@@ -196,14 +196,14 @@ def test_register_a_toml_document(tmp_path, config, capsys, monkeypatch):
     monkeypatch.setattr("gateway.commands.agency.endpoint_checker", lambda settings: lambda registration: None)
     file = tmp_path / "stp.toml"
     file.write_text(
-        'code = "000.00.15.H38"\nname = "Sở Tư pháp"\nprotocol = "soap"\n'
+        'code = "000.00.10.H38"\nname = "Sở Kế hoạch và Đầu tư"\nprotocol = "soap"\n'
         'wsdl = "https://motcua.soxaydung.example.vn/MotCua?wsdl"\nprocedures = ["2.001610"]\n'
         '[auth]\ntype = "basic"\nusername = "lgsp"\npassword = "file:/run/secrets/stp"\n'
         '[status_updates]\nmode = "poll"\ninterval_seconds = 300\n',
         "utf-8",
     )
     code, out, _ = run(capsys, "agency", "register", "--file", str(file), "--config", str(config))
-    assert code == 0 and out.startswith("registered 000.00.15.H38 (Sở Tư pháp): soap")
+    assert code == 0 and out.startswith("registered 000.00.10.H38 (Sở Kế hoạch và Đầu tư): soap")
     [stored] = listed(capsys, config)
     assert stored["status_updates"] == {"mode": "poll", "interval_seconds": 300}
     assert stored["auth"]["password"] == "file:/run/secrets/stp"

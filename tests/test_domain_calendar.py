@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from gateway.config import ConfigError, parse_section
 from gateway.domain.calendar import VIETNAM_TZ, OfficeCalendar, official_holidays
+from gateway.official_calendar import load_official_calendar
 from gateway.sections import CalendarSection, office_calendar
 
-CAL = OfficeCalendar()
+CAL = OfficeCalendar(official=load_official_calendar())
 H = timedelta(hours=1)
 
 

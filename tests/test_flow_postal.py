@@ -70,8 +70,9 @@ def order_messages(db: Database) -> list[MessageView]:
 
 
 async def completed(ctx: Context, handler: PostalOrderHandler, **fields: Any) -> tuple[str, str]:
-    """A dossier by post, completed, its pickup and delivery ordered: its code and the delivery's order code."""
-    code = await submit(ctx, at=NOW, **fields)
+    """A dossier by post without fees, completed, its pickup and delivery ordered: its code and the delivery's order
+    code."""
+    code = await submit(ctx, at=NOW, **{"fees": (), **fields})
     for minutes, status in enumerate(("received", "processing", "completed"), start=1):
         await move(ctx, code, status, NOW + timedelta(minutes=minutes))
     for message in order_messages(ctx.db):

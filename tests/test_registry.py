@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import registry
+from gateway import registry, registry_urls
 from gateway.config import ConfigError
 from gateway.registry import (
     AgencyExistsError,
@@ -390,7 +390,7 @@ def test_binding_all_addresses_means_every_local_address(url):
 
 def test_binding_all_addresses_covers_the_hosts_public_address(monkeypatch):
     own = {ipaddress.ip_address("14.160.32.10")}
-    monkeypatch.setattr(registry, "_local_addresses", lambda: own)
+    monkeypatch.setattr(registry_urls, "_local_addresses", lambda: own)
     settings = RegistrySettings(server_host="0.0.0.0", server_port=443)
     error = refused(rest(endpoint="https://motcua.soxaydung.example.vn/api"), settings)
     assert messages(error)["endpoint"] == (

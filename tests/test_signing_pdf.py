@@ -230,17 +230,48 @@ async def test_two_signers_are_both_reported_valid(pki, store, signed):
     assert report.verdict is Verdict.VALID
 
 
-async def test_form_fill_after_signing_is_allowed(pki, store, signed):
+async def test_form_field_changed_after_the_last_signature_is_modified(pki, store, signed):
     def fill(writer):
         field = text_field(writer)
-        field[name("/V")] = generic.TextStringObject("Nguyễn Văn A")
+        field[name("/V")] = generic.TextStringObject("9999999")
         writer.update_container(field)
 
     filled = update(signed, fill)
     report = await validate_pdf(filled, store)
     sig = only(report)
-    assert outcome(report) == VALID, report.to_json()
-    assert sig.covers_whole_document and not sig.modified_after_signing
+    assert outcome(report) == MODIFIED_LATER, report.to_json()
+    assert sig.modified_after_signing and not sig.covers_whole_document
+    assert any("'HoTen'" in warning and "after the last signature" in warning for warning in sig.warnings)
+
+
+async def test_countersignature_covers_a_later_fill_in(pki, store, signed):
+    def fill(writer):
+        field = text_field(writer)
+        field[name("/V")] = generic.TextStringObject("Đã tiếp nhận")
+        writer.update_container(field)
+
+    countersigned = await sign(update(signed, fill), pki.good_ec, field_name="CanBo")
+    report = await validate_pdf(countersigned, store)
+    assert [s.verdict for s in report.signatures] == [Verdict.VALID, Verdict.VALID], report.to_json()
+    assert report.verdict is Verdict.VALID
+
+    # A change after the countersignature is covered by nobody: both signatures say so.
+    def refill(writer):
+        field = text_field(writer)
+        field[name("/V")] = generic.TextStringObject("Đã duyệt")
+        writer.update_container(field)
+
+    refilled = update(countersigned, refill)
+    assert [s.verdict for s in (await validate_pdf(refilled, store)).signatures] == [Verdict.MODIFIED] * 2
+
+
+async def test_bytes_after_the_last_eof_are_not_covered(pki, store, signed):
+    report = await validate_pdf(signed + b"\n% Nguoi duyet: DA DUYET\n", store)
+    sig = only(report)
+    assert sig.covers_whole_document is False and report.verdict is Verdict.MODIFIED
+    assert any("after the last %%EOF" in warning for warning in sig.warnings)
+    # White space after %%EOF is harmless.
+    assert outcome(await validate_pdf(signed + b"\r\n \n", store)) == VALID
 
 
 async def test_form_fill_then_second_signature_keeps_the_first_valid(pki, store, signed):

@@ -34,7 +34,7 @@ from adapters.onestop.soap import (
     SoapMapping,
     WsdlLimits,
     WsdlLoader,
-    build_document,
+    build_description,
     element_paths,
     fetch_wsdl_documents,
     message_type,
@@ -80,6 +80,7 @@ class WsdlCheck:
     address: str | None = None
     operations: Mapping[str, str] = field(default_factory=dict)  # ours → their operation found
     documents: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # the repairs made to load the description
 
     def __str__(self) -> str:
         return self.message
@@ -109,7 +110,12 @@ def _bindings(document: Any) -> tuple[BindingInfo, ...]:
             if getattr(port, "binding", None) is not None:
                 used.setdefault(port.binding, port)
     infos = []
-    for qname, binding in document.bindings.items():
+    everywhere = {  # the bindings of every document of the description, imported ones included
+        qname: binding
+        for definition in getattr(document, "_definitions", {}).values()
+        for qname, binding in definition.bindings.items()
+    } or dict(document.bindings)
+    for qname, binding in everywhere.items():
         port = used.get(binding)
         operations = tuple(sorted(getattr(binding, "_operations", {})))
         infos.append(
@@ -172,15 +178,25 @@ async def check_wsdl(
     try:
         async with factory.client(upstream, settings, auth=auth) as http:
             fetched = await fetch_wsdl_documents(url, http, upstream=upstream, limits=limits)
-        document = await asyncio.to_thread(build_document, fetched)
+        built = await asyncio.wait_for(
+            asyncio.to_thread(build_description, fetched), timeout=(limits or WsdlLimits()).load_timeout_seconds
+        )
     except UpstreamError as exc:
         return _failed(url, f"cannot load the WSDL: {exc.message}")
+    except TimeoutError:
+        return _failed(url, "cannot load the WSDL: parsing it took longer than the limit")
     except ValueError as exc:  # a URL httpx or the fetcher refuses
         return _failed(url, f"cannot load the WSDL: {exc}")
+    document = built.document
 
     bindings = _bindings(document)
     versions = tuple(sorted({info.soap_version for info in bindings if info.soap_version}))
-    common: dict[str, Any] = {"bindings": bindings, "soap_versions": versions, "documents": tuple(fetched.documents)}
+    common: dict[str, Any] = {
+        "bindings": bindings,
+        "soap_versions": versions,
+        "documents": tuple(fetched.documents),
+        "warnings": built.warnings,
+    }
     try:
         port = select_port(document, soap_version=parsed_mapping.soap_version, port=parsed_mapping.port)
     except UpstreamError as exc:
@@ -209,5 +225,6 @@ async def check_wsdl(
         f"OK: port {port.name} (SOAP {version}, {port.binding.default_style}) has "
         f"{', '.join(found[op] for op in OPERATIONS)}; SOAP versions: {', '.join(versions)}; "
         f"{len(fetched.documents)} document(s)"
+        + (f"; {len(built.warnings)} repair(s): {'; '.join(built.warnings)}" if built.warnings else "")
     )
     return WsdlCheck(url=url, ok=True, message=message, **common)

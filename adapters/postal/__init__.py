@@ -1,7 +1,7 @@
 """Public postal service (*bưu chính công ích*) client and tracking webhook verification.
 
 Pickup orders (the applicant's originals) and delivery orders (the result), tracking by order code, and the signed
-tracking webhook (contract for ``POST /api/v1/postal/events``). The gateway depends on
+tracking webhook (``POST /api/v1/postal/events``, ``docs/api.md``). The gateway depends on
 :class:`~adapters.postal.port.PostalService` only. Usable on its own by a portal backend: nothing here
 imports the daemon::
 

@@ -1,4 +1,4 @@
-"""The public postal service's tracking events and their webhook (contract for ``POST /api/v1/postal/events``).
+"""The public postal service's tracking events and their webhook (``POST /api/v1/postal/events``, ``docs/api.md``).
 
 ::
 

@@ -4,8 +4,9 @@ Middleware, outermost first, both pure ASGI (they never buffer a body):
 
 - :class:`AccessLog`: one structured JSON line per request on the ``gateway.access`` logger (method, route
   *template*, status, duration, request id, the caller's role), never a body, a query string or a header value;
-  Prometheus counters; and the last line of defence: an unexpected exception becomes a 500 in the error shape,
-  without internals (the log has its type and frames, never its message, which could quote personal data).
+  Prometheus counters (the process's :class:`~gateway.metrics.GatewayMetrics`); and the last line of defence: an
+  unexpected exception becomes a 500 in the error shape, without internals (the log has its type and frames, never
+  its message, which could quote personal data).
   The request id is the caller's ``X-Request-ID`` when it is a plain token of at most 64 characters, else a new one;
   it is echoed in the answer's ``X-Request-ID``.
 - :class:`BodyLimit`: a body over ``runtime.max_body_bytes`` is refused with 413: at once when ``Content-Length``
@@ -27,16 +28,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..auth import TokenStore
-from ..outbox import STATES
+from ..metrics import GatewayMetrics
 from ..runtime import Runtime
 from ..store.models import utcnow
 from . import (
+    console,
     routes_admin,
     routes_agencies,
     routes_dossiers,
@@ -44,55 +46,18 @@ from . import (
     routes_payments,
     routes_postal,
     routes_public,
+    routes_reports,
     routes_signatures,
     routes_soap,
 )
 from .errors import BodyTooLarge, error_body, install_handlers, log_exception
 from .routes_common import BODY_MODELS
+from .schemas import error_responses
 
-__all__ = ["AccessLog", "BodyLimit", "Metrics", "create_app"]
+__all__ = ["AccessLog", "BodyLimit", "create_app"]
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
-
-
-class Metrics:
-    """The app's Prometheus metrics, in a registry of its own (one per app: tests build many)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "dvc_gateway_http_requests",
-            "HTTP requests by method, route template and status",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.duration = Histogram(
-            "dvc_gateway_http_request_duration_seconds",
-            "HTTP request duration by route template",
-            ["route"],
-            registry=self.registry,
-        )
-        self.submitted = Counter(
-            "dvc_gateway_dossiers_submitted", "Dossiers taken in, by agency", ["agency"], registry=self.registry
-        )
-        self.events = Counter(
-            "dvc_gateway_agency_events",
-            "Agency status events accepted, by status and outcome (applied or duplicate)",
-            ["status", "outcome"],
-            registry=self.registry,
-        )
-        self.outbox = Gauge(
-            "dvc_gateway_outbox_messages", "Outbox messages by state", ["state"], registry=self.registry
-        )
-        self.database_up = Gauge(
-            "dvc_gateway_database_up", "1 when the last metrics scrape could read the database", registry=self.registry
-        )
-
-    def set_outbox(self, stats: dict[str, int] | None) -> None:
-        self.database_up.set(0 if stats is None else 1)
-        for state in STATES:
-            self.outbox.labels(state=state).set((stats or {}).get(state, 0))
 
 
 async def _send_error(send: Send, status: int, code: str, message: str, request_id: str | None = None) -> None:
@@ -158,7 +123,7 @@ class BodyLimit:
 class AccessLog:
     """One JSON line per request, Prometheus counters, request ids, and the 500 of last resort."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
@@ -200,7 +165,7 @@ class AccessLog:
             template = getattr(route, "path", None) or "<unmatched>"
             method = scope.get("method", "")
             self.metrics.requests.labels(method=method, route=template, status=str(status)).inc()
-            self.metrics.duration.labels(route=template).observe(duration)
+            self.metrics.duration.labels(method=method, route=template, status=str(status)).observe(duration)
             line = {
                 "event": "http_request",
                 "method": method,
@@ -211,6 +176,43 @@ class AccessLog:
                 "role": scope.get("state", {}).get("role"),
             }
             access_log.info(json.dumps(line, ensure_ascii=False))
+
+
+_FRAMEWORK_ERRORS = ("HTTPValidationError", "ValidationError")
+
+
+def _cannot_be_invalid(operation: dict[str, Any]) -> bool:
+    """No request body and only string path parameters: nothing the framework could refuse with 422."""
+    if "requestBody" in operation:
+        return False
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") != "path" or parameter.get("schema", {}).get("type") != "string":
+            return False
+        if set(parameter.get("schema", {})) - {"type", "title", "description"}:
+            return False
+    return True
+
+
+def _replace_framework_validation_error(schema: dict[str, Any]) -> None:
+    """The framework documents its own 422 (``HTTPValidationError``); this API answers the error model instead.
+
+    Routes document their 422 with the error model themselves; where one did not, the framework's is replaced by
+    the error model, or dropped where no parameter can be invalid (only string path parameters).
+    """
+    framework_ref = f"#/components/schemas/{_FRAMEWORK_ERRORS[0]}"
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            content = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref") != framework_ref:
+                continue
+            if _cannot_be_invalid(operation):
+                del responses["422"]
+            else:
+                responses["422"] = error_responses(422, by_reference=True)[422]
+    schemas = schema.get("components", {}).get("schemas", {})
+    for name in _FRAMEWORK_ERRORS:
+        schemas.pop(name, None)
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
@@ -226,10 +228,16 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in definitions.get("$defs", {}).items():
                 schemas.setdefault(name, definition)
+        _replace_framework_validation_error(schema)
         app.openapi_schema = schema
         return schema
 
     return build
+
+
+def _operation_id(route: APIRoute) -> str:
+    """The operation id of a route: its function's name (``submit_dossier``), what generated clients call it."""
+    return route.name
 
 
 def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
@@ -243,17 +251,20 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
         description="The provincial integration gateway for online public services.",
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=_operation_id,
     )
     app.state.runtime = runtime
     app.state.tokens = TokenStore.from_settings(runtime.settings.auth)
     app.state.clock = clock or utcnow
-    app.state.metrics = Metrics()
+    app.state.metrics = runtime.metrics
     install_handlers(app)
     for module in (routes_dossiers, routes_public, routes_agencies, routes_signatures, routes_admin, routes_ops):
         app.include_router(module.router)
+    console.install(app, runtime.settings.console, app.state.tokens)  # /console/ and /lookup: web pages
     app.include_router(routes_soap.router)  # the SOAP callback service (CapNhatTrangThaiHoSo)
     app.include_router(routes_postal.router)
     app.include_router(routes_payments.router)
+    app.include_router(routes_reports.router)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     # Added last = outermost: the access log sees the body limit's 413s.
     app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)

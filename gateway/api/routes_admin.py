@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -39,10 +39,13 @@ from ..services.agencies import open_dossier_count
 from ..store.models import OutboxMessage
 from .errors import ApiError
 from .routes_common import json_body_doc, read_json, require, runtime_of
+from .schemas import AgencyList, AgencyRegistration, OutboxMessageView, OutboxPage, error_responses
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 Admin = Annotated[Principal, Depends(require(ADMIN))]
+#: Outbox ids are 64-bit integers in every database.
+_MAX_ID = 2**63 - 1
 
 
 def _registration_errors(exc: RegistrationError, status: int) -> ApiError:
@@ -86,13 +89,27 @@ async def _store(request: Request, principal: Principal, registration: Registrat
     return JSONResponse(registration.document(), status_code=201 if created else 200)
 
 
-@router.get("/agencies", summary="Registered agencies")
+_STORED = {"model": AgencyRegistration, "description": "Replaced: the registration as stored"}
+_CREATED = {"model": AgencyRegistration, "description": "Registered: the registration as stored"}
+
+
+@router.get(
+    "/agencies",
+    summary="Registered agencies",
+    response_model=None,
+    responses={200: {"model": AgencyList, "description": "Every registration"}, **error_responses(401, 403)},
+)
 async def agencies(request: Request, principal: Admin) -> dict[str, Any]:
     registrations = await runtime_of(request).db.run(list_agencies)
     return {"agencies": [r.document() for r in registrations]}
 
 
-@router.get("/agencies/{code}", summary="One agency's registration")
+@router.get(
+    "/agencies/{code}",
+    summary="One agency's registration",
+    response_model=None,
+    responses={200: {"model": AgencyRegistration, "description": "The registration"}, **error_responses(401, 403, 404)},
+)
 async def agency(code: str, request: Request, principal: Admin) -> dict[str, Any]:
     registration = await runtime_of(request).db.run(lambda session: get_agency(session, code))
     if registration is None:
@@ -105,6 +122,8 @@ async def agency(code: str, request: Request, principal: Admin) -> dict[str, Any
     status_code=201,
     summary="Register an agency (409 when registered, unless replace=true)",
     openapi_extra=json_body_doc(Registration),
+    response_model=None,
+    responses={201: _CREATED, 200: _STORED, **error_responses(400, 401, 403, 409, 413, 415, 422)},
 )
 async def create_agency(
     request: Request,
@@ -119,6 +138,8 @@ async def create_agency(
     "/agencies/{code}",
     summary="Register or replace an agency",
     openapi_extra=json_body_doc(Registration),
+    response_model=None,
+    responses={201: _CREATED, 200: _STORED, **error_responses(400, 401, 403, 413, 415, 422)},
 )
 async def put_agency(code: str, request: Request, principal: Admin) -> JSONResponse:
     document = await read_json(request)
@@ -129,7 +150,12 @@ async def put_agency(code: str, request: Request, principal: Admin) -> JSONRespo
     return await _store(request, principal, registration, replace=True)
 
 
-@router.delete("/agencies/{code}", status_code=204, summary="Remove an agency's registration")
+@router.delete(
+    "/agencies/{code}",
+    status_code=204,
+    summary="Remove an agency's registration",
+    responses={204: {"description": "Removed"}, **error_responses(401, 403, 404, 409, 422)},
+)
 async def delete_agency(
     code: str,
     request: Request,
@@ -171,13 +197,18 @@ def _message(message: OutboxMessage) -> dict[str, Any]:
     }
 
 
-@router.get("/outbox", summary="Outbox messages (dead letters with state=dead)")
+@router.get(
+    "/outbox",
+    summary="Outbox messages (dead letters with state=dead)",
+    response_model=None,
+    responses={200: {"model": OutboxPage, "description": "A page of messages"}, **error_responses(401, 403, 422)},
+)
 async def list_outbox(
     request: Request,
     principal: Admin,
     state: Annotated[str | None, Query(description="pending, in_flight, done or dead")] = None,
     target: Annotated[str | None, Query(description="an agency code, or portal")] = None,
-    after_id: Annotated[int, Query(ge=0, description="page on after this id")] = 0,
+    after_id: Annotated[int, Query(ge=0, le=_MAX_ID, description="page on after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     if state is not None and state not in outbox.STATES:
@@ -191,8 +222,18 @@ async def list_outbox(
     return await runtime_of(request).db.run(read)
 
 
-@router.post("/outbox/{message_id}/redrive", summary="Put a dead message back in the queue")
-async def redrive_message(message_id: int, request: Request, principal: Admin) -> dict[str, Any]:
+@router.post(
+    "/outbox/{message_id}/redrive",
+    summary="Put a dead message back in the queue",
+    response_model=None,
+    responses={
+        200: {"model": OutboxMessageView, "description": "The message, pending again"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+async def redrive_message(
+    message_id: Annotated[int, Path(ge=1, le=_MAX_ID)], request: Request, principal: Admin
+) -> dict[str, Any]:
     def work(session: Session) -> dict[str, Any]:
         audit.lock_for_write(session)
         message = outbox.get(session, message_id)

@@ -13,6 +13,7 @@ from ..services.events import AgencyEvent, apply_event
 from ..validation import parse_model
 from .errors import ApiError
 from .routes_common import clock, context_of_request, json_body_doc, read_json, require
+from .schemas import EventOutcome, error_responses
 
 router = APIRouter(prefix="/api/v1/agencies", tags=["agencies"])
 log = logging.getLogger("gateway.events")
@@ -22,7 +23,11 @@ log = logging.getLogger("gateway.events")
     "/{agency}/events",
     summary="A status event from an agency's one-stop system",
     openapi_extra=json_body_doc(AgencyEvent),
-    responses={409: {"description": "The state machine refuses the transition"}},
+    response_model=None,
+    responses={
+        200: {"model": EventOutcome, "description": "The dossier after the event (duplicate: a repeat, no change)"},
+        **error_responses(400, 401, 403, 404, 409, 413, 415, 422),
+    },
 )
 async def agency_event(
     agency: str, request: Request, principal: Annotated[Principal, Depends(require(AGENCY))]

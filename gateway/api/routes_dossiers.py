@@ -1,7 +1,12 @@
-"""The portal's dossier endpoints: submit, read, supplement, withdraw."""
+"""The portal's dossier endpoints: submit, read, supplement, withdraw.
+
+Reading a dossier shows the applicant's personal data: each read is an entry of the audit trail (who, which dossier,
+which fields), written in the same transaction as the read.
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -9,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..auth import AGENCY, PORTAL, Principal
 from ..services import intake, supplements, withdrawal
 from ..services.changes import find_dossier
@@ -18,8 +24,12 @@ from ..store.models import Dossier
 from ..views import can_read, dossier_view
 from .errors import ApiError
 from .routes_common import clock, context_of_request, json_body_doc, read_json, require, runtime_of
+from .schemas import DossierView, error_responses
 
 router = APIRouter(prefix="/api/v1/dossiers", tags=["dossiers"])
+
+#: The personal data a dossier's answer shows: each read of it is an audit entry naming these fields.
+PERSONAL_FIELDS = frozenset({"applicant", "delivery_address"})
 
 IdempotencyKey = Annotated[
     str | None,
@@ -28,6 +38,9 @@ IdempotencyKey = Annotated[
         description="Repeating a request with the same key returns the first answer and changes nothing.",
     ),
 ]
+
+
+_CHANGE_ERRORS = error_responses(400, 401, 403, 404, 409, 413, 415, 422)
 
 
 def _answer(answer: Answer, code: str | None = None) -> JSONResponse:
@@ -68,7 +81,11 @@ async def _dossier_request(
     status_code=201,
     summary="Submit a dossier",
     openapi_extra=json_body_doc(intake.Submission),
-    responses={201: {"description": "The dossier, as GET answers it"}, 422: {"description": "Refused"}},
+    response_model=None,
+    responses={
+        201: {"model": DossierView, "description": "The dossier taken in, as GET answers it (a repeat: the same)"},
+        **error_responses(400, 401, 403, 413, 415, 422, 503),
+    },
 )
 async def submit_dossier(
     request: Request,
@@ -76,6 +93,7 @@ async def submit_dossier(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     document = await read_json(request)
+    started = time.perf_counter()
     answer = await intake.submit(
         context_of_request(request),
         principal,
@@ -86,11 +104,23 @@ async def submit_dossier(
         render=_render(request),
     )
     if not answer.replayed:
-        request.app.state.metrics.submitted.labels(agency=answer.body.get("agency_code", "")).inc()
+        metrics = request.app.state.metrics
+        agency = answer.body.get("agency_code", "")
+        metrics.submitted.labels(agency=agency).inc()
+        metrics.intake.labels(agency=agency).observe(time.perf_counter() - started)
+        for item in answer.body.get("components") or ():
+            verdict = (item.get("verification") or {}).get("verdict")
+            if isinstance(verdict, str):
+                metrics.verdicts.labels(verdict=verdict, source="intake").inc()
     return _answer(answer, answer.body.get("code"))
 
 
-@router.get("/{code}", summary="A dossier: status, history, verification, deadlines")
+@router.get(
+    "/{code}",
+    summary="A dossier: status, history, verification, deadlines",
+    response_model=None,
+    responses={200: {"model": DossierView, "description": "The dossier"}, **error_responses(401, 403, 404)},
+)
 async def get_dossier(
     code: str, request: Request, principal: Annotated[Principal, Depends(require(PORTAL, AGENCY))]
 ) -> dict[str, Any]:
@@ -98,10 +128,13 @@ async def get_dossier(
     now = clock(request)
 
     def read(session: Session) -> dict[str, Any]:
+        audit.lock_for_write(session)  # the read is recorded: the applicant's personal data was shown
         dossier = find_dossier(session, code)
         if not can_read(principal, dossier):
             raise ApiError(403, f"dossier {code} is not handled by agency {principal.agency_code}")
-        return dossier_view(session, dossier, calendar=runtime.calendar, now=now)
+        view = dossier_view(session, dossier, calendar=runtime.calendar, now=now)
+        audit.append(session, principal.name, "dossier.read", code, {"fields": sorted(PERSONAL_FIELDS)}, at=now)
+        return view
 
     return await runtime.db.run(read)
 
@@ -110,6 +143,8 @@ async def get_dossier(
     "/{code}/supplements",
     summary="Add or replace components after a supplement request",
     openapi_extra=json_body_doc(supplements.Supplement),
+    response_model=None,
+    responses={200: {"model": DossierView, "description": "The dossier after it"}, **_CHANGE_ERRORS},
 )
 async def add_supplement(
     code: str,
@@ -125,6 +160,8 @@ async def add_supplement(
     "/{code}/withdraw",
     summary="The applicant withdraws the dossier",
     openapi_extra=json_body_doc(withdrawal.WithdrawRequest),
+    response_model=None,
+    responses={200: {"model": DossierView, "description": "The dossier after it"}, **_CHANGE_ERRORS},
 )
 async def withdraw_dossier(
     code: str,

@@ -3,36 +3,50 @@
 - ``/healthz`` answers 200 while the process serves requests; it touches nothing else.
 - ``/readyz`` answers 200 when the database answers and its schema is at the newest migration, 503 otherwise (the
   check gives up after ``READY_TIMEOUT`` seconds: an unreachable database is not ready, not a hung probe).
-- ``/metrics`` needs the admin token unless ``[server] public_metrics = true``.
+- ``/metrics`` needs the admin token unless ``[server] public_metrics = true``; at each scrape it reads the outbox and
+  the deadline watch from the database (:mod:`gateway.api.monitoring`).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session
 
-from .. import outbox
 from ..auth import ADMIN
+from ..metrics import GatewayMetrics, Snapshot
 from .errors import ApiError, error_response
-from .routes_common import authenticate, runtime_of
+from .monitoring import snapshot
+from .routes_common import authenticate, clock, runtime_of
+from .schemas import Health, Ready, error_responses
 
 router = APIRouter(tags=["operations"])
 
 READY_TIMEOUT = 5.0
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get(
+    "/healthz", summary="Liveness", response_model=None, responses={200: {"model": Health, "description": "Alive"}}
+)
 async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database is reachable and its schema current")
+@router.get(
+    "/readyz",
+    summary="Readiness: the database is reachable and its schema current",
+    response_model=None,
+    responses={
+        200: {"model": Ready, "description": "Ready"},
+        503: {**error_responses(503)[503], "description": "Not ready (code not_ready; details: the failed checks)"},
+    },
+)
 async def readyz(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
 
@@ -55,7 +69,19 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": runtime.db.dialect})
 
 
-@router.get("/metrics", summary="Prometheus metrics (admin token unless [server] public_metrics = true)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin token unless [server] public_metrics = true)",
+    response_model=None,
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(401, 403, by_reference=True),
+    },
+)
 async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     if not runtime.settings.server.public_metrics:
@@ -65,14 +91,16 @@ async def metrics(request: Request) -> Response:
         principal = await authenticate(request, credentials)
         if principal.role != ADMIN:
             raise ApiError(403, f"metrics are for admin tokens, not {principal.role}")
-    registry = request.app.state.metrics
+    metrics: GatewayMetrics = request.app.state.metrics
+    now = clock(request)
+    near_due = timedelta(hours=runtime.settings.watch.near_due_hours)
 
-    def counts(session: Session) -> dict[str, int]:
-        return outbox.stats(session)
+    def read(session: Session) -> Snapshot:
+        return snapshot(session, runtime.calendar, now, near_due=near_due)
 
     try:
-        stats = await runtime.db.run(counts)
+        found: Snapshot | None = await runtime.db.run(read)
     except Exception:  # noqa: BLE001 - metrics still answer while the database is away
-        stats = None
-    registry.set_outbox(stats)
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+        found = None
+    metrics.set_snapshot(found)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,4 @@
-"""The payment platform's notification (IPN): ``GET|POST /api/v1/payments/notify`` (contract).
+"""The payment platform's notification (IPN): ``GET|POST /api/v1/payments/notify`` (``docs/api.md``).
 
 Public, but authenticated by the provider's signature (no bearer token): the ``vnp_*`` parameters come in the query
 string (``GET``, as VNPay sends them) or, for ``POST``, in the query string and a form-encoded or JSON-object body.
@@ -33,6 +33,7 @@ from ..services.payments import online_payment
 from ..services.settlement import settle_notification
 from .errors import ApiError
 from .routes_common import clock, context_of_request, runtime_of
+from .schemas import PaymentNotificationAnswer, error_responses
 
 __all__ = ["router"]
 
@@ -90,7 +91,11 @@ async def _params(request: Request) -> dict[str, str]:
 
 _NOTIFY_DOC: dict[str, Any] = {
     "summary": "Payment notification (IPN) from the payment platform, authenticated by its signature",
-    "responses": {200: {"description": 'The provider\'s answer: {"RspCode": "00|01|02|04|97|99", "Message": "..."}'}},
+    "response_model": None,
+    "responses": {
+        200: {"model": PaymentNotificationAnswer, "description": "The provider's answer (every notification)"},
+        404: {**error_responses(404)[404], "description": "Online payment is not configured on this gateway"},
+    },
 }
 
 

@@ -1,4 +1,4 @@
-"""The public postal service's tracking webhook: ``POST /api/v1/postal/events`` (contract).
+"""The public postal service's tracking webhook: ``POST /api/v1/postal/events`` (``docs/api.md``).
 
 Authenticated by the provider's signature, not a bearer token: ``X-Signature`` is the hex HMAC-SHA256 of the raw body
 with ``[postal] secret``. The checks, in the order a caller can act on them:
@@ -30,6 +30,7 @@ from ..config import ConfigError
 from ..services.tracking import receive_tracking_event
 from .errors import ApiError
 from .routes_common import clock, context_of_request, json_body_doc, parse_json, runtime_of
+from .schemas import PostalEventOutcome, error_responses
 
 router = APIRouter(prefix="/api/v1/postal", tags=["postal"])
 log = logging.getLogger("gateway.postal")
@@ -50,10 +51,13 @@ class PostalEvent(BaseModel):
     "/events",
     summary="A tracking event from the public postal service (X-Signature: HMAC-SHA256 of the body)",
     openapi_extra=json_body_doc(PostalEvent),
+    response_model=None,
     responses={
-        401: {"description": "Missing or wrong X-Signature"},
-        404: {"description": "No such postal order"},
-        503: {"description": "The postal integration is not configured"},
+        200: {"model": PostalEventOutcome, "description": "What the event did"},
+        **error_responses(400, 413, 422),
+        401: {**error_responses(401)[401], "description": "Missing or wrong X-Signature"},
+        404: {**error_responses(404)[404], "description": "No such postal order"},
+        503: {**error_responses(503)[503], "description": "The postal integration is not configured"},
     },
 )
 async def postal_event(request: Request) -> dict[str, Any]:

@@ -17,11 +17,17 @@ from ..store.models import Dossier
 from ..views import lookup_view
 from .errors import ApiError
 from .routes_common import clock, runtime_of
+from .schemas import LookupView, error_responses
 
 router = APIRouter(prefix="/api/v1/lookup", tags=["public"])
 
 
-@router.get("/{code}", summary="Public status of a dossier (no personal data)")
+@router.get(
+    "/{code}",
+    summary="Public status of a dossier (no personal data)",
+    response_model=None,
+    responses={200: {"model": LookupView, "description": "Status and deadlines"}, **error_responses(404)},
+)
 async def lookup(code: str, request: Request) -> dict[str, Any]:
     try:
         parse_dossier_code(code)

@@ -22,6 +22,7 @@ from ..services.files import sanitise_filename
 from ..validation import parse_model
 from .errors import ApiError
 from .routes_common import is_json, json_body_doc, media_type, parse_json, require, runtime_of
+from .schemas import SignatureReport, error_responses
 
 router = APIRouter(prefix="/api/v1/signatures", tags=["signatures"])
 
@@ -32,6 +33,24 @@ class VerifyRequest(BaseModel):
     filename: Annotated[StrictStr, Field(max_length=1000)] | None = None
     content_base64: StrictStr
     detached_signature_base64: StrictStr | None = None
+
+
+#: The form variant: the document in ``file``, optionally a detached CMS signature in ``signature``.
+_FORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "the document"},
+        "signature": {"type": "string", "format": "binary", "description": "a detached CMS signature over it"},
+    },
+    "required": ["file"],
+    "additionalProperties": False,
+}
+
+
+def _body_doc() -> dict[str, Any]:
+    document = json_body_doc(VerifyRequest)
+    document["requestBody"]["content"]["multipart/form-data"] = {"schema": _FORM_SCHEMA}
+    return document
 
 
 def _decode(value: str, field: str, limit: int) -> bytes:
@@ -69,7 +88,12 @@ async def _upload(form: Any, field: str, limit: int, *, required: bool) -> tuple
 @router.post(
     "/verify",
     summary="Verify the signatures of one document",
-    openapi_extra=json_body_doc(VerifyRequest, "multipart/form-data"),
+    openapi_extra=_body_doc(),
+    response_model=None,
+    responses={
+        200: {"model": SignatureReport, "description": "The signature report"},
+        **error_responses(400, 401, 403, 413, 415, 422),
+    },
 )
 async def verify_signature(
     request: Request, principal: Annotated[Principal, Depends(require(PORTAL))]
@@ -96,4 +120,5 @@ async def verify_signature(
         raise ApiError(415, f"expected application/json or multipart/form-data, got {kind or 'none'}")
     name = sanitise_filename(filename, fallback_stem="document")
     report = await runtime.verifier.verify(Document(data, name, signature or None))
+    request.app.state.metrics.verdicts.labels(verdict=report.verdict, source="verify").inc()
     return report.to_json()

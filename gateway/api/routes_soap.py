@@ -29,6 +29,9 @@ LOI_HE_THONG                       500/503 Server / Receiver (try again later)
 
 Otherwise SOAP 1.1 faults are HTTP 500, SOAP 1.2 ``Sender`` faults 400 and ``Receiver`` faults 500.
 
+``GET /soap/callback?wsdl&single`` gives the description as one self-contained document (the schema inlined), for
+SOAP stacks that cannot follow schema imports; ``&soap=1.1`` or ``&soap=1.2`` keeps only that version's binding.
+
 Both routes are left out of ``/openapi.json`` (the JSON API's description): the service is described by its WSDL.
 """
 
@@ -40,6 +43,8 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
+
+from adapters.onestop.wsdl.single import SOAP_VERSIONS, single_wsdl
 
 from .. import soap_callback
 from ..auth import AGENCY, Principal, TokenStore
@@ -67,6 +72,13 @@ def _address(request: Request) -> str:
 @router.get("/callback", include_in_schema=False)
 async def callback_description(request: Request) -> Response:
     params = {key.lower(): value for key, value in request.query_params.items()}
+    if "wsdl" in params and "single" in params:
+        version = params.get("soap") or None
+        if version not in (None, *SOAP_VERSIONS):
+            message = f"must be one of {', '.join(SOAP_VERSIONS)}"
+            raise ApiError(422, f"soap: {message}", details=[{"field": "soap", "message": message}])
+        document = single_wsdl("callback", version, address=_address(request))
+        return Response(document, media_type=_XML)
     if "wsdl" in params:
         return Response(soap_callback.service_wsdl(_address(request)), media_type=_XML)
     if params.get("xsd") == soap_callback.XSD_NAME:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from adapters.alerts import AlertWebhookClient
 from adapters.errors import PermanentError
 from adapters.http import ClientFactory, ClientSettings, bearer
 from adapters.netguard import AddressPolicy
@@ -20,15 +21,17 @@ from adapters.payment.port import PaymentProvider
 from adapters.portal import PortalWebhookClient
 from gateway import messages
 from gateway.bootstrap import upstreams
-from gateway.bootstrap.agency_clients import AgencyClientCache
+from gateway.bootstrap.agency_clients import AgencyClientCache, wsdl_limits
 from gateway.bus import MessageBus, merge_subscriptions
 from gateway.config import ConfigError
 from gateway.delivery import Deliveries, OutboxHandler
-from gateway.flows import agency, national, payment, portal, postal
+from gateway.flows import agency, alerts, national, payment, portal, postal
 from gateway.periodic import PeriodicJob
-from gateway.sections import PortalSection
+from gateway.sections import AlertsSection, PortalSection, ReportsSection
 from gateway.services.context import Context
 from gateway.services.payments import SignPayment
+from gateway.services.report_schedule import write_due_reports
+from gateway.store.models import utcnow
 from gateway.views import agency_document
 from gateway.workers import MessageView
 
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["Composition", "build_bus", "check_settings", "context_of"]
 
 _CONTEXT = "services.context"
+#: How often the daemon looks whether a monthly report is due.
+REPORTS_INTERVAL_SECONDS = 3600.0
 
 
 def _signer(settings: payment.PaymentSettings | None) -> SignPayment | None:
@@ -67,6 +72,7 @@ def context_of(runtime: Runtime) -> Context:
             calendar=runtime.calendar,
             verifier=runtime.verifier,
             max_file_bytes=runtime.settings.server.max_file_bytes,
+            signer_must_match_applicant=runtime.settings.signing.signer_must_match_applicant,
         )
         runtime.extras[_CONTEXT] = found
     return found
@@ -115,6 +121,38 @@ def _portal_handler(section: PortalSection, factory: ClientFactory) -> OutboxHan
     return portal.PortalWebhookHandler(PortalWebhookClient(http, section.webhook_url))
 
 
+def _alerts_handler(section: AlertsSection, factory: ClientFactory) -> OutboxHandler | None:
+    if section.webhook_url is None:
+        return None
+    timeout = float(section.timeout_seconds)
+    client_settings = ClientSettings(
+        base_url=section.webhook_url,
+        timeout_seconds=timeout,
+        connect_timeout_seconds=min(5.0, timeout),
+        total_timeout_seconds=max(timeout, 1.0) * 2,
+        address_policy=AddressPolicy(allow_private=True),
+    )
+    token = section.token
+    auth = bearer(token.resolve) if token is not None else None
+    http = factory.client(messages.ALERTS_TARGET, client_settings, auth=auth)
+    return alerts.AlertWebhookHandler(AlertWebhookClient(http, section.webhook_url))
+
+
+def _monthly_reports_job(context: Context, section: ReportsSection) -> PeriodicJob:
+    """Last month's report of every agency, written once from ``[reports] schedule_day`` until the 19th."""
+
+    async def run() -> list[str]:
+        return await write_due_reports(
+            context.db,
+            context.calendar,
+            schedule_day=section.schedule_day,
+            directory=section.directory,
+            now=utcnow(),
+        )
+
+    return PeriodicJob("monthly_reports", REPORTS_INTERVAL_SECONDS, run)
+
+
 class Composition:
     """Everything one gateway process runs beside the API: the outbox deliveries, the poller, the periodic jobs,
     and the clients they share (closed by :meth:`aclose`)."""
@@ -130,6 +168,7 @@ class Composition:
             address_policy=AddressPolicy(allow_private=registry.allow_private_endpoints),
             wsdl_loader=self.wsdl_loader,
             wsdl_cache_dir=registry.wsdl_cache_dir,
+            wsdl_limits=wsdl_limits(registry),
         )
         self.poller = agency.Poller(self.context, self.agency_clients, runtime.settings.poller)
         self._payment_http: Any = None
@@ -146,6 +185,9 @@ class Composition:
         if settings.postal is not None:
             self.postal = upstreams.order_handler(self.context, settings.postal, self.factory)
             handlers.append(self.postal)
+        alert_handler = _alerts_handler(settings.alerts, self.factory)
+        if alert_handler is not None:
+            handlers.append(alert_handler)
         return handlers
 
     @functools.cached_property
@@ -161,7 +203,7 @@ class Composition:
         return upstreams.build_provider(settings, self._payment_http)
 
     def periodic_jobs(self) -> list[PeriodicJob]:
-        """The poller's, the payment query's and the postal tracking's jobs (those of integrations that are on)."""
+        """The jobs of what is on: the poller, the payment query, the postal tracking, the deadline watch's alerts."""
         settings = self.runtime.settings
         jobs = agency.periodic_jobs(self.poller)
         jobs += payment.periodic_jobs(
@@ -169,6 +211,8 @@ class Composition:
         )
         if settings.postal is not None:
             jobs += postal.periodic_jobs(self.context, settings.postal, self.postal.client)
+        jobs += alerts.periodic_jobs(self.context, settings.alerts, settings.watch)
+        jobs.append(_monthly_reports_job(self.context, settings.reports))
         return jobs
 
     async def dispatch(self, message: MessageView) -> None:

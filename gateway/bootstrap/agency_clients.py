@@ -21,10 +21,11 @@ from adapters.http import ClientFactory
 from adapters.netguard import AddressPolicy
 from adapters.onestop.port import OneStopClient
 from adapters.onestop.rest import RestOneStopClient
-from adapters.onestop.soap import SoapOneStopClient, WsdlLoader
+from adapters.onestop.soap import SoapOneStopClient, WsdlLimits, WsdlLoader
 from gateway.config import ConfigError, resolve_secret
+from gateway.sections import RegistrySection
 
-__all__ = ["AgencyClientCache"]
+__all__ = ["AgencyClientCache", "wsdl_limits"]
 
 log = logging.getLogger("gateway.dispatch")
 
@@ -36,6 +37,16 @@ def _secret(reference: str) -> str:
     except ConfigError as exc:
         raise AuthError(f"credentials unavailable: {exc}") from None
     return value or ""
+
+
+def wsdl_limits(registry: RegistrySection) -> WsdlLimits:
+    """The limits on loading a service description, from ``[registry] wsdl_*``."""
+    return WsdlLimits(
+        max_document_bytes=registry.wsdl_max_document_bytes,
+        max_documents=registry.wsdl_max_documents,
+        max_total_bytes=registry.wsdl_max_total_bytes,
+        load_timeout_seconds=float(registry.wsdl_load_timeout_seconds),
+    )
 
 
 @dataclass
@@ -56,11 +67,13 @@ class AgencyClientCache:
         address_policy: AddressPolicy,
         wsdl_loader: WsdlLoader,
         wsdl_cache_dir: Path | None = None,
+        wsdl_limits: WsdlLimits | None = None,
     ) -> None:
         self.factory = factory
         self.address_policy = address_policy
         self.wsdl_loader = wsdl_loader
         self.wsdl_cache_dir = wsdl_cache_dir
+        self.wsdl_limits = wsdl_limits
         self._entries: dict[str, _Entry] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -72,6 +85,7 @@ class AgencyClientCache:
                     resolve_secret=_secret,
                     factory=self.factory,
                     cache_dir=self.wsdl_cache_dir,
+                    limits=self.wsdl_limits,
                     address_policy=self.address_policy,
                     wsdl_loader=self.wsdl_loader,
                 )

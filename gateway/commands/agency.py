@@ -3,14 +3,16 @@
 ``register --file F`` validates the registration document (see :mod:`gateway.registry`) and stores it; an agency
 already registered is changed only with ``--replace``. A ``soap`` agency's WSDL is loaded and checked before it is
 stored (refused, exit code 2, when the mapped operations are missing); ``--no-check`` skips that proof (the static
-checks remain: URLs, address policy, secrets, procedures) and says so on stderr, for an agency whose system is not
-up yet: ``agency check CODE`` proves it later. ``check CODE`` reaches a registered agency's
-endpoint (``soap``: loads its WSDL and checks the operations; ``rest``: asks the status operation about a dossier
-no system has, which a running service answers with JSON, 2xx or the contract's 404; a web server's 404 page, a
-redirect, refused credentials or a server error fail) and prints the result in one line: exit code 0 when usable,
-1 when not. ``remove CODE`` is refused (exit code 1) while the agency has open dossiers, unless ``--force``.
-``list --json`` and ``show --json`` print the stored documents (secrets as the ``env:``/``file:`` references given,
-never resolved).
+checks remain: URLs, address policy on literal addresses, secrets, procedures; no DNS is asked, the gateway screens
+the addresses where it connects) and says so on stderr, for an agency whose system is not up yet or an operator
+offline: ``agency check CODE`` proves it later. A procedure whose catalogue entry does not name the agency among its
+competent ones is refused. ``check CODE`` reaches a registered agency's endpoint, through ``[recording]`` like every
+outbound exchange (``soap``: loads its WSDL and checks the operations; ``rest``: asks the status operation about a
+dossier no system has, which a running service answers with JSON, 2xx or the REST contract's 404; a web server's
+404 page, a redirect, refused credentials or a server error fail) and prints the result in one line: exit code 0
+when usable, 1 when not. ``remove CODE`` is refused (exit code 1) while the agency has open dossiers, unless
+``--force``. ``list --json`` and ``show --json`` print the stored documents (secrets as the ``env:``/``file:``
+references given, never resolved).
 """
 
 from __future__ import annotations
@@ -25,8 +27,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from adapters.http import default_factory
+
+from .. import audit
 from ..catalogue import known_procedure_codes
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..recording.runtime import client_factory_for
 from ..registry import (
     SECRET_FIELDS,
     AgencyExistsError,
@@ -66,7 +72,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     reg.add_argument(
         "--no-check",
         action="store_true",
-        help="do not reach the endpoint (SOAP: do not load the WSDL); prove it later with 'agency check CODE'",
+        help="do not reach the endpoint (SOAP: do not load the WSDL) nor resolve its host name; prove it later with "
+        "'agency check CODE'",
     )
     config_argument(reg)
     reg.set_defaults(run=run_register)
@@ -129,12 +136,23 @@ def run_register(args: argparse.Namespace) -> int:
     try:
         with db.unit_of_work() as session:
             known = known_procedure_codes(session)
-        # Validation may resolve host names: done outside any transaction.
+        # Validation may resolve host names (not with --no-check: registering offline needs no DNS; the addresses
+        # are screened where the gateway connects): done outside any transaction.
         try:
             checker = None if args.no_check else endpoint_checker(settings)
-            registration = validate_registration(doc, settings=settings, known_procedures=known, check_endpoint=checker)
+            registration = validate_registration(
+                doc, settings=settings, known_procedures=known, check_endpoint=checker, resolve=not args.no_check
+            )
             with db.unit_of_work() as session:
+                audit.lock_for_write(session)
                 created = register(session, registration, replace=args.replace)
+                audit.append(
+                    session,
+                    audit.operator(),
+                    "agency.registered" if created else "agency.replaced",
+                    registration.code,
+                    {"protocol": registration.protocol, "procedures": list(registration.procedures)},
+                )
         except AgencyExistsError as exc:
             raise UsageError(f"{args.file}: {exc}: use --replace to update it") from None
         except RegistrationError as exc:
@@ -217,8 +235,11 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     reg = _get(args)
-    settings = RegistrySettings.of(load_settings(args.config))
-    result = asyncio.run(check_endpoint(reg, settings=settings))
+    configured = load_settings(args.config)
+    settings = RegistrySettings.of(configured)
+    # Through [recording] like every outbound exchange: a tester's cassette holds the check too.
+    factory = client_factory_for(configured.recording, default_factory)
+    result = asyncio.run(check_endpoint(reg, settings=settings, factory=factory))
     target = reg.wsdl if reg.protocol == "soap" else reg.endpoint
     message = " ".join(result.message.split())
     if result.ok:
@@ -232,10 +253,14 @@ def run_remove(args: argparse.Namespace) -> int:
     db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session:
+            audit.lock_for_write(session)
             registered = get_agency(session, args.code) is not None
             unfinished = open_dossier_count(session, args.code) if registered else 0
             if registered and (args.force or not unfinished):
                 remove_agency(session, args.code)
+                audit.append(
+                    session, audit.operator(), "agency.removed", args.code, {"unfinished_dossiers": unfinished}
+                )
     finally:
         db.dispose()
     if not registered:

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import signal
 import socket
 import sys
 import tempfile
@@ -44,7 +45,6 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.table import Table
 
 from ..catalogue import CatalogueError, import_procedures, load_catalogue
 from ..daemon import listen_socket, run_daemon, serve_asgi
@@ -53,6 +53,7 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
 from ..settings import load_settings
+from .demo_output import demo_console, print_history
 from .demo_story import AGENCY, DEMO_DATA, SAMPLE_FILES, DemoError, _until, play_story
 from .demo_story import SAMPLE_APPLICANTS as SAMPLE_APPLICANTS
 from .demo_story import _file as _file
@@ -76,6 +77,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Run the gateway and a simulated agency in this process, send two dossiers through their "
         "journey, print it, and stop. Nothing is left behind.",
     )
+    parser.add_argument(
+        "--keep-serving",
+        action="store_true",
+        help="after the walk-through, keep the gateway (its console at /console/, its lookup page at /lookup) and the "
+        "simulators running until Ctrl-C",
+    )
     parser.set_defaults(run=run_demo)
 
 
@@ -84,16 +91,20 @@ def run_demo(args: argparse.Namespace) -> int:
         if not (DEMO_DATA / needed).is_file():
             raise UsageError(f"the demo's sample file {DEMO_DATA / needed} is missing: reinstall dvc-gateway")
     setup_logging("ERROR")  # the walk-through is the output; only errors are logged (JSON lines on stderr)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=120)
+    console = demo_console()
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="dvc-gateway-demo-") as work:
-            journeys = asyncio.run(_walk_through(Path(work), console))
+            journeys = asyncio.run(_walk_through(Path(work), console, keep_serving=args.keep_serving))
+    except KeyboardInterrupt:
+        console.print("\nStopped.")
+        return EXIT_OK
     except DemoError as exc:
         print(f"dvc-gateway: error: demo: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    if args.keep_serving:
+        console.print("\nStopped.")
+        return EXIT_OK
     _print_journeys(console, journeys)
     console.print(f"\nWalk-through finished in {time.perf_counter() - started:.1f} s.")
     return EXIT_OK
@@ -167,10 +178,10 @@ role = "agency:{AGENCY}"
 """
 
 
-async def _walk_through(work: Path, console: Console) -> list[dict[str, Any]]:
+async def _walk_through(work: Path, console: Console, *, keep_serving: bool = False) -> list[dict[str, Any]]:
     try:
-        async with asyncio.timeout(DEADLINE_SECONDS):
-            return await _run(work, console)
+        async with asyncio.timeout(DEADLINE_SECONDS) as deadline:
+            return await _run(work, console, deadline if keep_serving else None)
     except TimeoutError:
         raise DemoError(f"the walk-through did not finish within {DEADLINE_SECONDS:g} s") from None
     except httpx.HTTPError as exc:
@@ -247,7 +258,8 @@ class _Servers:
                 raise DemoError(f"a server stopped on an error: {type(result).__name__}: {result}")
 
 
-async def _run(work: Path, console: Console) -> list[dict[str, Any]]:
+async def _run(work: Path, console: Console, keep: asyncio.Timeout | None = None) -> list[dict[str, Any]]:
+    """The walk-through; with ``keep`` (its deadline, lifted then), the servers keep running afterwards."""
     tokens = {role: secrets.token_urlsafe(24) for role in ("portal", "admin", "agency", "outbound")}
     (work / "agency-outbound-token").write_text(tokens["outbound"], encoding="utf-8")
     servers = _Servers.listen()
@@ -268,10 +280,41 @@ async def _run(work: Path, console: Console) -> list[dict[str, Any]]:
                     name: await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, trust_env=False))
                     for name, url in {"gateway": servers.gateway_url, **servers.urls}.items()
                 }
-                return await play_story(clients, tokens, work, servers.urls["agency"], status, done)
+                journeys = await play_story(clients, tokens, work, servers.urls["agency"], status, done)
+            if keep is not None:
+                keep.reschedule(None)
+                status.update("Serving until Ctrl-C…")
+                _print_serving(console, journeys, servers.gateway_url, tokens["admin"])
+                await _until_signalled()
+            return journeys
         finally:
             status.update("Stopping…")
             await servers.stop()
+
+
+async def _until_signalled() -> None:
+    """Wait for SIGINT (Ctrl-C) or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+
+def _print_serving(console: Console, journeys: list[dict[str, Any]], url: str, admin_token: str) -> None:
+    _print_journeys(console, journeys)
+    codes = [j["code"] for j in journeys if isinstance(j.get("code"), str)]
+    console.print(f"\nThe gateway keeps serving at {url}:")
+    console.print(f"  console: {url}/console/ (log in with the admin token {admin_token})")
+    if codes:
+        console.print(f"  citizens' lookup: {url}/lookup?code={codes[0]}")
+    console.print("Press Ctrl-C to stop.")
 
 
 def _open_gateway(config_path: Path) -> tuple[Runtime, int]:
@@ -346,19 +389,7 @@ def _time(value: str | None) -> str:
 def _print_journeys(console: Console, journeys: list[dict[str, Any]]) -> None:
     for dossier in journeys:
         console.print()
-        table = Table(
-            title=f"Dossier {dossier.get('code')}: {dossier.get('status')} "
-            f"(national code {dossier.get('national_status_code')})",
-            title_justify="left",
-        )
-        table.add_column("time (Asia/Ho_Chi_Minh)", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("by", no_wrap=True)
-        table.add_column("note", overflow="fold")
-        for entry in dossier.get("history", []):
-            what = entry.get("status", "") + (f" · {entry['step']}" if entry.get("step") else "")
-            table.add_row(_time(entry.get("at")), what, entry.get("actor", ""), entry.get("note") or "")
-        console.print(table)
+        print_history(console, dossier, _time)
         for component in dossier.get("components", []):
             report = component.get("verification") or {}
             console.print(

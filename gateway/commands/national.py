@@ -13,7 +13,7 @@ delivers them (so ``--resync`` is refused, exit code 2, while ``[national_portal
 their difference may only be the queue's.
 
 Output: a table, or with ``--json`` an object ``{"since", "checked", "source", "mismatches": [...], "resynced"}``
-(the machine contract). Exit code 0 when nothing differs or everything listed was re-synced, 1 when differences are
+(``docs/cli.md``). Exit code 0 when nothing differs or everything listed was re-synced, 1 when differences are
 listed and left as they are, 2 for a usage or configuration error (credentials the portal refuses included).
 """
 
@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from adapters.errors import AuthError, UpstreamError
 
-from .. import messages, outbox
+from .. import audit, messages, outbox
 from ..bootstrap.upstreams import open_portal
 from ..config import ConfigError
 from ..domain.calendar import VIETNAM_TZ
@@ -162,12 +162,14 @@ async def _ask_portal(runtime: Runtime, codes: Sequence[str]) -> dict[str, int |
 
 
 def _resync(session: Session, mismatches: list[dict[str, Any]]) -> None:
+    audit.lock_for_write(session)
     for item in mismatches:
-        for message_id in item["dead_syncs"]:
-            outbox.redrive(session, message_id)
+        redriven = [message_id for message_id in item["dead_syncs"] if outbox.redrive(session, message_id)]
         full = item["source"] == "portal" and item["national_code"] is None
         message = enqueue_sync(session, item["dossier_code"], item["latest_history_id"], resync=True, full=full)
         item["resync_message_id"] = message.id
+        details = {"redriven": redriven, "message_id": message.id, "full": full}
+        audit.append(session, audit.operator(), "national.resync", item["dossier_code"], details)
 
 
 def run_reconcile(args: argparse.Namespace) -> int:

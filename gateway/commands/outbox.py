@@ -2,7 +2,7 @@
 
 ``list`` shows the outbox messages (all, or those in one state: ``pending``, ``in_flight``, ``done``, ``dead``), oldest
 first: what each is for (kind, target, the dossier it concerns), its attempts and its last error. Payloads are not
-shown (a withdrawal carries the applicant's reason). ``--json`` prints a list of objects (the machine contract).
+shown (a withdrawal carries the applicant's reason). ``--json`` prints a list of objects (``docs/cli.md``).
 
 ``redrive`` puts a dead message (or every dead message) back in the queue, due now, its attempts reset: after an
 operator fixed what made it fail. A running daemon picks it up at its next poll. Redriving a message that is not dead
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import outbox
+from .. import audit, outbox
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..settings import load_settings
 from ..store.models import OutboxMessage
@@ -131,12 +131,19 @@ def run_redrive(args: argparse.Namespace) -> int:
     state: str | None = None
     try:
         with db.unit_of_work() as session:
+            audit.lock_for_write(session)
             if args.all:
+                dead = [m.id for m in outbox.list_messages(session, outbox.DEAD, limit=1_000_000)]
                 count = outbox.redrive(session, all_dead=True)
+                if count:
+                    audit.append(session, audit.operator(), "outbox.redrive", "all", {"ids": dead})
             else:
                 count = outbox.redrive(session, args.id)
-                message = None if count else outbox.get(session, args.id)
+                message = outbox.get(session, args.id)
                 state = message.state if message is not None else None
+                if count and message is not None:
+                    details = {"kind": message.kind, "target": message.target}
+                    audit.append(session, audit.operator(), "outbox.redrive", str(args.id), details)
     finally:
         db.dispose()
     if args.all:

@@ -6,7 +6,7 @@ says which columns). Given as ``FILE``, it is read from disk; with ``--date`` al
 names plus every payment recorded as paid on that day (Vietnam's time; without ``--date``, the days the file's
 payments were made).
 
-Reported (``--json``: the machine contract): payments the provider settled that the gateway does not know
+Reported (``--json``, ``docs/cli.md``): payments the provider settled that the gateway does not know
 (``missing_locally``), payments the gateway holds as paid that the provider does not list (``missing_at_provider``),
 amounts that differ (``amount_mismatches``, integer VND), statuses that differ (``status_mismatches``: a lost
 notification shows as provider ``paid``, gateway ``pending``) and references listed twice (``duplicates``).

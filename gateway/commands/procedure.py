@@ -26,6 +26,7 @@ from rich.table import Table
 from adapters.errors import AuthError, UpstreamError
 from adapters.national_portal import PortalProcedure, procedure_from_wire
 
+from .. import audit
 from ..bootstrap.upstreams import open_portal
 from ..catalogue import (
     CatalogueError,
@@ -89,7 +90,15 @@ def run_import(args: argparse.Namespace) -> int:
     db = open_database(settings)
     try:
         with db.unit_of_work() as session:
+            audit.lock_for_write(session)
             created, updated = import_procedures(session, specs)
+            details = {
+                "file": str(path),
+                "codes": [spec.code for spec in specs],
+                "created": created,
+                "updated": updated,
+            }
+            audit.append(session, audit.operator(), "procedure.imported", "catalogue", details)
     except CatalogueError as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -178,6 +187,7 @@ def run_sync(args: argparse.Namespace) -> int:
     db = open_database(settings)
     runtime = Runtime.from_settings(settings, db)
     skipped: list[dict[str, str]] = []
+    touched: list[str] = []
     created = updated = unchanged = 0
     try:
         try:
@@ -193,6 +203,7 @@ def run_sync(args: argparse.Namespace) -> int:
             Progress(console=Console(stderr=True), transient=True, disable=not show) as progress,
             db.unit_of_work() as session,
         ):
+            audit.lock_for_write(session)
             task = progress.add_task("Updating the catalogue", total=len(entries))
             for index, raw in enumerate(entries):
                 progress.advance(task)
@@ -208,6 +219,11 @@ def run_sync(args: argparse.Namespace) -> int:
                 new, changed = import_procedures(session, [merged])
                 created, updated = created + new, updated + changed
                 unchanged += 1 - new - changed
+                if new or changed:
+                    touched.append(merged.code)
+            if touched:
+                details = {"source": "national_portal", "codes": touched, "created": created, "updated": updated}
+                audit.append(session, audit.operator(), "procedure.synced", "catalogue", details)
     finally:
         db.dispose()
     outcome = {

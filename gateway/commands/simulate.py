@@ -3,7 +3,7 @@
 Every simulator keeps its state in memory and has test controls under ``/_sim`` (not authenticated), so it listens on
 127.0.0.1 only. It prints one line with its URL, then serves until SIGTERM or SIGINT (exit code 0).
 
-* ``agency`` (:mod:`gateway.simulators.agency`): the reference REST contract; ``--protocol soap``
+* ``agency`` (:mod:`gateway.simulators.agency`): ``docs/agency-rest-contract.md``; ``--protocol soap``
   (:mod:`gateway.simulators.soap_agency`): the reference SOAP service at ``/soap``, its WSDL at ``/soap?wsdl``
   (``--mapping-variant``: the deliberately different service that needs a registered mapping). ``--token`` makes
   the contract endpoints require ``Authorization: Bearer <token>``; ``--callback-url`` (the gateway's
@@ -51,11 +51,36 @@ _FLAGS = {
 }
 
 
+#: What each simulator uses unless told otherwise (shown by ``simulate UPSTREAM --help``).
+DEFAULTS_HELP = f"""\
+defaults (every simulator listens on 127.0.0.1, port {DEFAULT_PORT} unless --port, and prints its URL):
+  agency             the reference REST contract: POST /dossiers, GET /dossiers/{{code}}, …; no token required
+                     unless --token; POST /_sim/dossiers/{{code}}/events posts the clerk's event to --callback-url,
+                     the gateway's full agency events URL, for example
+                     http://127.0.0.1:8080/api/v1/agencies/000.00.23.H38/events, with the bearer --callback-token
+                     (no callback without --callback-url)
+  agency --protocol soap
+                     the reference SOAP service at /soap, its WSDL at /soap?wsdl (--mapping-variant: a different
+                     service, reached only with a registered mapping); events go as CapNhatTrangThaiHoSo to
+                     --callback-url ending in /soap/callback (http://127.0.0.1:8080/soap/callback), any other URL
+                     gets the REST event. The callback token is one agency's token (role agency:<code> in the
+                     gateway's [[auth.tokens]]): one simulator plays one agency
+  national-portal    login username lgsp, password lgsp-secret (--secret), dstcode H38
+  payment            merchant code DVCH38, hash secret SIMULATOR-SECRET (--secret); notifications go to
+                     --callback-url (http://127.0.0.1:8080/api/v1/payments/notify)
+  postal             shared secret POSTAL-SIMULATOR-SECRET (--secret); tracking events go to --callback-url
+                     (http://127.0.0.1:8080/api/v1/postal/events)
+tokens and secrets are literals, env:NAME or file:PATH
+"""
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "simulate",
         help="run one simulated upstream",
         description="Run a simulated upstream on 127.0.0.1 for demos, tests and agencies' own trials.",
+        epilog=DEFAULTS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("upstream", choices=UPSTREAMS, help="which upstream to simulate")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: a free one)")

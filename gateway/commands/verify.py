@@ -1,14 +1,15 @@
 """``dvc-gateway verify``: check the digital signatures of documents, for clerks and for scripts.
 
-Exit 0 when every file is ``valid``, 1 otherwise, 2 for usage errors. ``--json`` prints the report list (the
-machine contract, :meth:`signing.SignatureReport.to_json`); the default is a table, in Vietnamese with ``--lang vi``.
-The signature libraries are loaded only when the command runs, so ``--help`` stays fast.
+Exit 0 when every file is ``valid``, 1 otherwise, 2 for usage errors. ``--json`` prints the report list
+(``docs/signature-report.md``, :meth:`signing.SignatureReport.to_json`); the default is a table, in Vietnamese with
+``--lang vi``. The signature libraries are loaded only when the command runs, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
@@ -135,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     if not store.anchors:
         raise UsageError("no trust anchor: give --trust-anchor PEM or set [signing] trust_anchors in the configuration")
     docs = _documents(args)
-    verifier = Verifier(store, settings=settings)
+    # A short-lived, single-threaded command: workers forked from it start at once with the store parsed.
+    fork = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    verifier = Verifier(store, settings=settings, start_method=fork)
     try:
         reports = _verify_all(verifier, docs, args.workers)
     finally:

@@ -1,13 +1,19 @@
-"""The office calendar: working days, office sessions and working time (a contract).
+"""The office calendar: working days, office sessions and working time (``docs/counting-rules.md``).
 
-A **working day** is Monday to Friday, minus Vietnam's official holidays, minus the configured extra days off, plus
-make-up working days. Official holidays come from the ``holidays`` package's Vietnamese calendar (lunar Tết, Hùng
-Kings' day and their observed days included); the make-up Saturdays the government swaps for a bridge day are taken
-from the same package (``HolidayBase.is_working_day`` honours its ``weekend_workdays``: 2026-08-31 is a day off
-"substituted from 08/22/2026", so Saturday 2026-08-22 is worked), and the configured ``makeup_working_days`` add to
-them. A date may not be both a configured extra day off and a configured make-up day. The configured days and
-sessions are given to the constructor; :func:`gateway.sections.office_calendar` reads them from the ``[calendar]``
-section.
+A **working day** is Monday to Friday, minus Vietnam's official days off, plus make-up working days. Three layers
+decide a date, the first that speaks wins:
+
+1. the ``[calendar]`` settings: ``makeup_working_days`` and extra days off (a date may not be in both);
+2. the **official calendar data** shipped with the gateway (:class:`OfficialCalendar`, read outside the domain by
+   :mod:`gateway.official_calendar`): for each year, the days off and make-up working days the Government decided.
+   A *decided* year is complete: its days off and make-up days are exactly the listed ones, whatever the
+   ``holidays`` package says (2 January 2026 off, Saturday 10 January 2026 worked). A *provisional* year (Tết 2027
+   before the Government decides it) only adds its listed days to the package's estimate;
+3. the ``holidays`` package's Vietnamese calendar (lunar Tết, Hùng Kings' day, observed days and the package's
+   ``weekend_workdays``), for years the data does not decide.
+
+:attr:`OfficeCalendar.version` names the layers (``vn-2026.1+holidays-0.109``, plus ``+settings-<digest>`` when the
+settings add days or move sessions); a dossier's deadlines record it.
 
 Office **sessions** default to 07:00–11:30 and 13:30–17:00, Asia/Ho_Chi_Minh. A session is the half-open interval
 ``[start, end)``: 11:30 is already outside the morning session. Half a working day is one session.
@@ -33,16 +39,32 @@ the calendar's time zone, Asia/Ho_Chi_Minh):
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 import holidays
 
-__all__ = ["DEFAULT_AFTERNOON", "DEFAULT_MORNING", "VIETNAM_TZ", "OfficeCalendar", "official_holidays"]
+__all__ = [
+    "DEFAULT_AFTERNOON",
+    "DEFAULT_MORNING",
+    "SOURCE_HOLIDAYS",
+    "SOURCE_OFFICIAL",
+    "SOURCE_SETTINGS",
+    "VIETNAM_TZ",
+    "DayRule",
+    "NamedDay",
+    "OfficeCalendar",
+    "OfficialCalendar",
+    "OfficialYear",
+    "holidays_version",
+    "official_holidays",
+]
 
 VIETNAM_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DEFAULT_MORNING: tuple[time, time] = (time(7, 0), time(11, 30))
@@ -61,6 +83,99 @@ def _national(year: int) -> holidays.HolidayBase:
 def official_holidays(year: int) -> dict[date, str]:
     """Vietnam's official days off in ``year`` with their (English) names, as the ``holidays`` package lists them."""
     return dict(sorted(_national(year).items()))
+
+
+def holidays_version() -> str:
+    """The installed ``holidays`` package's version (a due date in a year the official data does not decide
+    depends on it)."""
+    return str(holidays.__version__)
+
+
+#: Where a day's rule comes from (:attr:`DayRule.source`).
+SOURCE_SETTINGS, SOURCE_OFFICIAL, SOURCE_HOLIDAYS = "settings", "official", "holidays"
+
+
+class NamedDay(NamedTuple):
+    """A date and what it is (``Tết Nguyên đán Bính Ngọ``, ``Làm bù cho thứ Sáu 02/01/2026``)."""
+
+    day: date
+    name: str
+
+
+@dataclass(frozen=True)
+class OfficialYear:
+    """One year of the official calendar data: the days off and make-up working days the Government decided.
+
+    ``decided``: the lists are complete (the ``holidays`` package is not asked about this year); otherwise the
+    year is provisional and the lists only add to the package's estimate.
+    """
+
+    year: int
+    decided: bool
+    days_off: tuple[NamedDay, ...] = ()
+    working_days: tuple[NamedDay, ...] = ()
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        for what, days in (("days_off", self.days_off), ("working_days", self.working_days)):
+            strangers = [d.day.isoformat() for d in days if d.day.year != self.year]
+            if strangers:
+                raise ValueError(f"{self.year}: {what}: {', '.join(strangers)} not in {self.year}")
+        both = {d.day for d in self.days_off} & {d.day for d in self.working_days}
+        if both:
+            raise ValueError(f"{self.year}: {', '.join(sorted(d.isoformat() for d in both))} both off and worked")
+
+
+@dataclass(frozen=True)
+class OfficialCalendar:
+    """The official calendar data (a versioned file shipped with the gateway), year by year."""
+
+    version: str
+    years: tuple[OfficialYear, ...] = ()
+    name: str = "vn"
+    _off: dict[date, str] = field(init=False, repr=False, compare=False, hash=False)
+    _worked: dict[date, str] = field(init=False, repr=False, compare=False, hash=False)
+    _by_year: dict[int, OfficialYear] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_year: dict[int, OfficialYear] = {}
+        for entry in self.years:
+            if entry.year in by_year:
+                raise ValueError(f"year {entry.year} given twice")
+            by_year[entry.year] = entry
+        object.__setattr__(self, "_by_year", by_year)
+        object.__setattr__(self, "_off", {d.day: d.name for y in self.years for d in y.days_off})
+        object.__setattr__(self, "_worked", {d.day: d.name for y in self.years for d in y.working_days})
+
+    @property
+    def label(self) -> str:
+        """``vn-2026.1``: the data's name and version."""
+        return f"{self.name}-{self.version}"
+
+    def year(self, year: int) -> OfficialYear | None:
+        """The data of ``year``, if the file has it."""
+        return self._by_year.get(year)
+
+    def verdict(self, d: date) -> tuple[bool, str] | None:
+        """``(working, name)`` when the data decides ``d``; ``None`` when the package is to be asked."""
+        if d in self._worked:
+            return True, self._worked[d]
+        if d in self._off:
+            return False, self._off[d]
+        entry = self._by_year.get(d.year)
+        if entry is not None and entry.decided:
+            return d.weekday() < 5, ""
+        return None
+
+
+class DayRule(NamedTuple):
+    """Whether a date is worked, its name (a holiday's, a make-up day's; empty for an ordinary day) and the layer
+    that decided it (:data:`SOURCE_SETTINGS`, :data:`SOURCE_OFFICIAL`, :data:`SOURCE_HOLIDAYS`)."""
+
+    day: date
+    working: bool
+    name: str
+    source: str
 
 
 def _aware(value: datetime, name: str) -> datetime:
@@ -84,6 +199,7 @@ class OfficeCalendar:
     morning: tuple[time, time] = DEFAULT_MORNING
     afternoon: tuple[time, time] = DEFAULT_AFTERNOON
     tz: ZoneInfo = VIETNAM_TZ
+    official: OfficialCalendar | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extra_days_off", frozenset(self.extra_days_off))
@@ -118,7 +234,69 @@ class OfficeCalendar:
             return True
         if d in self.extra_days_off:
             return False
+        if self.official is not None:
+            verdict = self.official.verdict(d)
+            if verdict is not None:
+                return verdict[0]
         return _national(d.year).is_working_day(d)
+
+    def rule(self, d: date) -> DayRule:
+        """Whether ``d`` is worked, what it is and which layer said so (for showing the calendar)."""
+        if d in self.makeup_working_days:
+            return DayRule(d, True, "make-up working day ([calendar] makeup_working_days)", SOURCE_SETTINGS)
+        if d in self.extra_days_off:
+            return DayRule(d, False, "day off ([calendar] extra_holidays)", SOURCE_SETTINGS)
+        if self.official is not None:
+            verdict = self.official.verdict(d)
+            if verdict is not None:
+                return DayRule(d, verdict[0], verdict[1], SOURCE_OFFICIAL)
+        national = _national(d.year)
+        return DayRule(d, national.is_working_day(d), national.get(d) or "", SOURCE_HOLIDAYS)
+
+    def exceptions(self, year: int) -> list[DayRule]:
+        """The days of ``year`` that are not ordinary: weekdays off and weekend days worked, in date order."""
+        day, rules = date(year, 1, 1), []
+        while day.year == year:
+            rule = self.rule(day)
+            if rule.working != (day.weekday() < 5):
+                rules.append(rule)
+            day += timedelta(days=1)
+        return rules
+
+    def year_status(self, year: int) -> str:
+        """``decided`` (the official data decides the year), ``provisional`` (the data marks it so: the package's
+        estimate with the data's additions) or ``package`` (the ``holidays`` package alone)."""
+        entry = self.official.year(year) if self.official is not None else None
+        if entry is None:
+            return "package"
+        return "decided" if entry.decided else "provisional"
+
+    @property
+    def settings_digest(self) -> str | None:
+        """A short digest of what the settings change (extra days, make-up days, sessions); ``None`` for none."""
+        if not (self.extra_days_off or self.makeup_working_days) and (self.morning, self.afternoon) == (
+            DEFAULT_MORNING,
+            DEFAULT_AFTERNOON,
+        ):
+            return None
+        text = "|".join(
+            [
+                ",".join(sorted(d.isoformat() for d in self.extra_days_off)),
+                ",".join(sorted(d.isoformat() for d in self.makeup_working_days)),
+                "-".join(_fmt(t) for t in (*self.morning, *self.afternoon)),
+            ]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    @property
+    def version(self) -> str:
+        """Which calendar this is: ``vn-2026.1+holidays-0.109`` (``+settings-<digest>`` when configured)."""
+        parts = [self.official.label] if self.official is not None else []
+        parts.append(f"holidays-{holidays_version()}")
+        digest = self.settings_digest
+        if digest is not None:
+            parts.append(f"settings-{digest}")
+        return "+".join(parts)
 
     def sessions(self, d: date) -> list[tuple[datetime, datetime]]:
         """The office sessions of day ``d`` as aware ``(start, end)`` pairs; empty on a day off."""

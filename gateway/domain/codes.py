@@ -1,4 +1,5 @@
-"""Dossier codes (contract): ``<agency code>-<yymmdd>-<4-digit daily sequence>``, e.g. ``000.00.23.H38-261122-0001``.
+"""Dossier codes (``docs/architecture.md``): ``<agency code>-<yymmdd>-<4-digit daily sequence>``, e.g.
+``000.00.23.H38-261122-0001``.
 
 - The **agency code** is the agency's official electronic identifier (*mã định danh điện tử*, as the national
   standard for agency identifiers shapes them: ``000.00.23.H38`` for a provincial department, ``H38.12`` for a

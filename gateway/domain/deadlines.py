@@ -1,4 +1,4 @@
-"""A dossier's deadlines, computed from its status history alone (a contract).
+"""A dossier's deadlines, computed from its status history alone (``docs/counting-rules.md``).
 
 The history is the ordered list of ``(status, at)`` entries, the first being the dossier's arrival (normally
 ``submitted``); times are aware datetimes in non-decreasing order. Rules:
@@ -13,7 +13,8 @@ The history is the ordered list of ``(status, at)`` entries, the first being the
 - A dossier whose last status is a waiting one is ``paused`` since ``paused_since``; its ``due_at`` does not yet
   include that open wait (it moves when the wait ends), and its clock is frozen at ``paused_since``.
 - The clock stops for good at ``finished_at``: the first ``completed``, ``refused`` or ``withdrawn`` entry (a wait
-  ended by a refusal or withdrawal still counts as waited).
+  ended by a refusal or withdrawal still counts as waited), or the first ``suspended`` entry when the procedure says
+  suspension is a final stop (``suspension_final``); otherwise ``suspended`` is a pause like the other waits.
 - ``overdue`` is derived at read time (:func:`is_overdue`), never stored.
 """
 
@@ -81,9 +82,15 @@ def _entries(history: Iterable[tuple[Status | str, datetime]]) -> list[HistoryEn
 
 
 def compute_deadlines(
-    history: Iterable[tuple[Status | str, datetime]], processing_days: int, calendar: OfficeCalendar
+    history: Iterable[tuple[Status | str, datetime]],
+    processing_days: int,
+    calendar: OfficeCalendar,
+    *,
+    suspension_final: bool = False,
 ) -> Deadlines:
-    """The deadlines of a dossier with this status history and a procedure of ``processing_days`` working days."""
+    """The deadlines of a dossier with this status history and a procedure of ``processing_days`` working days
+    (``suspension_final``: the procedure's ``suspended`` stops processing for good)."""
+    finishing = FINISHING_STATUSES | {Status.SUSPENDED} if suspension_final else FINISHING_STATUSES
     entries = _entries(history)
     submitted_at = calendar.local(entries[0].at)
     received_at = next((calendar.local(e.at) for e in entries if e.status is Status.RECEIVED), None)
@@ -93,15 +100,17 @@ def compute_deadlines(
     wait_start: datetime | None = None
     finished_at: datetime | None = None
     for entry in entries:
-        if entry.status in WAITING_STATUSES:
+        final = entry.status in finishing
+        if entry.status in WAITING_STATUSES and not final:
             if wait_start is None:
                 wait_start = entry.at
-        elif wait_start is not None:
+            continue
+        if wait_start is not None:
             begin = max(wait_start, clock_start)
             if entry.at > begin:
                 waited += calendar.working_time_between(begin, entry.at)
             wait_start = None
-        if entry.status in FINISHING_STATUSES:
+        if final:
             finished_at = calendar.local(entry.at)
             break
 

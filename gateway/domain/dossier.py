@@ -1,9 +1,13 @@
 """A dossier's rules for an agency's status event, as pure functions of its state: no database, no I/O.
 
 :func:`decide_event` checks an event against the state machine and the rules every event must follow (required
-fields, no time in the future, liên thông only while processing, a result only with completion) and returns the
-:class:`Transition` to record: the target status, its time, note and history details. The use case applies it to
-the stored dossier and raises the domain event.
+fields, no time in the future, liên thông only while processing, a result only with completion or refusal) and
+returns the :class:`Transition` to record: the target status, its time, note and history details. The use case
+applies it to the stored dossier and raises the domain event.
+
+Two rules depend on the procedure: :func:`unpaid_blocks_result` (fees before results: while a fee is unpaid the
+result is not handed over, unless the procedure waives it) and ``suspension_final`` (status 8 as a final stop: no
+event moves the dossier out of it).
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.domain.status import WAITING_STATUSES, Status, check_transition, required_fields
+from gateway.domain.status import WAITING_STATUSES, IllegalTransition, Status, check_transition, required_fields
 from gateway.domain.times import iso, utc_key
 
 __all__ = [
     "FUTURE_TOLERANCE",
+    "RESULT_STATUSES",
     "EventFacts",
     "Recorded",
     "Transition",
@@ -25,7 +30,11 @@ __all__ = [
     "event_problems",
     "is_repeat",
     "status_before_wait",
+    "unpaid_blocks_result",
 ]
+
+#: The statuses an agency's event may carry result files with (the result, or the signed refusal notice).
+RESULT_STATUSES: frozenset[Status] = frozenset({Status.COMPLETED, Status.REFUSED})
 
 #: How far in the future an agency's ``at`` may be (clocks apart) before the event is refused.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -98,17 +107,26 @@ def event_problems(
     errors += component_problems
     if event.transfer_to is not None and event.status is not Status.PROCESSING:
         errors.append({"field": "transfer_to", "message": "only with status processing"})
-    if event.has_result and event.status is not Status.COMPLETED:
-        errors.append({"field": "result", "message": "only with status completed"})
+    if event.has_result and event.status not in RESULT_STATUSES:
+        errors.append({"field": "result", "message": "only with status completed or refused"})
     at = event.at or now
     if at > now + FUTURE_TOLERANCE:
         errors.append({"field": "at", "message": f"{iso(at)} is in the future"})
     return errors
 
 
-def decide_event(source: Status, event: EventFacts, *, now: datetime) -> Transition:
+def unpaid_blocks_result(target: Status, unpaid_amount: int, *, fees_after_result: bool) -> bool:
+    """Whether handing the result over (``returned``) must wait: fees before results, unless the procedure lets
+    the result go first (``fees_after_result``)."""
+    return target is Status.RETURNED and unpaid_amount > 0 and not fees_after_result
+
+
+def decide_event(source: Status, event: EventFacts, *, now: datetime, suspension_final: bool = False) -> Transition:
     """The transition ``event`` makes from ``source``; :class:`~gateway.domain.status.IllegalTransition` when the
-    state machine refuses it. The caller has checked :func:`event_problems` first."""
+    state machine refuses it, or when ``source`` is a suspension the procedure makes final (``suspension_final``).
+    The caller has checked :func:`event_problems` first."""
+    if suspension_final and source is Status.SUSPENDED:
+        raise IllegalTransition(source, event.status, frozenset())
     check_transition(source, event.status)
     at = event.at or now
     details: dict[str, Any] = {"event_at": utc_key(at), "from": source.value}

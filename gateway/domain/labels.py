@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 from gateway.domain.status import Status
 
-__all__ = ["STATUS_LABELS_VI"]
+__all__ = ["STATUS_LABELS_VI", "SUSPENSION_FINAL_LABEL_VI"]
 
 STATUS_LABELS_VI: Mapping[str, str] = MappingProxyType(
     {
@@ -23,3 +23,6 @@ STATUS_LABELS_VI: Mapping[str, str] = MappingProxyType(
         Status.RETURNED: "Đã trả kết quả",
     }
 )
+
+#: Status 8 when the procedure makes suspension a final stop (the national code table's word).
+SUSPENSION_FINAL_LABEL_VI = "Dừng xử lý"

@@ -1,6 +1,6 @@
 """Dossier statuses, their national portal codes, and the legal transitions between them.
 
-Status model (contract), with the national portal's ``TrangThaiHoSo`` codes kept in one table,
+Status model (``docs/architecture.md``), with the national portal's ``TrangThaiHoSo`` codes kept in one table,
 :data:`NATIONAL_CODES`:
 
 ====================  ====  =========================================================
@@ -145,10 +145,11 @@ _REQUIRED_FIELDS: Mapping[Status, frozenset[str]] = MappingProxyType(
 class IllegalTransition(Exception):
     """A status change the state machine does not allow."""
 
-    def __init__(self, source: Status, target: Status) -> None:
+    def __init__(self, source: Status, target: Status, allowed_targets: frozenset[Status] | None = None) -> None:
         self.source = source
         self.target = target
-        allowed = ", ".join(sorted(TRANSITIONS[source])) or "none, it is terminal"
+        targets = TRANSITIONS[source] if allowed_targets is None else allowed_targets
+        allowed = ", ".join(sorted(targets)) or "none, it is terminal"
         super().__init__(
             f"illegal transition from {source.value!r} to {target.value!r} (allowed from {source.value!r}: {allowed})"
         )

@@ -5,7 +5,9 @@
 * ``@pytest.mark.cassette("name")``: the cassette of a test (``DIR/name``: a directory of HAR files, or
   ``DIR/name.har``); without the mark, the test function's name;
 * the ``cassette`` fixture: a :class:`adapters.http.ClientFactory` whose clients answer from that cassette (its
-  ``replayer`` attribute holds the index and statistics). A missing cassette skips the test with the reason.
+  ``replayer`` attribute holds the index and statistics). A missing cassette skips the test with the reason. The
+  fixture itself is synchronous: an ``async def`` test that uses it needs pytest-asyncio, marked
+  ``@pytest.mark.asyncio`` or run with ``asyncio_mode = "auto"``.
 
 respx on top: ``respx.mock(using="httpx")`` patches the client above the transport chain, so a test's respx routes
 answer first; add ``respx.route().pass_through()`` last to let the other requests reach the cassette.

@@ -18,6 +18,7 @@ from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.deadlines import Deadlines, compute_deadlines
 from gateway.domain.dossier import status_before_wait
 from gateway.domain.events import ChangeRecorded
+from gateway.domain.hops import Hop, HopEntry, agency_hops
 from gateway.domain.status import Status
 from gateway.errors import Conflict, NotFound
 from gateway.store.models import Dossier, HistoryEntry
@@ -27,6 +28,7 @@ __all__ = [
     "deadlines_of",
     "find_dossier",
     "history_pairs",
+    "hops_of",
     "lock_dossier",
     "procedure_of",
     "record_change",
@@ -71,7 +73,30 @@ def deadlines_of(session: Session, dossier: Dossier, calendar: OfficeCalendar) -
     spec = get_procedure(session, dossier.procedure_code)
     if spec is None or not dossier.history:
         return None
-    return compute_deadlines(history_pairs(dossier), spec.processing_days, calendar)
+    final = spec.suspension == "stop"
+    return compute_deadlines(history_pairs(dossier), spec.processing_days, calendar, suspension_final=final)
+
+
+def _hop_entry(entry: HistoryEntry) -> HopEntry:
+    details = entry.details or {}
+    target = details.get("transfer_to")
+    due = details.get("transfer_due_at")
+    return HopEntry(
+        entry.status,
+        entry.at,
+        target if isinstance(target, str) else None,
+        datetime.fromisoformat(due) if isinstance(due, str) else None,
+    )
+
+
+def hops_of(dossier: Dossier, deadlines: Deadlines | None, calendar: OfficeCalendar) -> list[Hop]:
+    """The dossier's stay with each agency (liên thông), each with its own deadline; none without a due date."""
+    due = deadlines.due_at if deadlines is not None else dossier.due_at
+    if due is None or not dossier.history:
+        return []
+    finished = deadlines.finished_at if deadlines is not None else None
+    entries = [_hop_entry(entry) for entry in dossier.history]
+    return agency_hops(entries, lead=dossier.lead_agency_code, due_at=due, calendar=calendar, finished_at=finished)
 
 
 def resumable_status(dossier: Dossier) -> Status:
@@ -86,6 +111,7 @@ def _recompute(session: Session, dossier: Dossier, calendar: OfficeCalendar) -> 
     dossier.received_at = deadlines.received_at
     dossier.acknowledge_by = deadlines.acknowledge_by
     dossier.due_at = deadlines.due_at
+    dossier.calendar_version = calendar.version
 
 
 def record_change(

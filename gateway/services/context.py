@@ -35,3 +35,5 @@ class Context:
     calendar: OfficeCalendar
     verifier: Verifier
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    #: ``[signing] signer_must_match_applicant``: "warn" or "require".
+    signer_must_match_applicant: str = "warn"

@@ -11,10 +11,14 @@ Decisions where the rules are silent:
 * ``received`` starts the legal clock; a ``due_at`` the agency gives is recorded (``details.agency_due_at`` and the
   note), never trusted over the law. Waiting statuses stop the clock; the due date moves when the wait ends.
 * ``transfer_to`` (*liên thông*), only with ``processing``: another registered agency competent for the procedure
-  takes over, the lead stays; an ``agency.deliver`` to it is enqueued; its share of the time left is recorded as
-  ``details.transfer_due_at``.
-* ``completed`` may carry ``result``: files decoded, sniffed, verified like components and stored content-addressed
-  in ``Dossier.result``.
+  takes over, the lead stays; an ``agency.deliver`` to it is enqueued; its own deadline, its share of the time left
+  (:func:`gateway.domain.hops.transfer_deadline`), is recorded as ``details.transfer_due_at``.
+* ``completed`` and ``refused`` may carry ``result`` (the result, or the signed refusal notice): files decoded,
+  sniffed, verified like components and stored content-addressed in ``Dossier.result``.
+* Fees before results: ``returned`` is refused (:class:`~gateway.errors.FeeUnpaid`, 409) while a fee is unpaid,
+  unless the procedure has ``fees_after_result``. ``fees_paid: true`` on any event says the applicant paid at the
+  agency's counter: the unpaid fees are marked paid (``details.fees_paid``) before the rule is checked.
+* A procedure whose ``suspension`` is ``stop`` makes ``suspended`` final: no event moves the dossier out of it.
 """
 
 from __future__ import annotations
@@ -24,22 +28,32 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.auth import Principal
 from gateway.catalogue import ProcedureSpec
 from gateway.domain.calendar import OfficeCalendar
-from gateway.domain.dossier import EventFacts, Recorded, decide_event, event_problems, is_repeat
+from gateway.domain.dossier import (
+    RESULT_STATUSES,
+    EventFacts,
+    Recorded,
+    decide_event,
+    event_problems,
+    is_repeat,
+    unpaid_blocks_result,
+)
+from gateway.domain.hops import transfer_deadline
 from gateway.domain.status import Status, national_code
 from gateway.domain.times import aware, iso, utc_key
-from gateway.errors import Forbidden, Invalid, problem
+from gateway.errors import FeeUnpaid, Forbidden, Invalid, problem
 from gateway.services.agency_outbox import enqueue_delivery
 from gateway.services.changes import find_dossier, procedure_of, record_change
 from gateway.services.context import Context
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
 from gateway.services.intake import Code, check_component_codes
+from gateway.services.payments import unpaid
 from gateway.store.models import Agency, Dossier
 from gateway.unit_of_work import UnitOfWork, in_unit
 from gateway.validation import parse_model
@@ -50,7 +64,7 @@ Note = Annotated[StrictStr, Field(max_length=4000)]
 
 
 class AgencyEvent(BaseModel):
-    """``POST /api/v1/agencies/{agency}/events`` (contract; ``components`` added for ``supplement_requested``).
+    """``POST /api/v1/agencies/{agency}/events`` (``docs/api.md``; ``components`` added for ``supplement_requested``).
 
     Fields the gateway does not know are ignored (agency systems differ; a mapping renames theirs). Times without an
     offset are read in Vietnam's time.
@@ -67,6 +81,7 @@ class AgencyEvent(BaseModel):
     transfer_to: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
     components: list[Code] | None = None
     result: dict[str, Any] | None = None
+    fees_paid: StrictBool = False
 
     _aware_at = field_validator("at", "due_at")(aware)
 
@@ -84,7 +99,7 @@ class AgencyEvent(BaseModel):
 
 
 class ResultFiles(BaseModel):
-    """The ``files`` of a ``completed`` event's ``result``; other keys of ``result`` are kept as given."""
+    """The ``files`` of a ``completed`` or ``refused`` event's ``result``; other keys of ``result`` are kept."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -125,7 +140,8 @@ def _result_file_items(event: AgencyEvent) -> list[tuple[str, str | None, FileIn
 
 
 async def prepare_result_files(ctx: Context, event: AgencyEvent) -> list[PreparedFile]:
-    """The result files of a ``completed`` event decoded and verified, before the transaction opens."""
+    """The result files of a ``completed`` or ``refused`` event decoded and verified, before the transaction
+    opens."""
     items = _result_file_items(event)
     if not items:
         return []
@@ -148,15 +164,47 @@ def _transfer_problems(session: Session, dossier: Dossier, spec: ProcedureSpec, 
 
 
 def _transfer_deadline(spec: ProcedureSpec, dossier: Dossier, calendar: OfficeCalendar, at: datetime) -> datetime:
-    """The receiving agency's part of the time left: its share against the lead's (who returns the result)."""
+    """The receiving agency's own deadline: its share of the time left among the agencies still to act."""
     assert dossier.due_at is not None
-    if dossier.agency_code == dossier.lead_agency_code:
-        return calendar.local(dossier.due_at)
-    shares = [
-        float(spec.transfer_shares.get(dossier.agency_code, 1)),
-        float(spec.transfer_shares.get(dossier.lead_agency_code, 1)),
-    ]
-    return calendar.split_remaining(at, dossier.due_at, shares)[0]
+    visited = {dossier.lead_agency_code}
+    visited.update(str(e.details["transfer_to"]) for e in dossier.history if (e.details or {}).get("transfer_to"))
+    return transfer_deadline(
+        calendar,
+        at=at,
+        due_at=dossier.due_at,
+        receiver=dossier.agency_code,
+        lead=dossier.lead_agency_code,
+        shares={code: float(weight) for code, weight in spec.transfer_shares.items()},
+        order=spec.agencies,
+        visited=visited,
+    )
+
+
+def _settle_at_counter(dossier: Dossier, at: datetime, details: dict[str, Any], note: str | None) -> str | None:
+    """The unpaid fees marked paid at the agency's counter (an event's ``fees_paid``), recorded in ``details``; the
+    entry's note saying so."""
+    settled = []
+    for fee in unpaid(dossier):
+        fee.paid = True
+        fee.paid_at = at
+        settled.append({"code": fee.code, "amount": fee.amount})
+    details["fees_paid"] = settled
+    if not settled:
+        return note
+    paid = sum(fee["amount"] for fee in settled)
+    return f"{note + ' ' if note else ''}(fees paid at the agency: {paid} VND)"
+
+
+def _check_fees_before_result(dossier: Dossier, spec: ProcedureSpec, target: Status) -> None:
+    fees = unpaid(dossier)
+    amount = sum(fee.amount for fee in fees)
+    if unpaid_blocks_result(target, amount, fees_after_result=spec.fees_after_result):
+        listed = ", ".join(f"{fee.code} {fee.name}: {fee.amount} VND" for fee in fees)
+        raise FeeUnpaid(
+            f"dossier {dossier.code} cannot be returned: the fee is unpaid ({listed}); the result is handed over "
+            "once the fees are paid",
+            [{"fee": fee.code, "amount": fee.amount, "paid": False} for fee in fees],
+        )
 
 
 def _store_result(session: Session, result: dict[str, Any], files: Sequence[PreparedFile]) -> dict[str, Any]:
@@ -214,8 +262,13 @@ def record_event(
         return False
     spec = procedure_of(session, dossier)
     _problems(session, dossier, spec, event, now)
-    transition = decide_event(Status(dossier.status), event.facts(), now=now)
-    details = dict(transition.details)
+    final = spec.suspension == "stop"
+    transition = decide_event(Status(dossier.status), event.facts(), now=now, suspension_final=final)
+    details, note = dict(transition.details), transition.note
+    if event.fees_paid:
+        note = _settle_at_counter(dossier, transition.at, details, note)
+    else:
+        _check_fees_before_result(dossier, spec, transition.target)
     if event.transfer_to is not None:
         details.update(transfer_from=dossier.agency_code, transfer_to=event.transfer_to)
         dossier.agency_code = event.transfer_to
@@ -223,15 +276,15 @@ def record_event(
     if transition.target is Status.COMPLETED:
         last = dossier.history[-1].at if dossier.history else transition.at
         dossier.completed_at = max(transition.at, last)
-        if event.result is not None:
-            dossier.result = _store_result(session, event.result, result_files)
+    if transition.target in RESULT_STATUSES and event.result is not None:
+        dossier.result = _store_result(session, event.result, result_files)
     entry = record_change(
         uow,
         dossier,
         status=transition.target,
         at=transition.at,
         actor=actor.name,
-        note=transition.note,
+        note=note,
         details=details,
         calendar=calendar,
         now=now,

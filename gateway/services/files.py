@@ -66,6 +66,8 @@ class PreparedFile:
     signature: bytes | None = field(default=None, repr=False)
     signature_sha256: str | None = None
     report: SignatureReport | None = None
+    #: Whether a valid signer is the applicant (:mod:`gateway.services.signers`); ``None`` when not compared.
+    applicant_check: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -73,12 +75,20 @@ class PreparedFile:
 
     @property
     def originals_check_required(self) -> bool:
+        if self.applicant_check is not None and self.applicant_check.get("originals_check_required"):
+            return True
         return True if self.report is None else self.report.originals_check_required
 
     @property
     def verification(self) -> dict[str, Any] | None:
-        """The report as stored and shown (the contract's JSON shape)."""
-        return None if self.report is None else self.report.to_json()
+        """The report as stored and shown (``docs/signature-report.md``, with ``applicant_check`` when compared)."""
+        if self.report is None:
+            return None
+        shown = self.report.to_json()
+        if self.applicant_check is not None:
+            shown["applicant_check"] = dict(self.applicant_check)
+            shown["originals_check_required"] = self.originals_check_required
+        return shown
 
     @property
     def verdict(self) -> str:

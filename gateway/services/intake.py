@@ -2,7 +2,7 @@
 
 The steps:
 
-1. **Shape** (:class:`Submission`, the contract's submission body): unknown top-level fields are kept in
+1. **Shape** (:class:`Submission`, the body of ``docs/api.md``): unknown top-level fields are kept in
    ``Dossier.extra``; components and fees accept only their documented fields.
 2. **Catalogue**: the procedure must be in the catalogue; the agency must be one of its competent agencies *and*
    registered with the gateway; every required component present, no unknown or repeated component code; fees as
@@ -43,6 +43,7 @@ from gateway.services.changes import changed
 from gateway.services.context import Context, Render
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
 from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
+from gateway.services.signers import check_signers, mismatch_warnings
 from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -92,7 +93,7 @@ class Applicant(BaseModel):
 
 
 class Submission(BaseModel):
-    """``POST /api/v1/dossiers`` (contract). Unknown top-level fields are kept (``Dossier.extra``)."""
+    """``POST /api/v1/dossiers`` (``docs/api.md``). Unknown top-level fields are kept (``Dossier.extra``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -205,15 +206,22 @@ def _check_fees(spec: ProcedureSpec, fees: list[FeeIn] | None) -> list[dict[str,
 
 
 def signature_warnings(spec: ProcedureSpec, files: Sequence[PreparedFile]) -> list[dict[str, str]]:
-    """Components the catalogue says must be signed whose signature is not valid."""
+    """Components the catalogue says must be signed whose signature is not valid, and components whose valid
+    signature is not the applicant's."""
     must = {c.code for c in spec.components if c.must_be_signed}
-    return [{"component": f.code, "verdict": f.verdict} for f in files if f.code in must and f.verdict != "valid"]
+    unsigned = [{"component": f.code, "verdict": f.verdict} for f in files if f.code in must and f.verdict != "valid"]
+    return unsigned + mismatch_warnings(files)
 
 
 def warnings_note(warnings: Sequence[dict[str, str]]) -> str | None:
     if not warnings:
         return None
-    parts = [f"{w['component']} must be digitally signed (signature: {w['verdict']})" for w in warnings]
+    parts = [
+        f"{w['component']} is signed by someone other than the applicant"
+        if w["verdict"] == "signer_not_applicant"
+        else f"{w['component']} must be digitally signed (signature: {w['verdict']})"
+        for w in warnings
+    ]
     return "Originals check required: " + "; ".join(parts)
 
 
@@ -267,6 +275,7 @@ def _new_dossier(
         submitted_at=now,
         acknowledge_by=deadlines.acknowledge_by,
         due_at=deadlines.due_at,
+        calendar_version=ctx.calendar.version,
         updated_at=now,
     )
     dossier.components.extend(components)
@@ -345,6 +354,7 @@ async def submit(
     if errors or file_errors:
         raise Invalid(errors + file_errors)
     await verify_files(ctx.verifier, files)
+    check_signers(files, sub.applicant.model_dump(mode="json"), ctx.signer_must_match_applicant)
 
     def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         return _take_in(uow, ctx, sub, files, principal=principal, now=now, render=render)

@@ -3,7 +3,7 @@
 A success marks the payment and its fees paid, records the history step ``fee_paid`` (resuming a ``fee_requested``
 dossier to the status it had before the wait, so the wait does not count), tells the agency through the outbox
 (``agency.fee_paid``) and writes an audit entry; the change raises ``ChangeRecorded`` like every other. A failure
-marks the payment failed and makes the next one while the dossier still awaits its fees.
+marks the payment failed (an audit entry too) and makes the next one while the dossier still awaits its fees.
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ def _fail(session: Session, payment: Payment, *, reason: str, online: OnlinePaym
     payment.details = {**(payment.details or {}), "failure": reason}
     dossier = session.get(Dossier, payment.dossier_id)  # locked by find_payment
     assert dossier is not None
+    details = {"reference": payment.reference, "reason": reason}
+    audit.append(session, f"payment:{payment.provider}", "payment.failed", dossier.code, details, at=now)
     log.info("payment failed", extra={"dossier_code": dossier.code, "reference": payment.reference, "reason": reason})
     if online is not None and awaits_fees(dossier, online.terms):
         try:

@@ -30,6 +30,7 @@ from gateway.services.intake import (
     signature_warnings,
     warnings_note,
 )
+from gateway.services.signers import check_signers
 from gateway.store.models import Component, Dossier
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -81,8 +82,10 @@ def add_supplement(
     calendar: OfficeCalendar,
     now: datetime,
     note: str | None = None,
+    signer_policy: str = "warn",
 ) -> None:
-    """Store the applicant's supplement (only after ``supplement_requested``) and resume the dossier."""
+    """Store the applicant's supplement (only after ``supplement_requested``) and resume the dossier; each validly
+    signed file is checked against the dossier's applicant (``signer_policy``: ``warn`` or ``require``)."""
     session = uow.session
     _require_waiting(dossier)
     spec = procedure_of(session, dossier)
@@ -91,6 +94,7 @@ def add_supplement(
         raise Invalid(errors)
     resumed = resume_status(resumable_status(dossier))
     check_transition(Status(dossier.status), resumed)
+    check_signers(files, dossier.applicant or {}, signer_policy)
     revisions = _new_revisions(dossier, files)
     dossier.components.extend(component_rows(session, spec, files, now=now, revisions=revisions))
     dossier.originals_check_required = any(c.originals_check_required for c in current_components(dossier))
@@ -141,6 +145,15 @@ async def supplement(ctx: Context, request: DossierRequest) -> Answer:
 
     def change(uow: UnitOfWork, dossier: Dossier) -> None:
         actor, now = request.principal, request.now
-        add_supplement(uow, dossier, files, actor=actor, calendar=ctx.calendar, now=now, note=body.note)
+        add_supplement(
+            uow,
+            dossier,
+            files,
+            actor=actor,
+            calendar=ctx.calendar,
+            now=now,
+            note=body.note,
+            signer_policy=ctx.signer_must_match_applicant,
+        )
 
     return await change_dossier(ctx, context, request, change)

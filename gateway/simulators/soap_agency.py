@@ -60,6 +60,7 @@ from starlette.types import ASGIApp
 
 from adapters.http import ClientFactory, default_factory
 from adapters.onestop import wsdl as shipped
+from adapters.onestop.wsdl.single import inline_schemas
 from gateway.simulators.agency import AgencySimulator
 
 __all__ = [
@@ -659,6 +660,10 @@ class _Handlers:
         params = request.query_params
         if "wsdl" in params:
             self.sim.counters["wsdl_fetches"] += 1
+            if "single" in params:  # one self-contained document: the schema inlined
+                address = f"{request.url.scheme}://{request.url.netloc}/soap"
+                document = inline_schemas(self.sim.wsdl, {shipped.REFERENCE_XSD: self.sim.xsd}, address=address)
+                return Response(document, media_type="text/xml; charset=utf-8")
             return Response(self._wsdl(request), media_type="text/xml; charset=utf-8")
         if params.get("xsd") == shipped.REFERENCE_XSD:
             self.sim.counters["xsd_fetches"] += 1

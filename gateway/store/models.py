@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -76,6 +77,11 @@ class Procedure(Base):
     fees: Mapped[list[Any]] = mapped_column(JSON, default=list)
     #: Shares of the legal time for inter-agency (liên thông) processing, by agency code; empty = equal shares.
     transfer_shares: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The result may be handed over before the fees are paid (otherwise fees come first).
+    fees_after_result: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: What status 8 (suspended) means for this procedure: ``pause`` (the clock stops, processing resumes) or
+    #: ``stop`` (processing stopped for good).
+    suspension: Mapped[str] = mapped_column(String(8), default="pause", server_default="pause")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -137,6 +143,8 @@ class Dossier(Base):
     due_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: The office calendar that computed the stored deadlines (``vn-2026.1+holidays-0.109``).
+    calendar_version: Mapped[str | None] = mapped_column(String(96), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
 

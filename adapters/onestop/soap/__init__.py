@@ -7,7 +7,13 @@ and shares (:mod:`.loader`). :class:`SoapOneStopClient` (:mod:`.client`) calls t
 """
 
 from adapters.onestop.soap.client import DEFAULT_MAX_ANSWER_BYTES, FAULT_ALREADY_EXISTS, SoapOneStopClient
-from adapters.onestop.soap.documents import ZEEP_SETTINGS, build_document, reference_document
+from adapters.onestop.soap.documents import (
+    ZEEP_SETTINGS,
+    BuiltDocument,
+    build_description,
+    build_document,
+    reference_document,
+)
 from adapters.onestop.soap.dossier import dossier_to_hoso
 from adapters.onestop.soap.errors import SoapFaultError, WsdlError
 from adapters.onestop.soap.fetch import FetchedWsdl, WsdlCache, WsdlLimits, fetch_wsdl_documents
@@ -26,6 +32,7 @@ __all__ = [
     "SOAP11_ENVELOPE",
     "SOAP12_ENVELOPE",
     "ZEEP_SETTINGS",
+    "BuiltDocument",
     "CallRecord",
     "FetchedWsdl",
     "GatewayAsyncTransport",
@@ -38,6 +45,7 @@ __all__ = [
     "WsdlError",
     "WsdlLimits",
     "WsdlLoader",
+    "build_description",
     "build_document",
     "dossier_to_hoso",
     "element_paths",

@@ -2,7 +2,11 @@
 
 Every reference between the fetched documents is rewritten to an opaque ``file:///dvc-gateway-wsdl/…`` name that
 only :class:`_DocumentSource` serves (from memory), and zeep runs with :data:`ZEEP_SETTINGS` (``forbid_external``,
-no DTDs, no entities), so zeep never fetches anything itself.
+no DTDs, no entities), so zeep never fetches anything itself. The well-known schemas (SOAP encoding…) are served
+from the copies shipped in :mod:`adapters.onestop.wsdl`: zeep's automatic import of SOAP encoding happens before
+its transport is asked (and ``forbid_external`` refuses it there), so each schema that has such a namespace in scope
+gets an explicit import of the shipped copy instead. When the description does not load as it is, a second attempt
+repairs its known defects (:mod:`.repairs`) and lists each repair as a warning.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import zeep
@@ -17,10 +22,12 @@ import zeep.exceptions
 from lxml import etree
 
 from adapters.onestop import wsdl as _shipped
+from adapters.onestop.soap import repairs
 from adapters.onestop.soap.errors import WsdlError, one_line
+from adapters.onestop.soap.explain import explain, qname_of
 from adapters.onestop.soap.fetch import FetchedWsdl, absolute, digest, parse_document, references, shown
 
-__all__ = ["ZEEP_SETTINGS", "build_document", "reference_document"]
+__all__ = ["ZEEP_SETTINGS", "BuiltDocument", "build_description", "build_document", "reference_document"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +44,15 @@ ZEEP_SETTINGS = zeep.Settings(
 )
 
 _PSEUDO_PREFIX = "file:///dvc-gateway-wsdl/"
-_XML_XSD_PSEUDO = _PSEUDO_PREFIX + "shipped/xml.xsd"
+_XSD_NAMESPACES = ("http://www.w3.org/2001/XMLSchema",)
+#: At most this many undefined types or elements are read as ``anyType`` before the description is refused.
+_MAX_UNRESOLVED = 20
 _REFERENCE_BASE = "https://reference.dvc-gateway.invalid/"
 
 
 class _DocumentSource(zeep.Transport):
-    """What zeep loads documents through while parsing a description: the fetched documents, nothing else.
+    """What zeep loads documents through while parsing a description: the fetched documents and the well-known
+    schemas shipped with the gateway (also under their namespace, zeep's own automatic import), nothing else.
 
     ``zeep.Transport.__init__`` is deliberately not called: it would create a ``requests`` session.
     """
@@ -59,7 +69,15 @@ class _DocumentSource(zeep.Transport):
         try:
             return self._documents[url]
         except KeyError:
-            raise zeep.exceptions.TransportError(f"{url} was not fetched by the gateway") from None
+            raise zeep.exceptions.TransportError(url) from None
+
+
+@dataclass(frozen=True)
+class BuiltDocument:
+    """A parsed description and the repairs the lenient attempt made to load it (one warning each)."""
+
+    document: zeep.wsdl.Document
+    warnings: tuple[str, ...] = ()
 
 
 def _pseudo(url: str, index: int) -> str:
@@ -67,56 +85,147 @@ def _pseudo(url: str, index: int) -> str:
     return f"{_PSEUDO_PREFIX}{index:03d}-{digest(url)[:16]}/{tail}"
 
 
-def _zeep_documents(fetched: FetchedWsdl) -> tuple[str, dict[str, bytes], dict[str, str]]:
-    """The fetched documents with every reference rewritten to the opaque names :class:`_DocumentSource` serves.
+def _well_known(namespace: str) -> str:
+    return _PSEUDO_PREFIX + "shipped/" + _shipped.WELL_KNOWN[namespace]
 
-    Returns the root's name, the documents by name and the names back to the original URLs (for messages).
+
+def _import_well_known(root: etree._Element) -> None:
+    """Import, in each schema, the well-known namespaces in its scope that it does not import.
+
+    zeep imports SOAP encoding by itself when a schema uses it without importing it, but through a path that
+    ``forbid_external`` closes before the transport is asked; an explicit import of the shipped copy avoids it. A
+    well-known schema imports itself (by the same location it is served under) for the same reason.
     """
-    names = {url: _pseudo(url, index) for index, url in enumerate(fetched.documents)}
-    served: dict[str, bytes] = {}
-    for url, content in fetched.documents.items():
-        root = parse_document(content, url)
-        for reference in references(root):
+    for schema in root.iter(*(f"{{{ns}}}schema" for ns in _XSD_NAMESPACES)):
+        imported = {child.get("namespace") for child in schema if etree.QName(child).localname == "import"}
+        for namespace in sorted(set(schema.nsmap.values()) & set(_shipped.WELL_KNOWN)):
+            if namespace in imported:
+                continue
+            node = etree.Element(f"{{{etree.QName(schema).namespace}}}import")
+            node.set("namespace", namespace)
+            node.set("schemaLocation", _well_known(namespace))
+            schema.insert(0, node)
+
+
+class _Prepared:
+    """The documents of one attempt, parsed, with every reference rewritten to the names zeep is served."""
+
+    def __init__(self, fetched: FetchedWsdl, *, lenient: bool) -> None:
+        self.names = {url: _pseudo(url, index) for index, url in enumerate(fetched.documents)}
+        self.originals = {name: url for url, name in self.names.items()}
+        self.root = self.names[fetched.url]
+        self.warnings: list[str] = []
+        self.trees: dict[str, etree._Element] = {}
+        for url, content in fetched.documents.items():
+            if lenient:
+                content = self._repaired_bytes(url, content)
+            self.trees[self.names[url]] = parse_document(content, url)
+        if lenient:
+            self._align_imports()
+            for name in repairs.drop_empty_body_namespaces(self.trees.items()):
+                self.warnings.append(f'{shown(self.originals[name])}: soap:body namespace="" read as no namespace')
+        for name, tree in self.trees.items():
+            self._rewrite(tree, self.originals[name])
+            _import_well_known(tree)
+
+    def _repaired_bytes(self, url: str, content: bytes) -> bytes:
+        content, modernised = repairs.modern_xsd_namespace(content)
+        if modernised:
+            self.warnings.append(f"{shown(url)}: the 1999/2000 XML Schema namespace read as XML Schema 2001")
+        content, bound = repairs.bind_known_prefixes(content)
+        for prefix in bound:
+            namespace = repairs.KNOWN_PREFIXES[prefix]
+            self.warnings.append(f"{shown(url)}: prefix {prefix}: used without declaration, bound to {namespace}")
+        return content
+
+    def _align_imports(self) -> None:
+        def target_namespace_of(location: str, name: str) -> str | None:
+            try:
+                target = absolute(location, self.originals[name])
+            except WsdlError:
+                return None
+            tree = self.trees.get(self.names.get(target, ""))
+            return tree.get("targetNamespace") if tree is not None else None
+
+        changed = repairs.align_import_namespaces(self.trees.items(), target_namespace_of)
+        for name, declared, actual in changed:
+            self.warnings.append(
+                f"{shown(self.originals[name])}: xsd:import of namespace {declared} takes {actual}, "
+                "the imported schema's target namespace"
+            )
+
+    def _rewrite(self, tree: etree._Element, url: str) -> None:
+        for reference in references(tree):
             if reference.location is None:
-                reference.element.set(reference.attribute, _XML_XSD_PSEUDO)
-                served[_XML_XSD_PSEUDO] = _shipped.read(_shipped.XML_XSD)
+                reference.element.set(reference.attribute, _well_known(str(reference.namespace)))
                 continue
             target = absolute(reference.location, url)
-            if target not in names:  # fetched elsewhere than this entry (a damaged cache entry)
+            if target not in self.names:  # fetched elsewhere than this entry (a damaged cache entry)
                 raise WsdlError(f"{shown(target)} (referenced by {shown(url)}) was not fetched")
-            reference.element.set(reference.attribute, names[target])
-        served[names[url]] = etree.tostring(root, xml_declaration=True, encoding="utf-8")
-    return names[fetched.url], served, {name: url for url, name in names.items()}
+            reference.element.set(reference.attribute, self.names[target])
+
+    def served(self) -> dict[str, bytes]:
+        """The documents by name, with the well-known schemas (by name and by namespace)."""
+        served = {
+            name: etree.tostring(tree, xml_declaration=True, encoding="utf-8") for name, tree in self.trees.items()
+        }
+        for namespace, file in _shipped.WELL_KNOWN.items():
+            tree = etree.fromstring(_shipped.read(file))
+            self._rewrite(tree, _well_known(namespace))
+            _import_well_known(tree)
+            content = etree.tostring(tree, xml_declaration=True, encoding="utf-8")
+            served[_well_known(namespace)] = served[namespace] = content
+        return served
+
+    def shown(self, text: str) -> str:
+        """``text`` with the internal names of the documents replaced by their URLs."""
+        for name, url in self.originals.items():
+            text = text.replace(name, url)
+        return text.replace(_PSEUDO_PREFIX + "shipped/", "(well-known schema) ")
 
 
-def _unpseudo(text: str, originals: Mapping[str, str]) -> str:
-    for name, url in originals.items():
-        text = text.replace(name, url)
-    return text
+def _zeep(prepared: _Prepared) -> zeep.wsdl.Document:
+    source: Any = _DocumentSource(prepared.served())  # zeep's annotation asks for a transport class
+    return zeep.wsdl.Document(prepared.root, source, settings=ZEEP_SETTINGS)
+
+
+def _lenient(fetched: FetchedWsdl) -> BuiltDocument:
+    """The second attempt: every known defect repaired, unresolved types read as ``anyType`` (one round each)."""
+    prepared = _Prepared(fetched, lenient=True)
+    unresolved: set[str] = set()
+    for _round in range(_MAX_UNRESOLVED + 1):
+        try:
+            return BuiltDocument(_zeep(prepared), tuple(prepared.warnings))
+        except WsdlError:
+            raise
+        except Exception as exc:
+            qname = qname_of(exc)
+            if qname is None or qname.text in unresolved or len(unresolved) >= _MAX_UNRESOLVED:
+                raise _refusal(exc, prepared) from exc
+            if not repairs.unresolved_as_any_type(prepared.trees.values(), qname):
+                raise _refusal(exc, prepared) from exc
+            unresolved.add(qname.text)
+            prepared.warnings.append(f"{qname.localname} ({qname.namespace}) is not defined: read as anyType")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refusal(exc: BaseException, prepared: _Prepared) -> WsdlError:
+    return WsdlError(f"the service description is invalid: {one_line(explain(exc, prepared.shown), 300)}")
+
+
+def build_description(fetched: FetchedWsdl) -> BuiltDocument:
+    """Parse a fetched description with zeep, without any network access: as it is, else (when that fails) with its
+    known defects repaired (:mod:`.repairs`), each repair a warning. :class:`WsdlError` in one line otherwise."""
+    try:
+        return BuiltDocument(_zeep(_Prepared(fetched, lenient=False)))
+    except Exception as exc:  # noqa: BLE001 - zeep lets anything out (AssertionError, KeyError…)
+        logger.info("Strict load of %s failed (%s): trying with repairs", shown(fetched.url), type(exc).__name__)
+    return _lenient(fetched)  # refuses again what no repair can help (a DTD, a document that is not XML…)
 
 
 def build_document(fetched: FetchedWsdl) -> zeep.wsdl.Document:
-    """Parse a fetched service description with zeep (:data:`ZEEP_SETTINGS`), without any network access."""
-    root, served, originals = _zeep_documents(fetched)
-    source: Any = _DocumentSource(served)  # zeep's annotation asks for a transport class; it uses an instance
-    try:
-        return zeep.wsdl.Document(root, source, settings=ZEEP_SETTINGS)
-    except WsdlError:
-        raise
-    except (
-        zeep.exceptions.Error,
-        NotImplementedError,
-        etree.LxmlError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        TypeError,
-        ValueError,
-    ) as exc:
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, zeep.exceptions.DTDForbidden | zeep.exceptions.EntitiesForbidden):
-            reason = "a document carries a DTD or entities"
-        raise WsdlError(f"the service description is invalid: {one_line(_unpseudo(reason, originals))}") from exc
+    """The zeep document of :func:`build_description` (its warnings dropped)."""
+    return build_description(fetched).document
 
 
 def reference_document() -> zeep.wsdl.Document:

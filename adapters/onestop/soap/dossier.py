@@ -1,7 +1,7 @@
 """The gateway's values in the reference service's terms: a dossier as ``HoSo``, components, checked keys and codes.
 
-:func:`dossier_to_hoso` turns a dossier (the reference REST contract's shape) into the content of the reference
-``HoSo`` element; the other helpers check what the client sends and read the timestamps it receives.
+:func:`dossier_to_hoso` turns a dossier (the shape of ``docs/agency-rest-contract.md``) into the content of the
+reference ``HoSo`` element; the other helpers check what the client sends and read the timestamps it receives.
 """
 
 from __future__ import annotations

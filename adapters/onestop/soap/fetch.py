@@ -24,7 +24,9 @@ from lxml import etree
 
 from adapters.errors import AuthError, TransientError
 from adapters.http import ResponseTooLargeError, error_for_response, map_http_errors, response_limit
+from adapters.onestop import wsdl as _shipped
 from adapters.onestop.soap.errors import WsdlError, one_line
+from adapters.onestop.soap.repairs import bind_known_prefixes
 
 __all__ = ["FetchedWsdl", "WsdlCache", "WsdlLimits", "fetch_wsdl_documents"]
 
@@ -44,15 +46,25 @@ _ACCEPT = "application/wsdl+xml, application/xml, text/xml;q=0.9, */*;q=0.1"
 HTML_START = re.compile(rb"\A(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html)", re.I | re.S)
 
 
+#: Defaults of :class:`WsdlLimits` (also those of the ``[registry] wsdl_*`` settings).
+DEFAULT_MAX_DOCUMENT_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_TOTAL_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_DOCUMENTS = 32
+DEFAULT_LOAD_TIMEOUT_SECONDS = 60.0
+
+
 @dataclass(frozen=True)
 class WsdlLimits:
-    """Bounds on fetching one service description (the WSDL and everything it imports or includes)."""
+    """Bounds on loading one service description (the WSDL and everything it imports or includes): the size of
+    each document, their total size and number, and the time to fetch and parse them all."""
 
-    max_document_bytes: int = 2 * 1024 * 1024
-    max_documents: int = 32
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    max_documents: int = DEFAULT_MAX_DOCUMENTS
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    load_timeout_seconds: float = DEFAULT_LOAD_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
-        if self.max_document_bytes < 1 or self.max_documents < 1:
+        if min(self.max_document_bytes, self.max_documents, self.max_total_bytes, self.load_timeout_seconds) <= 0:
             raise ValueError("WSDL limits must be positive")
 
 
@@ -82,14 +94,30 @@ def _hardened_parser() -> etree.XMLParser:
     )
 
 
-def parse_document(content: bytes, url: str) -> etree._Element:
-    """A fetched document's root (hardened parse); :class:`WsdlError` naming the document otherwise."""
+def _xml_error(url: str, exc: etree.XMLSyntaxError) -> WsdlError:
+    return WsdlError(f"{shown(url)} is not well-formed XML ({one_line(exc.msg or 'syntax error', 80)})")
+
+
+def parse_document(content: bytes, url: str, *, lenient: bool = False) -> etree._Element:
+    """A fetched document's root (hardened parse); :class:`WsdlError` naming the document otherwise.
+
+    ``lenient``: a well-known prefix used without its declaration (``xs:``, ``soap:``…) is bound to its usual
+    namespace instead of refusing the document.
+    """
     if HTML_START.match(content[:4096]):
         raise WsdlError(f"{shown(url)} is an HTML page, not XML")
     try:
         root = etree.fromstring(content, parser=_hardened_parser(), base_url=url)
     except etree.XMLSyntaxError as exc:
-        raise WsdlError(f"{shown(url)} is not well-formed XML ({one_line(exc.msg or 'syntax error', 80)})") from exc
+        repaired = bind_known_prefixes(content)[0] if lenient else content
+        if repaired is content:
+            raise _xml_error(url, exc) from exc
+        try:
+            root = etree.fromstring(repaired, parser=_hardened_parser(), base_url=url)
+        except etree.XMLSyntaxError as again:
+            raise _xml_error(url, again) from again
+    except ValueError as exc:  # an encoding declaration lxml refuses, NUL bytes
+        raise WsdlError(f"{shown(url)} is not XML the gateway can read ({one_line(str(exc), 80)})") from exc
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise WsdlError(f"{shown(url)} carries a DTD (refused: no DTDs or entities in service descriptions)")
@@ -110,23 +138,29 @@ class Reference:
 
     element: etree._Element
     attribute: str
-    location: str | None  # None: an import of the XML namespace without a location (served from the package)
+    location: str | None  # None: an import of a well-known schema, served from the package (never fetched)
+    namespace: str | None = None
 
 
 def references(root: etree._Element) -> Iterator[Reference]:
-    """The imports and includes of a WSDL or XSD document (in WSDL types too)."""
+    """The imports and includes of a WSDL or XSD document (in WSDL types too).
+
+    An ``xsd:import`` of a well-known namespace (:data:`adapters.onestop.wsdl.WELL_KNOWN`: SOAP encoding and
+    envelope, the XML namespace, WSDL) has no location, whatever its ``schemaLocation`` says: the shipped copy is used.
+    """
     for element in root.iter(etree.Element):
         qname = etree.QName(element)
         if qname.namespace == _WSDL_NS and qname.localname == "import":
             location = element.get("location")
             if location:
-                yield Reference(element, "location", location.strip())
+                yield Reference(element, "location", location.strip(), element.get("namespace"))
         elif qname.namespace in _XSD_NAMESPACES and qname.localname in ("import", "include", "redefine"):
             location = element.get("schemaLocation")
-            if location:
-                yield Reference(element, "schemaLocation", location.strip())
-            elif qname.localname == "import" and element.get("namespace") == _XML_NS:
-                yield Reference(element, "schemaLocation", None)
+            namespace = element.get("namespace")
+            if qname.localname == "import" and namespace in _shipped.WELL_KNOWN:
+                yield Reference(element, "schemaLocation", None, namespace)
+            elif location:
+                yield Reference(element, "schemaLocation", location.strip(), namespace)
 
 
 def absolute(location: str, base: str) -> str:
@@ -162,13 +196,17 @@ async def _get_document(
             ) as response:
                 if response.status_code != 200:
                     raise _status_error(response, url, via, upstream)
-                return await response.aread()
+                content = await response.aread()
     except ResponseTooLargeError as exc:
         if exc.declared is not None:
             size = f"{exc.declared} bytes, the limit is {exc.limit}"
         else:
             size = f"over the limit of {exc.limit} bytes"
         raise WsdlError(f"{shown(url)}{via} is too large ({size})", upstream=upstream) from None
+    if len(content) > limits.max_document_bytes:  # a client without the factory's size cap (local files)
+        size = f"{len(content)} bytes, the limit is {limits.max_document_bytes}"
+        raise WsdlError(f"{shown(url)}{via} is too large ({size})", upstream=upstream)
+    return content
 
 
 async def fetch_wsdl_documents(
@@ -187,14 +225,23 @@ async def fetch_wsdl_documents(
     documents: dict[str, bytes] = {}
     queue: list[tuple[str, str | None]] = [(url, None)]
     seen = {url}
+    total = 0
     while queue:
         current, referrer = queue.pop(0)
         if len(documents) >= limits.max_documents:
             raise WsdlError(
-                f"the service description has more than {limits.max_documents} documents", upstream=upstream
+                f"the service description has more than {limits.max_documents} documents",
+                upstream=upstream,
             )
         content = await _get_document(http, current, upstream=upstream, limits=limits, referrer=referrer)
-        root = parse_document(content, current)
+        total += len(content)
+        if total > limits.max_total_bytes:
+            raise WsdlError(
+                f"the service description is too large: its documents up to {shown(current)} make {total} bytes, "
+                f"the limit is {limits.max_total_bytes}",
+                upstream=upstream,
+            )
+        root = parse_document(content, current, lenient=True)
         if not documents and etree.QName(root).localname != "definitions":
             raise WsdlError(f"{shown(current)} is an XML Schema, not a WSDL", upstream=upstream)
         documents[current] = content

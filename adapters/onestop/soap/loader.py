@@ -20,7 +20,8 @@ import httpx
 import zeep
 
 from adapters.errors import TransientError
-from adapters.onestop.soap.documents import build_document, reference_document
+from adapters.onestop.soap.documents import build_description, reference_document
+from adapters.onestop.soap.errors import WsdlError
 from adapters.onestop.soap.fetch import FetchedWsdl, WsdlCache, WsdlLimits, fetch_wsdl_documents, shown
 
 __all__ = ["LoadedWsdl", "WsdlLoader", "load_wsdl"]
@@ -37,6 +38,7 @@ class LoadedWsdl:
     documents: tuple[str, ...]
     from_cache: bool
     fetched_at: datetime
+    warnings: tuple[str, ...] = ()  # the repairs the lenient attempt made to load it
 
 
 async def _fetch_or_read(
@@ -74,15 +76,32 @@ async def load_wsdl(
     """
     limits = limits or WsdlLimits()
     cache = WsdlCache(cache_dir) if cache_dir is not None else None
-    fetched = await _fetch_or_read(url, http, upstream=upstream, limits=limits, cache=cache)
-    document = await asyncio.to_thread(build_document, fetched)
-    return LoadedWsdl(
-        url=url,
-        document=document,
-        documents=tuple(fetched.documents),
-        from_cache=fetched.from_cache,
-        fetched_at=fetched.fetched_at,
+
+    async def load() -> LoadedWsdl:
+        fetched = await _fetch_or_read(url, http, upstream=upstream, limits=limits, cache=cache)
+        built = await asyncio.to_thread(build_description, fetched)
+        for warning in built.warnings:
+            logger.warning("Service description %s loaded with a repair: %s", shown(url), warning)
+        return LoadedWsdl(
+            url=url,
+            document=built.document,
+            documents=tuple(fetched.documents),
+            from_cache=fetched.from_cache,
+            fetched_at=fetched.fetched_at,
+            warnings=built.warnings,
+        )
+
+    too_long = WsdlError(
+        f"loading {shown(url)} took longer than {limits.load_timeout_seconds:g} seconds (the limit)", upstream=upstream
     )
+    started = asyncio.get_running_loop().time()
+    try:
+        loaded = await asyncio.wait_for(load(), timeout=limits.load_timeout_seconds)
+    except TimeoutError:
+        raise too_long from None
+    if asyncio.get_running_loop().time() - started > limits.load_timeout_seconds:  # done as the limit passed
+        raise too_long
+    return loaded
 
 
 _Key = tuple[Any, ...]

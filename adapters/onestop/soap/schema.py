@@ -31,9 +31,12 @@ def soap_version_of(binding: Any) -> str | None:
 
 def select_port(document: zeep.wsdl.Document, *, soap_version: str | None = None, port: str | None = None) -> Any:
     """The zeep port a client uses: ``port`` by name, else the first SOAP port (of ``soap_version``, if given)."""
+    definitions = list(getattr(document, "_definitions", {}).values())  # imported documents' services too
+    services = {id(service): service for d in definitions for service in d.services.values()}
+    services.update({id(service): service for service in document.services.values()})
     candidates = [
         candidate
-        for service in document.services.values()
+        for service in services.values()
         for candidate in service.ports.values()
         if isinstance(getattr(candidate, "binding", None), SoapBinding)
     ]

@@ -5,14 +5,16 @@
   ``RutHoSo`` (withdraw); business rejections are faults with a ``LoiNghiepVu`` detail;
 * ``hoso.xsd``: the messages (namespace ``urn:dvc:motcua:1.0``), imported by the WSDL as ``hoso.xsd``;
 * ``xml.xsd``: the schema of the ``xml:`` attributes, served locally to WSDLs that import that namespace without a
-  location (zeep would otherwise fetch it from w3.org).
+  location (zeep would otherwise fetch it from w3.org);
+* the other well-known schemas a description may refer to without shipping them (:data:`WELL_KNOWN`: SOAP 1.1 and
+  1.2 encoding and envelope, WSDL 1.1), served from these copies and never fetched.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 
-__all__ = ["REFERENCE_NAMESPACE", "REFERENCE_WSDL", "REFERENCE_XSD", "XML_XSD", "read"]
+__all__ = ["REFERENCE_NAMESPACE", "REFERENCE_WSDL", "REFERENCE_XSD", "WELL_KNOWN", "XML_XSD", "read"]
 
 REFERENCE_WSDL = "TiepNhanHoSo.wsdl"
 REFERENCE_XSD = "hoso.xsd"
@@ -20,11 +22,21 @@ XML_XSD = "xml.xsd"
 #: Target namespace of ``hoso.xsd`` (the messages); the WSDL's own is ``urn:dvc:motcua:1.0:wsdl``.
 REFERENCE_NAMESPACE = "urn:dvc:motcua:1.0"
 
-_NAMES = frozenset({REFERENCE_WSDL, REFERENCE_XSD, XML_XSD})
+#: Namespace of a well-known schema → the copy shipped here.
+WELL_KNOWN: dict[str, str] = {
+    "http://www.w3.org/XML/1998/namespace": XML_XSD,
+    "http://schemas.xmlsoap.org/soap/encoding/": "soap-encoding.xsd",
+    "http://schemas.xmlsoap.org/soap/envelope/": "soap-envelope.xsd",
+    "http://www.w3.org/2003/05/soap-encoding": "soap12-encoding.xsd",
+    "http://www.w3.org/2003/05/soap-envelope": "soap12-envelope.xsd",
+    "http://schemas.xmlsoap.org/wsdl/": "wsdl.xsd",
+}
+
+_NAMES = frozenset({REFERENCE_WSDL, REFERENCE_XSD, *WELL_KNOWN.values()})
 
 
 def read(name: str) -> bytes:
-    """The bytes of one shipped document (``TiepNhanHoSo.wsdl``, ``hoso.xsd`` or ``xml.xsd``)."""
+    """The bytes of one shipped document (``TiepNhanHoSo.wsdl``, ``hoso.xsd`` or a :data:`WELL_KNOWN` schema)."""
     if name not in _NAMES:
         raise ValueError(f"no shipped document {name!r}")
     return resources.files(__name__).joinpath(name).read_bytes()

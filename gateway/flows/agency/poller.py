@@ -37,7 +37,7 @@ from adapters.onestop.port import AgencyStatus
 from gateway.audit import lock_for_write
 from gateway.auth import AGENCY, Principal
 from gateway.domain.status import IllegalTransition, Status
-from gateway.errors import Forbidden, Invalid, NotFound
+from gateway.errors import Conflict, Forbidden, Invalid, NotFound
 from gateway.flows.agency.polls import Claim, claim_due, release
 from gateway.flows.agency.ports import AgencyClients, ChangeFeed
 from gateway.periodic import PeriodicJob
@@ -139,6 +139,8 @@ class Poller:
         except Invalid as exc:
             fields = ", ".join(sorted({str(e.get("field", "")) for e in exc.errors}))
             events_log.warning("invalid event from polling passed over", extra={**extra, "fields": fields})
+        except Conflict as exc:  # a result handed over while a fee is unpaid
+            events_log.warning("event refused: %s", exc.code, extra={**extra, "to": change.status})
         raise _PassedOver
 
     async def _prepared_files(self, change: AgencyStatus) -> list[PreparedFile]:

@@ -37,6 +37,6 @@ class ChangeFeed(Protocol):
 
 @runtime_checkable
 class FeePaidReceiver(Protocol):
-    """An agency system that takes payment notices (the reference REST contract's ``/payments``)."""
+    """An agency system that takes payment notices (``/payments`` in ``docs/agency-rest-contract.md``)."""
 
     async def fee_paid(self, code: str, payment: Mapping[str, Any], idempotency_key: str) -> Acknowledgement: ...

@@ -1,4 +1,5 @@
-"""The payment's part of the dossier view: its latest payment (``reference``, ``url``, ``amount``, ``status``)."""
+"""The payment's part of the dossier view: its latest payment (``reference``, ``url``, ``amount``, ``status``), and
+where the dossier's fees stand (:func:`payment_status`: ``none``, ``unpaid``, ``pending``, ``paid``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.services.payments import PENDING, payments_of, unpaid
 from gateway.store.models import Dossier, Payment
 
-__all__ = ["payment_view"]
+__all__ = ["payment_status", "payment_view"]
 
 
 def payment_view(session: Session, dossier: Dossier) -> dict[str, Any] | None:
@@ -22,3 +24,20 @@ def payment_view(session: Session, dossier: Dossier) -> dict[str, Any] | None:
     if latest is None:
         return None
     return {"reference": latest.reference, "url": latest.url, "amount": latest.amount, "status": latest.status}
+
+
+def payment_status(session: Session, dossier: Dossier) -> dict[str, Any]:
+    """Where the fees stand: ``status`` (``none``: no fee to pay; ``paid``: every fee paid; ``pending``: an online
+    payment of the unpaid fees is under way; ``unpaid``), ``unpaid_amount`` (int VND) and the pending payment's
+    ``reference``."""
+    fees = unpaid(dossier)
+    pending = next((p for p in reversed(payments_of(session, dossier)) if p.status == PENDING), None) if fees else None
+    if not fees:
+        status = "paid" if any(fee.amount > 0 for fee in dossier.fees) else "none"
+    else:
+        status = "pending" if pending is not None else "unpaid"
+    return {
+        "status": status,
+        "unpaid_amount": sum(fee.amount for fee in fees),
+        "reference": pending.reference if pending is not None else None,
+    }

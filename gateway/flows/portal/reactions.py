@@ -1,29 +1,55 @@
-"""The portal webhook's reaction to a recorded change: a ``portal.webhook`` message in the change's transaction."""
+"""The portal webhook's reaction to a recorded change: a ``portal.webhook`` message in the change's transaction
+(with the result files of a completion or a refusal)."""
 
 from __future__ import annotations
+
+import base64
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from gateway import messages, outbox
 from gateway.bus import EventHandler
+from gateway.domain.dossier import RESULT_STATUSES
 from gateway.domain.events import ChangeRecorded, DomainEvent
 from gateway.domain.times import iso
-from gateway.store.models import HistoryEntry
+from gateway.store.models import Blob, HistoryEntry
 from gateway.unit_of_work import UnitOfWork
 
 __all__ = ["enqueue_webhook", "subscriptions"]
 
 
+def _result(session: Session, entry: HistoryEntry) -> dict[str, Any] | None:
+    """The result a ``completed`` or ``refused`` entry brought (the signed refusal notice, for a refusal): its
+    stored description, each file with its verification and its content in base64."""
+    if entry.status not in RESULT_STATUSES or (entry.details or {}).get("step"):
+        return None
+    result = entry.dossier.result if entry.dossier is not None else None
+    if not isinstance(result, dict):
+        return None
+    files = []
+    for item in result.get("files", []):
+        blob = session.get(Blob, item.get("sha256"))
+        content = base64.b64encode(blob.content).decode("ascii") if blob is not None else None
+        files.append({**item, "content_base64": content})
+    return {**result, "files": files}
+
+
 def enqueue_webhook(session: Session, dossier_code: str, entry: HistoryEntry) -> None:
-    """A ``portal.webhook`` message for history entry ``entry`` (flushed, so it has an id)."""
+    """A ``portal.webhook`` message for history entry ``entry`` (flushed, so it has an id); a ``completed`` or
+    ``refused`` entry carries the dossier's result files (``event.result``)."""
+    event: dict[str, Any] = {"status": entry.status, "at": iso(entry.at), "actor": entry.actor, "note": entry.note}
+    reason = (entry.details or {}).get("reason")
+    if reason:
+        event["reason"] = reason
+    result = _result(session, entry)
+    if result is not None:
+        event["result"] = result
     outbox.enqueue(
         session,
         kind=messages.PORTAL_WEBHOOK,
         target=messages.PORTAL_TARGET,
-        payload={
-            "dossier_code": dossier_code,
-            "event": {"status": entry.status, "at": iso(entry.at), "actor": entry.actor, "note": entry.note},
-        },
+        payload={"dossier_code": dossier_code, "event": event},
         idempotency_key=outbox.message_key(dossier_code, f"webhook:{entry.id}"),
         ordering_key=dossier_code,
     )

@@ -123,6 +123,7 @@ def prepare_order(session: Session, code: str, kind: str, office: Mapping[str, s
         audit.lock_for_write(session)
         shipment.status = "cancelled"
         shipment.details = {**(shipment.details or {}), "cancelled": reason}
+        audit.append(session, ACTOR, "shipment.cancelled", code, {"kind": kind, "reason": reason})
         log.info("postal order not needed", extra={"dossier_code": code, "kind": kind, "reason": reason})
         return None
     if office is None:

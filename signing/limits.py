@@ -1,0 +1,84 @@
+"""Bounds on what an untrusted document may make the validators do, checked on the raw bytes before any parser runs.
+
+* A document is refused above :data:`MAX_DOCUMENT_BYTES` (callers stat files first and read at most that much).
+* A PDF signature's ``/Contents`` is a hex string that pyHanko's parser expands to many times its size in memory:
+  any hex string longer than :data:`MAX_SIGNATURE_CONTENTS_HEX` is refused before the PDF is parsed.
+* A detached CMS signature is refused above :data:`MAX_CMS_SIGNATURE_BYTES` before it is parsed.
+
+The marker checks tell "there is a signature structure here" from "there is none", so that a signature that cannot be
+processed is reported as broken (``invalid``), never as ``unsigned``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "BASE64_CMS",
+    "MAX_CMS_SIGNATURE_BYTES",
+    "MAX_DOCUMENT_BYTES",
+    "MAX_SIGNATURE_CONTENTS_HEX",
+    "carries_cms_signature",
+    "carries_pdf_signature",
+    "oversized_hex_string",
+    "trailing_bytes_after_eof",
+]
+
+#: Documents larger than this are refused before they are read or parsed (FORMAT_FAILURE).
+MAX_DOCUMENT_BYTES = 200 * 1024 * 1024
+#: The longest hex string (a signature's ``/Contents``) a PDF may carry: 2 MiB of CMS, room for a chain and its
+#: revocation data (long-term material belongs in the Document Security Store, whose streams are read lazily).
+MAX_SIGNATURE_CONTENTS_HEX = 4 * 1024 * 1024
+#: The largest detached CMS signature (``.p7s``) parsed.
+MAX_CMS_SIGNATURE_BYTES = 8 * 1024 * 1024
+
+_LONG_HEX = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]{%d}" % (MAX_SIGNATURE_CONTENTS_HEX + 1))
+_PDF_SIGNATURE = re.compile(rb"/ByteRange\b|/Type\s*/(?:Sig|DocTimeStamp)(?![A-Za-z0-9])")
+#: The DER encoding of the OID of CMS SignedData (1.2.840.113549.1.7.2).
+_SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
+#: A base64 CMS blob: a DER SEQUENCE with a long length ("MI…"), base64 characters and white space only.
+BASE64_CMS = re.compile(rb"\s*MI[A-Za-z0-9+/]{2}[A-Za-z0-9+/=\s]*\Z")
+_PDF_WHITESPACE = b"\x00\t\n\x0c\r "
+
+
+def oversized_hex_string(data: bytes) -> int | None:
+    """The offset of a hex string longer than :data:`MAX_SIGNATURE_CONTENTS_HEX`, or ``None``."""
+    match = _LONG_HEX.search(data)
+    return match.start() if match else None
+
+
+def carries_pdf_signature(data: bytes) -> bool:
+    """Whether ``data`` contains a PDF signature dictionary (``/ByteRange``, ``/Type /Sig`` or a timestamp)."""
+    return _PDF_SIGNATURE.search(data) is not None
+
+
+def carries_cms_signature(data: bytes, filename: str = "") -> bool:
+    """Whether ``data`` looks like a CMS SignedData structure (its OID near the start, a base64 or PEM blob, or a
+    ``.p7s``/``.p7m`` name), even if it cannot be parsed."""
+    head = data[:256]
+    if _SIGNED_DATA_OID in head or head.lstrip().startswith((b"-----BEGIN PKCS7", b"-----BEGIN CMS")):
+        return True
+    if BASE64_CMS.match(data[:4096]) and _base64_signed_data(data[:4096]):
+        return True
+    return filename.lower().endswith((".p7s", ".p7m", ".p7b"))
+
+
+def _base64_signed_data(head: bytes) -> bool:
+    import base64
+    import binascii
+
+    text = b"".join(head.split())
+    text = text[: len(text) // 4 * 4]
+    try:
+        return _SIGNED_DATA_OID in base64.b64decode(text[:344])
+    except (binascii.Error, ValueError):
+        return False
+
+
+def trailing_bytes_after_eof(data: bytes) -> int:
+    """How many bytes other than white space follow the last ``%%EOF`` marker (0 when none, or no marker)."""
+    end = data.rfind(b"%%EOF")
+    if end < 0:
+        return 0
+    tail = data[end + 5 :]
+    return len(tail) if tail.strip(_PDF_WHITESPACE) else 0

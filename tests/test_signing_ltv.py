@@ -1,0 +1,145 @@
+"""Long-term validation: a PAdES-LTA file whose signer's certificate has expired, and which revocation data counts.
+
+A hierarchy of its own, dated in the past: a root and an issuing CA valid for years, a signer whose certificate ran
+from 1100 to 400 days ago, and a time-stamping unit valid throughout. The signature carries a signature timestamp
+from 800 days ago (inside the signer's validity), revocation data in the Document Security Store and a document
+timestamp of today: the shape of a PAdES-LTA file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+
+import pytest
+from asn1crypto import crl as asn1_crl
+from asn1crypto import keys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import signers
+from pyhanko.sign.timestamps import DummyTimeStamper
+from pyhanko.sign.validation.dss import DocumentSecurityStore
+
+from signing.pdf import validate_pdf
+from signing.report import Indication, Revocation, SubIndication, Verdict
+from signing.trust import TrustStore
+from tests.pki import Identity, issue_cert, make_crl
+from tests.reports import EXPIRED, only, outcome
+from tests.test_signing_pdf import make_document
+
+NOW = datetime.now(UTC)
+SIGNED_AT = NOW - timedelta(days=800)
+EXPIRED_AT = NOW - timedelta(days=400)
+
+
+class Old:
+    def __init__(self, directory) -> None:
+        days = timedelta(days=1)
+        self.root = issue_cert(
+            None, "old_root", directory, subject_cn="Old Root", ca=True, not_before=NOW - 3650 * days
+        )
+        self.ca = issue_cert(
+            self.root, "old_ca", directory, subject_cn="Old CA", ca=True, path_length=0, not_before=NOW - 2000 * days
+        )
+        self.signer = issue_cert(
+            self.ca,
+            "old_signer",
+            directory,
+            subject_cn="Ngô Thị Hết Hạn",
+            not_before=NOW - 1100 * days,
+            not_after=EXPIRED_AT,
+        )
+        self.tsa = issue_cert(
+            self.ca,
+            "old_tsa",
+            directory,
+            subject_cn="Old TSA",
+            ekus=[ExtendedKeyUsageOID.TIME_STAMPING],
+            ekus_critical=True,
+            not_before=NOW - 1500 * days,
+        )
+
+    def timestamper(self, at: datetime) -> DummyTimeStamper:
+        key = self.tsa.key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        return DummyTimeStamper(
+            tsa_cert=self.tsa.asn1_cert(),
+            tsa_key=keys.PrivateKeyInfo.load(key),
+            certs_to_embed=[self.ca.asn1_cert()],
+            fixed_dt=at,
+        )
+
+
+def _asn1(crl: x509.CertificateRevocationList) -> asn1_crl.CertificateList:
+    return asn1_crl.CertificateList.load(crl.public_bytes(serialization.Encoding.DER))
+
+
+def _crl_keeping_expired(issuer: Identity, since: datetime) -> x509.CertificateRevocationList:
+    """A CRL issued today declaring (ExpiredCertsOnCRL) that it lists certificates expired since ``since``."""
+    signing_key: object = issuer.key
+    der_time = b"\x18\x0f" + since.strftime("%Y%m%d%H%M%SZ").encode()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(NOW - timedelta(hours=1))
+        .next_update(NOW + timedelta(days=7))
+        .add_extension(x509.CRLNumber(7), critical=False)
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("2.5.29.60"), der_time), critical=False)
+    )
+    return builder.sign(signing_key, hashes.SHA256())  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def old(tmp_path_factory) -> Old:
+    return Old(tmp_path_factory.mktemp("old-pki"))
+
+
+def lta_file(old: Old, crls: list[x509.CertificateRevocationList]) -> bytes:
+    async def build() -> bytes:
+        signed = await signers.PdfSigner(
+            signers.PdfSignatureMetadata(field_name="Sig1"),
+            signer=old.signer.pyhanko_signer(),
+            timestamper=old.timestamper(SIGNED_AT),
+        ).async_sign_pdf(IncrementalPdfFileWriter(BytesIO(make_document()), strict=False))
+        data = signed.getvalue()
+        out = BytesIO(data)
+        DocumentSecurityStore.add_dss(
+            out, b"", certs=[old.ca.asn1_cert()], crls=[_asn1(c) for c in crls], force_write=True, strict=False
+        )
+        stamped = await signers.PdfTimeStamper(old.timestamper(NOW)).async_timestamp_pdf(
+            IncrementalPdfFileWriter(BytesIO(out.getvalue()), strict=False), "sha256"
+        )
+        return stamped.getvalue()
+
+    return asyncio.run(build())
+
+
+def store(old: Old) -> TrustStore:
+    return TrustStore(anchors=[old.root.asn1_cert()], intermediates=[old.ca.asn1_cert()])
+
+
+def test_revocation_data_issued_after_expiry_proves_nothing(old):
+    data = lta_file(old, [make_crl(old.ca, []), make_crl(old.root, [])])  # both issued today, after the expiry
+    report = asyncio.run(validate_pdf(data, store(old)))
+    sig = only(report)
+    assert outcome(report) == EXPIRED, report.to_json()
+    assert sig.timestamp_time is not None and sig.timestamp_time < EXPIRED_AT
+    assert sig.revocation is Revocation.UNKNOWN
+    assert any("no revocation data issued while it was valid" in warning for warning in sig.warnings)
+
+
+def test_a_crl_that_keeps_expired_certificates_counts(old):
+    data = lta_file(old, [_crl_keeping_expired(old.ca, SIGNED_AT - timedelta(days=400)), make_crl(old.root, [])])
+    report = asyncio.run(validate_pdf(data, store(old)))
+    assert report.verdict is Verdict.VALID, report.to_json()
+
+
+def test_a_crl_keeping_expired_certificates_only_since_after_the_expiry_does_not(old):
+    data = lta_file(old, [_crl_keeping_expired(old.ca, EXPIRED_AT + timedelta(days=30)), make_crl(old.root, [])])
+    report = asyncio.run(validate_pdf(data, store(old)))
+    sig = only(report)
+    assert (sig.indication, sig.sub_indication) == (Indication.INDETERMINATE, SubIndication.OUT_OF_BOUNDS_NO_POE)
