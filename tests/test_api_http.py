@@ -267,6 +267,7 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         routes_payments,
         routes_postal,
         routes_public,
+        routes_reports,
         routes_signatures,
     )
 
@@ -278,6 +279,7 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         routes_payments,
         routes_postal,
         routes_public,
+        routes_reports,
         routes_signatures,
     )
     served = {
