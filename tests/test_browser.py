@@ -149,6 +149,11 @@ def not_blank(path: Path) -> None:
     assert len(colours) > 20, f"{path.name} looks blank ({len(colours)} colours)"
 
 
+def element(browser: Any, element_id: str) -> Any:
+    """The element with ``element_id`` once the page that a click or a form submission started has loaded."""
+    return wait_for(lambda: browser.find_elements(By.ID, element_id), f"#{element_id}")[0]
+
+
 def shot(browser: Any, folder: Path, name: str) -> None:
     path = folder / f"{name}.png"
     assert browser.save_screenshot(str(path))
@@ -187,7 +192,7 @@ def test_operator_redrives_a_dead_letter_and_a_citizen_looks_up(
             driver.get(f"{daemon.url}/console/login")
             driver.find_element(By.ID, "token").send_keys(ADMIN_TOKEN)
             driver.find_element(By.ID, "login").click()
-            assert "Luồng hồ sơ theo cơ quan" in driver.page_source
+            wait_for(lambda: "Luồng hồ sơ theo cơ quan" in driver.page_source, "the console after login")
             shot(driver, screenshots, "1-flow")
 
             driver.get(f"{daemon.url}/console/outbox?state=dead")
@@ -196,7 +201,7 @@ def test_operator_redrives_a_dead_letter_and_a_citizen_looks_up(
             shot(driver, screenshots, "2-dead-letters")
             driver.find_element(By.ID, f"pick-{message_id}").click()
             driver.find_element(By.ID, "redrive-selected").click()
-            assert "Đã đưa 1 thư lỗi" in driver.find_element(By.ID, "redriven").text
+            assert "Đã đưa 1 thư lỗi" in element(driver, "redriven").text
 
             def delivered() -> bool:
                 driver.get(f"{daemon.url}/console/outbox?state=done")
@@ -213,7 +218,7 @@ def test_operator_redrives_a_dead_letter_and_a_citizen_looks_up(
             assert 'dvc_gateway_upstream_up{upstream="alerts"} 1.0' in metrics
 
             driver.find_element(By.LINK_TEXT, "Báo cáo").click()
-            assert driver.find_element(By.ID, "chart").is_displayed()
+            assert element(driver, "chart").is_displayed()
             assert "Báo cáo tình hình tiếp nhận" in driver.page_source
             shot(driver, screenshots, "4-report")
 
@@ -221,7 +226,7 @@ def test_operator_redrives_a_dead_letter_and_a_citizen_looks_up(
             driver.get(f"{daemon.url}/lookup")
             driver.find_element(By.ID, "code").send_keys(code)
             driver.find_element(By.ID, "search").click()
-            assert driver.find_element(By.ID, "status").text == "Đã nộp, chờ tiếp nhận"
+            assert element(driver, "status").text == "Đã nộp, chờ tiếp nhận"
             assert not any(text in driver.page_source for text in PERSONAL_STRINGS)
             shot(driver, screenshots, "5-lookup")
     assert sorted(p.name for p in screenshots.iterdir()) == [
