@@ -183,3 +183,56 @@ def test_calendar_due_usage_errors_are_one_line(capsys: pytest.CaptureFixture[st
 
 def test_sessions_keep_their_meaning_on_a_make_up_day() -> None:
     assert DEFAULT.sessions(date(2026, 8, 22))[0][0].time() == time(7, 0)
+
+
+def _newer_data(tmp_path: Path, version: str) -> Path:
+    """The shipped data with 2027 decided: Monday 4 January 2027 off, under ``version``."""
+    data = json.loads((ROOT / "gateway" / "official_calendar" / "vn.json").read_text(encoding="utf-8"))
+    data["version"] = version
+    data["years"]["2027"] = {
+        "status": "decided",
+        "decided_by": "Thông báo nghỉ Tết Dương lịch 2027",
+        "days_off": [{"date": "2027-01-01", "name": "Tết Dương lịch"}, {"date": "2027-01-04", "name": "Nghỉ bù"}],
+        "working_days": [],
+    }
+    path = tmp_path / "calendar" / "vn-newer.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def test_a_newer_official_data_file_replaces_the_shipped_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _newer_data(tmp_path, "2026.2")
+    config = tmp_path / "gateway.toml"
+    config.write_text('[calendar]\nofficial_data = "calendar/vn-newer.json"\n', encoding="utf-8")
+    assert main(["calendar", "show", "--year", "2027", "--json", "--config", str(config)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["year_status"] == "decided"
+    assert shown["calendar_version"].startswith("vn-2026.2+")
+    assert {"date": "2027-01-04", "weekday": "Monday", "name": "Nghỉ bù", "source": "official:vn-2026.2"} in shown[
+        "days_off"
+    ]
+    assert main(["calendar", "due", "--at", "2026-12-31T10:00", "--days", "1", "--config", str(config)]) == 0
+    assert "2027-01-05" in capsys.readouterr().out  # 1 and 4 January off, 2–3 January a weekend
+
+
+@pytest.mark.parametrize(
+    ("version", "write", "message"),
+    [
+        ("2025.9", True, "version 2025.9 is older than the shipped data's 2026.1"),
+        ("2026.2", False, "cannot read"),
+    ],
+)
+def test_unusable_official_data_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, version: str, write: bool, message: str
+) -> None:
+    path = _newer_data(tmp_path, version)
+    if not write:
+        path.unlink()
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[calendar]\nofficial_data = "{path.as_posix()}"\n', encoding="utf-8")
+    assert main(["calendar", "show", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "official_data" in err and message in err and err.count("\n") == 1

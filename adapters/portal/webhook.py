@@ -1,19 +1,17 @@
 """Client of the provincial portal's webhook: one JSON ``POST`` per dossier change, with an ``Idempotency-Key``.
 
-:class:`PortalNotifier` is what the core depends on; :class:`PortalWebhookClient` implements it over an
-``httpx.AsyncClient`` from :class:`adapters.http.ClientFactory` (timeouts, size cap, recording). Failures are mapped to
-:mod:`adapters.errors`, so the outbox decides between retry and dead letter.
+:class:`PortalNotifier` is what the core depends on; :class:`PortalWebhookClient` implements it with
+:class:`adapters.http.webhook.JsonWebhook`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import httpx
 
-from adapters.http import map_http_errors, raise_for_status
+from adapters.http.webhook import JsonWebhook
 
 __all__ = ["UPSTREAM", "PortalNotifier", "PortalWebhookClient"]
 
@@ -30,23 +28,11 @@ class PortalNotifier(Protocol):
     async def aclose(self) -> None: ...
 
 
-class PortalWebhookClient:
+class PortalWebhookClient(JsonWebhook):
     """Posts change notices to the portal's ``webhook_url``."""
 
     def __init__(self, http: httpx.AsyncClient, url: str) -> None:
-        self._http = http
-        self._url = url
-
-    def __repr__(self) -> str:
-        return f"PortalWebhookClient(url={self._url!r})"
+        super().__init__(http, url, UPSTREAM)
 
     async def notify(self, body: Mapping[str, Any], idempotency_key: str) -> int:
-        content = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json", "Idempotency-Key": idempotency_key}
-        with map_http_errors(UPSTREAM):
-            response = await self._http.post(self._url, content=content, headers=headers)
-        raise_for_status(response, UPSTREAM)
-        return response.status_code
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+        return await self.post(body, idempotency_key)

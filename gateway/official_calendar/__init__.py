@@ -5,7 +5,8 @@ The file is versioned data, not code: when the Government decides a year (Tết,
 ``decided`` with every weekday off and every weekend day worked, and the file's ``version`` goes up, so every
 dossier's deadlines say which data computed them. A year still ``provisional`` lists only what is certain; the
 ``holidays`` package's estimate fills in the rest. :func:`load_official_calendar` refuses a malformed file in one
-line naming the year and the date.
+line naming the year and the date. A province may point ``[calendar] official_data`` at a newer file of the same
+format (:func:`load_official_calendar_file`) before the gateway's next release ships it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from datetime import date
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
@@ -21,7 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
 from gateway.domain.calendar import NamedDay, OfficialCalendar, OfficialYear
 from gateway.validation import validation_errors
 
-__all__ = ["SHIPPED", "OfficialDataError", "load_official_calendar", "parse_official_calendar"]
+__all__ = [
+    "SHIPPED",
+    "OfficialDataError",
+    "load_official_calendar",
+    "load_official_calendar_file",
+    "parse_official_calendar",
+]
 
 #: The data file shipped in this package.
 SHIPPED = "vn.json"
@@ -92,3 +100,28 @@ def load_official_calendar() -> OfficialCalendar:
     """The official calendar data shipped with the gateway (read once per process)."""
     text = resources.files(__name__).joinpath(SHIPPED).read_text(encoding="utf-8")
     return parse_official_calendar(text)
+
+
+def _version_key(version: str) -> tuple[int, int]:
+    year, number = version.split(".")
+    return int(year), int(number)
+
+
+@lru_cache(maxsize=4)
+def load_official_calendar_file(path: Path) -> OfficialCalendar:
+    """The official calendar of a data file given in the configuration, in place of the shipped one: refused in one
+    line when it cannot be read, is malformed, names another country, or is older than the shipped data."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OfficialDataError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    given = parse_official_calendar(text, source=path.name)
+    shipped = load_official_calendar()
+    if given.name != shipped.name:
+        raise OfficialDataError(f"{path.name}: name {given.name!r} is not the shipped data's {shipped.name!r}")
+    if _version_key(given.version) < _version_key(shipped.version):
+        raise OfficialDataError(
+            f"{path.name}: version {given.version} is older than the shipped data's {shipped.version}; "
+            "remove official_data to use the shipped file"
+        )
+    return given

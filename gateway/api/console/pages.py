@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 
 from ... import audit, outbox
 from ...domain.calendar import VIETNAM_TZ
@@ -88,15 +89,23 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
+    checked = await _posted_form(request)
+    if isinstance(checked, Response):
+        return checked
+    response = _login_redirect()
+    SessionKeeper.logout(response)
+    return response
+
+
+async def _posted_form(request: Request) -> FormData | Response:
+    """The form of a signed-in operator's POST whose CSRF token is right, or the answer refusing it."""
     session = _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     form = await request.form()
     if not SessionKeeper.csrf_valid(session, _text(form.get("csrf"))):
         return _forbidden(request, "Mã chống giả mạo (CSRF) không hợp lệ.")
-    response = _login_redirect()
-    SessionKeeper.logout(response)
-    return response
+    return form
 
 
 def _text(value: Any) -> str | None:
@@ -138,12 +147,10 @@ async def outbox_page(request: Request, state: str = "dead", redriven: int | Non
 
 @router.post("/outbox/redrive")
 async def redrive(request: Request) -> Response:
-    session = _keeper(request).current(request)
-    if session is None:
-        return _login_redirect()
-    form = await request.form()
-    if not SessionKeeper.csrf_valid(session, _text(form.get("csrf"))):
-        return _forbidden(request, "Mã chống giả mạo (CSRF) không hợp lệ.")
+    checked = await _posted_form(request)
+    if isinstance(checked, Response):
+        return checked
+    form = checked
     every = form.get("all") == "1"
     ids = sorted({int(v) for v in form.getlist("ids") if isinstance(v, str) and v.isdigit()})[:_MAX_REDRIVE]
 
