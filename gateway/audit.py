@@ -1,16 +1,22 @@
 """The audit trail: append-only and hash-chained.
 
-Each :class:`~gateway.store.models.AuditEntry` carries ``prev_hash`` (the previous entry's hash, or
-:data:`GENESIS` for the first) and ``hash = sha256(prev_hash + "\\n" + canonical JSON of the entry)``, where the
-canonical JSON is the entry's ``at`` (UTC, microseconds), ``actor``, ``action``, ``subject`` and ``details`` with
-sorted keys and no insignificant white space. Altering any field of an entry breaks its hash; removing or reordering
-entries breaks the next entry's ``prev_hash``; the unique constraint on ``prev_hash`` forbids forks. Removing the
-*newest* entries cannot be seen from the chain alone: :func:`verify` takes the head hash recorded elsewhere (an
-export, a report) to detect that.
+Each :class:`~gateway.store.models.AuditEntry` belongs to a chain (``chain``; ``0`` unless concurrent writers needed
+another) and carries ``prev_hash`` (the hash of the previous entry of its chain, or :data:`GENESIS` for the first)
+and ``hash = sha256(prev_hash + "\\n" + canonical JSON of the entry)``, where the canonical JSON is the entry's ``at``
+(UTC, microseconds), ``actor``, ``action``, ``subject``, ``details`` and, outside chain 0, ``chain``, with sorted keys
+and no insignificant white space. Altering any field of an entry breaks its hash; removing or reordering entries
+breaks the next entry's ``prev_hash`` in its chain; moving an entry to another chain breaks both chains; the unique
+constraint on ``(chain, prev_hash)`` forbids forks. Removing the *newest* entries of a chain cannot be seen from the
+chains alone: :func:`check_chain` takes the heads recorded elsewhere (a verification's output, an export) to detect
+that.
 
-Appends are serialised: on PostgreSQL :func:`append` takes a transaction-scoped advisory lock before reading the
-chain's head (held until commit, so call it last in the unit of work); on SQLite the unit of work must take the
-database's write lock first (:func:`lock_for_write`). Details never carry personal data: codes, counts, digests.
+Appends to one chain are serialised, appends to different chains are not. On PostgreSQL :func:`append` takes the
+transaction-scoped advisory lock of the lowest-numbered chain no other transaction holds (at most :data:`CHAINS`;
+when all are taken it waits for chain 0), so concurrent writers never queue behind one global audit lock: a chain's
+lock is held from the append to the commit (call it last in the unit of work). Written one at a time, entries all
+land in chain 0. On SQLite the database lets one writer in at a time anyway: the unit of work takes the database's
+write lock first (:func:`lock_for_write`) and every entry goes to chain 0. Details never carry personal data: codes,
+counts, digests.
 """
 
 from __future__ import annotations
@@ -46,8 +52,14 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
-#: The PostgreSQL advisory lock key of the audit chain ("audit" as an integer, any stable constant would do).
-_ADVISORY_KEY = 0x61756469740A
+#: How many chains concurrent writers may spread over (PostgreSQL; SQLite writes chain 0 only).
+CHAINS = 8
+#: The first key of the chains' PostgreSQL advisory locks ("audt" as an integer); the second is the chain's number.
+_ADVISORY_CLASS = 0x61756474
+#: The lowest-numbered chain whose advisory lock is free, taking it (``LIMIT 1`` stops at the first lock taken).
+_TRY_LOCK = text(
+    "SELECT n FROM generate_series(0, :chains - 1) AS n WHERE pg_try_advisory_xact_lock(:class, n) LIMIT 1"
+)
 
 
 def lock_for_write(session: Session) -> None:
@@ -55,8 +67,8 @@ def lock_for_write(session: Session) -> None:
 
     SQLite lets one writer at a time in; a transaction that reads first and writes later fails when another writer
     committed in between (its snapshot is stale), so writers take the lock before their first read. It is a no-op on
-    PostgreSQL (row locks and :func:`append`'s advisory lock serialise what must be) and when the transaction has
-    already begun.
+    PostgreSQL (row locks and the chains' advisory locks :func:`append` takes serialise what must be) and when the
+    transaction has already begun.
     """
     connection = session.connection()
     if connection.dialect.name != "sqlite":
@@ -66,33 +78,50 @@ def lock_for_write(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _canonical(at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]) -> bytes:
-    document = {
+def _canonical(at: datetime, actor: str, action: str, subject: str, details: dict[str, Any], chain: int) -> bytes:
+    document: dict[str, Any] = {
         "at": at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": actor,
         "action": action,
         "subject": subject,
         "details": details,
     }
+    if chain:
+        document["chain"] = chain
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def entry_hash(prev_hash: str, *, at: datetime, actor: str, action: str, subject: str, details: dict[str, Any]) -> str:
-    """The hash of an entry with these fields after ``prev_hash``."""
+def entry_hash(
+    prev_hash: str,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: dict[str, Any],
+    chain: int = 0,
+) -> str:
+    """The hash of an entry of ``chain`` with these fields after ``prev_hash``."""
     digest = hashlib.sha256(prev_hash.encode("ascii") + b"\n")
-    digest.update(_canonical(at, actor, action, subject, details))
+    digest.update(_canonical(at, actor, action, subject, details, chain))
     return digest.hexdigest()
 
 
-def _lock_chain(session: Session) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_KEY})
+def _lock_chain(session: Session) -> int:
+    """The chain this transaction appends to, locked until it ends (see the module's notes)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return 0
+    chain = session.execute(_TRY_LOCK, {"chains": CHAINS, "class": _ADVISORY_CLASS}).scalar()
+    if chain is None:
+        session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), {"class": _ADVISORY_CLASS})
+        chain = 0
+    return int(chain)
 
 
-def head(session: Session) -> str:
-    """The newest entry's hash (:data:`GENESIS` for an empty trail)."""
-    last = session.scalars(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
-    return last or GENESIS
+def head(session: Session, chain: int = 0) -> str:
+    """The hash of ``chain``'s newest entry (:data:`GENESIS` for an empty chain)."""
+    statement = select(AuditEntry.hash).where(AuditEntry.chain == chain).order_by(AuditEntry.id.desc()).limit(1)
+    return session.scalars(statement).first() or GENESIS
 
 
 def append(
@@ -104,22 +133,22 @@ def append(
     *,
     at: datetime | None = None,
 ) -> AuditEntry:
-    """Add an entry at the head of the chain (in the caller's transaction)."""
+    """Add an entry at the head of a chain (in the caller's transaction; see the module's notes)."""
     details = json.loads(json.dumps(details or {}, ensure_ascii=False))  # as the JSON column will give it back
     at = (at or utcnow()).astimezone(UTC)
-    _lock_chain(session)
-    prev_hash = head(session)
+    chain = _lock_chain(session)
+    prev_hash = head(session, chain)
     entry = AuditEntry(
+        chain=chain,
         at=at,
         actor=actor,
         action=action,
         subject=subject,
         details=details,
         prev_hash=prev_hash,
-        hash=entry_hash(prev_hash, at=at, actor=actor, action=action, subject=subject, details=details),
+        hash=entry_hash(prev_hash, at=at, actor=actor, action=action, subject=subject, details=details, chain=chain),
     )
-    session.add(entry)
-    session.flush()
+    session.add(entry)  # written with the unit of work's next flush (at the latest its commit)
     return entry
 
 
@@ -134,10 +163,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """The outcome of :func:`check_chain`: how many entries were read, the newest hash, every problem in order."""
+    """The outcome of :func:`check_chain`: how many entries were read, the newest entry's hash, the hash of each
+    chain's newest entry (by chain), every problem in order."""
 
     entries: int
     head: str
+    heads: tuple[str, ...]
     problems: tuple[Problem, ...]
 
     @property
@@ -153,6 +184,7 @@ def _recomputed(entry: AuditEntry) -> str:
         action=entry.action,
         subject=entry.subject,
         details=entry.details,
+        chain=entry.chain,
     )
 
 
@@ -160,19 +192,48 @@ def _ids(first: int, last: int) -> str:
     return f"entry {first} was" if first == last else f"entries {first} to {last} were"
 
 
-class _Walk:
-    """The state of a walk along the chain: the last entry taken into it, and the hash before that one."""
+#: How many entries of chains other than the first argument have an ``id`` between the other two (exclusive).
+Between = Callable[[int, int, int], int]
 
-    def __init__(self) -> None:
+
+class _Walk:
+    """The state of a walk along one chain: the last entry taken into it, and the hash before that one."""
+
+    def __init__(self, chain: int, between: Between) -> None:
+        self.chain = chain
+        self.between = between
         self.expected = GENESIS
         self.last: AuditEntry | None = None
         self.before_last: str | None = None
-        self.problems: list[Problem] = []
 
     def take(self, entry: AuditEntry) -> None:
         self.before_last = self.expected
         self.expected = entry.hash
         self.last = entry
+
+    def _where(self) -> str:
+        return f" of chain {self.chain}" if self.chain else ""
+
+    def _removed_before(self, entry: AuditEntry) -> Problem | None:
+        """Entries missing between the last entry taken (the start without one) and ``entry``, if any."""
+        first = self.last.id if self.last is not None else 0
+        absent = entry.id - first - 1 - self.between(self.chain, first, entry.id)
+        if self.last is None:
+            message = f"entry {entry.id}: the chain{self._where()} does not start here (earlier entries were removed)"
+            if absent > 0 and absent == entry.id - 1:
+                message = f"{_ids(1, entry.id - 1)} removed: {message}"
+            return Problem(1 if entry.id > 1 else None, "removed", message)
+        if absent <= 0:
+            return None
+        if absent == entry.id - first - 1:
+            removed = f"{_ids(first + 1, entry.id - 1)} removed"
+        else:
+            removed = (
+                f"{absent} entr{'ies were' if absent > 1 else 'y was'} removed between entries {first} and {entry.id}"
+            )
+        return Problem(
+            first + 1, "removed", f"{removed}: entry {entry.id} does not follow entry {first}{self._where()}"
+        )
 
     def broken_link(self, entry: AuditEntry, following: AuditEntry | None) -> Problem | None:
         """Why ``entry`` does not follow the last entry taken; ``None`` when it is an insertion to step over."""
@@ -194,17 +255,9 @@ class _Walk:
             return Problem(
                 entry.id, "altered", f"entry {entry.id}: its content does not match its hash (the entry was altered)"
             )
-        if last is None:
-            message = f"entry {entry.id}: the chain does not start here (earlier entries were removed)"
-            if entry.id > 1:
-                message = f"{_ids(1, entry.id - 1)} removed: {message}"
-            return Problem(1 if entry.id > 1 else None, "removed", message)
-        if entry.id > last.id + 1:
-            return Problem(
-                last.id + 1,
-                "removed",
-                f"{_ids(last.id + 1, entry.id - 1)} removed: entry {entry.id} does not follow entry {last.id}",
-            )
+        removed = self._removed_before(entry)
+        if removed is not None or last is None:
+            return removed
         return Problem(
             last.id,
             "altered",
@@ -228,57 +281,87 @@ def count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
 
 
-def check_chain(
-    session: Session, *, expected_head: str | None = None, progress: Callable[[int], object] | None = None
-) -> ChainCheck:
-    """Walk the whole chain in ``id`` order and name every break: an entry whose content does not match its hash
-    (altered), one the chain steps over (inserted), a gap in the links (removed). After a break the walk goes on
-    from the entry that broke it, so one tampering is reported once. ``expected_head`` is a hash recorded earlier
-    (an export's, a verification's): it must still be in the chain, else entries were removed from its end.
-    ``progress`` is called with the number of entries read since its last call."""
-    walk = _Walk()
-    seen_head = expected_head is None
-    read = 0
-    rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=500))
-    for entry, following in _pairs(rows):
-        read += 1
-        if progress is not None and read % 500 == 0:
-            progress(500)
+def _walk_chain(session: Session, walk: _Walk, problems: list[Problem], counted: Callable[[AuditEntry], None]) -> None:
+    """Walk one chain in ``id`` order, adding every break to ``problems`` (see :func:`check_chain`)."""
+    statement = select(AuditEntry).where(AuditEntry.chain == walk.chain).order_by(AuditEntry.id)
+    for entry, following in _pairs(session.scalars(statement.execution_options(yield_per=500))):
+        counted(entry)
         if entry.prev_hash != walk.expected:
             problem = walk.broken_link(entry, following)
             if problem is not None:
-                walk.problems.append(problem)
+                problems.append(problem)
                 if problem.kind == "inserted" and problem.entry_id == entry.id:
                     continue  # stepped over: the chain goes on from the entry before it
         elif entry.hash != _recomputed(entry):
-            walk.problems.append(
+            problems.append(
                 Problem(
                     entry.id,
                     "altered",
                     f"entry {entry.id}: its content does not match its hash (the entry was altered)",
                 )
             )
-        if entry.hash == expected_head:
-            seen_head = True
         walk.take(entry)
+
+
+def check_chain(
+    session: Session,
+    *,
+    expected_head: str | None = None,
+    expected_heads: Iterable[str] = (),
+    progress: Callable[[int], object] | None = None,
+) -> ChainCheck:
+    """Walk every chain in ``id`` order and name every break: an entry whose content does not match its hash
+    (altered), one the chain steps over (inserted), a gap in the links (removed). After a break the walk goes on
+    from the entry that broke it, so one tampering is reported once. ``expected_head`` and ``expected_heads`` are
+    hashes recorded earlier (a verification's heads, an export's): each must still be in the trail, else entries
+    were removed from the end of its chain. ``progress`` is called with the number of entries read since its last
+    call."""
+    wanted = set(expected_heads) | ({expected_head} if expected_head else set())
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    heads: list[str] = []
+    newest: tuple[int, str] = (0, GENESIS)
+    read = 0
+
+    def between(chain: int, first: int, last: int) -> int:  # on a break only
+        others = (AuditEntry.id > first) & (AuditEntry.id < last) & (AuditEntry.chain != chain)
+        return session.scalar(select(func.count()).select_from(AuditEntry).where(others)) or 0
+
+    def counted(entry: AuditEntry) -> None:
+        nonlocal read
+        read += 1
+        if entry.hash in wanted:
+            seen.add(entry.hash)
+        if progress is not None and read % 500 == 0:
+            progress(500)
+
+    chains = session.scalars(select(AuditEntry.chain).distinct().order_by(AuditEntry.chain)).all()
+    for chain in chains:
+        walk = _Walk(chain, between)
+        _walk_chain(session, walk, problems, counted)
+        heads.append(walk.expected)
+        if walk.last is not None and walk.last.id > newest[0]:
+            newest = (walk.last.id, walk.expected)
     if progress is not None and read % 500:
         progress(read % 500)
-    if not seen_head:
-        walk.problems.append(
+    if wanted - seen:
+        problems.append(
             Problem(None, "removed", "the recorded head entry is missing (entries were removed from the end)")
         )
-    return ChainCheck(entries=read, head=walk.expected, problems=tuple(walk.problems))
+    return ChainCheck(entries=read, head=newest[1], heads=tuple(heads) or (GENESIS,), problems=tuple(problems))
 
 
-def verify(session: Session, *, expected_head: str | None = None) -> list[str]:
-    """Every problem found in the chain, one sentence each (empty: the chain is intact); see :func:`check_chain`."""
-    return [problem.message for problem in check_chain(session, expected_head=expected_head).problems]
+def verify(session: Session, *, expected_head: str | None = None, expected_heads: Iterable[str] = ()) -> list[str]:
+    """Every problem found in the trail, one sentence each (empty: it is intact); see :func:`check_chain`."""
+    check = check_chain(session, expected_head=expected_head, expected_heads=expected_heads)
+    return [problem.message for problem in check.problems]
 
 
 def entry_document(entry: AuditEntry) -> dict[str, Any]:
     """An entry as the archive keeps it (JSON): enough to verify the chain again from the archive alone."""
     return {
         "id": entry.id,
+        "chain": entry.chain,
         "at": entry.at.astimezone(UTC).isoformat(timespec="microseconds"),
         "actor": entry.actor,
         "action": entry.action,

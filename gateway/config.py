@@ -37,6 +37,7 @@ from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError
+from signing.limits import DEFAULT_BUDGET, DEFAULT_LIMITS, Budget, Limits, MiB
 from signing.settings import TrustSettings
 
 __all__ = [
@@ -268,6 +269,13 @@ class SigningSection(Section):
     #: At intake, a valid signature by someone other than the applicant: "warn" (a warning on the component) or
     #: "require" (the component keeps ``originals_check_required: true``).
     signer_must_match_applicant: Literal["warn", "require"] = "warn"
+    #: Validation budgets: size caps checked before parsing, and memory and time per document.
+    max_document_mib: PositiveNumber = DEFAULT_LIMITS.max_document_bytes / MiB
+    max_signature_mib: PositiveNumber = DEFAULT_LIMITS.max_signature_contents_hex / 2 / MiB
+    max_detached_signature_mib: PositiveNumber = DEFAULT_LIMITS.max_cms_signature_bytes / MiB
+    memory_budget_mib: PositiveNumber = DEFAULT_BUDGET.memory_bytes / MiB
+    time_budget_seconds: PositiveNumber = DEFAULT_BUDGET.base_seconds
+    time_budget_seconds_per_mib: NonNegativeNumber = DEFAULT_BUDGET.seconds_per_mib
 
     def trust_settings(self) -> TrustSettings:
         """The section as :meth:`signing.trust.TrustStore.load` and the verifier take it."""
@@ -277,6 +285,16 @@ class SigningSection(Section):
             crls=self.crls,
             online_revocation=self.online_revocation,
             fetch_timeout_seconds=self.timeout_seconds,
+            limits=Limits(
+                max_document_bytes=int(self.max_document_mib * MiB),
+                max_signature_contents_hex=int(self.max_signature_mib * 2 * MiB),
+                max_cms_signature_bytes=int(self.max_detached_signature_mib * MiB),
+            ),
+            budget=Budget(
+                memory_bytes=int(self.memory_budget_mib * MiB),
+                base_seconds=self.time_budget_seconds,
+                seconds_per_mib=self.time_budget_seconds_per_mib,
+            ),
         )
 
 

@@ -21,6 +21,21 @@ honours the key applies each step exactly once.
   payload ``{"dossier_code", "kind": "pickup"|"delivery"}``; step ``postal:<kind>``: order the pickup of the
   originals or the delivery of the result.
 
+- ``sms.send`` → the SMS gateway (target ``sms``, ordering key ``sms:<phone hash>``); payload ``{"to", "text"}``
+  (the reply to a citizen's lookup by SMS: the number is kept only until it is sent, never logged); idempotency key
+  ``sms:<hash of the inbound message>``: one reply per inbound text, however often the SMS gateway repeats it.
+- ``payment.init`` → the national payment platform (target ``payment``, ordering key ``<dossier code>#payment``);
+  payload ``{"dossier_code", "reference"}``; step
+  ``payment_init:<reference>``: create the payment there and keep the payer's URL it answers.
+
+- ``national.rating`` → the national portal (target ``national_portal``, the dossier's national lane as ordering key,
+  after its syncs); payload ``{"dossier_code", "rating_id"}``; step ``rating``: the applicant's satisfaction rating.
+- ``agency.question`` → an agency registered with ``protocol = "rest"`` (target: agency code, no ordering key);
+  payload ``{"question_id", "agency_code"}``; idempotency key ``question:<id>:deliver``: a citizen's question.
+- ``portal.question_answer`` → the provincial portal (target ``portal``, no ordering key); payload ``{"type":
+  "question_answered", "question": {...}}`` (the answer, never the asker's contact details); idempotency key
+  ``question:<id>:answer``.
+
 - ``alert.webhook`` → the operators' alert webhook (target ``alerts``, no ordering key); payload: the deadline
   watch's finding (codes, condition and times, never personal data); idempotency key
   ``<dossier code>:alert:<condition>``: each dossier's condition is alerted once.
@@ -43,6 +58,12 @@ POSTAL_ORDER = "postal.order"
 POSTAL_TARGET = "postal"
 PAYMENT_TARGET = "payment"
 ALERT_WEBHOOK = "alert.webhook"
+NATIONAL_RATING = "national.rating"
+AGENCY_QUESTION = "agency.question"
+PORTAL_QUESTION_ANSWER = "portal.question_answer"
 ALERTS_TARGET = "alerts"
+SMS_SEND = "sms.send"
+SMS_TARGET = "sms"
+PAYMENT_INIT = "payment.init"
 
 AGENCY_KINDS = frozenset({AGENCY_DELIVER, AGENCY_SUPPLEMENT, AGENCY_WITHDRAW})

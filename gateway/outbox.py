@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -290,41 +290,48 @@ def _capacities(
     return capacity, default_capacity
 
 
-def _within_capacity(
-    eligible: ColumnElement[bool], capacity: Mapping[str, int], default_capacity: int
-) -> ColumnElement[bool]:
-    """The eligible messages among the first ``capacity`` of their target, in ``id`` order."""
+def _chosen(
+    session: Session, now: datetime, limit: int, max_in_flight_per_target: int | Mapping[str, int] | None
+) -> list[int]:
+    """The ids of the messages to claim now, in ``id`` order: due, not held back, and within their target's limit.
+
+    Eligible messages are read in ``id`` order a page at a time, passing over those of targets at their limit (left
+    out of the query from the next page on), so a claim reads about as many rows as it takes whatever the backlog,
+    and a target at its limit (or with a long backlog) never crowds the others out."""
     outbox = OutboxMessage
-    # Rank each target's eligible messages, keep the first `capacity` of each, so a target at its limit (or with a
-    # long backlog) never crowds the others out of the batch.
-    rank = func.row_number().over(partition_by=outbox.target, order_by=outbox.id)
-    ranked = select(outbox.id.label("id"), outbox.target.label("target"), rank.label("rank")).where(eligible)
-    ranked_sq = ranked.subquery("ranked")
-    bound_expr = (
-        case(dict(capacity), value=ranked_sq.c.target, else_=default_capacity)
-        if capacity
-        else literal(default_capacity)
-    )
-    return outbox.id.in_(select(ranked_sq.c.id).where(ranked_sq.c.rank <= bound_expr))
-
-
-def _claimable(
-    session: Session,
-    now: datetime,
-    limit: int,
-    max_in_flight_per_target: int | Mapping[str, int] | None,
-) -> ColumnElement[bool]:
-    """The condition a message must meet to be claimed now: due, not held back, and within its target's limit."""
-    due = _due(now)
-    eligible = and_(due, ~_held_back())
+    eligible = and_(_due(now), ~_held_back())
     if max_in_flight_per_target is None:
-        return eligible
+        return list(session.scalars(select(outbox.id).where(eligible).order_by(outbox.id).limit(limit)))
     in_flight = _in_flight_by_target(session, now)
     capacity, default_capacity = _capacities(max_in_flight_per_target, in_flight, limit)
-    return and_(_within_capacity(eligible, capacity, default_capacity), due)
+    open_targets = [target for target, bound in capacity.items() if bound > 0]
+    if default_capacity <= 0 and not open_targets:
+        return []
+    chosen: list[int] = []
+    taken: dict[str, int] = {}
+    page, after = max(4 * limit, 64), 0
+    while len(chosen) < limit:
+        full = [t for t, n in taken.items() if n >= capacity.get(t, default_capacity)]
+        full += [t for t, bound in capacity.items() if bound <= 0]
+        condition = and_(eligible, outbox.id > after)
+        if full:
+            condition = and_(condition, outbox.target.not_in(full))
+        if default_capacity <= 0:
+            condition = and_(condition, outbox.target.in_(open_targets))
+        rows = session.execute(select(outbox.id, outbox.target).where(condition).order_by(outbox.id).limit(page)).all()
+        for message_id, target in rows:
+            if taken.get(target, 0) < capacity.get(target, default_capacity):
+                taken[target] = taken.get(target, 0) + 1
+                chosen.append(message_id)
+                if len(chosen) == limit:
+                    break
+        if len(rows) < page:
+            break
+        after = rows[-1][0]
+    return chosen
 
 
-def _locking(session: Session, statement: Select[OutboxMessage]) -> Select[OutboxMessage]:
+def _locking(session: Session, statement: Select[Any]) -> Select[Any]:
     """On PostgreSQL, ``statement`` locking the rows it selects and skipping those a concurrent claim holds.
 
     The state/lease conditions are on the locked row itself, so PostgreSQL re-checks them against a row a concurrent
@@ -332,16 +339,6 @@ def _locking(session: Session, statement: Select[OutboxMessage]) -> Select[Outbo
     if session.get_bind().dialect.name != "postgresql":
         return statement
     return statement.with_for_update(skip_locked=True, of=OutboxMessage)
-
-
-def _take(messages: list[OutboxMessage], worker_id: str, lease_until: datetime) -> None:
-    """Mark ``messages`` claimed by ``worker_id`` until ``lease_until``; each counts one more attempt, the fencing
-    token later updates check."""
-    for message in messages:
-        message.state = IN_FLIGHT
-        message.claimed_by = worker_id
-        message.lease_until = lease_until
-        message.attempts = message.attempts + 1
 
 
 def claim(
@@ -361,19 +358,33 @@ def claim(
     across workers: an int for every target, or a mapping by target (``"*"`` for the others; targets it does not
     name and no ``"*"`` are unbounded). Each claimed row is ``in_flight`` with ``claimed_by = worker_id``,
     ``lease_until = now + lease`` and one more attempt.
+
+    The rows are chosen (:func:`_chosen`), then locked (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, re-checking that
+    each is still due) and taken in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``
+    statement.
     """
     if limit <= 0:
         return []
     now = now or utcnow()
     _serialise_writers(session)
-    condition = _claimable(session, now, limit, max_in_flight_per_target)
-    statement = select(OutboxMessage).where(condition).order_by(OutboxMessage.id).limit(limit)
-    messages = list(session.scalars(_locking(session, statement)))
-    if not messages:
+    chosen = _chosen(session, now, limit, max_in_flight_per_target)
+    if not chosen:
         return []
-    _take(messages, worker_id, now + lease)
-    session.flush()
-    return messages
+    # Locked (skipping rows a concurrent claim holds) and re-checked: another claim may have taken one meanwhile.
+    locked = _locking(session, select(OutboxMessage.id).where(OutboxMessage.id.in_(chosen), _due(now)))
+    statement = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(locked.scalar_subquery()))
+        .values(
+            state=IN_FLIGHT,
+            claimed_by=worker_id,
+            lease_until=now + lease,
+            attempts=OutboxMessage.attempts + 1,
+        )
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return sorted(session.scalars(statement), key=lambda message: message.id)
 
 
 def _held(message_id: int, worker_id: str, attempt: int | None):
@@ -412,6 +423,30 @@ def complete(
         last_error=None,
     )
     return done == 1
+
+
+def complete_many(
+    session: Session, worker_id: str, claims: Mapping[int, int], *, now: datetime | None = None
+) -> set[int]:
+    """Mark several delivered messages ``done`` in one statement; ``claims`` maps each message id to its ``attempts``
+    as the claim returned it (the fencing token). Returns the ids completed: a message whose claim ``worker_id`` no
+    longer holds (retaken under a newer attempt) is left as it is, exactly as :func:`complete` would."""
+    if not claims:
+        return set()
+    now = now or utcnow()
+    held = and_(
+        OutboxMessage.state == IN_FLIGHT,
+        OutboxMessage.claimed_by == worker_id,
+        or_(*(and_(OutboxMessage.id == i, OutboxMessage.attempts == a) for i, a in claims.items())),
+    )
+    statement = (
+        update(OutboxMessage)
+        .where(held)
+        .values(state=DONE, done_at=now, lease_until=None, last_error=None)
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(session.scalars(statement))
 
 
 def _error_text(error: str | BaseException) -> str:

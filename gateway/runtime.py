@@ -52,7 +52,8 @@ class Runtime:
 
     @cached_property
     def verifier(self) -> Verifier:
-        return Verifier(self.trust_store, settings=self.settings.signing.trust_settings())
+        trust = self.settings.signing.trust_settings()
+        return Verifier(self.trust_store, settings=trust, budget=trust.budget)
 
     @cached_property
     def calendar(self) -> OfficeCalendar:

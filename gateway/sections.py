@@ -1,6 +1,6 @@
 """The typed sections of the configuration file that belong to no single flow: server, database, catalogue, registry,
 API tokens, the portal's webhook, signing, outbox, agency poller, recording, office calendar, the alert webhook, the
-deadline watch, the console, and the keys reserved for reports, questions and SMS.
+deadline watch, the console, reports, questions and lookup by SMS.
 
 Each model keeps the defaults and limits the gateway applies and refuses keys it does not know; the flows' sections
 are in ``gateway.flows.<flow>.settings`` and the whole file is :class:`gateway.settings.Settings`.
@@ -16,8 +16,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, Strict, ValidationInfo, field_validator
 
+from adapters.http import ClientSettings
+from adapters.netguard import AddressPolicy
+
 from .config import (
     BASE_DIR,
+    ConfigError,
     ConfigPath,
     Flag,
     NonNegativeNumber,
@@ -31,7 +35,7 @@ from .config import (
 )
 from .domain.calendar import DEFAULT_AFTERNOON, DEFAULT_MORNING, OfficeCalendar
 from .domain.codes import is_valid_agency_code
-from .official_calendar import load_official_calendar
+from .official_calendar import OfficialDataError, load_official_calendar, load_official_calendar_file
 from .recording.settings import FaultRule, RecordingSettings
 from .store.engine import DEFAULT_URL, resolve_sqlite_url, url_problem
 
@@ -252,13 +256,25 @@ Session = Annotated[tuple[time, time], BeforeValidator(_session)]
 
 class CalendarSection(Section):
     """``[calendar]``: the province's extra days off and make-up working days (``"YYYY-MM-DD"`` or TOML dates) and
-    the office sessions (``"HH:MM-HH:MM"``), over the official calendar data shipped with the gateway and the
-    ``holidays`` package (:func:`office_calendar`): a day given here wins over both."""
+    the office sessions (``"HH:MM-HH:MM"``), over the official calendar data shipped with the gateway (or a newer
+    file of the same format, ``official_data``) and the ``holidays`` package (:func:`office_calendar`): a day given
+    here wins over both."""
 
     extra_holidays: Days = ()
     makeup_working_days: Days = ()
     morning: Session = DEFAULT_MORNING
     afternoon: Session = Field(default=DEFAULT_AFTERNOON, validate_default=True)
+    official_data: ConfigPath | None = None
+
+    @field_validator("official_data")
+    @classmethod
+    def _official_data_usable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                load_official_calendar_file(value)
+            except OfficialDataError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("makeup_working_days")
     @classmethod
@@ -285,7 +301,11 @@ def office_calendar(calendar: CalendarSection) -> OfficeCalendar:
         makeup_working_days=frozenset(calendar.makeup_working_days),
         morning=calendar.morning,
         afternoon=calendar.afternoon,
-        official=load_official_calendar(),
+        official=(
+            load_official_calendar()
+            if calendar.official_data is None
+            else load_official_calendar_file(calendar.official_data)
+        ),
     )
 
 
@@ -327,16 +347,40 @@ class WatchSection(Section):
 
 
 class QuestionsSection(Section):
-    """``[questions]``: how many working days an agency has to answer a citizen's question (not used yet)."""
+    """``[questions]``: how many working days an agency has to answer a citizen's question; an unanswered question
+    past them appears in the deadline watch."""
 
-    answer_within_days: PositiveInt | None = None
+    answer_within_days: PositiveInt = 5
 
 
 class SmsSection(Section):
-    """``[sms]``: the SMS gateway's API, the shared secret signing both directions, and the timeout (not used yet)."""
+    """``[sms]``: the SMS gateway's API (unset: lookup by SMS is off), the shared secret signing both directions, the
+    timeout of one send, and how many replies one phone number may get per hour."""
 
     blank_means_unset = True
 
     base_url: WebUrl | None = None
     secret: SecretRef | None = None
     timeout_seconds: PositiveNumber = 10.0
+    replies_per_hour: PositiveInt = 5
+
+    def resolve_secret(self) -> str | None:
+        """The shared secret, now (``None`` when not set; :class:`ConfigError` when it cannot be resolved)."""
+        if self.secret is None:
+            return None
+        value = self.secret.resolve("[sms] secret")
+        if not value:
+            raise ConfigError("[sms] secret: is empty")
+        return value
+
+    def client_settings(self) -> ClientSettings:
+        """How to reach the SMS gateway's API (the operator's own configuration: private addresses allowed)."""
+        if self.base_url is None:
+            raise ValueError("[sms] base_url: is not set")
+        return ClientSettings(
+            base_url=self.base_url,
+            timeout_seconds=self.timeout_seconds,
+            connect_timeout_seconds=min(5.0, self.timeout_seconds),
+            total_timeout_seconds=max(self.timeout_seconds, 1.0) * 2,
+            address_policy=AddressPolicy(allow_private=True),
+        )

@@ -298,6 +298,9 @@ def event_fields(values: Mapping[str, Any], *, statuses: Mapping[str, str] | Non
             event[ours] = value.strip() if ours in ("at", "due_at", "transfer_to") else value
     if values.get("ThanhPhanBoSung"):
         event["components"] = list(values["ThanhPhanBoSung"])
+    paid = (values.get("DaNopPhi") or "").strip()
+    if paid:
+        event["fees_paid"] = paid in ("true", "1")
     result = values.get("KetQua")
     if isinstance(result, Mapping):
         outcome: dict[str, Any] = {}

@@ -1,8 +1,8 @@
 """The read models: a dossier as the portal and its agency see it, as citizens look it up, as an agency receives it.
 
 - :func:`dossier_view`: the dossier response of ``docs/api.md`` (status, history, verification, deadlines, payment,
-  shipments), with the calendar that computed the deadlines, whether the clock runs, and each agency's own
-  deadline (``hops``, for liên thông).
+  shipments, the applicant's rating), with the calendar that computed the deadlines, whether the clock runs, and
+  each agency's own deadline (``hops``, for liên thông).
 - :func:`lookup_view`: the citizens' public lookup: status and deadlines only, **no personal data** (no names, ID
   numbers, phones, addresses, files, signers).
 - :func:`agency_document`: what an agency's one-stop system receives (``docs/agency-rest-contract.md``'s dossier, files
@@ -30,6 +30,7 @@ from gateway.domain.times import iso
 from gateway.flows.payment.view import payment_status, payment_view
 from gateway.flows.postal.view import shipments_view
 from gateway.services.changes import deadlines_of, history_pairs, hops_of
+from gateway.services.ratings import rating_of, rating_view
 from gateway.services.supplements import current_components
 from gateway.store.models import Blob, Dossier, HistoryEntry
 
@@ -137,9 +138,15 @@ def dossier_view(session: Session, dossier: Dossier, *, calendar: OfficeCalendar
         "payment": payment_view(session, dossier),
         "shipments": shipments_view(session, dossier),
         "history": [_history_item(entry) for entry in history],
+        "rating": _rating(session, dossier),
         "result": dict(dossier.result) if dossier.result is not None else None,
         "extra": dossier.extra or {},
     }
+
+
+def _rating(session: Session, dossier: Dossier) -> dict[str, Any] | None:
+    rating = rating_of(session, dossier)
+    return None if rating is None else rating_view(rating)
 
 
 def lookup_view(session: Session, dossier: Dossier, *, calendar: OfficeCalendar, now: datetime) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The outbox workers: claim due messages, deliver them, record the outcome.
 
 An :class:`OutboxWorker` polls the outbox (:mod:`gateway.outbox`), claims a batch under a lease, and hands each
-message to a :class:`Dispatcher` concurrently. Delivery is at-least-once; each delivery carries the message's
-idempotency key (the dossier code plus the step), so effects are exactly-once at every receiver that honours it.
+message to a :class:`Dispatcher` concurrently (at most ``max_in_flight`` at once). Outcomes that finish together are
+recorded together in one unit of work (group commit), which also claims as many messages as they freed slots for, so
+a busy worker needs about one transaction per group of messages rather than a claim and a record per message.
+Delivery is at-least-once; each delivery carries the message's idempotency key (the dossier code plus the step), so
+effects are exactly-once at every receiver that honours it.
 
 Isolation between agencies (``target``): each target has its own concurrency limit (counted in the database across
 workers, and a semaphore in this process) and its own circuit breaker, which opens after N consecutive retryable
@@ -31,7 +34,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -159,6 +162,20 @@ class _Outcome:
     error: str = ""
 
 
+@dataclass
+class _Recorded:
+    """An outcome waiting to be recorded."""
+
+    view: MessageView
+    outcome: _Outcome
+    seconds: float
+    written: anyio.Event = field(default_factory=anyio.Event)
+
+
+#: The most outcomes recorded in one unit of work.
+_RECORD_BATCH = 200
+
+
 def classify(exc: BaseException) -> _Outcome:
     """A failed delivery's outcome: retryable unless the error says it is permanent."""
     text = f"{type(exc).__name__}: {exc}"
@@ -225,6 +242,11 @@ class OutboxWorker:
         self._semaphores: dict[str, anyio.Semaphore] = {}
         self._in_flight: dict[int, MessageView] = {}
         self._wake: anyio.Event | None = None
+        self._claim_lock = anyio.Lock()
+        self._outcomes: list[_Recorded] = []
+        self._recording = False
+        #: Starts deliveries of messages claimed beside recorded outcomes (set while :meth:`run` loops).
+        self._refill: Callable[[list[MessageView]], None] | None = None
         #: Outcomes recorded by this worker, for metrics: delivered, retried, dead, refused (claim lost), errors.
         self.counters: dict[str, int] = dict.fromkeys(("delivered", "retried", "dead", "refused", "errors"), 0)
 
@@ -255,18 +277,26 @@ class OutboxWorker:
             async with anyio.create_task_group() as watchers:
                 watchers.start_soon(self._watch, stop)
                 async with anyio.create_task_group() as deliveries:
+
+                    def start(views: list[MessageView]) -> None:
+                        if not stop.is_set():
+                            for view in views:
+                                deliveries.start_soon(self._deliver, view)
+
+                    self._refill = start
                     while not stop.is_set():
                         claimed = await self._claim_free()
-                        for view in claimed:
-                            deliveries.start_soon(self._deliver, view)
+                        start(claimed)
                         if not claimed:
                             await self._sleep()
+                    self._refill = None
                     with anyio.move_on_after(self.shutdown_grace):
                         while self._in_flight:
                             await self._sleep()
                     deliveries.cancel_scope.cancel()
                 watchers.cancel_scope.cancel()
         finally:
+            self._refill = None
             await self._release()
             log.info("outbox worker stopped", extra={"worker_id": self.worker_id})
 
@@ -298,10 +328,11 @@ class OutboxWorker:
         limits.update(self.breakers.limits())
         return limits
 
-    async def _claim_free(self) -> list[MessageView]:
-        free = min(self.batch, self.max_in_flight - len(self._in_flight))
-        if free <= 0:
-            return []
+    def _free(self) -> int:
+        return min(self.batch, self.max_in_flight - len(self._in_flight))
+
+    def _claimer(self, free: int) -> Callable[[Session], list[MessageView]]:
+        """The claim of up to ``free`` messages, to run in a unit of work."""
         limits = self._limits()
         now = self._clock()
 
@@ -316,15 +347,25 @@ class OutboxWorker:
             )
             return [MessageView.of(message) for message in messages]
 
-        try:
-            claimed = await self.db.run(work)
-        except Exception:  # the database may be briefly unreachable: poll again later
-            self.counters["errors"] += 1
-            log.exception("outbox claim failed", extra={"worker_id": self.worker_id})
-            return []
+        return work
+
+    async def _claim_free(self) -> list[MessageView]:
+        async with self._claim_lock:
+            free = self._free()
+            if free <= 0:
+                return []
+            try:
+                claimed = await self.db.run(self._claimer(free))
+            except Exception:  # the database may be briefly unreachable: poll again later
+                self.counters["errors"] += 1
+                log.exception("outbox claim failed", extra={"worker_id": self.worker_id})
+                return []
+            self._hold(claimed)
+            return claimed
+
+    def _hold(self, claimed: list[MessageView]) -> None:
         for view in claimed:
             self._in_flight[view.id] = view
-        return claimed
 
     # -- one delivery -------------------------------------------------------------------------------------------
 
@@ -364,23 +405,67 @@ class OutboxWorker:
         return _Outcome(ok=True)
 
     async def _record(self, view: MessageView, outcome: _Outcome, seconds: float = 0.0) -> None:
+        """Record the outcome of one delivery. Outcomes that finish together are recorded together (group commit):
+        the first waiting delivery writes every outcome queued meanwhile in one unit of work, and while the loop runs
+        that same unit of work claims as many messages as the recorded ones freed slots for."""
+        item = _Recorded(view, outcome, seconds)
+        self._outcomes.append(item)
+        if self._recording:
+            await item.written.wait()
+            return
+        self._recording = True
+        try:
+            while self._outcomes:
+                batch, self._outcomes = self._outcomes[:_RECORD_BATCH], self._outcomes[_RECORD_BATCH:]
+                await self._write(batch)
+        finally:
+            self._recording = False
+
+    async def _write(self, batch: list[_Recorded]) -> None:
+        """Record ``batch`` (and claim its freed slots) in one unit of work; tell every waiting delivery."""
         now = self._clock()
+        worker_id = self.worker_id
+        async with self._claim_lock:
+            refill = self._refill
+            free = min(self.batch, self.max_in_flight - len(self._in_flight) + len(batch))
+            claimer = self._claimer(free) if refill is not None and free > 0 else None
 
-        def work(session: Session) -> str | None:
-            if outcome.ok:
-                done = outbox.complete(session, view.id, self.worker_id, attempt=view.attempts, now=now)
-                return outbox.DONE if done else None
-            return outbox.fail(
-                session,
-                view.id,
-                self.worker_id,
-                outcome.error,
-                retryable=outcome.retryable,
-                now=now,
-                policy=self.policy,
-                attempt=view.attempts,
-            )
+            def work(session: Session) -> tuple[dict[int, str | None], list[MessageView]]:
+                claims = {item.view.id: item.view.attempts for item in batch if item.outcome.ok}
+                completed = outbox.complete_many(session, worker_id, claims, now=now)
+                states: dict[int, str | None] = {i: outbox.DONE if i in completed else None for i in claims}
+                for item in batch:
+                    if not item.outcome.ok:
+                        states[item.view.id] = outbox.fail(
+                            session,
+                            item.view.id,
+                            worker_id,
+                            item.outcome.error,
+                            retryable=item.outcome.retryable,
+                            now=now,
+                            policy=self.policy,
+                            attempt=item.view.attempts,
+                        )
+                return states, claimer(session) if claimer is not None else []
 
+            try:
+                states, claimed = await self.db.run(work)
+            except Exception:  # unrecorded: the leases expire and the messages are delivered again
+                self.counters["errors"] += len(batch)
+                log.exception("outbox outcomes not recorded", extra={"worker_id": worker_id, "messages": len(batch)})
+                states, claimed = {}, []
+            for item in batch:
+                self._in_flight.pop(item.view.id, None)
+            if claimed and self._refill is not None:  # else: released with the worker's other claims at the end
+                self._hold(claimed)
+                self._refill(claimed)
+        for item in batch:
+            if item.view.id in states:
+                self._recorded(item, states[item.view.id])
+            item.written.set()
+
+    def _recorded(self, item: _Recorded, state: str | None) -> None:
+        view, outcome = item.view, item.outcome
         fields = {
             "worker_id": self.worker_id,
             "message_id": view.id,
@@ -388,14 +473,8 @@ class OutboxWorker:
             "target": view.target,
             "attempt": view.attempts,
         }
-        try:
-            state = await self.db.run(work)
-        except Exception:  # unrecorded: the lease expires and the message is delivered again
-            self.counters["errors"] += 1
-            log.exception("outbox outcome not recorded", extra=fields)
-            return
         if state is not None and self.observer is not None:
-            self.observer(view, state, seconds, outcome.ok or not outcome.retryable)
+            self.observer(view, state, item.seconds, outcome.ok or not outcome.retryable)
         if state is None:
             self.counters["refused"] += 1
             log.warning("outbox claim lost before the outcome was recorded", extra=fields)

@@ -6,8 +6,11 @@ Shared by the PAdES and CAdES modules so both reach their indications the same w
   without one, basic validation at the current time (§5.3): a signature is not penalised for carrying no timestamp;
 - a SignerInfo whose signed attributes repeat an attribute type is malformed (RFC 5652 §5.3, EN 319 122-1): it is
   INDETERMINATE/FORMAT_FAILURE before any validation, whatever pyHanko would make of the copies;
+- when revocation data is stale today (TRY_LATER) and a timestamp, itself validated today, proves the signature
+  existed earlier, the signature is validated as of that time with the revocation data issued since
+  (:func:`at_proof_of_existence`): such data shows the certificate's status when the signature existed;
 - a certificate that has expired by the validation time needs revocation data issued while it was valid
-  (:mod:`signing.ltv`), else INDETERMINATE/OUT_OF_BOUNDS_NO_POE;
+  (:mod:`signing.ltv`), else INDETERMINATE/OUT_OF_BOUNDS_NO_POE; so does the time-stamping unit's chain;
 - pyHanko reports a path that failed for lack of revocation data as the generic CERTIFICATE_CHAIN_GENERAL_FAILURE;
   the path is then checked once more to tell that case apart, and it is reported as INDETERMINATE/TRY_LATER with
   revocation ``unknown``, as EU DSS does.
@@ -15,21 +18,25 @@ Shared by the PAdES and CAdES modules so both reach their indications the same w
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from asn1crypto import cms, core, x509
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
 from pyhanko.sign.validation import ades
 from pyhanko.sign.validation.generic_cms import extract_certs_for_validation, extract_tst_data_iter
 from pyhanko.sign.validation.policy_decl import SignatureValidationSpec, bootstrap_validation_data_handlers
 from pyhanko_certvalidator import CertificateValidator
 from pyhanko_certvalidator.errors import InsufficientRevinfoError
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .evidence import result_from_status
-from .ltv import require_revocation_within_validity
+from .ltv import FROM_RESULT, require_revocation_within_validity
 from .pyhanko_logs import quiet_expected_outcomes
 from .report import Revocation, SignatureResult, SubIndication, format_failure
+from .trust import TIME_TOLERANCE
 
 quiet_expected_outcomes()  # the report carries pyHanko's verdicts: no traceback (and signer's name) in the log
 
@@ -64,13 +71,35 @@ async def validate_signed_data(
         signer_cert=signer_cert,
         signed_data=signed_data,
     )
-    result = require_revocation_within_validity(
-        result,
-        outcome.api_status.validation_path if outcome.api_status is not None else None,
-        validation_time=timing.validation_time,
-        crls=spec.local_knowledge.known_crls,
-        ocsps=spec.local_knowledge.known_ocsps,
-    )
+    status = outcome.api_status
+    tsa_path = getattr(getattr(status, "timestamp_validity", None), "validation_path", None)
+    if has_timestamp and outcome.ades_subindic in _STALE_TODAY:
+        # Revocation data stale today: what counts is the status when the timestamp proves the signature existed.
+        then = await at_proof_of_existence(
+            signed_data,
+            spec,
+            getattr(outcome, "best_signature_time", None),
+            timing,
+            raw_digest=raw_digest,
+            extra_status_kwargs=extra_status_kwargs,
+        )
+        if then is not None:
+            status = then.status
+            result = replace(
+                result_from_status(then.subindic, status, signer_cert=signer_cert, signed_data=signed_data),
+                timestamp_time=then.proven,
+            ).with_warnings(f"revocation status established as of the signature timestamp ({then.proven:%Y-%m-%d})")
+    for path, proven in ((status.validation_path if status is not None else None, FROM_RESULT), (tsa_path, None)):
+        # The long-term rule for the signer's chain, and for the time-stamping unit's (whose revocation data need
+        # only be issued while its certificate was valid).
+        result = require_revocation_within_validity(
+            result,
+            path,
+            validation_time=timing.validation_time,
+            crls=spec.local_knowledge.known_crls,
+            ocsps=spec.local_knowledge.known_ocsps,
+            proven=proven,
+        )
     if result.sub_indication is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE:
         try:
             certs = extract_certs_for_validation(signed_data)
@@ -79,6 +108,75 @@ async def validate_signed_data(
         if await path_lacks_revocation(certs.signer_cert, list(certs.other_certs), spec, timing):
             return revocation_unknown(result)
     return result
+
+
+#: pyHanko's verdicts when revocation data is missing or stale at the validation time.
+_STALE_TODAY = frozenset({AdESIndeterminate.TRY_LATER, AdESIndeterminate.REVOCATION_OUT_OF_BOUNDS_NO_POE})
+
+
+#: Revoked before the time the timestamp proves.
+_REVOKED = frozenset({AdESFailure.REVOKED, AdESIndeterminate.REVOKED_NO_POE, AdESIndeterminate.REVOKED_CA_NO_POE})
+
+
+@dataclass(frozen=True)
+class ProofOfExistence:
+    """A signature validated as of the time its signature timestamp proves: pyHanko's verdict then, its status
+    object, and that time."""
+
+    subindic: AdESSubIndic
+    status: Any
+    proven: datetime
+
+
+async def at_proof_of_existence(
+    signed_data: cms.SignedData,
+    spec: SignatureValidationSpec,
+    proven: datetime | None,
+    timing: ValidationTimingInfo,
+    *,
+    raw_digest: bytes | None,
+    extra_status_kwargs: dict[str, Any] | None,
+) -> ProofOfExistence | None:
+    """The signature validated as of ``proven`` with only the revocation data issued at or after that time; ``None``
+    unless it then passes or is found revoked.
+
+    ``proven`` is the time the signature timestamp proves, as pyHanko's validation with time found it: the timestamp
+    itself was validated today (its unit's chain with fresh revocation data), else pyHanko reports the timestamp's
+    own failure and no earlier time. Revocation data issued after that time speaks of the certificate's status then,
+    even when it is stale today; data issued before it does not (a revocation between its issue and the signature
+    would not show). Whether data issued after a certificate expired counts is decided afterwards
+    (:mod:`signing.ltv`).
+    """
+    if proven is None or proven >= timing.validation_time - TIME_TOLERANCE:
+        return None
+    spec_then = _issued_since(spec, proven - TIME_TOLERANCE)
+    then = ValidationTimingInfo(validation_time=proven, best_signature_time=proven, point_in_time_validation=True)
+    outcome = await ades.ades_basic_validation(
+        signed_data, spec_then, timing_info=then, raw_digest=raw_digest, extra_status_kwargs=extra_status_kwargs
+    )
+    if outcome.ades_subindic is not AdESPassed.OK and outcome.ades_subindic not in _REVOKED:
+        return None  # no better than today's answer
+    return ProofOfExistence(outcome.ades_subindic, outcome.api_status, proven)
+
+
+def _issued_since(spec: SignatureValidationSpec, since: datetime) -> SignatureValidationSpec:
+    """``spec`` knowing only the revocation data issued at or after ``since``, and using it for that earlier time."""
+    known = spec.local_knowledge
+    knowledge = replace(
+        known,
+        known_crls=[c for c in known.known_crls if _issued_since_time(c, since)],
+        known_ocsps=[o for o in known.known_ocsps if _issued_since_time(o, since)],
+    )
+    policy = spec.cert_validation_policy
+    retroactive = replace(policy, revinfo_policy=replace(policy.revinfo_policy, retroactive_revinfo=True))
+    return replace(
+        spec, cert_validation_policy=retroactive, ts_cert_validation_policy=retroactive, local_knowledge=knowledge
+    )
+
+
+def _issued_since_time(item: CRLContainer | OCSPContainer, since: datetime) -> bool:
+    issued = item.issuance_date
+    return issued is not None and issued >= since
 
 
 #: Signed attributes that must carry exactly one value (RFC 5652 §11, RFC 5035, RFC 6211).

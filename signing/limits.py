@@ -5,19 +5,29 @@
   any hex string longer than :data:`MAX_SIGNATURE_CONTENTS_HEX` is refused before the PDF is parsed.
 * A detached CMS signature is refused above :data:`MAX_CMS_SIGNATURE_BYTES` before it is parsed.
 
+:class:`Limits` carries these size caps and :class:`Budget` the memory and time a document may cost, so that both
+can be configured (``[signing]``); the constants are their defaults.
+
 The marker checks tell "there is a signature structure here" from "there is none", so that a signature that cannot be
 processed is reported as broken (``invalid``), never as ``unsigned``. Standard library only.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "BASE64_CMS",
+    "DEFAULT_BUDGET",
+    "DEFAULT_LIMITS",
     "MAX_CMS_SIGNATURE_BYTES",
     "MAX_DOCUMENT_BYTES",
     "MAX_SIGNATURE_CONTENTS_HEX",
+    "Budget",
+    "Limits",
     "carries_cms_signature",
     "carries_pdf_signature",
     "oversized_hex_string",
@@ -32,7 +42,53 @@ MAX_SIGNATURE_CONTENTS_HEX = 4 * 1024 * 1024
 #: The largest detached CMS signature (``.p7s``) parsed.
 MAX_CMS_SIGNATURE_BYTES = 8 * 1024 * 1024
 
-_LONG_HEX = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]{%d}" % (MAX_SIGNATURE_CONTENTS_HEX + 1))
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The size caps checked before any parser runs (the module's constants are the defaults)."""
+
+    max_document_bytes: int = MAX_DOCUMENT_BYTES
+    max_signature_contents_hex: int = MAX_SIGNATURE_CONTENTS_HEX
+    max_cms_signature_bytes: int = MAX_CMS_SIGNATURE_BYTES
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Sized(Protocol):
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def detached_signature(self) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one document may cost: ``memory_bytes`` of address space over the validating worker's own, and
+    ``base_seconds`` plus ``seconds_per_mib`` per MiB of input of wall-clock time."""
+
+    memory_bytes: int = 768 * MiB
+    base_seconds: float = 30.0
+    seconds_per_mib: float = 0.25
+
+    def seconds_for(self, doc: _Sized) -> float:
+        size = len(doc.data) + len(doc.detached_signature or b"")
+        return self.base_seconds + self.seconds_per_mib * size / MiB
+
+    def memory_exceeded(self) -> str:
+        return f"memory budget exceeded (limit {self.memory_bytes // MiB} MiB per document)"
+
+
+DEFAULT_BUDGET = Budget()
+
+
+@functools.lru_cache(maxsize=8)
+def _long_hex(limit: int) -> re.Pattern[bytes]:
+    return re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]{%d}" % (limit + 1))
+
+
 _PDF_SIGNATURE = re.compile(rb"/ByteRange\b|/Type\s*/(?:Sig|DocTimeStamp)(?![A-Za-z0-9])")
 #: The DER encoding of the OID of CMS SignedData (1.2.840.113549.1.7.2).
 _SIGNED_DATA_OID = bytes.fromhex("06092a864886f70d010702")
@@ -41,9 +97,11 @@ BASE64_CMS = re.compile(rb"\s*MI[A-Za-z0-9+/]{2}[A-Za-z0-9+/=\s]*\Z")
 _PDF_WHITESPACE = b"\x00\t\n\x0c\r "
 
 
-def oversized_hex_string(data: bytes) -> int | None:
-    """The offset of a hex string longer than :data:`MAX_SIGNATURE_CONTENTS_HEX`, or ``None``."""
-    match = _LONG_HEX.search(data)
+def oversized_hex_string(data: bytes, limit: int = MAX_SIGNATURE_CONTENTS_HEX) -> int | None:
+    """The offset of a hex string longer than ``limit`` characters, or ``None``."""
+    if len(data) <= limit + 2:
+        return None  # too short to hold one (no scan for the usual document)
+    match = _long_hex(limit).search(data)
     return match.start() if match else None
 
 

@@ -28,12 +28,16 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from .identity import certificate_label
 from .report import Indication, Revocation, SignatureResult, SubIndication
 
-__all__ = ["require_revocation_within_validity"]
+__all__ = ["FROM_RESULT", "require_revocation_within_validity"]
 
 #: id-ce-expiredCertsOnCRL
 EXPIRED_CERTS_ON_CRL = "2.5.29.60"
 #: id-pkix-ocsp-archive-cutoff
 OCSP_ARCHIVE_CUTOFF = "1.3.6.1.5.5.7.48.1.6"
+
+
+#: ``proven`` not given: the result's own timestamp time.
+FROM_RESULT = object()
 
 
 def require_revocation_within_validity(
@@ -43,13 +47,16 @@ def require_revocation_within_validity(
     validation_time: datetime,
     crls: Iterable[CRLContainer],
     ocsps: Iterable[OCSPContainer],
+    proven: datetime | object | None = FROM_RESULT,
 ) -> SignatureResult:
     """``result`` downgraded to ``OUT_OF_BOUNDS_NO_POE`` when a certificate of ``path`` expired before
-    ``validation_time`` and no revocation data issued while it was valid (and after the proven signing time) is
-    known for it."""
+    ``validation_time`` and no revocation data issued while it was valid (and after ``proven``, by default the
+    result's timestamp time) is known for it. ``path`` is the signer's, or the signature timestamp's (``proven``
+    then ``None``: its data need only be issued while the certificate was valid)."""
     if result.indication is not Indication.TOTAL_PASSED or path is None:
         return result
-    proven = result.timestamp_time
+    if not isinstance(proven, datetime):
+        proven = result.timestamp_time if proven is FROM_RESULT else None
     crl_list, ocsp_list = list(crls), list(ocsps)
     for cert in path.iter_certs(include_root=False):
         not_after: datetime = cert["tbs_certificate"]["validity"]["not_after"].native

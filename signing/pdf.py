@@ -44,7 +44,7 @@ from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .adesval import validate_signed_data
-from .limits import MAX_SIGNATURE_CONTENTS_HEX, carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
+from .limits import carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
 from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
 from .trust import TrustStore
 
@@ -63,10 +63,11 @@ SUPPORTED_SUBFILTERS = frozenset({"/adbe.pkcs7.detached", "/ETSI.CAdES.detached"
 
 async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> SignatureReport:
     """The signature report for a PDF: one result per signature (``/Sig``), in signing order."""
-    oversized = oversized_hex_string(data)
+    limit = store.limits.max_signature_contents_hex
+    oversized = oversized_hex_string(data, limit)
     if oversized is not None:
         reason = (
-            f"a hex string at byte {oversized} is longer than the {MAX_SIGNATURE_CONTENTS_HEX // (1024 * 1024)} MiB "
+            f"a hex string at byte {oversized} is longer than the {limit / (1024 * 1024):g} MiB "
             "allowed for a signature's /Contents; the file was not parsed"
         )
         return failed_report(file, Format.PADES, reason)

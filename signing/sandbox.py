@@ -24,16 +24,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from .limits import DEFAULT_BUDGET, Budget
 from .report import Format, SignatureReport, failed_report
 from .trust import TrustStore
 
 logger = logging.getLogger(__name__)
-
-MiB = 1024 * 1024
 
 
 class Document(Protocol):
@@ -49,26 +47,6 @@ class Document(Protocol):
 
 #: The validation a worker runs for one document.
 Work = Callable[[Any, TrustStore], SignatureReport]
-
-
-@dataclass(frozen=True)
-class Budget:
-    """What one document may cost: ``memory_bytes`` of address space over the worker's own, and
-    ``base_seconds`` plus ``seconds_per_mib`` per MiB of input of wall-clock time."""
-
-    memory_bytes: int = 768 * MiB
-    base_seconds: float = 30.0
-    seconds_per_mib: float = 0.25
-
-    def seconds_for(self, doc: Document) -> float:
-        size = len(doc.data) + len(doc.detached_signature or b"")
-        return self.base_seconds + self.seconds_per_mib * size / MiB
-
-    def memory_exceeded(self) -> str:
-        return f"memory budget exceeded (limit {self.memory_bytes // MiB} MiB per document)"
-
-
-DEFAULT_BUDGET = Budget()
 
 
 _STARTING = threading.Lock()
@@ -116,6 +94,7 @@ def _store_material(store: TrustStore) -> dict[str, Any]:
         "ocsps": [o.dump() for o in store.ocsps],
         "online_revocation": store.online_revocation,
         "fetch_timeout_seconds": store.fetch_timeout_seconds,
+        "limits": store.limits,
     }
 
 
@@ -129,6 +108,7 @@ def _store_from(material: dict[str, Any]) -> TrustStore:
         ocsps=[ocsp.OCSPResponse.load(d) for d in material["ocsps"]],
         online_revocation=material["online_revocation"],
         fetch_timeout_seconds=material["fetch_timeout_seconds"],
+        limits=material["limits"],
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +27,7 @@ from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.registry import SimpleTrustManager
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
+from .limits import DEFAULT_LIMITS, Limits
 from .policy import ALGORITHM_POLICY, KEY_USAGE, REVOCATION_POLICY
 from .settings import TrustSettings
 
@@ -90,6 +91,41 @@ def load_crls(paths: Iterable[str | Path]) -> list[crl.CertificateList]:
     return crls
 
 
+class PathCache:
+    """Signer certificates whose path validated recently, with the path, so a batch of documents by the same signer
+    pays for path building and revocation checking once.
+
+    An entry is keyed by the signer's certificate *and* the certificates the document itself supplied, so a document
+    never profits from intermediates another document carried: the verdict does not depend on the order of documents.
+    Only successes are kept, for at most :attr:`ttl` and never past the time the entry was computed for by more than
+    that (a certificate that expires or a CRL that goes stale meanwhile is noticed within the TTL at worst).
+    """
+
+    def __init__(self, ttl: timedelta = timedelta(seconds=60), size: int = 256) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._entries: dict[tuple[bytes, ...], tuple[datetime, object]] = {}
+
+    @staticmethod
+    def key(signer: x509.Certificate, others: Iterable[x509.Certificate]) -> tuple[bytes, ...]:
+        return (signer.sha256, *sorted(cert.sha256 for cert in others))
+
+    def get(self, key: tuple[bytes, ...], at: datetime) -> object | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        when, value = entry
+        if not when <= at <= when + self.ttl:
+            self._entries.pop(key, None)
+            return None
+        return value
+
+    def put(self, key: tuple[bytes, ...], at: datetime, value: object) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (at, value)
+
+
 @dataclass(eq=False)
 class TrustStore:
     """Parsed trust material and the validation specification built from it, reused across documents."""
@@ -100,6 +136,10 @@ class TrustStore:
     ocsps: list[ocsp.OCSPResponse] = field(default_factory=list)
     online_revocation: bool = False
     fetch_timeout_seconds: float = 10.0
+    #: Size caps checked before parsing.
+    limits: Limits = DEFAULT_LIMITS
+    #: Certification paths found valid recently, reused across documents (see :class:`PathCache`).
+    path_cache: PathCache = field(default_factory=lambda: PathCache(), repr=False, compare=False)
 
     @classmethod
     def load(cls, settings: TrustSettings) -> TrustStore:
@@ -110,6 +150,7 @@ class TrustStore:
             crls=load_crls(settings.crls),
             online_revocation=settings.online_revocation,
             fetch_timeout_seconds=settings.fetch_timeout_seconds,
+            limits=settings.limits,
         )
 
     def extended(
@@ -127,6 +168,7 @@ class TrustStore:
             ocsps=list(self.ocsps),
             online_revocation=self.online_revocation,
             fetch_timeout_seconds=self.fetch_timeout_seconds,
+            limits=self.limits,
         )
 
     @cached_property

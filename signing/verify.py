@@ -16,9 +16,9 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from .limits import MAX_CMS_SIGNATURE_BYTES, MAX_DOCUMENT_BYTES, carries_cms_signature, carries_pdf_signature
+from .limits import DEFAULT_BUDGET, DEFAULT_LIMITS, Budget, Limits, carries_cms_signature, carries_pdf_signature
 from .report import Format, SignatureReport, failed_report
-from .sandbox import DEFAULT_BUDGET, Budget, SandboxPool
+from .sandbox import SandboxPool
 from .sniff import OCTET_STREAM, detect_format, sniff_content_type
 from .trust import TrustSettings, TrustStore
 
@@ -46,11 +46,13 @@ async def verify_document(
 async def _verify(
     data: bytes, store: TrustStore, *, filename: str, detached_signature: bytes | None
 ) -> SignatureReport:
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return failed_report(filename, Format.NONE, _too_large("document", MAX_DOCUMENT_BYTES))
+    limits = store.limits
+    if len(data) > limits.max_document_bytes:
+        return failed_report(filename, Format.NONE, _too_large("document", limits.max_document_bytes))
     if detached_signature is not None:
-        if len(detached_signature) > MAX_CMS_SIGNATURE_BYTES:
-            return failed_report(filename, Format.CADES, _too_large("detached signature", MAX_CMS_SIGNATURE_BYTES))
+        if len(detached_signature) > limits.max_cms_signature_bytes:
+            reason = _too_large("detached signature", limits.max_cms_signature_bytes)
+            return failed_report(filename, Format.CADES, reason)
         from .cms import validate_cms
 
         return await validate_cms(detached_signature, store, content=data, file=filename)
@@ -79,7 +81,7 @@ async def _verify(
 
 
 def _too_large(what: str, limit: int) -> str:
-    return f"{what} too large to verify (over the limit of {limit // (1024 * 1024)} MiB)"
+    return f"{what} too large to verify (over the limit of {limit / (1024 * 1024):g} MiB)"
 
 
 def verify_document_sync(
@@ -115,15 +117,15 @@ class Document:
     refused: str | None = None
 
     @classmethod
-    def from_path(cls, path: Path, detached: Path | None = None) -> Document:
+    def from_path(cls, path: Path, detached: Path | None = None, limits: Limits = DEFAULT_LIMITS) -> Document:
         """The document at ``path``: its size is checked before it is read, and no more than the limit is read."""
         detached = detached or find_detached_signature(path)
-        data = read_bounded(path, MAX_DOCUMENT_BYTES)
-        signature = read_bounded(detached, MAX_CMS_SIGNATURE_BYTES) if detached else None
+        data = read_bounded(path, limits.max_document_bytes)
+        signature = read_bounded(detached, limits.max_cms_signature_bytes) if detached else None
         if data is None:
-            return cls(b"", path.name, refused=_too_large("document", MAX_DOCUMENT_BYTES))
+            return cls(b"", path.name, refused=_too_large("document", limits.max_document_bytes))
         if detached is not None and signature is None:
-            return cls(b"", path.name, refused=_too_large("detached signature", MAX_CMS_SIGNATURE_BYTES))
+            return cls(b"", path.name, refused=_too_large("detached signature", limits.max_cms_signature_bytes))
         return cls(data=data, filename=path.name, detached_signature=signature)
 
 
@@ -174,7 +176,7 @@ class Verifier:
         store: TrustStore,
         *,
         settings: TrustSettings | None = None,
-        threads: int = 2,
+        threads: int | None = None,
         budget: Budget | None = DEFAULT_BUDGET,
         start_method: str | None = None,
     ) -> None:
@@ -182,15 +184,17 @@ class Verifier:
         self.settings = settings
         self.budget = budget
         self.start_method = start_method
-        self._threads: Executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="signing")
+        #: How many documents are validated at once (default: one per core); the workers stay up between calls.
+        self.size = max(1, threads or os.cpu_count() or 1)
+        self._threads: Executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="signing")
         self._sandbox = (
-            SandboxPool(verify_one, store, budget, size=threads, start_method=start_method)
+            SandboxPool(verify_one, store, budget, size=self.size, start_method=start_method)
             if budget is not None
             else None
         )
 
     @classmethod
-    def from_settings(cls, settings: TrustSettings, *, threads: int = 2) -> Verifier:
+    def from_settings(cls, settings: TrustSettings, *, threads: int | None = None) -> Verifier:
         return cls(TrustStore.load(settings), settings=settings, threads=threads)
 
     async def verify(self, doc: Document) -> SignatureReport:
@@ -215,16 +219,22 @@ class Verifier:
                     on_done()
             return results
         if self.budget is not None:
-            sandbox = SandboxPool(verify_one, self.store, self.budget, size=workers, start_method=self.start_method)
+            # The verifier's own workers when there are enough of them: they stay up, warm, between batches.
+            own = self._sandbox is not None and workers <= self.size
+            sandbox = self._sandbox if own and self._sandbox is not None else self._new_sandbox(self.budget, workers)
             try:
                 with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="signing-batch") as pool:
                     return _collect([pool.submit(sandbox.run, doc) for doc in docs], on_done)
             finally:
-                sandbox.close()
+                if not own:
+                    sandbox.close()
         settings = self.settings
         assert settings is not None
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_process, initargs=(settings,)) as pool:
             return _collect([pool.submit(_verify_in_process, doc) for doc in docs], on_done)
+
+    def _new_sandbox(self, budget: Budget, size: int) -> SandboxPool:
+        return SandboxPool(verify_one, self.store, budget, size=size, start_method=self.start_method)
 
     def memory_limit(self) -> int | None:
         """The address-space cap (bytes) a document is validated under, or ``None`` without one."""
@@ -248,6 +258,8 @@ def _collect(futures: list[Future[SignatureReport]], on_done: Callable[[], None]
     return [f.result() for f in futures]
 
 
-def load_documents(paths: Iterable[Path], detached: Path | None = None) -> list[Document]:
+def load_documents(
+    paths: Iterable[Path], detached: Path | None = None, limits: Limits = DEFAULT_LIMITS
+) -> list[Document]:
     """The documents at ``paths``, each with its detached signature (``detached``, or the one found beside it)."""
-    return [Document.from_path(p, detached) for p in paths]
+    return [Document.from_path(p, detached, limits) for p in paths]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -47,12 +48,14 @@ from adapters.xmlguard import XMLRefusedError, hardened_parser, parse_xml
 from .adesval import path_lacks_revocation, revocation_unknown
 from .evidence import chain_labels, revocation_state, translate
 from .identity import signer_from_certificate
+from .ltv import require_revocation_within_validity
 from .policy import weak_digest_reason, weak_key_reason
 from .report import (
     Format,
     Indication,
     SignatureReport,
     SignatureResult,
+    Signer,
     SubIndication,
     Verdict,
     failed_report,
@@ -146,8 +149,29 @@ class XMLValidation:
 
 @dataclass(frozen=True)
 class _Signer:
+    """A certificate from KeyInfo, both parsed forms, and the facts about it every report needs."""
+
     cert: x509.Certificate
     asn1: asn1_x509.Certificate
+    ca: bool
+    weak_key: str | None
+    signer: Signer
+    issuer: str
+
+
+@functools.lru_cache(maxsize=256)
+def _load_certificate(der: bytes) -> _Signer:
+    """A KeyInfo certificate, parsed once per process: the forms of one signer recur across documents (the objects
+    are only read, never changed)."""
+    asn1 = asn1_x509.Certificate.load(der)
+    return _Signer(
+        cert=x509.load_der_x509_certificate(der),
+        asn1=asn1,
+        ca=bool(asn1.ca),
+        weak_key=weak_key_reason(asn1.public_key),
+        signer=signer_from_certificate(asn1),
+        issuer=asn1.issuer.human_friendly,
+    )
 
 
 def _result(
@@ -163,8 +187,8 @@ def _result(
         return result
     return replace(
         result,
-        signer=signer_from_certificate(signer.asn1),
-        issuer=signer.asn1.issuer.human_friendly,
+        signer=signer.signer,
+        issuer=signer.issuer,
         chain=chain_labels(path, signer.asn1),
     )
 
@@ -178,7 +202,7 @@ def _keyinfo_certificates(signature: etree._Element) -> list[_Signer]:
     for node in nodes:
         try:
             der = base64.b64decode("".join((node.text or "").split()), validate=True)
-            certs.append(_Signer(x509.load_der_x509_certificate(der), asn1_x509.Certificate.load(der)))
+            certs.append(_load_certificate(der))
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"unreadable certificate in KeyInfo: {exc}") from exc
     return certs
@@ -295,13 +319,22 @@ def _covers_whole_document(root: etree._Element, covered: set[etree._Element]) -
 async def _validate_certificate(
     signer: _Signer, others: list[_Signer], store: TrustStore, timing: ValidationTimingInfo
 ) -> tuple[AdESSubIndic | None, ValidationPath | None]:
-    """The PDF/CMS trust decision for the signer's certificate: (failure sub-indication or None, path)."""
+    """The PDF/CMS trust decision for the signer's certificate: (failure sub-indication or None, path).
+
+    A success is remembered in the store's :class:`~signing.trust.PathCache` for the same signer and the same
+    document-supplied certificates, so many forms by one signer build and check the path once.
+    """
+    key = store.path_cache.key(signer.asn1, [other.asn1 for other in others])
+    cached = store.path_cache.get(key, timing.validation_time)
+    if isinstance(cached, ValidationPath):
+        return None, cached
     handlers = bootstrap_validation_data_handlers(store.spec, timing)
     context = store.cert_policy.build_validation_context(timing, handlers)
     context.certificate_registry.register_multiple([other.asn1 for other in others])
     paths = context.path_builder.async_build_paths_lazy(signer.asn1)
     outcome = await validate_cert_usage(signer.asn1, context, store.spec.key_usage_settings, paths)
     if outcome.success_result is not None:
+        store.path_cache.put(key, timing.validation_time, outcome.success_result)
         return None, outcome.success_result
     return outcome.error_subindic, outcome.error_path
 
@@ -344,7 +377,7 @@ async def _validate_signature(
     if not certs:
         reason = "the signature's KeyInfo carries no X.509 certificate"
         return _failed(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND, reason)
-    candidates = [c for c in certs if not c.asn1.ca] or certs
+    candidates = [c for c in certs if not c.ca] or certs
 
     try:
         signer, results, verifier = _verify_crypto(data, index, xades, candidates)
@@ -370,7 +403,7 @@ async def _validate_signature(
         for reference, result in zip(references, results, strict=True)
         if not _is_machinery(result.signed_xml)
     )
-    weak = weak_key_reason(signer.asn1.public_key)
+    weak = signer.weak_key
     if weak:
         failed = _result(Indication.TOTAL_FAILED, SubIndication.CRYPTO_CONSTRAINTS_FAILURE, signer=signer, reason=weak)
         return _Outcome(failed, covered=covered)
@@ -389,6 +422,15 @@ async def _trusted_result(
     result = replace(
         _result(indication, sub, signer=signer, path=path, reason=reason),
         revocation=revocation_state(sub, subindic is None),
+    )
+    # The same long-term rule as for PDF and CMS: revocation data about an expired certificate counts only if it
+    # was issued while the certificate was valid.
+    result = require_revocation_within_validity(
+        result,
+        path,
+        validation_time=timing.validation_time,
+        crls=store.spec.local_knowledge.known_crls,
+        ocsps=store.spec.local_knowledge.known_ocsps,
     )
     if sub is SubIndication.CERTIFICATE_CHAIN_GENERAL_FAILURE and await path_lacks_revocation(
         signer.asn1, [other.asn1 for other in others], store.spec, timing

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from adapters.errors import TransientError
-from adapters.national_portal import BatchResult, DossierRecord, ProgressRecord, RecordFailure
+from adapters.national_portal import BatchResult, DossierRecord, ProgressRecord, RatingRecord, RecordFailure
 from adapters.onestop.port import Acknowledgement, AgencyStatus, DeliveryReceipt
 from adapters.payment import (
     InvalidSignature,
@@ -288,6 +288,7 @@ class FakeNationalPortal:
         self.batch_size = batch_size
         self.dossiers: dict[str, DossierRecord] = {}
         self.progress: dict[str, list[ProgressRecord]] = {}
+        self.ratings: dict[str, RatingRecord] = {}
         #: ``(service, isUpdating, dossier codes)`` of every call, in order.
         self.calls: list[tuple[str, bool | None, list[str]]] = []
         self.procedures: list[dict[str, Any]] = []
@@ -319,6 +320,12 @@ class FakeNationalPortal:
             self.progress.setdefault(record.dossier_code, []).append(record)
             result.accepted.append(record)
         return result
+
+    async def send_ratings(self, records: Iterable[RatingRecord]) -> BatchResult[RatingRecord]:
+        items = list(records)
+        self._call("DanhGiaHaiLongMC", None, [record.dossier_code for record in items])
+        self.ratings.update({record.dossier_code: record for record in items})
+        return BatchResult(accepted=items, calls=1)
 
     async def lookup_dossiers(self, codes: Iterable[str]) -> dict[str, int | None]:
         wanted = list(dict.fromkeys(codes))

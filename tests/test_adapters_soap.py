@@ -288,6 +288,30 @@ async def test_mapping_variant(variant: ServerThread) -> None:
     simulator.reset()
 
 
+async def test_the_agency_deadline_and_payment_status_go_where_the_schema_has_them(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread, variant: ServerThread
+) -> None:
+    extra = {"agency_due_at": "2026-12-02T14:00:00+07:00", "payment": {"status": "unpaid", "unpaid_amount": 150000}}
+    hoso = dossier_to_hoso(dossier(**extra))
+    assert hoso["HanXuLyCoQuan"] == datetime.fromisoformat("2026-12-02T14:00:00+07:00")
+    assert hoso["TrangThaiThanhToan"] == "unpaid"
+    assert "HanXuLyCoQuan" not in dossier_to_hoso(dossier())  # optional: left out when unknown
+    await soap_client(http, agency.base_url).deliver(dossier(**extra), f"{CODE}:deliver")
+    received = sim.core.dossiers[CODE]["received"]
+    assert datetime.fromisoformat(received["agency_due_at"]) == hoso["HanXuLyCoQuan"]
+    assert received["payment"] == {"status": "unpaid"} and received["due_at"] is not None
+    assert assert_requests_valid(sim) == 1
+    simulator: SoapAgencySimulator = variant.app.state.simulator
+    simulator.reset()
+    async with ClientFactory().client("agency:variant", client_settings(variant.base_url)) as plain:
+        receipt = await soap_client(plain, variant.base_url, mapping=VARIANT_MAPPING).deliver(
+            dossier(**extra), f"{CODE}:deliver"
+        )
+    assert receipt.status == "submitted"  # a schema without the new elements is not sent them
+    assert assert_requests_valid(simulator, mapping_variant=True) == 1
+    simulator.reset()
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Robustness
 # ----------------------------------------------------------------------------------------------------------------------
@@ -616,3 +640,18 @@ def test_dossier_conversion_checks() -> None:
         dossier_to_hoso({**dossier(), "components": [{"code": "TP1", "content_base64": "***"}]})
     with pytest.raises(ValueError, match="whole number"):
         dossier_to_hoso({**dossier(), "fees": [{"code": "LP1", "amount": -5}]})
+
+
+async def test_concurrent_calls_share_one_service_proxy(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    client = soap_client(http, agency.base_url)
+    codes = [f"{AGENCY}-261123-{n:04d}" for n in range(1, 5)]
+    receipts = await asyncio.gather(*(client.deliver(dossier(code), f"{code}:deliver") for code in codes))
+    assert [r.dossier_code for r in receipts] == codes and not any(r.duplicate for r in receipts)
+    proxy = client._service
+    assert proxy is not None
+    assert (await client.get_status(codes[0])).dossier_code == codes[0]
+    assert client._service is proxy  # built once per loaded description, not per call
+    assert sorted(sim.core.dossiers) == codes
+    assert assert_requests_valid(sim) == 5

@@ -64,9 +64,10 @@ async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) ->
             assert response.status_code == 503
             error = response.json()["error"]
             assert error["code"] == "not_ready" and "unreachable" in error["message"]
-            # A request needing the database fails cleanly, without internals.
+            # A request needing the database is refused cleanly, to be retried later, without internals.
             lookup = await client.get("/api/v1/lookup/000.00.23.H38-261123-0001")
-            assert lookup.status_code == 500
+            assert lookup.status_code == 503 and lookup.headers["Retry-After"] == "5"
+            assert lookup.json()["error"]["code"] == "database_unavailable"
             assert "psycopg" not in lookup.text and "127.0.0.1" not in lookup.text
     finally:
         runtime.close()
@@ -262,6 +263,7 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
     from gateway.api import (
         routes_admin,
         routes_agencies,
+        routes_citizens,
         routes_dossiers,
         routes_ops,
         routes_payments,
@@ -269,11 +271,13 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         routes_public,
         routes_reports,
         routes_signatures,
+        routes_sms,
     )
 
     modules = (
         routes_admin,
         routes_agencies,
+        routes_citizens,
         routes_dossiers,
         routes_ops,
         routes_payments,
@@ -281,6 +285,7 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         routes_public,
         routes_reports,
         routes_signatures,
+        routes_sms,
     )
     served = {
         (route.path, method.lower())
@@ -308,7 +313,14 @@ async def test_openapi_lists_every_route(gw: Gateway) -> None:
         ("/api/v1/admin/outbox/{message_id}/redrive", "post"),
         ("/api/v1/payments/notify", "get"),
         ("/api/v1/payments/notify", "post"),
+        ("/api/v1/payments/notify/national", "post"),
         ("/api/v1/postal/events", "post"),
+        ("/api/v1/sms/inbound", "post"),
+        ("/api/v1/dossiers/{code}/ratings", "post"),
+        ("/api/v1/questions", "post"),
+        ("/api/v1/questions/{question_id}", "get"),
+        ("/api/v1/agencies/{agency}/questions", "get"),
+        ("/api/v1/agencies/{agency}/questions/{question_id}/answer", "post"),
         ("/healthz", "get"),
         ("/readyz", "get"),
         ("/metrics", "get"),

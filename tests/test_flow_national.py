@@ -166,7 +166,7 @@ async def test_a_change_enqueues_a_sync_in_the_national_lane(db: Database) -> No
 async def test_the_handler_sends_the_dossier_new_then_as_an_update(db: Database) -> None:
     ctx, portal = context(db), FakeNationalPortal()
     handler = NationalSyncHandler(ctx, portal, SETTINGS)
-    assert handler.kinds == frozenset({messages.NATIONAL_SYNC})
+    assert handler.kinds == frozenset({messages.NATIONAL_SYNC, messages.NATIONAL_RATING})
     code = await intake(ctx)
     await deliver(handler, syncs(db, code)[-1])
     await change(ctx, code, Status.RECEIVED, note="Bước tiếp nhận")

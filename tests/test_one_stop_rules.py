@@ -23,11 +23,13 @@ from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.sections import CalendarSection, office_calendar
 from gateway.services.changes import find_dossier, record_change
+from gateway.services.watch import watch_items
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage
 from gateway.unit_of_work import UnitOfWork, in_unit
 from gateway.views import agency_document
 from tests.api_support import (
+    ADMIN,
     AGENCY,
     AGENCY2,
     AGENCY2_AUTH,
@@ -315,6 +317,34 @@ async def test_suspension_as_a_final_stop(gw: Gateway) -> None:
     resumed = await gw.event(code, "processing")
     assert resumed.status_code == 409 and resumed.json()["error"]["code"] == "illegal_transition"
     assert "none, it is terminal" in resumed.json()["error"]["message"]
+
+
+async def test_a_final_suspension_is_finished_for_the_watch_and_the_reports(gw: Gateway) -> None:
+    stopped = await submitted(gw, vn(2026, 10, 5, 9), STOPPING)
+    await event(gw, stopped, "received", vn(2026, 10, 5, 10))
+    await event(gw, stopped, "suspended", vn(2026, 10, 14, 10), reason="Có tranh chấp")  # after its due date
+    paused = await submitted(gw, vn(2026, 10, 5, 9), ONE_DAY)
+    await event(gw, paused, "received", vn(2026, 10, 5, 10))
+    await event(gw, paused, "suspended", vn(2026, 10, 14, 10), reason="Chờ ý kiến")  # after its due date too
+    now = vn(2026, 11, 2, 10)
+    gw.clock.set(now)
+    with gw.db.unit_of_work() as session:
+        items = watch_items(session, gw.runtime.calendar, now, near_due=timedelta(hours=8))
+    assert [(item.dossier_code, item.condition.value) for item in items] == [(paused, "overdue")]
+
+    async def row(period: str, procedure: str) -> dict[str, Any] | None:
+        params = {"period": period, "procedure": procedure}
+        document = (await gw.client.get("/api/v1/reports", params=params, headers=ADMIN)).json()
+        return next(iter(document["rows"]), None)
+
+    october = await row("2026-10", STOPPING)
+    assert october is not None and (october["stopped"], october["in_progress"]["total"]) == (1, 0)
+    assert (october["completed"]["total"], october["refused"]) == (0, 0)
+    assert await row("2026-11", STOPPING) is None  # finished: not carried over
+    october = await row("2026-10", ONE_DAY)
+    assert october is not None and (october["stopped"], october["in_progress"]["overdue"]) == (0, 1)
+    november = await row("2026-11", ONE_DAY)
+    assert november is not None and november["carried_over"] == 1
 
 
 async def test_suspension_as_a_pause_resumes(gw: Gateway) -> None:

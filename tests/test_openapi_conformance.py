@@ -1,7 +1,9 @@
 """The OpenAPI document tested against the server with schemathesis: for each token role, generated requests (schema
 conforming and not) to every operation, every answer checked by schemathesis's checks (no 5xx, a documented status,
 content type and headers, the body valid against the documented schema), plus the answers about real resources (a
-submitted dossier, its lookup, an agency's event, the registrations, the outbox) checked against their schemas.
+submitted dossier, its lookup, an agency's event, the registrations, the outbox) checked against their schemas, and
+stateful sequences along the document's links (a real submission, then its read, lookup, supplement, withdrawal and
+agency events, each with its role's token).
 
 The budget is fixed and the generation derandomized, so a run is deterministic.
 """
@@ -16,8 +18,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from hypothesis.stateful import initialize
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
+from schemathesis.generation.stateful.state_machine import StepOutput
 
 from gateway.api import create_app
 from gateway.api.schemas import signatures
@@ -25,17 +29,26 @@ from signing import report
 from tests.api_support import (
     ADMIN_TOKEN,
     AGENCY,
+    AGENCY2,
+    AGENCY2_TOKEN,
+    AGENCY3,
+    AGENCY3_TOKEN,
     AGENCY_TOKEN,
     PORTAL_TOKEN,
+    UNREGISTERED,
     Clock,
     b64,
     open_runtime,
     pdf,
+    registration,
     submission,
 )
 
 ROLES = {"portal": PORTAL_TOKEN, "agency": AGENCY_TOKEN, "admin": ADMIN_TOKEN}
+AGENCY_TOKENS = {AGENCY: AGENCY_TOKEN, AGENCY2: AGENCY2_TOKEN, AGENCY3: AGENCY3_TOKEN}
 EXAMPLES_PER_OPERATION = 4
+#: The stateful run's budget: scenarios, and steps in each.
+SCENARIOS, STEPS = 5, 6
 
 #: Every default check runs. positive_data_acceptance expects a schema-valid request to succeed, but a schema cannot
 #: say which procedures, agencies or dossiers exist: a valid-looking submission of an unknown procedure is rightly 422
@@ -46,7 +59,8 @@ CONFIG = SchemathesisConfig.from_dict(
 
 
 def upstream_sections(folder: Path) -> dict[str, Any]:
-    """Payment and postal configured (their provider-facing endpoints answer), their upstreams never reached."""
+    """Payment (both providers), postal and SMS configured (their provider-facing endpoints answer), their upstreams
+    never reached."""
     secret = folder / "secret"
     secret.write_text("shared-secret-0123456789abcdef\n", encoding="utf-8")
     return {
@@ -55,8 +69,10 @@ def upstream_sections(folder: Path) -> dict[str, Any]:
             "merchant_code": "DVCH38",
             "secret": f"file:{secret}",
             "return_url": "https://dichvucong.example.vn/thanh-toan/ket-qua",
+            "national": {"base_url": "http://127.0.0.1:9", "partner_code": "H38DVC", "secret": f"file:{secret}"},
         },
         "postal": {"base_url": "http://127.0.0.1:9", "secret": f"file:{secret}"},
+        "sms": {"base_url": "http://127.0.0.1:9", "secret": f"file:{secret}"},
     }
 
 
@@ -188,3 +204,58 @@ def test_the_signature_report_model_is_the_report_shape() -> None:
     assert set(document["signatures"][0]) == set(signatures.SignatureResult.model_fields)
     assert set(document["signatures"][0]["signer"]) == set(signatures.Signer.model_fields)
     signatures.SignatureReport.model_validate(document)
+
+
+def token_for(case: Any) -> str:
+    """The token of the role an operation is for: the path's agency for its events and questions, the admin for
+    administration, reports and metrics, the portal otherwise."""
+    path = case.operation.path
+    if path.startswith(("/api/v1/admin/", "/api/v1/reports", "/metrics")):
+        return ADMIN_TOKEN
+    if path.startswith("/api/v1/agencies/{agency}/"):
+        return AGENCY_TOKENS.get(str((case.path_parameters or {}).get("agency")), AGENCY_TOKEN)
+    return PORTAL_TOKEN
+
+
+def test_stateful_sequences_conform(schema: Any) -> None:
+    """Sequences that follow the document's links (a submitted dossier read, looked up, supplemented, withdrawn,
+    reported on by its agency; a registered agency read and removed), each call with its role's token; every answer
+    checked as above. Each scenario starts from a real submission, which generated bodies rarely are."""
+    base = schema.as_state_machine()
+    submitted = base.bundles["POST /api/v1/dossiers -> 201"]
+    registered = base.bundles["POST /api/v1/admin/agencies -> 201"]
+
+    class Workflow(base):  # type: ignore[misc,valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": {"Authorization": f"Bearer {token_for(case)}"}}
+
+        @initialize(target=submitted)
+        def a_real_dossier(self) -> StepOutput:
+            case = schema["/api/v1/dossiers"]["POST"].Case(body=submission(), media_type="application/json")
+            self.recorder.record_case(case=case)
+            response = case.call(headers={"Authorization": f"Bearer {PORTAL_TOKEN}"})
+            self.recorder.record_response(case_id=case.id, response=response)
+            assert response.status_code == 201, response.text
+            return StepOutput(response, case)
+
+        @initialize(target=registered)
+        def a_real_registration(self) -> StepOutput:
+            document = registration(UNREGISTERED, ["1.001193"])  # competent for it, registered by no fixture
+            operation = schema["/api/v1/admin/agencies"]["POST"]
+            case = operation.Case(body=document, query={"replace": "true"}, media_type="application/json")
+            self.recorder.record_case(case=case)
+            response = case.call(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+            self.recorder.record_response(case_id=case.id, response=response)
+            assert response.status_code in (200, 201), response.text  # 200: a scenario before registered it
+            return StepOutput(response, case)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=SCENARIOS,
+            stateful_step_count=STEPS,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )

@@ -62,6 +62,7 @@ TOKENS = {
     "portal": "portal-token-e2e-" + "p" * 16,
     "admin": "admin-token-e2e-" + "a" * 16,
     "agency": "agency-token-e2e-" + "b" * 16,
+    "agency2": "agency2-token-e2e-" + "g" * 16,
     "soap_agency": "soap-agency-token-e2e-" + "c" * 12,
     "outbound": "outbound-token-e2e-" + "d" * 16,
     "wsse": "wsse-password-e2e-" + "e" * 12,

@@ -130,6 +130,29 @@ def test_no_personal_data_or_secret_reaches_any_cassette_byte(recorded: tuple[Pa
     assert "Bearer <redacted:" in text and "<redacted:" in text
 
 
+QUESTION = "Nhà tôi ở 12 Trần Phú, xây thêm tầng 3 có cần giấy phép không?"
+ANSWER = "Có, ông cần xin giấy phép xây dựng."
+
+
+async def test_a_recorded_question_exchange_has_no_question_or_answer_text(tmp_path: Path) -> None:
+    directory = tmp_path / "cassettes"
+    factory = ClientFactory([recording_wrapper(directory, RecordingSettings(mode="record"))])
+    with ServerThread(create_app(token=TOKEN)) as server:
+        settings = ClientSettings(base_url=server.base_url, address_policy=AddressPolicy(allow_private=True))
+        client = factory.client(f"agency:{AGENCY}", settings, auth=bearer(TOKEN))
+        async with RestOneStopClient(client, agency_code=AGENCY) as agency:
+            question = {"id": 42, "agency_code": AGENCY, "procedure_code": "1.009794", "question": QUESTION}
+            ack = await agency.send_question(question, "question:42")
+        await client.aclose()
+    assert ack.status_code == 202
+    recorded = b"".join(path.read_bytes() for path in directory.rglob("*.har")).decode()
+    assert '\\"question\\":\\"<redacted:' in recorded and "Trần Phú" not in recorded and "tầng 3" not in recorded
+    assert json.dumps(QUESTION)[1:-1] not in recorded and "1.009794" in recorded  # the rest stays readable
+    notice = {"type": "question_answered", "question": {"id": 42, "answer": ANSWER, "answered_by": "Phòng QLXD"}}
+    redacted = Redactor(b"salt").redact_body(json.dumps(notice).encode(), "application/json") or b""
+    assert "giấy phép" not in redacted.decode() and json.loads(redacted)["type"] == "question_answered"
+
+
 def test_cassettes_are_valid_har_for_a_standard_reader(recorded: tuple[Path, str, list[Any]]) -> None:
     haralyzer = pytest.importorskip("haralyzer")
     directory, _, _ = recorded

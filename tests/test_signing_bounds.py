@@ -197,3 +197,42 @@ def test_a_known_non_pdf_type_is_not_searched_for_signature_markers(store):
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 + b"/ByteRange [0 1 2 3] /Type /Sig"
     assert verify_document_sync(png, store, filename="scan.png").verdict is Verdict.UNSIGNED
     assert verify_document_sync(png[8:], store, filename="scan.bin").verdict is Verdict.INVALID
+
+
+# --- configured budgets ---------------------------------------------------------------------------------------------
+
+
+def test_the_signing_section_defaults_are_the_validators_defaults():
+    from gateway.config import SigningSection
+    from signing.settings import TrustSettings
+
+    assert SigningSection().trust_settings() == TrustSettings()
+
+
+def test_budgets_configured_in_the_signing_section_bound_validation(signed, tmp_path):
+    from gateway.config import SigningSection
+
+    section = SigningSection(
+        max_document_mib=1,
+        max_signature_mib=0.25,
+        max_detached_signature_mib=0.5,
+        memory_budget_mib=100,
+        time_budget_seconds=5,
+        time_budget_seconds_per_mib=0,
+    )
+    settings = section.trust_settings()
+    assert settings.budget == Budget(memory_bytes=100 * MiB, base_seconds=5, seconds_per_mib=0)
+    assert (settings.limits.max_document_bytes, settings.limits.max_cms_signature_bytes) == (MiB, MiB // 2)
+    store = TrustStore.load(settings)
+    big = tmp_path / "big.pdf"
+    big.write_bytes(b"%PDF-1.7\n" + b"0" * MiB)
+    refused = Document.from_path(big, limits=settings.limits)
+    assert refused.refused is not None and "over the limit of 1 MiB" in refused.refused
+    # In a worker process (the store's limits travel with its material): a 0.3 MiB /Contents is over 0.25 MiB.
+    verifier = Verifier(store, threads=1, budget=settings.budget)
+    try:
+        report = verifier._verify_here(Document(with_contents(signed, int(0.6 * MiB)), "don.pdf"))
+    finally:
+        verifier.close()
+    assert outcome(report) == FORMAT_FAILURE, report.to_json()
+    assert "longer than the 0.5 MiB allowed" in only(report).warnings[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from asn1crypto import crl as asn1_crl
@@ -143,3 +144,118 @@ def test_a_crl_keeping_expired_certificates_only_since_after_the_expiry_does_not
     report = asyncio.run(validate_pdf(data, store(old)))
     sig = only(report)
     assert (sig.indication, sig.sub_indication) == (Indication.INDETERMINATE, SubIndication.OUT_OF_BOUNDS_NO_POE)
+
+
+def _stale_crl(issuer: Identity, issued: datetime, revoked: list | None = None) -> x509.CertificateRevocationList:
+    """A CRL issued at ``issued`` whose next update was a week later: stale today."""
+    return make_crl(issuer, revoked or [], this_update=issued, next_update=issued + timedelta(days=7))
+
+
+def _with_tsa(old: Old, directory: Path, issuer: Identity, not_after: datetime | None = None) -> Old:
+    """``old`` with another time-stamping unit, issued by ``issuer``."""
+    other = Old.__new__(Old)
+    other.__dict__.update(old.__dict__)
+    other.tsa = issue_cert(
+        issuer,
+        "other_tsa",
+        directory,
+        subject_cn="Other TSA",
+        ekus=[ExtendedKeyUsageOID.TIME_STAMPING],
+        ekus_critical=True,
+        not_before=NOW - timedelta(days=1500),
+        not_after=not_after,
+    )
+    return other
+
+
+@pytest.fixture(scope="module")
+def rooted(old, tmp_path_factory) -> Old:
+    """The time-stamping unit certified by the root, whose CRL is fresh today: its timestamps validate today."""
+    return _with_tsa(old, tmp_path_factory.mktemp("rooted-tsa"), old.root)
+
+
+@pytest.fixture(scope="module")
+def unexpired(rooted, tmp_path_factory) -> Old:
+    """``rooted`` with a signer whose certificate is still valid today."""
+    other = Old.__new__(Old)
+    other.__dict__.update(rooted.__dict__)
+    other.signer = issue_cert(
+        rooted.ca,
+        "live_signer",
+        tmp_path_factory.mktemp("live-signer"),
+        subject_cn="Ngô Thị Còn Hạn",
+        not_before=NOW - timedelta(days=1100),
+        not_after=NOW + timedelta(days=100),
+    )
+    return other
+
+
+@pytest.mark.parametrize("holder", ["rooted", "unexpired"])
+def test_a_crl_issued_after_the_timestamp_and_before_expiry_counts_though_stale_today(holder, request):
+    # Evidence of the status at the proof of existence: issued after the timestamp, while the certificate was valid.
+    pki: Old = request.getfixturevalue(holder)
+    data = lta_file(pki, [_stale_crl(pki.ca, SIGNED_AT + timedelta(days=100)), make_crl(pki.root, [])])
+    report = asyncio.run(validate_pdf(data, store(pki)))
+    sig = only(report)
+    assert report.verdict is Verdict.VALID, report.to_json()
+    assert sig.timestamp_time is not None and abs(sig.timestamp_time - SIGNED_AT) < timedelta(minutes=5)
+    assert sig.revocation is Revocation.GOOD
+    if holder == "unexpired":  # stale today for a certificate still valid: established as of the timestamp
+        assert any("as of the signature timestamp" in warning for warning in sig.warnings), sig.warnings
+
+
+def test_the_timestamp_must_itself_validate_today(old):
+    # The same CRL, but the time-stamping unit's own revocation data is stale too: the timestamp proves nothing today.
+    data = lta_file(old, [_stale_crl(old.ca, SIGNED_AT + timedelta(days=100)), make_crl(old.root, [])])
+    report = asyncio.run(validate_pdf(data, store(old)))
+    assert report.verdict is Verdict.UNTRUSTED, report.to_json()
+
+
+@pytest.mark.parametrize("holder", ["rooted", "unexpired"])
+def test_a_stale_crl_issued_before_the_timestamp_does_not_count(holder, request):
+    # Issued before the signature existed: a revocation between its issue and the signature would not show.
+    pki: Old = request.getfixturevalue(holder)
+    data = lta_file(pki, [_stale_crl(pki.ca, SIGNED_AT - timedelta(days=3)), make_crl(pki.root, [])])
+    report = asyncio.run(validate_pdf(data, store(pki)))
+    assert report.verdict is not Verdict.VALID, report.to_json()
+
+
+def test_a_stale_crl_listing_the_signer_as_revoked_before_the_timestamp_revokes(unexpired):
+    revoked = [(unexpired.signer.cert, SIGNED_AT - timedelta(days=10))]
+    crls = [_stale_crl(unexpired.ca, SIGNED_AT + timedelta(days=100), revoked), make_crl(unexpired.root, [])]
+    report = asyncio.run(validate_pdf(lta_file(unexpired, crls), store(unexpired)))
+    assert report.verdict is Verdict.REVOKED, report.to_json()
+
+
+def test_a_time_stamping_unit_expired_without_a_later_proof_of_existence_is_expired(old, tmp_path):
+    # The signature timestamp's own chain follows the same rule: its unit's certificate expired 350 days before the
+    # document timestamp, which therefore proves nothing about the signature timestamp.
+    short_lived = _with_tsa(old, tmp_path, old.ca, not_after=SIGNED_AT + timedelta(days=50))
+    data = lta_file(short_lived, [_stale_crl(old.ca, SIGNED_AT + timedelta(days=20)), make_crl(old.root, [])])
+    report = asyncio.run(validate_pdf(data, store(old)))
+    assert outcome(report) == EXPIRED, report.to_json()
+
+
+def test_no_timestamp_verifiable_today_means_no_proof_of_existence_as_pyhanko_finds(rooted):
+    # The shape of pyHanko's own PAdES-LTA test files (pades-lta-dss-indirect-arrs-test*.pdf) years later: the root's
+    # CRL, which covers both the issuing CA and the time-stamping unit, was issued before the signature timestamp and
+    # is stale today; the issuing CA's CRL was issued at the timestamp. No timestamp can be validated today, so
+    # nothing proves the signature (or the DSS content) existed back then: not valid. pyHanko's ETSI long-term
+    # validation does not pass it either.
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.ades.report import AdESStatus
+    from pyhanko.sign.validation import ades
+    from pyhanko.sign.validation.policy_decl import PdfSignatureValidationSpec
+
+    crls = [
+        _stale_crl(rooted.ca, SIGNED_AT + timedelta(minutes=1)),
+        _stale_crl(rooted.root, SIGNED_AT - timedelta(days=50)),
+    ]
+    data = lta_file(rooted, crls)
+    report = asyncio.run(validate_pdf(data, store(rooted)))
+    assert report.verdict is Verdict.UNTRUSTED, report.to_json()
+    assert only(report).sub_indication is SubIndication.TRY_LATER
+    reader = PdfFileReader(BytesIO(data), strict=False)
+    spec = PdfSignatureValidationSpec(store(rooted).spec)  # the file's DSS is read by pyHanko itself
+    theirs = asyncio.run(ades.ades_lta_validation(reader.embedded_regular_signatures[0], spec))
+    assert theirs.ades_subindic.status is not AdESStatus.PASSED, theirs.ades_subindic

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
@@ -525,3 +526,33 @@ async def test_verify_document_routes_xml_here(pki, store):
     report = await verify_document(sign(pki.good, signer=XAdESSigner()), store, filename="tokhai.xml")
     assert report.format is Format.XADES
     assert report.verdict is Verdict.VALID
+
+
+# --- one store for many documents -----------------------------------------------------------------------------------
+
+
+def test_a_path_found_for_one_form_does_not_lend_its_intermediates_to_another(pki):
+    # The store knows no intermediate: a form carrying its issuing CA is valid, the same signer's form without it is
+    # not, in either order (a path remembered for the first form never serves the second).
+    bare = TrustStore(anchors=[pki.root.asn1_cert()], crls=load_crls(pki.crl_paths))
+    leaf_only = etree.tostring(
+        XMLSigner().sign(etree.fromstring(FORM), key=_key_pem(pki.good), cert=_cert_pems(pki.good)[:1]),
+        xml_declaration=True,
+        encoding="UTF-8",
+    )
+    with_chain = sign(pki.good)
+    for data, expected in ((with_chain, Verdict.VALID), (leaf_only, Verdict.UNTRUSTED), (with_chain, Verdict.VALID)):
+        report = asyncio.run(validate_xml(data, bare))
+        assert report.verdict is expected, report.to_json()
+
+
+def test_a_remembered_path_serves_only_within_its_time_to_live(pki):
+    store = TrustStore(
+        anchors=[pki.root.asn1_cert()], intermediates=[pki.ca.asn1_cert()], crls=load_crls(pki.crl_paths)
+    )
+    key = ("signer",)
+    now = datetime.now(UTC)
+    store.path_cache.put(key, now, "path")
+    assert store.path_cache.get(key, now + timedelta(seconds=30)) == "path"
+    assert store.path_cache.get(key, now + store.path_cache.ttl + timedelta(seconds=1)) is None
+    assert store.path_cache.get(key, now) is None  # an expired entry is dropped

@@ -489,6 +489,23 @@ async def test_agency_status_values_are_read_through_its_mapping(
     assert fault_of(unknown, schema)["code"] == "KHONG_HOP_LE"
 
 
+async def test_fees_paid_at_the_counter_are_said_with_the_event(
+    served: tuple[Gateway, ServerThread], schema: xmlschema.XMLSchema
+) -> None:
+    gw, _ = served
+    dossier = (await gw.submitted())["code"]
+    assert not all(fee["paid"] for fee in (await gw.get(dossier))["fees"])
+    wrong = await post(gw, envelope(event(dossier, "received", DaNopPhi="yes")), bearer(AGENCY_TOKEN))
+    assert fault_of(wrong, schema)["http"] == 422
+    values = soap_callback.parse_request(envelope(event(dossier, "received", DaNopPhi="true")), "text/xml").values
+    assert soap_callback.event_fields(values)["fees_paid"] is True
+    assert "fees_paid" not in soap_callback.event_fields({"MaHoSo": dossier, "TrangThai": "received"})
+    response = await post(gw, envelope(event(dossier, "received", DaNopPhi="1")), bearer(AGENCY_TOKEN))
+    assert response.status_code == 200, response.text
+    view = await gw.get(dossier)
+    assert view["status"] == "received" and view["fees"] and all(fee["paid"] for fee in view["fees"])
+
+
 def test_the_shipped_documents_are_consistent() -> None:
     xsd = xmlschema.XMLSchema(soap_callback.service_xsd().decode("utf-8"))
     assert {"CapNhatTrangThaiHoSo", "CapNhatTrangThaiHoSoResponse", "LoiNghiepVu"} <= set(xsd.elements)

@@ -74,6 +74,17 @@ def test_near_due_then_overdue_and_finished_dossiers_are_not_watched() -> None:
     assert _conditions(waiting, _at(25, 10), days=1) == set()  # the applicant is awaited: the clock is stopped
 
 
+def test_a_suspension_that_stops_for_good_is_not_watched() -> None:
+    history = [("submitted", _at(23, 8)), ("received", _at(23, 8, 30)), ("suspended", _at(26, 9))]  # past due
+    paused = compute_deadlines(history, 1, CALENDAR)
+    stopped = compute_deadlines(history, 1, CALENDAR, suspension_final=True)
+    now = _at(30, 9)
+    assert [f.condition for f in findings(Status.SUSPENDED, paused, now, CALENDAR, near_due=EIGHT_HOURS)] == [
+        Condition.OVERDUE
+    ]
+    assert findings(Status.SUSPENDED, stopped, now, CALENDAR, near_due=EIGHT_HOURS) == []
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The read model, /metrics and the alert webhook
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from sqlalchemy import event
 
 from adapters.errors import AuthError, PermanentError, TransientError
 from gateway import outbox
@@ -362,3 +363,86 @@ async def test_worker_from_the_outbox_section(db: Database) -> None:
     with pytest.raises(ValueError, match="delivery_timeout"):
         OutboxWorker(db, FakeAgencies(), lease=timedelta(seconds=10), delivery_timeout=10)
     assert OutboxWorker(db, FakeAgencies()).worker_id != OutboxWorker(db, FakeAgencies()).worker_id
+
+
+def test_complete_many_completes_only_the_claims_still_held(tmp_path: Path) -> None:
+    with open_database("sqlite", tmp_path) as database:
+        ids = [add(database, key) for key in ("a", "b", "c")]
+        with database.unit_of_work() as session:
+            claimed = outbox.claim(session, worker_id="w1", limit=3, lease=timedelta(seconds=60))
+            tokens = {m.id: m.attempts for m in claimed}
+        with database.unit_of_work() as session:  # b's lease ran out and w2 took it over
+            later = utcnow() + timedelta(seconds=120)
+            retaken = outbox.claim(session, worker_id="w2", limit=1, lease=timedelta(seconds=60), now=later)
+            assert [m.id for m in retaken] == [ids[0]]
+        with database.unit_of_work() as session:
+            assert outbox.complete_many(session, "w1", tokens) == {ids[1], ids[2]}
+            assert outbox.complete_many(session, "w1", {}) == set()
+        after = rows(database)
+        assert [after[k].state for k in ("a", "b", "c")] == ["in_flight", "done", "done"]
+        assert after["a"].claimed_by == "w2"
+
+
+async def test_outcomes_finishing_together_are_recorded_together(tmp_path: Path) -> None:
+    with open_database("sqlite", tmp_path) as database:
+        arrived: list[str] = []
+        together = anyio.Event()
+
+        async def wait_for_all(message: MessageView) -> None:
+            arrived.append(message.idempotency_key)
+            if len(arrived) == 5:
+                together.set()
+            await together.wait()
+            if message.idempotency_key == "k4":
+                raise TransientError("503", upstream="A")
+
+        agencies = FakeAgencies()
+        agencies.behaviour["A"] = wait_for_all
+        for i in range(5):
+            add(database, f"k{i}")
+        commits: list[int] = []
+        event.listen(database.engine, "commit", lambda _connection: commits.append(1))
+        w = worker(database, agencies, concurrency_per_target=5)
+        assert await w.run_once() == 5
+        writes = len(commits)
+        assert writes <= 3  # the claim, then the five outcomes in at most two units of work
+        assert w.counters == {"delivered": 4, "retried": 1, "dead": 0, "refused": 0, "errors": 0}
+        assert states(database) == {"pending": 1, "in_flight": 0, "done": 4, "dead": 0}
+
+
+async def test_a_running_worker_claims_beside_the_outcomes_it_records(db: Database) -> None:
+    agencies = FakeAgencies()
+    for i in range(12):
+        add(db, f"m{i:02d}", target=f"T{i % 3}", dossier=f"D{i % 4}")
+    w = worker(db, agencies, batch=2, max_in_flight=2, poll_interval=30)
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(w.run, stop)
+        # one claim at the start; after it the worker only refills from its outcomes (the next poll is 30 s away)
+        await eventually(lambda: states(db)["done"] == 12)
+        stop.set()
+    assert sorted(agencies.keys()) == [f"m{i:02d}" for i in range(12)]
+    by_dossier: dict[str, list[str]] = {}
+    for view in agencies.delivered:
+        by_dossier.setdefault(view.ordering_key or "", []).append(view.idempotency_key)
+    assert all(keys == sorted(keys) for keys in by_dossier.values())  # each dossier's steps in order
+
+
+def test_a_claim_reaches_past_a_long_backlog_of_a_target_at_its_limit(tmp_path: Path) -> None:
+    with open_database("sqlite", tmp_path) as database:
+        with database.unit_of_work() as session:
+            for i in range(150):  # more than a page of the claim's reading
+                outbox.enqueue(session, kind="deliver", target="A", payload={}, idempotency_key=f"a{i:03d}")
+            for key in ("b0", "b1"):
+                outbox.enqueue(session, kind="deliver", target="B", payload={}, idempotency_key=key)
+        with database.unit_of_work() as session:
+            claimed = outbox.claim(
+                session, worker_id="w1", limit=3, lease=timedelta(seconds=60), max_in_flight_per_target={"A": 1}
+            )
+            assert [m.idempotency_key for m in claimed] == ["a000", "b0", "b1"]
+        with database.unit_of_work() as session:
+            limits = {"A": 1, "*": 0}
+            again = outbox.claim(
+                session, worker_id="w1", limit=3, lease=timedelta(seconds=60), max_in_flight_per_target=limits
+            )
+            assert again == []  # A is at its limit and no other target may have any

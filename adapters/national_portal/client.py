@@ -32,7 +32,7 @@ import httpx
 from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError
 from adapters.http import SecretSource, json_body, map_http_errors, raise_for_status
 from adapters.national_portal import wire
-from adapters.national_portal.wire import DossierRecord, ProgressRecord
+from adapters.national_portal.wire import DossierRecord, ProgressRecord, RatingRecord
 
 __all__ = ["BatchResult", "NationalPortalClient", "RecordFailure"]
 
@@ -168,6 +168,11 @@ class NationalPortalClient:
         """``CapNhatTienDoHoSoMC``: send processing steps."""
         items = self._checked(records, ProgressRecord)
         return await self._send_all(wire.SERVICE_PROGRESS, items, updating=False)
+
+    async def send_ratings(self, records: Iterable[RatingRecord]) -> BatchResult[RatingRecord]:
+        """``DanhGiaHaiLongMC``: send applicants' satisfaction ratings."""
+        items = self._checked(records, RatingRecord)
+        return await self._send_all(wire.SERVICE_RATING, items, updating=False)
 
     async def lookup_dossiers(self, codes: Iterable[str]) -> dict[str, int | None]:
         """``TraCuuHoSoMC``: the ``TrangThaiHoSo`` the portal holds for each dossier code (``None``: it has none).

@@ -1,8 +1,9 @@
 """What the gateway needs from the national public-service portal (the port).
 
-:class:`NationalPortal` lists exactly the calls the gateway makes: the sync flow sends dossiers and their progress,
-the operators' commands look dossiers up and pull the procedure catalogue. :class:`~adapters.national_portal.client.
-NationalPortalClient` implements it over HTTP; tests give the flow an in-memory fake.
+:class:`NationalPortal` lists exactly the calls the gateway makes: the sync flow sends dossiers, their progress and
+ratings, the operators' commands look dossiers up and pull the procedure catalogue.
+:class:`~adapters.national_portal.client.NationalPortalClient` implements it over HTTP; tests give the flow an
+in-memory fake.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from adapters.national_portal.client import BatchResult
-from adapters.national_portal.wire import DossierRecord, ProgressRecord
+from adapters.national_portal.wire import DossierRecord, ProgressRecord, RatingRecord
 
 __all__ = ["NationalPortal"]
 
@@ -31,6 +32,10 @@ class NationalPortal(Protocol):
 
     async def update_progress(self, records: Iterable[ProgressRecord]) -> BatchResult[ProgressRecord]:
         """``CapNhatTienDoHoSoMC``: send processing steps; the result lists the accepted and refused records."""
+        ...
+
+    async def send_ratings(self, records: Iterable[RatingRecord]) -> BatchResult[RatingRecord]:
+        """``DanhGiaHaiLongMC``: send applicants' satisfaction ratings; the result lists accepted and refused ones."""
         ...
 
     async def lookup_dossiers(self, codes: Iterable[str]) -> dict[str, int | None]:

@@ -18,7 +18,8 @@ Business calls::
     -> {"error_code": "00", "message": "...",
         "result": [{"MaHoSo": "...", "error_code": "00"}, {"MaHoSo": "...", "error_code": "11", "message": "..."}]}
 
-``service`` is ``DongBoHoSoMC`` (dossier sync), ``CapNhatTienDoHoSoMC`` (processing steps), ``TraCuuHoSoMC`` (the
+``service`` is ``DongBoHoSoMC`` (dossier sync), ``CapNhatTienDoHoSoMC`` (processing steps), ``DanhGiaHaiLongMC``
+(the applicant's satisfaction rating of a returned dossier, :class:`RatingRecord`), ``TraCuuHoSoMC`` (the
 status the portal holds for each ``MaHoSo`` of ``data``, answered in ``result`` with ``TrangThaiHoSo``; ``13`` for a
 dossier it does not have) or, on the sharing path, ``LayDanhSachTTHC`` (the procedure catalogue, answered in
 ``result``; :func:`procedure_from_wire` reads one entry). A dossier the portal already has is sent again with
@@ -55,12 +56,14 @@ __all__ = [
     "SERVICE_LOOKUP",
     "SERVICE_PROCEDURES",
     "SERVICE_PROGRESS",
+    "SERVICE_RATING",
     "SERVICE_SYNC",
     "TIME_FORMAT",
     "Channel",
     "DossierRecord",
     "PortalProcedure",
     "ProgressRecord",
+    "RatingRecord",
     "business_body",
     "format_time",
     "is_auth_code",
@@ -72,6 +75,8 @@ __all__ = [
     "normalize_code",
     "parse_time",
     "procedure_from_wire",
+    "rating_problem",
+    "rating_score",
     "record_key",
     "record_outcomes",
 ]
@@ -88,6 +93,7 @@ DSTCODE_HEADER = "dstcode"
 SERVICE_SYNC = "DongBoHoSoMC"
 SERVICE_PROGRESS = "CapNhatTienDoHoSoMC"
 SERVICE_LOOKUP = "TraCuuHoSoMC"
+SERVICE_RATING = "DanhGiaHaiLongMC"
 SERVICE_PROCEDURES = "LayDanhSachTTHC"
 
 # -- error codes (normalised by normalize_code: 0 and "0" are "00") --------------------------------------------------
@@ -325,6 +331,73 @@ class ProgressRecord:
             ],
             self.extra,
         )
+
+
+@dataclass(frozen=True)
+class RatingRecord:
+    """One rating of a ``DanhGiaHaiLongMC`` call: a score from 1 to 5 per criterion (``DanhSachTieuChi``:
+    ``[{"MaTieuChi", "Diem"}]``, the criterion codes as the gateway names them), their mean (``DiemTrungBinh``) and
+    the applicant's comment (``NoiDungGopY``, left out of ``repr``)."""
+
+    dossier_code: str  # MaHoSo
+    procedure_code: str  # MaTTHC
+    agency_code: str  # MaCoQuan: the agency that returned the result
+    rated_at: datetime  # NgayDanhGia
+    scores: Mapping[str, int]
+    comment: str | None = field(default=None, repr=False)  # NoiDungGopY
+
+    def __post_init__(self) -> None:
+        for name in ("dossier_code", "procedure_code", "agency_code"):
+            _text(getattr(self, name), name, required=True)
+        _moment(self.rated_at, "rated_at", required=True)
+        if not self.scores or any(rating_score(v) is None for v in self.scores.values()):
+            raise ValueError("scores must give each criterion a whole number from 1 to 5")
+
+    def to_wire(self) -> dict[str, Any]:
+        scores = [{"MaTieuChi": key, "Diem": value} for key, value in self.scores.items()]
+        return _compact(
+            [
+                ("MaHoSo", self.dossier_code),
+                ("MaTTHC", self.procedure_code),
+                ("MaCoQuan", self.agency_code),
+                ("NgayDanhGia", self.rated_at),
+                ("DanhSachTieuChi", scores),
+                ("DiemTrungBinh", round(sum(self.scores.values()) / len(self.scores), 2)),
+                ("NoiDungGopY", self.comment),
+            ],
+            {},
+        )
+
+
+def rating_score(value: Any) -> int | None:
+    """A ``Diem`` as a whole number 1..5 (``None`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        return None
+    return value
+
+
+def rating_problem(record: Any) -> tuple[str, str] | None:
+    """What is wrong with a received ``DanhGiaHaiLongMC`` record (the per-record error code and message), if
+    anything: the portal's checks, kept here so the simulator answers as the portal does."""
+    if not isinstance(record, Mapping):
+        return CODE_INVALID_VALUE, "Bản ghi không hợp lệ"
+    for name in ("MaHoSo", "MaTTHC", "MaCoQuan", "NgayDanhGia"):
+        value = record.get(name)
+        if not isinstance(value, str) or not value.strip():
+            return CODE_MISSING_FIELD, f"Thiếu {name}"
+    try:
+        parse_time(record["NgayDanhGia"])
+    except ValueError:
+        return CODE_INVALID_VALUE, "NgayDanhGia không đúng định dạng yyyyMMddHHmmss"
+    scores = record.get("DanhSachTieuChi")
+    if not isinstance(scores, list) or not scores:
+        return CODE_MISSING_FIELD, "Thiếu DanhSachTieuChi"
+    for item in scores:
+        if not isinstance(item, Mapping) or not isinstance(item.get("MaTieuChi"), str):
+            return CODE_INVALID_VALUE, "Tiêu chí không hợp lệ"
+        if rating_score(item.get("Diem")) is None:
+            return CODE_INVALID_VALUE, "Điểm đánh giá phải từ 1 đến 5"
+    return None
 
 
 def record_key(wire_record: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,7 @@
     POST {endpoint}/dossiers/{code}/supplements   components added after a supplement request (Idempotency-Key)
     POST {endpoint}/dossiers/{code}/withdraw      the applicant withdrew (Idempotency-Key)
     POST {endpoint}/dossiers/{code}/payments      the applicant paid the fees asked for (Idempotency-Key)
+    POST {endpoint}/questions                     a citizen's question to answer (Idempotency-Key)
 
 An agency whose system differs registers a ``mapping``: other paths per operation, other top-level field names
 (renamed both ways), other status values::
@@ -38,7 +39,7 @@ __all__ = ["DEFAULT_PATHS", "OPERATIONS", "RestMapping", "RestOneStopClient"]
 
 logger = logging.getLogger(__name__)
 
-OPERATIONS = ("deliver", "status", "supplement", "withdraw", "fee_paid")
+OPERATIONS = ("deliver", "status", "supplement", "withdraw", "fee_paid", "question")
 DEFAULT_PATHS: Mapping[str, str] = MappingProxyType(
     {
         "deliver": "/dossiers",
@@ -46,6 +47,7 @@ DEFAULT_PATHS: Mapping[str, str] = MappingProxyType(
         "supplement": "/dossiers/{code}/supplements",
         "withdraw": "/dossiers/{code}/withdraw",
         "fee_paid": "/dossiers/{code}/payments",
+        "question": "/questions",
     }
 )
 #: Vietnam's time (no daylight saving): timestamps an agency sends without an offset are read in it.
@@ -87,7 +89,7 @@ class RestMapping:
                 raise ValueError(f"mapping.paths: unknown operation {operation!r} (allowed: {', '.join(OPERATIONS)})")
             if not template.startswith("/") or any(c in template for c in "?#") or "//" in template:
                 raise ValueError(f"mapping.paths.{operation} must be a path starting with '/'")
-            needs_code = operation != "deliver"
+            needs_code = operation not in ("deliver", "question")
             if template.replace("{code}", "").count("{") or template.replace("{code}", "").count("}"):
                 raise ValueError(f"mapping.paths.{operation}: only the {{code}} placeholder is allowed")
             if needs_code and "{code}" not in template:
@@ -272,6 +274,12 @@ class RestOneStopClient:
         code = _checked_code(code)
         response = await self._send("POST", self.mapping.path("fee_paid", code), payment, idempotency_key)
         return self._acknowledgement(code, response)
+
+    async def send_question(self, question: Mapping[str, Any], idempotency_key: str) -> Acknowledgement:
+        """``POST /questions`` with the question (``id``, ``agency_code``, ``procedure_code``, ``question``,
+        ``asked_at``, ``answer_by``, ``answer_path``): a citizen's question for the agency to answer."""
+        response = await self._send("POST", self.mapping.path("question"), question, idempotency_key)
+        return self._acknowledgement(str(question.get("id", "")), response)
 
     # -- plumbing ------------------------------------------------------------------------------------------------------
 

@@ -1,12 +1,14 @@
 """Payment platform clients and notification (IPN) verification.
 
 The core depends on :class:`~adapters.payment.port.PaymentProvider` only; :class:`~adapters.payment.vnpay.VNPayProvider`
-speaks the VNPay-style protocol (:mod:`adapters.payment.vnpay`: its wire, settlement file and provider modules).
+speaks the VNPay-style protocol (:mod:`adapters.payment.vnpay`: its wire, settlement file and provider modules) and
+:class:`NationalPaymentProvider` the national payment platform's (:mod:`adapters.payment.national_wire`).
 Money is ``int`` VND everywhere. Usable on its own by a portal backend: nothing here imports the daemon::
 
     from adapters.payment import VNPayProvider, InvalidSignature, decide_ipn, ipn_answer
 """
 
+from adapters.payment.national_provider import NationalPaymentProvider
 from adapters.payment.port import (
     AmountMismatch,
     InvalidNotification,
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidSignature",
     "IpnCode",
     "LocalPayment",
+    "NationalPaymentProvider",
     "Notification",
     "PaymentError",
     "PaymentProvider",

@@ -1,7 +1,8 @@
 """What the gateway needs from a payment platform, whatever its protocol (the port).
 
-:class:`PaymentProvider` is the one interface; :class:`~adapters.payment.vnpay.VNPayProvider` is the first
-implementation, and the national payment platform or another bank can be added beside it. Money is ``int`` VND
+:class:`PaymentProvider` is the one interface; :class:`~adapters.payment.vnpay.VNPayProvider` (a VNPay-style bank
+gateway) and :class:`~adapters.payment.national_provider.NationalPaymentProvider` (the national payment platform)
+implement it, and another bank can be added beside them. Money is ``int`` VND
 everywhere: never a float, never a Decimal (VND has no minor unit).
 """
 
@@ -75,6 +76,8 @@ class PaymentRequest:
     expires_at: datetime | None = None
     #: When the provider considers the payment created (the date a transaction query names it by).
     created_at: datetime | None = None
+    #: The provider's own number for the transaction, when it gives one at creation.
+    transaction_no: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Client of the provincial portal's webhook: one JSON ``POST`` per dossier change, with an ``Idempotency-Key``.
+"""Client of the provincial portal's webhook: one JSON ``POST`` per dossier change (and per agency's answer to a
+citizen's question), with an ``Idempotency-Key``.
 
 :class:`PortalNotifier` is what the core depends on; :class:`PortalWebhookClient` implements it with
 :class:`adapters.http.webhook.JsonWebhook`.

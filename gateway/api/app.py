@@ -41,6 +41,7 @@ from . import (
     console,
     routes_admin,
     routes_agencies,
+    routes_citizens,
     routes_dossiers,
     routes_ops,
     routes_payments,
@@ -48,6 +49,7 @@ from . import (
     routes_public,
     routes_reports,
     routes_signatures,
+    routes_sms,
     routes_soap,
 )
 from .errors import BodyTooLarge, error_body, install_handlers, log_exception
@@ -264,7 +266,10 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
     app.include_router(routes_soap.router)  # the SOAP callback service (CapNhatTrangThaiHoSo)
     app.include_router(routes_postal.router)
     app.include_router(routes_payments.router)
+    app.include_router(routes_sms.router)  # lookup by SMS: the SMS gateway's inbound texts
+    app.state.sms_limiter = routes_sms.SmsReplyLimiter(runtime.settings.sms.replies_per_hour)
     app.include_router(routes_reports.router)
+    app.include_router(routes_citizens.router)  # ratings and citizens' questions
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     # Added last = outermost: the access log sees the body limit's 413s.
     app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)

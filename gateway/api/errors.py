@@ -11,7 +11,8 @@
 415    ``unsupported_media_type``   a JSON endpoint called with another content type
 422    ``validation_failed``        ``details``: ``[{"field": "components[0].code", "message": "…"}]``
 500    ``internal_error``           nothing about the internals: the request id says where to look in the logs
-503    ``not_ready`` / ``unavailable``
+503    ``not_ready`` / ``unavailable`` ``database_unavailable`` with ``Retry-After``: the database cannot be reached
+507    ``insufficient_storage``     the database's disk is full (``Retry-After``); nothing was written
 =====  ===========================  ===================================================================
 """
 
@@ -25,6 +26,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain.status import IllegalTransition
@@ -33,6 +36,7 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound, ServiceError, Unava
 __all__ = [
     "ApiError",
     "BodyTooLarge",
+    "database_error_response",
     "error_body",
     "error_response",
     "install_handlers",
@@ -56,7 +60,13 @@ _CODES = {
     429: "too_many_requests",
     500: "internal_error",
     503: "unavailable",
+    507: "insufficient_storage",
 }
+
+#: ``Retry-After`` (seconds) when the database is unreachable or full: a restart or fail-over takes about this long.
+DATABASE_RETRY_AFTER = 5
+#: SQLite's result code for a full disk or database (``SQLITE_FULL``).
+_SQLITE_FULL = 13
 
 
 #: The HTTP status of each use-case refusal (:mod:`gateway.errors`): the one place they meet.
@@ -141,6 +151,37 @@ def log_exception(exc: BaseException, request_id: str | None = None) -> None:
     log.error("unexpected %s (request %s)\n%s", type(exc).__name__, request_id or "-", frames.rstrip(), exc_info=False)
 
 
+def _disk_full(exc: DBAPIError) -> bool:
+    original = exc.orig
+    if getattr(original, "sqlite_errorcode", None) == _SQLITE_FULL:
+        return True
+    # PostgreSQL: class 53 (insufficient resources), 53100 disk_full.
+    return getattr(original, "sqlstate", None) == "53100" or "disk is full" in str(original)
+
+
+def database_error_response(exc: BaseException) -> JSONResponse | None:
+    """The answer to a database failure that retrying later may cure: 507 when its disk is full, 503 when it cannot
+    be reached or is busy (both with ``Retry-After``); None for any other error (a bug: 500)."""
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
+    unavailable = error_response(
+        503, "the database is unavailable: try again later", code="database_unavailable", headers=headers
+    )
+    if isinstance(exc, PoolTimeout):  # every connection busy
+        log.error("database unavailable: no free connection")
+        return unavailable
+    if not isinstance(exc, DBAPIError):
+        return None
+    if _disk_full(exc):
+        log.error("database full: %s refused", type(exc).__name__)
+        return error_response(
+            507, "the database has no space left: nothing was stored, try again later", headers=headers
+        )
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        log.error("database unavailable: %s", type(exc).__name__)
+        return unavailable
+    return None
+
+
 def install_handlers(app: FastAPI) -> None:
     """Map every exception the routes raise to the error shape."""
 
@@ -165,6 +206,14 @@ def install_handlers(app: FastAPI) -> None:
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return error_response(413, str(exc))
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeout)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        answer = database_error_response(exc)
+        if answer is not None:
+            return answer
+        return await _unexpected(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -185,6 +234,9 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        answer = database_error_response(exc)
+        if answer is not None:
+            return answer
         request_id = getattr(request.state, "request_id", None)
         log_exception(exc, request_id)
         return error_response(500, f"internal error (request {request_id or '-'})")

@@ -90,7 +90,14 @@ async def _store(request: Request, principal: Principal, registration: Registrat
 
 
 _STORED = {"model": AgencyRegistration, "description": "Replaced: the registration as stored"}
-_CREATED = {"model": AgencyRegistration, "description": "Registered: the registration as stored"}
+_CREATED = {
+    "model": AgencyRegistration,
+    "description": "Registered: the registration as stored",
+    "links": {
+        "GetAgency": {"operationId": "agency", "parameters": {"code": "$response.body#/code"}},
+        "DeleteAgency": {"operationId": "delete_agency", "parameters": {"code": "$response.body#/code"}},
+    },
+}
 
 
 @router.get(

@@ -76,6 +76,20 @@ async def _dossier_request(
     )
 
 
+#: OpenAPI links from a submitted dossier (its ``code``) to what can be done with it next.
+DOSSIER_LINKS = {
+    "GetDossier": {"operationId": "get_dossier", "parameters": {"code": "$response.body#/code"}},
+    "LookUpDossier": {"operationId": "lookup", "parameters": {"code": "$response.body#/code"}},
+    "AddSupplement": {"operationId": "add_supplement", "parameters": {"code": "$response.body#/code"}},
+    "WithdrawDossier": {"operationId": "withdraw_dossier", "parameters": {"code": "$response.body#/code"}},
+    "ReportAgencyEvent": {
+        "operationId": "agency_event",
+        "parameters": {"agency": "$response.body#/agency_code"},
+        "requestBody": {"dossier_code": "$response.body#/code"},
+    },
+}
+
+
 @router.post(
     "",
     status_code=201,
@@ -83,7 +97,11 @@ async def _dossier_request(
     openapi_extra=json_body_doc(intake.Submission),
     response_model=None,
     responses={
-        201: {"model": DossierView, "description": "The dossier taken in, as GET answers it (a repeat: the same)"},
+        201: {
+            "model": DossierView,
+            "description": "The dossier taken in, as GET answers it (a repeat: the same)",
+            "links": DOSSIER_LINKS,
+        },
         **error_responses(400, 401, 403, 413, 415, 422, 503),
     },
 )

@@ -14,6 +14,10 @@ The answer is always ``200`` with the provider's JSON, ``{"RspCode", "Message"}`
 ====  ===========================================================================================
 
 With ``[payment] base_url`` unset the endpoint answers ``404`` in the API's error shape.
+
+The national payment platform notifies ``POST /api/v1/payments/notify/national`` with a JSON object
+(``MaThamChieu``, ``MaGiaoDich``, ``SoTien``, ``TrangThai``, ``ThoiGianGD``, ``MaXacThuc``), authenticated by its
+``MaXacThuc``, and is answered ``200`` ``{"MaLoi": ...}`` with the same codes; ``404`` without ``[payment.national]``.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, ipn_answer
+from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, Notification, ipn_answer
+from adapters.payment.national_wire import notification_answer
 
-from ..bootstrap.upstreams import build_provider, build_signer
+from ..bootstrap.upstreams import build_national_provider, build_provider, build_signer
 from ..config import ConfigError
 from ..services.payments import online_payment
 from ..services.settlement import settle_notification
 from .errors import ApiError
 from .routes_common import clock, context_of_request, runtime_of
-from .schemas import PaymentNotificationAnswer, error_responses
+from .schemas import NationalPaymentNotificationAnswer, PaymentNotificationAnswer, error_responses
 
 __all__ = ["router"]
 
@@ -138,3 +143,65 @@ async def notify(request: Request) -> JSONResponse:
         extra={"reference": notification.reference, "rsp_code": code.value, "success": notification.success},
     )
     return _answer(code)
+
+
+async def _national_params(request: Request) -> dict[str, Any]:
+    """The national platform's notification: a JSON object (``_Malformed`` otherwise)."""
+    body = await request.body()
+    if len(body) > _MAX_BODY:
+        raise _Malformed("body too large for a notification")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        raise _Malformed("malformed JSON") from None
+    if not isinstance(document, dict):
+        raise _Malformed("expected a JSON object")
+    return document
+
+
+@router.post(
+    "/notify/national",
+    operation_id="payments_notify_national",
+    summary="Payment notification from the national payment platform, authenticated by its MaXacThuc",
+    response_model=None,
+    responses={
+        200: {"model": NationalPaymentNotificationAnswer, "description": "The platform's answer (every notification)"},
+        404: {**error_responses(404)[404], "description": "The national payment platform is not configured"},
+    },
+)
+async def notify_national(request: Request) -> JSONResponse:
+    runtime = runtime_of(request)
+    settings = runtime.settings.payment
+    if settings is None or settings.national is None:
+        raise ApiError(404, "the national payment platform is not configured on this gateway")
+    try:
+        params = await _national_params(request)
+        notification = build_national_provider(settings).verify_notification(params)
+    except _Malformed as exc:
+        log.warning("national payment notification refused: malformed", extra={"reason": str(exc)})
+        return JSONResponse(notification_answer(IpnCode.OTHER))
+    except InvalidSignature as exc:
+        log.warning("national payment notification refused: bad MaXacThuc", extra={"reason": str(exc)})
+        return JSONResponse(notification_answer(IpnCode.BAD_SIGNATURE))
+    except (InvalidNotification, ConfigError) as exc:
+        log.warning("national payment notification not handled", extra={"reason": str(exc)})
+        return JSONResponse(notification_answer(IpnCode.OTHER))
+    code = await _settle(request, notification, settings)
+    return JSONResponse(notification_answer(code))
+
+
+async def _settle(request: Request, notification: Notification, settings: Any) -> IpnCode:
+    code = await settle_notification(
+        context_of_request(request),
+        notification,
+        currency=None,
+        online=online_payment(settings, build_signer(settings)),
+        now=clock(request),
+    )
+    level = logging.INFO if code in (IpnCode.OK, IpnCode.ALREADY_CONFIRMED) else logging.WARNING
+    log.log(
+        level,
+        "national payment notification answered",
+        extra={"reference": notification.reference, "rsp_code": code.value, "success": notification.success},
+    )
+    return code

@@ -36,6 +36,8 @@ from gateway.views import agency_document
 from gateway.workers import MessageView
 
 if TYPE_CHECKING:
+    import httpx
+
     from gateway.runtime import Runtime
 
 __all__ = ["Composition", "build_bus", "check_settings", "context_of"]
@@ -90,12 +92,23 @@ def check_settings(runtime: Runtime) -> None:
                 raise ConfigError(f"{exc}") from None
     if settings.payment is not None:
         upstreams.build_signer(settings.payment)
+        if settings.payment.national is not None:
+            try:
+                settings.payment.national.client_settings()
+            except ValueError as exc:
+                raise ConfigError(f"[payment.national] {exc}") from None
+    if settings.sms.base_url is not None:
+        try:
+            settings.sms.client_settings()
+        except ValueError as exc:
+            raise ConfigError(f"{exc}") from None
 
 
 class _PortalOff:
-    """``portal.webhook`` messages left from a time the webhook was configured: parked, never retried."""
+    """``portal.webhook`` (and ``portal.question_answer``) messages left from a time the webhook was configured:
+    parked, never retried."""
 
-    kinds = frozenset({messages.PORTAL_WEBHOOK})
+    kinds = frozenset({messages.PORTAL_WEBHOOK, messages.PORTAL_QUESTION_ANSWER})
 
     async def handle(self, message: MessageView) -> None:
         raise PermanentError("[portal] webhook_url is not configured", upstream=messages.PORTAL_TARGET)
@@ -104,9 +117,9 @@ class _PortalOff:
         return None
 
 
-def _portal_handler(section: PortalSection, factory: ClientFactory) -> OutboxHandler:
-    if section.webhook_url is None:
-        return _PortalOff()
+def _webhook_http(target: str, section: PortalSection | AlertsSection, factory: ClientFactory) -> httpx.AsyncClient:
+    """The HTTP client of a configured webhook (the operator's own receivers: private addresses allowed)."""
+    assert section.webhook_url is not None
     timeout = float(section.timeout_seconds)
     client_settings = ClientSettings(
         base_url=section.webhook_url,
@@ -117,24 +130,20 @@ def _portal_handler(section: PortalSection, factory: ClientFactory) -> OutboxHan
     )
     token = section.token
     auth = bearer(token.resolve) if token is not None else None
-    http = factory.client(messages.PORTAL_TARGET, client_settings, auth=auth)
+    return factory.client(target, client_settings, auth=auth)
+
+
+def _portal_handler(section: PortalSection, factory: ClientFactory) -> OutboxHandler:
+    if section.webhook_url is None:
+        return _PortalOff()
+    http = _webhook_http(messages.PORTAL_TARGET, section, factory)
     return portal.PortalWebhookHandler(PortalWebhookClient(http, section.webhook_url))
 
 
 def _alerts_handler(section: AlertsSection, factory: ClientFactory) -> OutboxHandler | None:
     if section.webhook_url is None:
         return None
-    timeout = float(section.timeout_seconds)
-    client_settings = ClientSettings(
-        base_url=section.webhook_url,
-        timeout_seconds=timeout,
-        connect_timeout_seconds=min(5.0, timeout),
-        total_timeout_seconds=max(timeout, 1.0) * 2,
-        address_policy=AddressPolicy(allow_private=True),
-    )
-    token = section.token
-    auth = bearer(token.resolve) if token is not None else None
-    http = factory.client(messages.ALERTS_TARGET, client_settings, auth=auth)
+    http = _webhook_http(messages.ALERTS_TARGET, section, factory)
     return alerts.AlertWebhookHandler(AlertWebhookClient(http, section.webhook_url))
 
 
@@ -172,6 +181,7 @@ class Composition:
         )
         self.poller = agency.Poller(self.context, self.agency_clients, runtime.settings.poller)
         self._payment_http: Any = None
+        self._national_http: Any = None
         self.deliveries = Deliveries(self._handlers())
 
     def _handlers(self) -> list[OutboxHandler]:
@@ -185,6 +195,10 @@ class Composition:
         if settings.postal is not None:
             self.postal = upstreams.order_handler(self.context, settings.postal, self.factory)
             handlers.append(self.postal)
+        if settings.payment is not None and settings.payment.national is not None:
+            handlers.append(upstreams.payment_init_handler(self.context, settings.payment, self.factory))
+        if settings.sms.base_url is not None:
+            handlers.append(upstreams.sms_handler(settings.sms, self.factory))
         alert_handler = _alerts_handler(settings.alerts, self.factory)
         if alert_handler is not None:
             handlers.append(alert_handler)
@@ -202,12 +216,30 @@ class Composition:
             raise ConfigError(f"[payment] base_url: {exc}") from None
         return upstreams.build_provider(settings, self._payment_http)
 
+    @functools.cached_property
+    def other_payment_providers(self) -> dict[str, PaymentProvider]:
+        """The providers beside ``[payment]``'s default, by ``Payment.provider`` (the national platform's)."""
+        settings = self.runtime.settings.payment
+        if settings is None or settings.national is None:
+            return {}
+        try:
+            self._national_http = self.factory.client(
+                f"{messages.PAYMENT_TARGET}:national", settings.national.client_settings()
+            )
+        except ValueError as exc:
+            raise ConfigError(f"[payment.national] base_url: {exc}") from None
+        return {"national": upstreams.build_national_provider(settings, self._national_http)}
+
     def periodic_jobs(self) -> list[PeriodicJob]:
         """The jobs of what is on: the poller, the payment query, the postal tracking, the deadline watch's alerts."""
         settings = self.runtime.settings
         jobs = agency.periodic_jobs(self.poller)
         jobs += payment.periodic_jobs(
-            self.context, settings.payment, self.payment_provider, sign=_signer(settings.payment)
+            self.context,
+            settings.payment,
+            self.payment_provider,
+            sign=_signer(settings.payment),
+            others=self.other_payment_providers,
         )
         if settings.postal is not None:
             jobs += postal.periodic_jobs(self.context, settings.postal, self.postal.client)
@@ -225,6 +257,7 @@ class Composition:
 
     async def aclose(self) -> None:
         await self.deliveries.aclose()
-        http, self._payment_http = self._payment_http, None
-        if http is not None:
-            await http.aclose()
+        for http in (self._payment_http, self._national_http):
+            if http is not None:
+                await http.aclose()
+        self._payment_http = self._national_http = None

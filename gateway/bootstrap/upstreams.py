@@ -16,23 +16,29 @@ from typing import Any
 from adapters.errors import AuthError
 from adapters.http import ClientFactory
 from adapters.national_portal import NationalPortalClient
-from adapters.payment import PaymentProvider, PaymentRequest, VNPayProvider
+from adapters.payment import NationalPaymentProvider, PaymentProvider, PaymentRequest, VNPayProvider
 from adapters.postal import PostalClient, PostalService
+from adapters.sms import SmsClient
 from gateway import messages
 from gateway.config import ConfigError
 from gateway.flows.national import NationalPortalSettings, NationalSyncHandler
-from gateway.flows.payment import PaymentSettings
+from gateway.flows.payment import PaymentInitHandler, PaymentSettings
 from gateway.flows.postal import PostalOrderHandler, PostalSettings
+from gateway.flows.sms import SmsSendHandler
+from gateway.sections import SmsSection
 from gateway.services.context import Context
 from gateway.services.payments import SignPayment
 
 __all__ = [
+    "build_national_provider",
     "build_portal",
     "build_postal_client",
     "build_provider",
     "build_signer",
     "open_portal",
     "order_handler",
+    "payment_init_handler",
+    "sms_handler",
     "sync_handler",
 ]
 
@@ -58,6 +64,32 @@ def build_provider(settings: PaymentSettings, http: Any = None) -> PaymentProvid
     """The provider ``settings`` describe, querying through ``http`` (an ``httpx.AsyncClient`` from the factory, not
     closed by the provider; ``None`` when only notifications are verified or settlements reconciled)."""
     return _vnpay(settings, http)
+
+
+def build_national_provider(settings: PaymentSettings, http: Any = None) -> NationalPaymentProvider:
+    """The national payment platform's client of ``[payment.national]`` over ``http`` (from the factory, not closed
+    by it; ``None`` to verify notifications or reconcile only); :class:`ConfigError` when the table is missing."""
+    national = settings.national
+    if national is None:
+        raise ConfigError("[payment.national]: is not configured")
+    return NationalPaymentProvider(
+        http,
+        partner_code=national.partner_code,
+        secret=national.resolve_secret,
+        upstream=f"{messages.PAYMENT_TARGET}:national",
+    )
+
+
+def payment_init_handler(ctx: Context, settings: PaymentSettings, factory: ClientFactory) -> PaymentInitHandler:
+    """The ``payment.init`` handler over the national platform's client built through ``factory`` (closed with it)."""
+    national = settings.national
+    if national is None:
+        raise ConfigError("[payment.national]: is not configured")
+    try:
+        http = factory.client(f"{messages.PAYMENT_TARGET}:national", national.client_settings())
+    except ValueError as exc:
+        raise ConfigError(f"[payment.national] base_url: {exc}") from None
+    return PaymentInitHandler(ctx, build_national_provider(settings, http), settings, close=http.aclose)
 
 
 def build_signer(settings: PaymentSettings) -> SignPayment:
@@ -121,3 +153,23 @@ def order_handler(ctx: Context, settings: PostalSettings, factory: ClientFactory
     except ValueError as exc:
         raise ConfigError(f"[postal] base_url: {exc}") from None
     return PostalOrderHandler(ctx, build_postal_client(settings, http), settings, close=http.aclose)
+
+
+def sms_handler(settings: SmsSection, factory: ClientFactory) -> SmsSendHandler:
+    """The ``sms.send`` handler over the SMS gateway's client built through ``factory`` (closed with it). A secret
+    that cannot be resolved is an authentication failure: the message is parked, not retried."""
+
+    def secret() -> str:
+        try:
+            value = settings.resolve_secret()
+        except ConfigError as exc:
+            raise AuthError(f"credentials unavailable: {exc}", upstream=messages.SMS_TARGET) from None
+        if value is None:
+            raise AuthError("[sms] secret is not set", upstream=messages.SMS_TARGET)
+        return value
+
+    try:
+        http = factory.client(messages.SMS_TARGET, settings.client_settings())
+    except ValueError as exc:
+        raise ConfigError(f"[sms] base_url: {exc}") from None
+    return SmsSendHandler(SmsClient(http, secret=secret, upstream=messages.SMS_TARGET))

@@ -1,10 +1,10 @@
-"""``dvc-gateway audit verify [--head HASH]`` and ``dvc-gateway audit export [--since DATE] [--output FILE]``.
+"""``dvc-gateway audit verify [--head HASH[,HASH...]]`` and ``dvc-gateway audit export [--since DATE] [--output FILE]``.
 
-``verify`` walks the hash chain of the audit trail (a progress bar on a terminal) and exits 0 when it is intact,
-printing how many entries it read and the newest hash (record it: ``--head`` checks later that it is still there, so
-entries removed from the end are seen too); otherwise it exits 1 with one line naming the first altered, inserted or
-removed entry. ``export`` writes the entries from ``DATE`` (a day in Vietnam's time; all without it) as JSON lines,
-each with its hashes, for archiving.
+``verify`` walks the hash chains of the audit trail (a progress bar on a terminal) and exits 0 when they are intact,
+printing how many entries it read and the head of each chain, comma-separated (one hash while the trail is one
+chain; record it: ``--head`` checks later that each is still there, so entries removed from the end are seen too);
+otherwise it exits 1 with one line naming the first altered, inserted or removed entry. ``export`` writes the
+entries from ``DATE`` (a day in Vietnam's time; all without it) as JSON lines, each with its hashes, for archiving.
 """
 
 from __future__ import annotations
@@ -44,7 +44,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="walk the hash chain; exit 1 naming the first altered, inserted or removed entry",
         description="Walk the audit trail's hash chain and name the first altered, inserted or removed entry.",
     )
-    verify.add_argument("--head", metavar="HASH", help="a head hash recorded earlier: it must still be in the chain")
+    verify.add_argument(
+        "--head",
+        metavar="HASH[,HASH...]",
+        help="the head hashes recorded earlier (as printed): each must still be in the trail",
+    )
     config_argument(verify)
     verify.set_defaults(run=run_verify)
 
@@ -74,18 +78,18 @@ def _progress() -> Progress:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    head = args.head
-    if head is not None and (len(head) != _HASH_LENGTH or any(c not in "0123456789abcdef" for c in head)):
-        raise UsageError("--head must be a hash of 64 hexadecimal digits (as 'audit verify' printed it)")
+    heads = args.head.split(",") if args.head is not None else []
+    if any(len(head) != _HASH_LENGTH or any(c not in "0123456789abcdef" for c in head) for head in heads):
+        raise UsageError("--head must be hashes of 64 hexadecimal digits, comma-separated (as 'audit verify' printed)")
     db = open_database(load_settings(args.config))
     try:
         with db.unit_of_work() as session, _progress() as progress:
             task = progress.add_task("Verifying the audit trail", total=audit.count(session))
-            result = audit.check_chain(session, expected_head=head, progress=lambda n: progress.advance(task, n))
+            result = audit.check_chain(session, expected_heads=heads, progress=lambda n: progress.advance(task, n))
     finally:
         db.dispose()
     if result.intact:
-        print(f"audit trail intact: {result.entries} entries, head {result.head}")
+        print(f"audit trail intact: {result.entries} entries, head {','.join(result.heads)}")
         return EXIT_OK
     first = result.problems[0]
     more = len(result.problems) - 1

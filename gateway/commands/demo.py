@@ -3,7 +3,8 @@
 In a temporary directory, with a temporary SQLite database and a generated configuration (random tokens for the
 portal, the admin and the agency; ``[registry] allow_private_endpoints = true``; the sample trust anchors), it:
 
-1. starts the simulated agency, national public-service portal, payment platform and postal service, and the daemon
+1. starts the simulated agency, national public-service portal, payment platforms, postal service and SMS gateway,
+   and the daemon
    (API, outbox worker and periodic jobs) in this process, on free loopback ports;
 2. imports the sample catalogue and registers the simulated agency through the admin API;
 3. submits two dossiers through the portal API: one whose components are all validly signed (the signed PDF
@@ -13,9 +14,13 @@ portal, the admin and the agency; ``[registry] allow_private_endpoints = true``;
    back to the gateway: the first dossier is received and its fee requested; the applicant pays on the payment
    platform, whose notification marks the fee paid and resumes the dossier; it is processed and completed; the
    postal service is ordered to deliver the result, and its tracking webhook brings ``delivered`` → ``returned``.
-   At each step the national portal simulator holds the same status. The second dossier (unsigned scans, sent by
-   post) gets a pickup order for its originals, is found incomplete (``supplement_requested``), the applicant sends
-   the signed form through the portal API, and it is received;
+   At each step the national portal simulator holds the same status; the applicant then texts ``TRACUU <code>`` to
+   the SMS gateway simulator and gets the status back by SMS. The second dossier (unsigned scans, sent by post) gets
+   a pickup order for its originals, is found incomplete (``supplement_requested``), the applicant sends the signed
+   form through the portal API, and it is received. A third dossier, at a second agency whose fees go through the
+   national payment platform (``[payment] by_agency``), is received, asked for its fees and paid there. The
+   applicant rates the returned dossier (the rating reaches the national portal simulator), and a citizen's question
+   goes to the simulated agency, is answered there and reaches the portal's webhook (a receiver served here too);
 6. prints each dossier's journey: its status history with times, the verification verdict of every component,
    whether the originals must be checked, and the due date.
 
@@ -53,8 +58,9 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
 from ..settings import load_settings
+from .demo_citizens import play_citizens, portal_hook_app
 from .demo_output import demo_console, print_history
-from .demo_story import AGENCY, DEMO_DATA, SAMPLE_FILES, DemoError, _until, play_story
+from .demo_story import AGENCY, DEMO_DATA, NATIONAL_AGENCY, SAMPLE_FILES, DemoError, _until, play_story
 from .demo_story import SAMPLE_APPLICANTS as SAMPLE_APPLICANTS
 from .demo_story import _file as _file
 from .demo_story import _submission as _submission
@@ -68,6 +74,8 @@ DEADLINE_SECONDS = 50.0
 NATIONAL_USER, NATIONAL_PASSWORD, NATIONAL_DSTCODE = "lgsp", "lgsp-secret", "H38"
 MERCHANT_CODE, MERCHANT_SECRET = "DVCH38", "SIMULATOR-SECRET"
 POSTAL_SECRET = "POSTAL-SIMULATOR-SECRET"  # noqa: S105 - the simulator's demo secret
+NATIONAL_PARTNER, NATIONAL_PAY_SECRET = "H38DVC", "NATIONAL-SIMULATOR-SECRET"
+SMS_SECRET = "SMS-SIMULATOR-SECRET"  # noqa: S105 - the simulator's demo secret
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -129,6 +137,19 @@ merchant_code = "{MERCHANT_CODE}"
 secret = "{MERCHANT_SECRET}"
 return_url = "https://dichvucong.example.gov.vn/thanh-toan/ket-qua"
 at_submission = false
+by_agency = {{ "{NATIONAL_AGENCY}" = "national" }}
+
+[payment.national]
+base_url = "{urls["payment"]}/national"
+partner_code = "{NATIONAL_PARTNER}"
+secret = "{NATIONAL_PAY_SECRET}"
+
+[portal]
+webhook_url = "{urls["portal"]}/hooks"
+
+[sms]
+base_url = "{urls["sms"]}"
+secret = "{SMS_SECRET}"
 
 [postal]
 base_url = "{urls["postal"]}"
@@ -175,6 +196,10 @@ role = "admin"
 [[auth.tokens]]
 token = "{tokens["agency"]}"
 role = "agency:{AGENCY}"
+
+[[auth.tokens]]
+token = "{tokens["agency2"]}"
+role = "agency:{NATIONAL_AGENCY}"
 """
 
 
@@ -189,7 +214,7 @@ async def _walk_through(work: Path, console: Console, *, keep_serving: bool = Fa
 
 
 #: The simulated upstreams, each served on its own loopback port.
-SIMULATORS = ("agency", "national", "payment", "postal")
+SIMULATORS = ("agency", "national", "payment", "postal", "sms", "portal")
 
 
 @dataclass
@@ -260,7 +285,7 @@ class _Servers:
 
 async def _run(work: Path, console: Console, keep: asyncio.Timeout | None = None) -> list[dict[str, Any]]:
     """The walk-through; with ``keep`` (its deadline, lifted then), the servers keep running afterwards."""
-    tokens = {role: secrets.token_urlsafe(24) for role in ("portal", "admin", "agency", "outbound")}
+    tokens = {role: secrets.token_urlsafe(24) for role in ("portal", "admin", "agency", "agency2", "outbound")}
     (work / "agency-outbound-token").write_text(tokens["outbound"], encoding="utf-8")
     servers = _Servers.listen()
     config_path = work / "gateway.toml"
@@ -281,6 +306,7 @@ async def _run(work: Path, console: Console, keep: asyncio.Timeout | None = None
                     for name, url in {"gateway": servers.gateway_url, **servers.urls}.items()
                 }
                 journeys = await play_story(clients, tokens, work, servers.urls["agency"], status, done)
+                await play_citizens(clients, tokens, status, done, journeys[0]["code"])
             if keep is not None:
                 keep.reschedule(None)
                 status.update("Serving until Ctrl-C…")
@@ -332,7 +358,7 @@ def _open_gateway(config_path: Path) -> tuple[Runtime, int]:
 
 def _simulator_apps(tokens: dict[str, str], gateway_url: str) -> dict[str, Any]:
     """The simulated agency, national portal, payment platform and postal service, calling back ``gateway_url``."""
-    from ..simulators import national_portal, payment, postal
+    from ..simulators import national_portal, payment, postal, sms
     from ..simulators.agency import create_app as create_agency
 
     return {
@@ -345,8 +371,13 @@ def _simulator_apps(tokens: dict[str, str], gateway_url: str) -> dict[str, Any]:
             username=NATIONAL_USER, password=NATIONAL_PASSWORD, dstcode=NATIONAL_DSTCODE
         ),
         "payment": payment.create_app(
-            merchant_code=MERCHANT_CODE, secret=MERCHANT_SECRET, notify_url=f"{gateway_url}/api/v1/payments/notify"
+            merchant_code=MERCHANT_CODE,
+            secret=MERCHANT_SECRET,
+            notify_url=f"{gateway_url}/api/v1/payments/notify",
+            national_notify_url=f"{gateway_url}/api/v1/payments/notify/national",
         ),
+        "sms": sms.create_app(secret=SMS_SECRET, inbound_url=f"{gateway_url}/api/v1/sms/inbound"),
+        "portal": portal_hook_app(),
         "postal": postal.create_app(secret=POSTAL_SECRET, webhook_url=f"{gateway_url}/api/v1/postal/events"),
     }
 
@@ -356,7 +387,8 @@ def _report_started(done: Callable[[str], None], servers: _Servers, procedures: 
     done(f"gateway on {servers.gateway_url}, database in a temporary directory")
     done(
         f"simulated upstreams: agency {urls['agency']}, national portal {urls['national']}, "
-        f"payment {urls['payment']}, postal service {urls['postal']}"
+        f"payment {urls['payment']} (national payment platform under /national), postal service {urls['postal']}, "
+        f"SMS gateway {urls['sms']}, the portal's webhook {urls['portal']}/hooks"
     )
     done(f"{procedures} procedures imported from the sample catalogue")
 

@@ -14,6 +14,7 @@ import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,11 @@ SAMPLE_FILES = (
 )
 AGENCY = "000.00.23.H38"
 PROCEDURE = "1.009794"
+#: The second agency and procedure: a business registration whose fees go through the national payment platform.
+NATIONAL_AGENCY = "000.00.10.H38"
+NATIONAL_PROCEDURE = "2.001610"
+#: The applicant's phone that texts the lookup number.
+SMS_PHONE = "0912345678"
 #: Each wait (a delivery, a callback) within this many.
 WAIT_SECONDS = 20.0
 
@@ -193,8 +199,10 @@ async def play_story(
     await _pay_fee(walk, signed, payment)
     order = await _process_and_complete(walk, signed)
     await _deliver_result(walk, signed, order)
+    await _lookup_by_sms(walk, signed)
     await _request_supplement(walk, unsigned)
     await _send_supplement(walk, unsigned)
+    await _pay_through_national_platform(walk, work, sim_url)
     return await _read_journeys(walk, (signed, unsigned))
 
 
@@ -316,6 +324,25 @@ async def _deliver_result(walk: _Walk, code: str, order: str) -> None:
     )
 
 
+async def _lookup_by_sms(walk: _Walk, code: str) -> None:
+    """The applicant texts ``TRACUU <code>`` to the lookup number; the gateway's reply comes back through the SMS
+    gateway."""
+    walk.status.update("The applicant looks the dossier up by SMS…")
+    sms = walk.clients["sms"]
+    sent = _expect(await sms.post("/_sim/inbound", json={"from": SMS_PHONE, "text": f"TRACUU {code}"}), 200, "texting")
+    if sent.get("status_code") != 200:
+        raise DemoError(f"the gateway refused the inbound text: {sent.get('status_code')} {sent.get('error', '')}")
+    replies: list[dict[str, Any]] = []
+
+    async def answered() -> bool:
+        nonlocal replies
+        replies = (await sms.get("/_sim/messages", params={"to": SMS_PHONE})).json()
+        return bool(replies)
+
+    await _until("the SMS reply", answered)
+    walk.done(f"SMS 'TRACUU {code}' answered: {replies[-1]['text']}")
+
+
 async def _request_supplement(walk: _Walk, code: str) -> None:
     walk.status.update("The agency finds the unsigned dossier incomplete…")
     await walk.clerk(
@@ -349,6 +376,56 @@ async def _send_supplement(walk: _Walk, code: str) -> None:
 
     await _until("the supplement's delivery to the agency", supplemented)
     walk.done(f"{code}: supplement received by the gateway and delivered to the agency → received")
+
+
+async def _pay_through_national_platform(walk: _Walk, work: Path, sim_url: str) -> None:
+    """A business registration at a second agency, whose fees the national payment platform takes
+    (``[payment] by_agency``): its clerk's events go straight to the gateway's agency API."""
+    walk.status.update("A second agency's dossier pays through the national payment platform…")
+    registration = {
+        "code": NATIONAL_AGENCY,
+        "name": "Sở Kế hoạch và Đầu tư (mô phỏng)",
+        "protocol": "rest",
+        "endpoint": sim_url,
+        "procedures": [NATIONAL_PROCEDURE],
+        "auth": {"type": "bearer", "token": f"file:{work / 'agency-outbound-token'}"},
+        "status_updates": {"mode": "callback"},
+    }
+    _expect(await walk.gateway.post("/api/v1/admin/agencies", json=registration, headers=walk.admin), 201, "register")
+    body = {
+        **_submission(
+            [_file("don-de-nghi.pdf", "TP1"), _file("ban-sao.pdf", "TP2")],
+            "Đăng ký thành lập doanh nghiệp tư nhân",
+            SAMPLE_APPLICANTS[1],
+        ),
+        "procedure_code": NATIONAL_PROCEDURE,
+        "agency_code": NATIONAL_AGENCY,
+        "fees": [
+            {"code": "LP1", "name": "Lệ phí đăng ký doanh nghiệp", "amount": 50000},
+            {"code": "P1", "name": "Phí công bố nội dung đăng ký doanh nghiệp", "amount": 100000},
+        ],
+        "return_method": "online",
+    }
+    headers = {**walk.portal, "Idempotency-Key": "demo-national"}
+    code = str(_expect(await walk.gateway.post("/api/v1/dossiers", json=body, headers=headers), 201, "submit")["code"])
+    clerk = {"Authorization": f"Bearer {walk.tokens['agency2']}"}
+    for status in ("received", "fee_requested"):
+        event = {"dossier_code": code, "status": status, "at": datetime.now(UTC).isoformat()}
+        answer = await walk.gateway.post(f"/api/v1/agencies/{NATIONAL_AGENCY}/events", json=event, headers=clerk)
+        _expect(answer, 200, f"the {status} event")
+    view = await walk.step(
+        code, "fee requested at the second agency", lambda v: bool((v.get("payment") or {}).get("url"))
+    )
+    payment = view["payment"]
+    paid = _expect(
+        await walk.clients["payment"].post("/national/_sim/pay-url", json={"url": payment["url"]}), 200, "pay"
+    )
+    answers = [a.get("answer") for a in paid.get("answers", [])]
+    await walk.step(
+        code,
+        f"paid through the national payment platform ({payment['amount']:,} VND, answered {answers}) → received",
+        lambda v: v["status"] == "received" and all(fee["paid"] for fee in v["fees"]),
+    )
 
 
 async def _read_journeys(walk: _Walk, codes: tuple[str, str]) -> list[dict[str, Any]]:

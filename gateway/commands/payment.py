@@ -1,10 +1,12 @@
-"""``dvc-gateway payment reconcile FILE|--date DATE [--json]``: the provider's settlement file against the gateway.
+"""``dvc-gateway payment reconcile FILE|--date DATE [--provider vnpay|national] [--json]``: the provider's settlement
+file against the gateway.
 
 The settlement file is the provider's CSV of a day's finished transactions (:func:`adapters.payment.parse_settlement`
 says which columns). Given as ``FILE``, it is read from disk; with ``--date`` alone it is downloaded from
 ``[payment] settlement_url`` (``{date}`` in it stands for ``yyyyMMdd``). The gateway's side is every payment the file
 names plus every payment recorded as paid on that day (Vietnam's time; without ``--date``, the days the file's
-payments were made).
+payments were made). ``--provider national`` reconciles the national payment platform's file (its columns, its
+``[payment.national] settlement_url``) with the gateway's payments there; the default is the VNPay-style provider.
 
 Reported (``--json``, ``docs/cli.md``): payments the provider settled that the gateway does not know
 (``missing_locally``), payments the gateway holds as paid that the provider does not list (``missing_at_provider``),
@@ -26,10 +28,11 @@ from typing import Any
 from adapters.errors import UpstreamError
 from adapters.http import default_factory, map_http_errors, raise_for_status
 from adapters.payment import PaymentState, ReconciliationReport, SettlementFormatError, parse_settlement
+from adapters.payment.national_wire import parse_settlement as national_settlement
 from adapters.payment.vnpay import VNPAY_TIME, reconcile
 
 from .. import messages
-from ..bootstrap.upstreams import build_provider
+from ..bootstrap.upstreams import build_national_provider, build_provider
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from ..flows.payment.settings import PaymentSettings
 from ..services.reconciliation import local_payments
@@ -55,6 +58,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     rec.add_argument("file", nargs="?", metavar="FILE", help="the settlement CSV (default: download it for --date)")
     rec.add_argument("--date", metavar="DATE", help="the settlement day, YYYY-MM-DD (Vietnam's time)")
+    rec.add_argument(
+        "--provider", choices=("vnpay", "national"), default="vnpay", help="whose settlement file (default vnpay)"
+    )
     rec.add_argument("--json", action="store_true", help="print the report as JSON")
     config_argument(rec)
     rec.set_defaults(run=run_reconcile)
@@ -81,10 +87,21 @@ def _read(path: str) -> str:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
 
 
-async def _download(settings: PaymentSettings, day: date) -> str:
-    assert settings.settlement_url is not None
-    url = settings.settlement_url.replace("{date}", day.strftime("%Y%m%d"))
-    client = default_factory.client(messages.PAYMENT_TARGET, settings.client_settings())
+def _source(settings: PaymentSettings | None, provider: str) -> tuple[str | None, Any, str]:
+    """Where the settlement file is downloaded from, how to reach it, and the key to name in an error."""
+    if provider == "national":
+        national = settings.national if settings is not None else None
+        if national is None:
+            raise UsageError("--provider national needs the [payment.national] table")
+        return national.settlement_url, national.client_settings(), "[payment.national] settlement_url"
+    if settings is None:
+        return None, None, "[payment] settlement_url"
+    return settings.settlement_url, settings.client_settings(), "[payment] settlement_url"
+
+
+async def _download(url_template: str, client_settings: Any, day: date) -> str:
+    url = url_template.replace("{date}", day.strftime("%Y%m%d"))
+    client = default_factory.client(messages.PAYMENT_TARGET, client_settings)
     async with client:
         with map_http_errors(messages.PAYMENT_TARGET):
             response = await client.get(url)
@@ -97,10 +114,11 @@ def _settlement(args: argparse.Namespace, settings: PaymentSettings | None, day:
         return _read(args.file)
     if day is None:
         raise UsageError("give the settlement FILE, or --date to download it")
-    if settings is None or settings.settlement_url is None:
-        raise UsageError("--date without FILE needs [payment] settlement_url (where the settlement file is fetched)")
+    url, client_settings, key = _source(settings, args.provider)
+    if url is None:
+        raise UsageError(f"--date without FILE needs {key} (where the settlement file is fetched)")
     try:
-        return asyncio.run(_download(settings, day))
+        return asyncio.run(_download(url, client_settings, day))
     except UpstreamError as exc:
         raise UsageError(f"settlement file for {day.isoformat()}: {exc}") from None
 
@@ -157,8 +175,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
     settings = configured.payment
     day = _day(args.date) if args.date else None
     text = _settlement(args, settings, day)
+    national = args.provider == "national"
     try:
-        rows = parse_settlement(text)
+        rows = national_settlement(text) if national else parse_settlement(text)
     except SettlementFormatError as exc:
         raise UsageError(str(exc)) from None
     if day is not None:
@@ -168,10 +187,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
     db = open_database(configured)
     try:
         with db.unit_of_work() as session:
-            local = local_payments(session, [row.reference for row in rows], days)
+            local = local_payments(session, [row.reference for row in rows], days, provider=args.provider)
     finally:
         db.dispose()
-    report = build_provider(settings).reconcile(text, local) if settings else reconcile(text, local)
+    if national and settings is not None:
+        report = build_national_provider(settings).reconcile(text, local)
+    else:
+        report = build_provider(settings).reconcile(text, local) if settings else reconcile(text, local)
     view = report_json(report, day)
     if args.json:
         json.dump(view, sys.stdout, ensure_ascii=False, indent=2)

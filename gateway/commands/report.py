@@ -38,9 +38,11 @@ _TABLE_COLUMNS = (
     "refused",
     "supplement_requests",
     "withdrawn",
+    "stopped",
     "repeated_supplements",
     "originals_exempt_share",
     "average_processing_days",
+    "average_rating",
 )
 
 

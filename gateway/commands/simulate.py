@@ -1,4 +1,5 @@
-"""``dvc-gateway simulate agency|national-portal|payment|postal [--port N] [--protocol rest|soap]``: one upstream.
+"""``dvc-gateway simulate agency|national-portal|payment|postal|sms [--port N] [--protocol rest|soap]``: one
+upstream.
 
 Every simulator keeps its state in memory and has test controls under ``/_sim`` (not authenticated), so it listens on
 127.0.0.1 only. It prints one line with its URL, then serves until SIGTERM or SIGINT (exit code 0).
@@ -15,6 +16,8 @@ Every simulator keeps its state in memory and has test controls under ``/_sim`` 
   ``--secret``; ``--callback-url`` is where IPNs go (the gateway's ``/api/v1/payments/notify``).
 * ``postal`` (:mod:`gateway.simulators.postal`): shared secret ``POSTAL-SIMULATOR-SECRET`` unless ``--secret``;
   ``--callback-url`` is where tracking events go (the gateway's ``/api/v1/postal/events``).
+* ``sms`` (:mod:`gateway.simulators.sms`): shared secret ``SMS-SIMULATOR-SECRET`` unless ``--secret``;
+  ``--callback-url`` is where injected texts go (the gateway's ``/api/v1/sms/inbound``); sent texts are printed.
 
 Secrets and tokens are literals, ``env:NAME`` or ``file:PATH``. An option that does not apply to the upstream is a
 usage error (exit code 2).
@@ -33,13 +36,14 @@ from ..logging import setup_logging
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
-UPSTREAMS = ("agency", "national-portal", "payment", "postal")
+UPSTREAMS = ("agency", "national-portal", "payment", "postal", "sms")
 #: Options each upstream takes (beyond --port).
 _OPTIONS = {
     "agency": {"protocol", "token", "callback_url", "callback_token", "mapping_variant"},
     "national-portal": {"secret"},
     "payment": {"secret", "callback_url"},
     "postal": {"secret", "callback_url"},
+    "sms": {"secret", "callback_url"},
 }
 _FLAGS = {
     "protocol": "--protocol",
@@ -67,9 +71,14 @@ defaults (every simulator listens on 127.0.0.1, port {DEFAULT_PORT} unless --por
                      gateway's [[auth.tokens]]): one simulator plays one agency
   national-portal    login username lgsp, password lgsp-secret (--secret), dstcode H38
   payment            merchant code DVCH38, hash secret SIMULATOR-SECRET (--secret); notifications go to
-                     --callback-url (http://127.0.0.1:8080/api/v1/payments/notify)
+                     --callback-url (http://127.0.0.1:8080/api/v1/payments/notify). The national payment
+                     platform is served under /national: partner code H38DVC, secret NATIONAL-SIMULATOR-SECRET;
+                     its notifications go to --callback-url + /national
   postal             shared secret POSTAL-SIMULATOR-SECRET (--secret); tracking events go to --callback-url
                      (http://127.0.0.1:8080/api/v1/postal/events)
+  sms                shared secret SMS-SIMULATOR-SECRET (--secret); POST /_sim/inbound {"from", "text"} posts a
+                     citizen's text to --callback-url (http://127.0.0.1:8080/api/v1/sms/inbound); texts the
+                     gateway sends are printed and listed at GET /_sim/messages
 tokens and secrets are literals, env:NAME or file:PATH
 """
 
@@ -91,7 +100,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--mapping-variant", action="store_true", default=None, help="SOAP agency: the service that needs a mapping"
     )
-    parser.add_argument("--secret", metavar="S", help="portal password, payment hash secret, postal shared secret")
+    parser.add_argument("--secret", metavar="S", help="portal password, payment secret, postal or SMS shared secret")
     parser.set_defaults(run=run_simulate)
 
 
@@ -146,8 +155,18 @@ def _app(args: argparse.Namespace) -> tuple[Any, str, str]:
     if args.upstream == "payment":
         from ..simulators.payment import create_app as create_payment
 
-        options = {"notify_url": args.callback_url, **({"secret": secret} if secret else {})}
+        national = f"{args.callback_url.rstrip('/')}/national" if args.callback_url else None
+        options = {
+            "notify_url": args.callback_url,
+            "national_notify_url": national,
+            **({"secret": secret} if secret else {}),
+        }
         return create_payment(**options), "payment platform simulator", ""
+    if args.upstream == "sms":
+        from ..simulators.sms import create_app as create_sms
+
+        options = {"inbound_url": args.callback_url, "show": True, **({"secret": secret} if secret else {})}
+        return create_sms(**options), "SMS gateway simulator", ""
     from ..simulators.postal import create_app as create_postal
 
     options = {"webhook_url": args.callback_url, **({"secret": secret} if secret else {})}

@@ -8,6 +8,7 @@ Exit 0 when every file is ``valid``, 1 otherwise, 2 for usage errors. ``--json``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -19,6 +20,10 @@ from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 if TYPE_CHECKING:
     from signing import Document, SignatureReport, TrustSettings, Verifier
+    from signing.limits import Limits
+
+#: The prefix of the configuration's environment variables (``DVC_GATEWAY_CONFIG`` and the overrides).
+_ENV_PREFIX = "DVC_GATEWAY_"
 
 _HEADERS = {
     "en": ("File", "Format", "Verdict", "Signer", "Details"),
@@ -85,19 +90,22 @@ def trust_settings(args: argparse.Namespace) -> TrustSettings:
     """The configuration's ``[signing]`` section with the command line's anchors, certificates and CRLs added."""
     from signing.settings import TrustSettings
 
-    from ..config import read_signing
+    if args.config is None and not any(name.startswith(_ENV_PREFIX) for name in os.environ):
+        base = TrustSettings()  # no file and no override to read: the configuration machinery stays unloaded
+    else:
+        from ..config import read_signing
 
-    base = read_signing(args.config).trust_settings()
-    return TrustSettings(
+        base = read_signing(args.config).trust_settings()
+    return dataclasses.replace(
+        base,
         trust_anchors=(*base.trust_anchors, *_existing(args.trust_anchor, "trust anchor")),
         intermediates=(*base.intermediates, *_existing(args.cert, "certificate")),
         crls=(*base.crls, *_existing(args.crl, "CRL")),
         online_revocation=base.online_revocation and not args.offline,
-        fetch_timeout_seconds=base.fetch_timeout_seconds,
     )
 
 
-def _documents(args: argparse.Namespace) -> list[Document]:
+def _documents(args: argparse.Namespace, limits: Limits) -> list[Document]:
     from signing.verify import Document, find_detached_signature
 
     files = _existing(args.files, "file")
@@ -117,7 +125,7 @@ def _documents(args: argparse.Namespace) -> list[Document]:
         if path.resolve() in used:
             continue
         try:
-            docs.append(Document.from_path(path, signature))
+            docs.append(Document.from_path(path, signature, limits))
         except OSError as exc:
             raise UsageError(f"file {path}: {exc.strerror}") from exc
     return docs
@@ -135,10 +143,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if not store.anchors:
         raise UsageError("no trust anchor: give --trust-anchor PEM or set [signing] trust_anchors in the configuration")
-    docs = _documents(args)
+    docs = _documents(args, settings.limits)
     # A short-lived, single-threaded command: workers forked from it start at once with the store parsed.
     fork = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    verifier = Verifier(store, settings=settings, start_method=fork)
+    verifier = Verifier(store, settings=settings, budget=settings.budget, start_method=fork)
     try:
         reports = _verify_all(verifier, docs, args.workers)
     finally:
@@ -152,12 +160,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _verify_all(verifier: Verifier, docs: list[Document], workers: int | None) -> list[SignatureReport]:
+    workers = workers or min(len(docs), os.cpu_count() or 1)
+    if not (sys.stderr.isatty() and len(docs) > 1):
+        return verifier.verify_batch(docs, workers=workers)  # no progress bar to draw: none loaded
     from rich.console import Console
     from rich.progress import Progress
 
-    workers = workers or min(len(docs), os.cpu_count() or 1)
-    show = sys.stderr.isatty() and len(docs) > 1
-    with Progress(console=Console(stderr=True), transient=True, disable=not show) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("Verifying", total=len(docs))
         return verifier.verify_batch(docs, workers=workers, on_done=lambda: progress.advance(task))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-__all__ = ["ChangeRecorded", "DomainEvent"]
+__all__ = ["ChangeRecorded", "DomainEvent", "QuestionAnswered", "RatingGiven"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,3 +40,18 @@ class ChangeRecorded(DomainEvent):
     @property
     def is_intake(self) -> bool:
         return self.previous is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatingGiven(DomainEvent):
+    """The applicant rated the service of a returned dossier (``rating_id``: the stored rating)."""
+
+    rating_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuestionAnswered(DomainEvent):
+    """An agency answered a citizen's question (not about a dossier: ``dossier_code`` is empty)."""
+
+    question_id: int
+    dossier_code: str = ""

@@ -6,18 +6,23 @@ histories (:class:`DossierRecord`) into :class:`Figures` per agency and procedur
 ``docs/counting-rules.md``:
 
 - *received* (by channel): the dossier arrived (its first history entry) in the period; counted for its lead agency.
-- *carried over*: arrived before the period and not finished (completed, refused or withdrawn) before it.
+- *carried over*: arrived before the period and not finished (completed, refused, withdrawn or stopped) before it.
 - *completed* on time or late: the first ``completed`` entry is in the period; late when after the due date (the
   legal time from reception, moved by the time waited for the applicant) or when supplements were asked more than
   once (as the national evaluation counts it).
 - *in progress* on time or overdue: arrived before the period's end (or now, for a period not over yet) and not
   finished by then; overdue when that moment is past its due date (a paused dossier's clock stopped when it paused).
 - *refused*, *withdrawn*: the entry is in the period; refusals counted by reason.
+- *stopped*: a procedure that makes suspension a final stop (``DossierRecord.suspension_final``): the dossier's
+  ``suspended`` entry is in the period. Such a dossier is finished from that moment (never carried over or in
+  progress afterwards), neither completed nor refused.
 - *supplement requests*: each entry into ``supplement_requested`` in the period, counted by reason; *repeated
   supplements*: dossiers asked again in the period after an earlier request.
 - *exempt from the originals check*: dossiers received in the period whose every component's signature was valid.
 - *average processing days*: over dossiers completed in the period, the working time from reception to completion
   less the time waited for the applicant, in working days.
+- *ratings* and *average rating*: the applicants' satisfaction ratings given in the period and the mean of their
+  average scores (1 to 5), for the agency that returned the result.
 - A *liên thông* dossier counts in every figure for its lead agency (which returns the result); each agency it was
   transferred to counts it once as *transferred in*, in the period of the transfer.
 """
@@ -147,6 +152,11 @@ class DossierRecord:
     originals_check_required: bool
     processing_days: int
     history: tuple[Step, ...]
+    #: When the applicant rated the service, and the rating's average score (none: not rated).
+    rated_at: datetime | None = None
+    rating_average: float | None = None
+    #: The procedure makes ``suspended`` a final stop (the catalogue's ``suspension = "stop"``).
+    suspension_final: bool = False
 
 
 @dataclass
@@ -166,9 +176,12 @@ class Figures:
     supplement_requests: int = 0
     supplement_reasons: Counter[str] = field(default_factory=Counter)
     withdrawn: int = 0
+    stopped: int = 0
     repeated_supplements: int = 0
     originals_exempt: int = 0
     processing_seconds: float = 0.0
+    ratings: int = 0
+    rating_points: float = 0.0
     working_day_seconds: float = 8 * 3600.0
 
     @property
@@ -186,6 +199,10 @@ class Figures:
         return round(self.processing_seconds / self.completed / self.working_day_seconds, 2)
 
     @property
+    def average_rating(self) -> float | None:
+        return round(self.rating_points / self.ratings, 2) if self.ratings else None
+
+    @property
     def originals_exempt_share(self) -> float | None:
         total = self.received_total
         return round(self.originals_exempt / total, 4) if total else None
@@ -196,6 +213,7 @@ class Figures:
         for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.processing_seconds += other.processing_seconds
+        self.rating_points += other.rating_points
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -216,10 +234,13 @@ class Figures:
             "supplement_requests": self.supplement_requests,
             "supplement_reasons": _top(self.supplement_reasons),
             "withdrawn": self.withdrawn,
+            "stopped": self.stopped,
             "repeated_supplements": self.repeated_supplements,
             "originals_exempt": self.originals_exempt,
             "originals_exempt_share": self.originals_exempt_share,
             "average_processing_days": self.average_processing_days,
+            "ratings": self.ratings,
+            "average_rating": self.average_rating,
         }
 
 
@@ -233,8 +254,10 @@ _COUNTS = (
     "refused",
     "supplement_requests",
     "withdrawn",
+    "stopped",
     "repeated_supplements",
     "originals_exempt",
+    "ratings",
 )
 
 
@@ -253,8 +276,15 @@ def _entries_into(history: Sequence[Step], status: Status) -> list[Step]:
     return found
 
 
-def _finished_at(history: Sequence[Step]) -> datetime | None:
-    return next((s.at for s in history if s.status in FINISHING_STATUSES), None)
+def _finishing(record: DossierRecord) -> frozenset[str]:
+    """The statuses that finish ``record`` (``suspended`` too, when its procedure makes suspension final)."""
+    statuses = FINISHING_STATUSES | {Status.SUSPENDED} if record.suspension_final else FINISHING_STATUSES
+    return frozenset(status.value for status in statuses)
+
+
+def _final_step(record: DossierRecord) -> Step | None:
+    finishing = _finishing(record)
+    return next((step for step in record.history if step.status in finishing), None)
 
 
 def _pairs(history: Iterable[Step]) -> list[tuple[str, datetime]]:
@@ -274,29 +304,36 @@ class _Counting:
         record, period, history = self.record, self.period, self.record.history
         figures = Figures(working_day_seconds=_day_seconds(self.calendar))
         arrived = history[0].at
-        finished = _finished_at(history)
+        final = _final_step(record)
+        finished = None if final is None else final.at
         if period.contains(arrived):
             figures.received[record.channel] += 1
             figures.originals_exempt += 0 if record.originals_check_required else 1
         elif arrived < period.start_at and (finished is None or finished >= period.start_at):
             figures.carried_over += 1
-        self._outcome(figures, finished)
+        self._outcome(figures, final)
         self._supplements(figures)
         self._in_progress(figures, arrived, finished)
+        if record.rated_at is not None and record.rating_average is not None and period.contains(record.rated_at):
+            figures.ratings += 1
+            figures.rating_points += record.rating_average
         return figures
 
-    def _outcome(self, figures: Figures, finished: datetime | None) -> None:
-        if finished is None or not self.period.contains(finished):
+    def _outcome(self, figures: Figures, final: Step | None) -> None:
+        if final is None or not self.period.contains(final.at):
             return
-        final = next(s for s in self.record.history if s.status in FINISHING_STATUSES)
         if final.status == Status.REFUSED.value:
             figures.refused += 1
             figures.refusal_reasons[final.reason or NO_REASON] += 1
         elif final.status == Status.WITHDRAWN.value:
             figures.withdrawn += 1
+        elif final.status == Status.SUSPENDED.value:
+            figures.stopped += 1
         else:
             pairs = _pairs(self.record.history)
-            deadlines = compute_deadlines(pairs, self.record.processing_days, self.calendar)
+            deadlines = compute_deadlines(
+                pairs, self.record.processing_days, self.calendar, suspension_final=self.record.suspension_final
+            )
             late = (
                 is_overdue(deadlines, final.at)
                 or len(_entries_into(self.record.history, Status.SUPPLEMENT_REQUESTED)) > 1
@@ -323,7 +360,9 @@ class _Counting:
         if arrived >= until or (finished is not None and finished < until):
             return
         known = [s for s in self.record.history if s.at <= until] or [self.record.history[0]]
-        deadlines = compute_deadlines(_pairs(known), self.record.processing_days, self.calendar)
+        deadlines = compute_deadlines(
+            _pairs(known), self.record.processing_days, self.calendar, suspension_final=self.record.suspension_final
+        )
         if is_overdue(deadlines, until):
             figures.in_progress_overdue += 1
         else:

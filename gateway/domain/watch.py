@@ -10,7 +10,11 @@ sessions count the working time):
 - ``overdue``: open and late (:func:`gateway.domain.deadlines.is_overdue`: a paused dossier is late when its clock
   stopped after the due date).
 
-Finished dossiers (completed, returned, refused, withdrawn) are never watched.
+Finished dossiers (completed, returned, refused, withdrawn, and suspended for a procedure that makes suspension a
+final stop: their clock stopped for good, ``deadlines.finished_at``) are never watched.
+
+A fifth condition concerns citizens' questions, not dossiers: ``question_unanswered``, a question still unanswered
+after its due time (:func:`gateway.domain.questions.is_late`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Condition(StrEnum):
     NOT_PROCESSING = "not_processing"
     NEAR_DUE = "near_due"
     OVERDUE = "overdue"
+    QUESTION_UNANSWERED = "question_unanswered"
 
 
 #: The operators' words for each condition (console, alerts).
@@ -44,6 +49,7 @@ WATCH_LABELS_VI: dict[str, str] = {
     Condition.NOT_PROCESSING: "Chưa chuyển xử lý",
     Condition.NEAR_DUE: "Sắp đến hạn",
     Condition.OVERDUE: "Quá hạn giải quyết",
+    Condition.QUESTION_UNANSWERED: "Câu hỏi quá hạn trả lời",
 }
 
 
@@ -58,8 +64,9 @@ class Finding:
 def findings(
     status: Status, deadlines: Deadlines, now: datetime, calendar: OfficeCalendar, *, near_due: timedelta
 ) -> list[Finding]:
-    """The watch's findings for a dossier in ``status`` with ``deadlines`` at ``now``."""
-    if status in FINISHED_STATUSES:
+    """The watch's findings for a dossier in ``status`` with ``deadlines`` at ``now`` (none once its clock stopped
+    for good: a final suspension counts as finished)."""
+    if status in FINISHED_STATUSES or deadlines.finished_at is not None:
         return []
     found: list[Finding] = []
     if status is Status.SUBMITTED and now > deadlines.acknowledge_by:

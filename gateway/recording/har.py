@@ -253,15 +253,35 @@ def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
     mime = post.get("mimeType") if isinstance(post.get("mimeType"), str) else None
     if post.get("text") is None and post.get("params"):
         # Browsers may give a form as params only.
+        if not isinstance(post["params"], list):
+            raise HarError(f"{where}: params must be a list")
         pairs = [(p.get("name", ""), p.get("value", "")) for p in post["params"] if isinstance(p, Mapping)]
         return urlencode(pairs).encode("ascii"), mime
     return _read_content(post, where), mime
+
+
+def _check_unicode(value: Any, where: str) -> None:
+    """Refuse text that is not Unicode a request can carry (a lone surrogate, which JSON's ``\\ud800`` can spell)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise HarError(f"{where}: text that is not valid Unicode (a lone surrogate)") from None
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def entry_to_exchange(entry: Any, where: str) -> Exchange:
     """The :class:`Exchange` of a HAR entry; ``where`` names it in errors (``"capture.har: entry 3"``)."""
     if not isinstance(entry, Mapping):
         raise HarError(f"{where}: not an object")
+    _check_unicode(entry, where)
     request = entry.get("request")
     response = entry.get("response")
     if not isinstance(request, Mapping):
@@ -318,6 +338,8 @@ def loads_har(data: str | bytes | Mapping[str, Any], source: str = "HAR") -> lis
             document = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HarError(f"{source}: not JSON ({exc})") from None
+        except RecursionError:
+            raise HarError(f"{source}: not a HAR document (nested too deeply)") from None
     else:
         document = data
     log = document.get("log") if isinstance(document, Mapping) else None

@@ -93,6 +93,11 @@ DEFAULT_REDACT_JSON_KEYS = (
     "chain",
     "citizen_id",
     "tax_code",
+    # Citizens' own words: a question sent to an agency, its answer relayed to the portal (whose notice's whole
+    # ``question`` object is redacted with it), a rating's comment sent to the national portal.
+    "question",
+    "answer",
+    "noidunggopy",
 )
 DEFAULT_REDACT_XML_ELEMENTS = (
     "HoTen",

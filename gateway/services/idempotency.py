@@ -1,10 +1,10 @@
 """Idempotent requests: an ``Idempotency-Key`` answered once, its answer stored with the change it made.
 
 The key is scoped to the principal; the request's fingerprint is the sha256 of the method, path and canonical JSON
-of the body. The first successful answer (status and body) is stored in the same transaction as the change; a repeat
-with the same fingerprint gets it back and changes nothing; the same key with another request is refused (as the
-IETF ``Idempotency-Key`` draft recommends). Concurrent repeats are settled by the record's primary key: the loser's
-transaction is rolled back and it answers with the winner's answer.
+of the body. The first successful answer (status and body) is stored in the same transaction as the change, as its last
+statement; a repeat with the same fingerprint gets it back and changes nothing; the same key with another request is
+refused (as the IETF ``Idempotency-Key`` draft recommends). Concurrent repeats are settled by the record's primary
+key: the loser's transaction is rolled back and it answers with the winner's answer.
 """
 
 from __future__ import annotations
@@ -72,11 +72,14 @@ class IdempotencyContext:
 
     @classmethod
     async def build(
-        cls, principal: Principal, key: str | None, method: str, path: str, document: Any
+        cls, principal: Principal, key: str | None, method: str, path: str, document: Any, *, large: bool = True
     ) -> IdempotencyContext | None:
-        """:meth:`of`, fingerprinting a large body off the event loop."""
+        """:meth:`of`, fingerprinting a ``large`` body off the event loop (a small one on it: the hand-off to a
+        thread would cost more than the hash)."""
         if key is None:
             return None
+        if not large:
+            return cls.of(principal, key, method, path, document)
         return await anyio.to_thread.run_sync(partial(cls.of, principal, key, method, path, document))
 
     def lookup(self, session: Session) -> tuple[int, dict[str, Any]] | None:
@@ -91,14 +94,14 @@ class IdempotencyContext:
             )
         return record.status_code, record.body
 
-    def reserve(self, session: Session) -> IdempotencyRecord:
-        """Claim the key in this transaction (a concurrent claim of the same key waits, then fails)."""
-        record = IdempotencyRecord(
-            principal=self.principal, key=self.key, request_sha256=self.fingerprint, status_code=0, body={}
+    def record(self, session: Session, status: int, body: dict[str, Any]) -> None:
+        """Store the answer under the key in this transaction, written when it commits (a concurrent claim of the
+        same key waits, then fails with :class:`IntegrityError`)."""
+        session.add(
+            IdempotencyRecord(
+                principal=self.principal, key=self.key, request_sha256=self.fingerprint, status_code=status, body=body
+            )
         )
-        session.add(record)
-        session.flush()
-        return record
 
 
 @dataclass(frozen=True)
@@ -124,39 +127,31 @@ async def run_idempotent(
 ) -> Answer:
     """Run ``work`` in one unit of work, recording its answer under ``context``'s key (see the module's notes).
 
-    ``work`` must call :func:`audit.append` last: the key is reserved before it, so concurrent repeats of one key
-    wait on the key, never on the audit chain.
+    One transaction: the key is looked up first (a repeat answers what the first request did, and changes nothing),
+    then ``work`` runs and its answer is stored under the key last. Two concurrent first requests with one key both
+    do the work; the second one's record collides with the first one's, its transaction is rolled back, and it
+    answers with the first one's answer.
     """
-
-    def previous(session: Session) -> tuple[int, dict[str, Any]] | None:
-        return context.lookup(session) if context else None
 
     def run(session: Session) -> Answer:
         audit.lock_for_write(session)
-        record = None
         if context is not None:
             earlier = context.lookup(session)
             if earlier is not None:
                 return Answer(earlier[0], earlier[1], replayed=True)
-            record = context.reserve(session)
         uow = UnitOfWork(session, bus)
         status, body = work(uow)
         uow.publish()
-        if record is not None:
-            record.status_code = status
-            record.body = body
-            session.flush()
+        if context is not None:
+            context.record(session, status, body)
         return Answer(status, body)
 
-    earlier_answer = await answered_before(db, context)
-    if earlier_answer is not None:
-        return earlier_answer
     try:
         return await db.run(run)
     except IntegrityError:
         if context is None:
             raise
-        earlier = await db.run(previous)
+        earlier = await db.run(context.lookup)
         if earlier is None:
             raise
         return Answer(earlier[0], earlier[1], replayed=True)

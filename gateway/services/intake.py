@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -44,7 +43,7 @@ from gateway.services.context import Context, Render
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
 from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.services.signers import check_signers, mismatch_warnings
-from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry
+from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry, Procedure
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
 
@@ -111,21 +110,18 @@ class Submission(BaseModel):
 def allocate_code(session: Session, agency_code: str, now: datetime) -> str:
     """The next dossier code of ``agency_code`` today (Asia/Ho_Chi_Minh), unique across processes.
 
-    ``INSERT … ON CONFLICT DO NOTHING`` creates the day's counter, then ``UPDATE … SET last = last + 1 RETURNING
-    last`` increments it under the row's write lock (PostgreSQL) or the database's (SQLite): two transactions never
-    get the same number, and a rolled-back one gives its number back.
+    One statement, ``INSERT … ON CONFLICT DO UPDATE SET last = last + 1 RETURNING last``: it creates the day's
+    counter or increments it under the row's write lock (PostgreSQL) or the database's (SQLite), so two transactions
+    never get the same number, and a rolled-back one gives its number back.
     """
     day = now.astimezone(VIETNAM_TZ).strftime("%y%m%d")
-    values = {"agency_code": agency_code, "day": day, "last": 0}
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(DaySequence).values(**values).on_conflict_do_nothing(index_elements=["agency_code", "day"]))
-    table = DaySequence.__table__
+    statement = insert(DaySequence).values(agency_code=agency_code, day=day, last=1)
     last = session.execute(
-        update(table)
-        .where(table.c.agency_code == agency_code, table.c.day == day)
-        .values(last=table.c.last + 1)
-        .returning(table.c.last)
+        statement.on_conflict_do_update(
+            index_elements=["agency_code", "day"], set_={"last": DaySequence.last + 1}
+        ).returning(DaySequence.last)
     ).scalar_one()
     try:
         return format_dossier_code(agency_code, now, last)
@@ -277,9 +273,10 @@ def _new_dossier(
         due_at=deadlines.due_at,
         calendar_version=ctx.calendar.version,
         updated_at=now,
+        # Given whole (not appended to): the collections of the new row stay loaded after the flush, even empty.
+        components=list(components),
+        fees=[Fee(code=f.code, name=f.name, amount=f.amount, paid=False) for f in spec.fees],
     )
-    dossier.components.extend(components)
-    dossier.fees.extend(Fee(code=f.code, name=f.name, amount=f.amount, paid=False) for f in spec.fees)
     return dossier
 
 
@@ -294,7 +291,10 @@ def _take_in(
     render: Render,
 ) -> tuple[int, dict[str, Any]]:
     session = uow.session
-    spec, errors = check_catalogue(session, sub)  # again, now inside the transaction
+    # Held for the whole unit of work: the session's identity map keeps rows only while they are referenced, and
+    # the checks, the flows and the rendering each look the procedure up.
+    session.info.setdefault("pinned", []).append(session.get(Procedure, sub.procedure_code))
+    spec, errors = check_catalogue(session, sub)  # again (or first), now inside the transaction
     if errors or spec is None:
         raise Invalid(errors)
     components = component_rows(session, spec, files, now=now, revisions={})
@@ -331,6 +331,11 @@ def _take_in(
     return 201, body
 
 
+def _carries_files(document: Any) -> bool:
+    """Whether a submission's body has components (files): only then is it large enough to hash off the loop."""
+    return not isinstance(document, dict) or bool(document.get("components"))
+
+
 async def submit(
     ctx: Context,
     principal: Principal,
@@ -341,22 +346,45 @@ async def submit(
     render: Render,
     path: str = "/api/v1/dossiers",
 ) -> Answer:
-    """Take in a dossier (see the module documentation): the answer is ``201`` and ``render``'s view of it."""
-    context = await IdempotencyContext.build(principal, idempotency_key, "POST", path, document)
-    earlier = await answered_before(ctx.db, context)
-    if earlier is not None:
-        return earlier
+    """Take in a dossier (see the module documentation): the answer is ``201`` and ``render``'s view of it.
 
-    sub = parse_model(Submission, document)
-    _, errors = await ctx.db.run(lambda session: check_catalogue(session, sub))
-    items = [(f"components[{i}]", c.code, c) for i, c in enumerate(sub.components)]
-    files, file_errors = await prepare_files(items, max_bytes=ctx.max_file_bytes)
-    if errors or file_errors:
-        raise Invalid(errors + file_errors)
-    await verify_files(ctx.verifier, files)
+    Without files it is one transaction (the key looked up, every check, every row, the key's answer). With files,
+    one read transaction first (the key and the catalogue) so that a repeat or a refused submission never costs a
+    signature validation, then the files are decoded and verified outside any transaction, then the write.
+    """
+    context = await IdempotencyContext.build(
+        principal, idempotency_key, "POST", path, document, large=_carries_files(document)
+    )
+    try:
+        sub = parse_model(Submission, document)
+    except Invalid:
+        earlier = await answered_before(ctx.db, context)  # a key reused with another body says so first
+        if earlier is not None:
+            return earlier
+        raise
+    files: list[PreparedFile] = []
+    if sub.components:
+        earlier, errors = await ctx.db.run(lambda session: _precheck(session, context, sub))
+        if earlier is not None:
+            return earlier
+        items = [(f"components[{i}]", c.code, c) for i, c in enumerate(sub.components)]
+        files, file_errors = await prepare_files(items, max_bytes=ctx.max_file_bytes)
+        if errors or file_errors:
+            raise Invalid(errors + file_errors)
+        await verify_files(ctx.verifier, files)
     check_signers(files, sub.applicant.model_dump(mode="json"), ctx.signer_must_match_applicant)
 
     def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         return _take_in(uow, ctx, sub, files, principal=principal, now=now, render=render)
 
     return await run_idempotent(ctx.db, ctx.bus, context, work)
+
+
+def _precheck(
+    session: Session, context: IdempotencyContext | None, sub: Submission
+) -> tuple[Answer | None, list[dict[str, str]]]:
+    """In one read transaction: the stored answer to a repeated key, else the catalogue's problems."""
+    earlier = context.lookup(session) if context is not None else None
+    if earlier is not None:
+        return Answer(earlier[0], earlier[1], replayed=True), []
+    return None, check_catalogue(session, sub)[1]

@@ -18,11 +18,13 @@ from sqlalchemy.orm import Session
 
 from adapters.payment.port import LocalPayment, PaymentRequest, PaymentState
 from adapters.payment.vnpay_wire import format_time
+from gateway import messages, outbox
 from gateway.domain.status import TERMINAL_STATUSES, Status
 from gateway.store.models import Dossier, Fee, Payment
 
 __all__ = [
     "FAILED",
+    "NATIONAL",
     "PAID",
     "PENDING",
     "PROVIDER",
@@ -40,8 +42,10 @@ __all__ = [
 
 log = logging.getLogger("gateway.fees")
 
-#: ``Payment.provider`` of the payments the gateway creates.
+#: ``Payment.provider`` of the payments the gateway creates: the VNPay-style bank gateway (the default), or the
+#: national payment platform (created through the outbox: ``payment.init``).
 PROVIDER = "vnpay"
+NATIONAL = "national"
 #: Payment statuses (``Payment.status``).
 PENDING, PAID, FAILED = "pending", "paid", "failed"
 _STATES = {PENDING: PaymentState.PENDING, PAID: PaymentState.PAID, FAILED: PaymentState.FAILED}
@@ -61,6 +65,10 @@ class PaymentTerms(Protocol):
 
     @property
     def query_after_minutes(self) -> int: ...
+
+    def provider_for(self, procedure_code: str, agency_code: str) -> str:
+        """The provider taking a dossier's fees (``vnpay`` or ``national``)."""
+        ...
 
 
 class SignPayment(Protocol):
@@ -121,14 +129,48 @@ def _expired(payment: Payment, now: datetime) -> bool:
         return False
 
 
+def _national_payment(session: Session, dossier: Dossier, reference: str, amount: int, now: datetime) -> Payment:
+    """A pending payment at the national platform: created there by the outbox (``payment.init``), which keeps the
+    payer's URL it answers."""
+    payment = Payment(
+        dossier_id=dossier.id,
+        provider=NATIONAL,
+        reference=reference,
+        amount=amount,
+        currency="VND",
+        fee_codes=[fee.code for fee in unpaid(dossier)],
+        status=PENDING,
+        url=None,
+        created_at=now,
+        details={"create_date": format_time(now), "expires_at": None, "init": "pending"},
+    )
+    session.add(payment)
+    session.flush()
+    outbox.enqueue(
+        session,
+        kind=messages.PAYMENT_INIT,
+        target=messages.PAYMENT_TARGET,
+        payload={"dossier_code": dossier.code, "reference": reference},
+        idempotency_key=outbox.message_key(dossier.code, f"payment_init:{reference}"),
+        ordering_key=f"{dossier.code}#payment",  # a lane of its own: an agency that is down does not hold it
+    )
+    return payment
+
+
 def create_payment(session: Session, dossier: Dossier, online: OnlinePayment, now: datetime) -> Payment:
-    """A new pending payment of ``dossier``'s unpaid fees (the signed URL built locally)."""
+    """A new pending payment of ``dossier``'s unpaid fees at the provider its procedure or agency takes (the
+    VNPay-style signed URL built locally; the national platform's asked for through the outbox)."""
     fees = unpaid(dossier)
     amount = sum(fee.amount for fee in fees)
     if isinstance(amount, bool) or not isinstance(amount, int):
         raise TypeError("fee amounts must be int VND")
     number = 1 + len(payments_of(session, dossier))
     reference = f"{dossier.code}-P{number}"
+    provider = online.terms.provider_for(dossier.procedure_code, dossier.agency_code)
+    if provider == NATIONAL:
+        payment = _national_payment(session, dossier, reference, amount, now)
+        log.info("payment created", extra={"dossier_code": dossier.code, "reference": reference, "provider": provider})
+        return payment
     request = online.sign(
         reference,
         amount,

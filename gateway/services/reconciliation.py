@@ -29,17 +29,23 @@ def vietnam_day_bounds(day: datetime) -> tuple[datetime, datetime]:
     return local.astimezone(UTC), (local + timedelta(days=1)).astimezone(UTC)
 
 
-def local_payments(session: Session, references: Iterable[str], days: Iterable[datetime]) -> list[LocalPayment]:
-    """The gateway's side of a settlement: the payments named in it, and those paid on ``days`` (Vietnam's time)."""
+def local_payments(
+    session: Session, references: Iterable[str], days: Iterable[datetime], *, provider: str | None = None
+) -> list[LocalPayment]:
+    """The gateway's side of a settlement: the payments named in it, and those paid on ``days`` (Vietnam's time)
+    (only ``provider``'s, ``Payment.provider``, when given)."""
     found: dict[str, Payment] = {}
     names = sorted(set(references))
     for start in range(0, len(names), _CHUNK):
         chunk = names[start : start + _CHUNK]
         for payment in session.scalars(select(Payment).where(Payment.reference.in_(chunk))):
-            found[payment.reference] = payment
+            if provider is None or payment.provider == provider:
+                found[payment.reference] = payment
     for day in days:
         low, high = vietnam_day_bounds(day)
         statement = select(Payment).where(Payment.status == PAID, Payment.paid_at >= low, Payment.paid_at < high)
+        if provider is not None:
+            statement = statement.where(Payment.provider == provider)
         for payment in session.scalars(statement):
             found[payment.reference] = payment
     return [local_payment(payment) for payment in sorted(found.values(), key=lambda p: p.id)]

@@ -47,9 +47,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("supplement_requests", "Yêu cầu bổ sung"),
     ("supplement_reasons", "Lý do yêu cầu bổ sung"),
     ("withdrawn", "Rút hồ sơ"),
+    ("stopped", "Dừng xử lý"),
     ("repeated_supplements", "Yêu cầu bổ sung nhiều lần"),
     ("originals_exempt_share", "Tỷ lệ miễn đối chiếu bản gốc (chữ ký số)"),
     ("average_processing_days", "Thời gian giải quyết bình quân (ngày làm việc)"),
+    ("ratings", "Số lượt đánh giá hài lòng"),
+    ("average_rating", "Mức độ hài lòng bình quân (điểm 1-5)"),
 )
 
 SYSTEM_COLUMNS: tuple[tuple[str, str], ...] = (

@@ -16,11 +16,12 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.domain.calendar import OfficeCalendar
+from gateway.domain.ratings import average
 from gateway.domain.reports import DossierRecord, Figures, Period, Step, count_dossiers
 from gateway.domain.status import TERMINAL_STATUSES
 from gateway.domain.times import iso
 from gateway.outbox import DEAD, DONE
-from gateway.store.models import Agency, Dossier, OutboxMessage, Procedure
+from gateway.store.models import Agency, Dossier, OutboxMessage, Procedure, Rating
 
 __all__ = ["Report", "build_report"]
 
@@ -103,8 +104,9 @@ def _steps(dossier: Dossier) -> tuple[Step, ...]:
 
 
 def _dossiers(session: Session, period: Period, procedure: str | None) -> list[Dossier]:
-    """The dossiers that may have something in ``period``: arrived before its end, and open or changed since a
-    little before its start."""
+    """The dossiers that may have something in ``period``: arrived before its end, and open, changed since a
+    little before its start, or rated in it."""
+    rated = select(Rating.dossier_id).where(Rating.rated_at >= period.start_at, Rating.rated_at < period.end_at)
     statement = (
         select(Dossier)
         .where(
@@ -112,6 +114,7 @@ def _dossiers(session: Session, period: Period, procedure: str | None) -> list[D
             or_(
                 Dossier.status.not_in([s.value for s in TERMINAL_STATUSES]),
                 Dossier.updated_at >= period.start_at - _MARGIN,
+                Dossier.id.in_(rated),
             ),
         )
         .options(selectinload(Dossier.history))
@@ -122,11 +125,26 @@ def _dossiers(session: Session, period: Period, procedure: str | None) -> list[D
     return list(session.scalars(statement))
 
 
+def _ratings(session: Session, dossiers: list[Dossier]) -> dict[int, tuple[datetime, float]]:
+    """``dossier id -> (rated at, average score)`` of the rated ones among ``dossiers``."""
+    ids = [dossier.id for dossier in dossiers]
+    found: dict[int, tuple[datetime, float]] = {}
+    for start in range(0, len(ids), 500):
+        statement = select(Rating).where(Rating.dossier_id.in_(ids[start : start + 500]))
+        for rating in session.scalars(statement):
+            scores = {key: int(value) for key, value in (rating.scores or {}).items()}
+            if scores:
+                found[rating.dossier_id] = (rating.rated_at, average(scores))
+    return found
+
+
 def _records(session: Session, dossiers: list[Dossier]) -> tuple[list[DossierRecord], list[str]]:
-    days = {code: days for code, days in session.execute(select(Procedure.code, Procedure.processing_days))}
+    rules = select(Procedure.code, Procedure.processing_days, Procedure.suspension)
+    days = {code: (days, suspension == "stop") for code, days, suspension in session.execute(rules)}
+    rated = _ratings(session, dossiers)
     records, left_out = [], []
     for dossier in dossiers:
-        processing_days = days.get(dossier.procedure_code)
+        processing_days, suspension_final = days.get(dossier.procedure_code, (None, False))
         if processing_days is None or not dossier.history:
             left_out.append(dossier.code)  # its due date cannot be computed: the procedure left the catalogue
             continue
@@ -139,6 +157,9 @@ def _records(session: Session, dossiers: list[Dossier]) -> tuple[list[DossierRec
                 originals_check_required=dossier.originals_check_required,
                 processing_days=processing_days,
                 history=_steps(dossier),
+                rated_at=rated[dossier.id][0] if dossier.id in rated else None,
+                rating_average=rated[dossier.id][1] if dossier.id in rated else None,
+                suspension_final=suspension_final,
             )
         )
     return records, left_out

@@ -2,7 +2,9 @@
 
 :func:`watch_items` reads the open dossiers with their history (deadlines are recomputed from it, so a wait in
 progress is seen as it is now) and returns one :class:`WatchItem` per dossier and condition: no personal data, only
-codes, statuses and times. :func:`counts_by_agency` folds them into the figures metrics and the console show.
+codes, statuses and times. Citizens' questions still unanswered past their due time are items too (condition
+``question_unanswered``, ``question_id`` set, no dossier code). :func:`counts_by_agency` folds them into the figures
+metrics and the console show.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.domain.calendar import OfficeCalendar
+from gateway.domain.questions import is_late
 from gateway.domain.status import Status
 from gateway.domain.watch import FINISHED_STATUSES, Condition, findings
 from gateway.services.changes import deadlines_of
-from gateway.store.models import Dossier
+from gateway.store.models import Dossier, Question
 
 __all__ = ["WatchItem", "counts_by_agency", "watch_items"]
 
@@ -35,10 +38,14 @@ class WatchItem:
     condition: Condition
     deadline: datetime
     due_at: datetime | None
+    #: Set for an unanswered question (then ``dossier_code`` is empty).
+    question_id: int | None = None
 
-    def alert_body(self, now: datetime) -> dict[str, str | None]:
+    def alert_body(self, now: datetime) -> dict[str, str | int | None]:
         """The JSON body of this item's alert (codes and times only)."""
+        extra: dict[str, str | int | None] = {} if self.question_id is None else {"question_id": self.question_id}
         return {
+            **extra,
             "type": "deadline_watch",
             "condition": self.condition.value,
             "dossier_code": self.dossier_code,
@@ -81,8 +88,31 @@ def watch_items(
                     due_at=calendar.local(deadlines.due_at),
                 )
             )
-    items.sort(key=lambda item: (item.deadline, item.dossier_code, item.condition.value))
+    items += _late_questions(session, calendar, now, agency_code)
+    items.sort(key=lambda item: (item.deadline, item.dossier_code, item.condition.value, item.question_id or 0))
     return items
+
+
+def _late_questions(
+    session: Session, calendar: OfficeCalendar, now: datetime, agency_code: str | None
+) -> list[WatchItem]:
+    statement = select(Question).where(Question.answered_at.is_(None), Question.answer_by < now)
+    if agency_code is not None:
+        statement = statement.where(Question.agency_code == agency_code)
+    return [
+        WatchItem(
+            dossier_code="",
+            agency_code=question.agency_code,
+            procedure_code=question.procedure_code or "",
+            status="unanswered",
+            condition=Condition.QUESTION_UNANSWERED,
+            deadline=calendar.local(question.answer_by),
+            due_at=calendar.local(question.answer_by),
+            question_id=question.id,
+        )
+        for question in session.scalars(statement.order_by(Question.id))
+        if is_late(question.answer_by, question.answered_at, now)
+    ]
 
 
 def counts_by_agency(items: Iterable[WatchItem]) -> dict[str, dict[str, int]]:

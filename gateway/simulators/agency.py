@@ -6,6 +6,7 @@ authenticated). It behaves as a well-behaved agency should:
 * ``POST /dossiers`` stores the dossier; ``GET /dossiers/{code}`` answers its status;
   ``POST /dossiers/{code}/supplements`` and ``/withdraw`` record supplements and withdrawals;
   ``POST /dossiers/{code}/payments`` records the fees the applicant paid (``payments`` of the dossier);
+  ``POST /questions`` records a citizen's question (``questions``, by id; answered through the gateway's API);
 * every ``POST`` needs an ``Idempotency-Key``: a repeated key gets the first answer again (header
   ``Idempotent-Replayed: true``) and causes no second effect; the same key with another request is refused (422);
   ``effects`` counts what really happened, so tests can assert exactly-once;
@@ -115,6 +116,7 @@ class AgencySimulator:
     mapping: RestMapping = field(default_factory=RestMapping)
     factory: ClientFactory = field(default_factory=lambda: default_factory)
     dossiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    questions: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: dict[str, _Answer] = field(default_factory=dict)
     effects: Counter[str] = field(default_factory=Counter)
     counters: Counter[str] = field(default_factory=Counter)
@@ -127,6 +129,7 @@ class AgencySimulator:
 
     def reset(self) -> None:
         self.dossiers.clear()
+        self.questions.clear()
         self.answers.clear()
         self.effects.clear()
         self.counters.clear()
@@ -137,6 +140,7 @@ class AgencySimulator:
     def state(self) -> dict[str, Any]:
         return {
             "dossiers": self.dossiers,
+            "questions": self.questions,
             "effects": dict(self.effects),
             "counters": dict(self.counters),
             "faults": asdict(self.faults),
@@ -213,6 +217,14 @@ class AgencySimulator:
         self.effects["fee_paid"] += 1
         record.setdefault("payments", []).append(payload)
         return 200, {"code": code, "reference": reference, "accepted": True}
+
+    def question(self, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        key, text = payload.get("id"), payload.get("question")
+        if isinstance(key, bool) or not isinstance(key, int | str) or not isinstance(text, str) or not text:
+            return 400, {"error": "invalid_question", "detail": "id and question are required"}
+        self.effects["question"] += 1
+        self.questions[str(key)] = {**payload, "received_at": _now()}
+        return 202, {"id": key, "accepted": True}
 
     def _set_status(self, record: dict[str, Any], status: str, at: str | None = None) -> None:
         record["status"] = status
@@ -398,6 +410,9 @@ class _Handlers:
         code = request.path_params["code"]
         return await self._mutation(request, lambda payload: self.sim.fee_paid(code, payload))
 
+    async def question(self, request: Request) -> Response:
+        return await self._mutation(request, self.sim.question)
+
     async def faults(self, request: Request) -> Response:
         try:
             changes = json.loads(await request.body() or b"{}")
@@ -474,6 +489,7 @@ def create_app(
         _route(paths["supplement"], handlers.supplement, "POST"),
         _route(paths["withdraw"], handlers.withdraw, "POST"),
         _route(paths["fee_paid"], handlers.fee_paid, "POST"),
+        _route(paths["question"], handlers.question, "POST"),
         _route("/_sim/faults", handlers.faults, "POST"),
         _route("/_sim/state", handlers.state, "GET"),
         _route("/_sim/reset", handlers.reset, "POST"),

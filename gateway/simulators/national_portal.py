@@ -11,7 +11,9 @@ as the real portal does, awkward parts included:
   ``CapNhatTienDoHoSoMC`` (steps appended to the dossier's progress); malformed records are refused one by one
   (``result[]``, call-level ``error_code`` ``05``); a new dossier the portal already has (``isUpdating`` false) is
   refused with ``14``, an update or a step for an unknown dossier with ``13``;
-  ``TraCuuHoSoMC`` answers the ``TrangThaiHoSo`` it holds for each ``MaHoSo`` (``13`` for one it does not have);
+  ``DanhGiaHaiLongMC`` stores a dossier's satisfaction rating (``ratings``, by ``MaHoSo``; ``13`` for a dossier it
+  does not have); ``TraCuuHoSoMC`` answers the ``TrangThaiHoSo`` it holds for each ``MaHoSo`` (``13`` for one it
+  does not have);
 * ``POST /share`` answers ``LayDanhSachTTHC`` with the configured catalogue;
 * with ``error_rate`` (seeded by ``seed``), that share of contract requests fails with HTTP 503.
 
@@ -137,6 +139,7 @@ class NationalPortalSimulator:
     clock: Callable[[], float] = time.monotonic
     sessions: dict[str, _Session] = field(default_factory=dict, repr=False)
     dossiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ratings: dict[str, dict[str, Any]] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
     calls: list[dict[str, Any]] = field(default_factory=list)
     down_next: int = 0
@@ -156,6 +159,7 @@ class NationalPortalSimulator:
     def reset(self) -> None:
         self.sessions.clear()
         self.dossiers.clear()
+        self.ratings.clear()
         self.counters.clear()
         self.calls.clear()
         self.down_next = 0
@@ -166,6 +170,7 @@ class NationalPortalSimulator:
     def state(self) -> dict[str, Any]:
         return {
             "dossiers": self.dossiers,
+            "ratings": self.ratings,
             "sessions": len(self.sessions),
             "counters": dict(self.counters),
             "calls": self.calls,
@@ -191,6 +196,7 @@ class NationalPortalSimulator:
             "updates": known["updates"],
             "record": known["record"],
             "progress": known["progress"],
+            "rating": self.ratings.get(code),
         }
 
     def set_faults(self, changes: Mapping[str, Any]) -> None:
@@ -310,7 +316,7 @@ class NationalPortalSimulator:
                 return {"error_code": wire.CODE_BAD_REQUEST, "message": "Thiếu data"}
             self.counters["lookups"] += 1
             return {"error_code": "00", "message": "Thành công", "result": [self._lookup(record) for record in data]}
-        elif service in (wire.SERVICE_SYNC, wire.SERVICE_PROGRESS):
+        elif service in (wire.SERVICE_SYNC, wire.SERVICE_PROGRESS, wire.SERVICE_RATING):
             updating = body.get("isUpdating", False)
             if isinstance(updating, str) and updating.lower() in ("true", "false"):
                 updating = updating.lower() == "true"
@@ -318,6 +324,8 @@ class NationalPortalSimulator:
                 return {"error_code": wire.CODE_BAD_REQUEST, "message": "Thiếu data hoặc isUpdating"}
             if service == wire.SERVICE_SYNC:
                 results = [self._sync(record, updating) for record in data]
+            elif service == wire.SERVICE_RATING:
+                results = [self._rating(record) for record in data]
             else:
                 results = [self._progress(record) for record in data]
             refused = sum(1 for r in results if r["error_code"] != "00")
@@ -404,6 +412,16 @@ class NationalPortalSimulator:
             self.dossiers[key] = {"record": record, "TrangThaiHoSo": status, "updates": 0, "progress": []}
         else:
             known.update(record=record, TrangThaiHoSo=status, updates=known["updates"] + 1)
+        return {"MaHoSo": key, "error_code": "00"}
+
+    def _rating(self, record: Any) -> dict[str, Any]:
+        key = record.get("MaHoSo") if isinstance(record, dict) else None
+        problem = wire.rating_problem(record)
+        if problem is not None:
+            return self._refusal(key, *problem)
+        if key not in self.dossiers:
+            return self._refusal(key, wire.CODE_NOT_FOUND, "Hồ sơ chưa được đồng bộ")
+        self.ratings[key] = record
         return {"MaHoSo": key, "error_code": "00"}
 
     def _progress(self, record: Any) -> dict[str, Any]:

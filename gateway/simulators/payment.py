@@ -16,7 +16,8 @@ For tests, demos and trials; never for production (state in memory, ``/_sim`` op
 * ``POST /merchant_webapi/api/transaction``: ``querydr``, signed both ways (``|``-joined fields);
 * ``GET /_sim/settlement?date=yyyyMMdd``: the day's settlement CSV (transactions finished that day, GMT+7);
 * ``GET /_sim/state``, ``POST /_sim/reset``, ``POST /_sim/config`` ``{"notify_url", "ipn_delay_seconds",
-  "duplicate_ipn"}``; ``POST /_sim/transactions`` adds a finished transaction directly (for reconciliation demos).
+  "duplicate_ipn"}``; ``POST /_sim/transactions`` adds a finished transaction directly (for reconciliation demos);
+* under ``/national``: the national payment platform (:mod:`gateway.simulators.national_payment`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from adapters.errors import UpstreamError
@@ -58,6 +59,7 @@ from adapters.payment.vnpay import (
     sign,
     signed_query,
 )
+from gateway.simulators.national_payment import create_app as create_national
 
 __all__ = ["PAYMENT_PAGE_PATH", "QUERY_PATH", "PaymentSimulator", "Transaction", "create_app"]
 
@@ -346,6 +348,7 @@ def create_app(
     ipn_delay_seconds: float = 0.0,
     duplicate_ipn: bool = False,
     factory: ClientFactory | None = None,
+    national_notify_url: str | None = None,
 ) -> ASGIApp:
     """The simulated payment platform as an ASGI app; its :class:`PaymentSimulator` is ``app.state.simulator``.
 
@@ -354,7 +357,11 @@ def create_app(
     :param ipn_delay_seconds: delay before each IPN delivery (then delivered in the background).
     :param duplicate_ipn: deliver every IPN twice.
     :param factory: HTTP client factory for the IPNs (the process-wide one by default).
+    :param national_notify_url: where the national payment platform served under ``/national``
+        (:mod:`gateway.simulators.national_payment`, its simulator ``app.state.national``) posts its notifications
+        (the gateway's ``/api/v1/payments/notify/national``).
     """
+    national = create_national(notify_url=national_notify_url, factory=factory)
     sim = PaymentSimulator(
         merchant_code=merchant_code,
         secret=secret,
@@ -512,6 +519,7 @@ def create_app(
         Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/config", config, methods=["POST"]),
         Route("/_sim/transactions", add_transaction, methods=["POST"]),
+        Mount("/national", app=national),
     ]
 
     @contextlib.asynccontextmanager
@@ -520,7 +528,9 @@ def create_app(
             yield
         finally:
             await sim.aclose()
+            await national.state.simulator.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.simulator = sim
+    app.state.national = national.state.simulator
     return app

@@ -532,6 +532,7 @@ def _rest_dossier(hoso: Mapping[str, Any]) -> dict[str, Any]:
         "NgayTiepNhan": "received_at",
         "NgayHenTra": "due_at",
         "HinhThucTraKetQua": "return_method",
+        "HanXuLyCoQuan": "agency_due_at",
     }
     dossier: dict[str, Any] = {ours: hoso[theirs] for theirs, ours in names.items() if theirs in hoso}
     person = hoso.get("NguoiNop")
@@ -551,6 +552,8 @@ def _rest_dossier(hoso: Mapping[str, Any]) -> dict[str, Any]:
         for fee in _list(hoso.get("PhiLePhi"))
     ]
     dossier["originals_check_required"] = str(hoso.get("YeuCauDoiChieuBanGoc", "false")).strip() in ("true", "1")
+    if hoso.get("TrangThaiThanhToan"):
+        dossier["payment"] = {"status": hoso["TrangThaiThanhToan"]}
     return dossier
 
 
@@ -912,6 +915,8 @@ def callback_envelope(event: Mapping[str, Any], *, status_codes: bool = False) -
                 file.append(cb.ChuKyRoi(str(item["detached_signature_base64"])))
             outcome.append(file)
         operation.append(outcome)
+    if isinstance(event.get("fees_paid"), bool):
+        operation.append(cb.DaNopPhi("true" if event["fees_paid"] else "false"))
     soap = ElementMaker(namespace=SOAP11, nsmap={"soap": SOAP11})
     body = etree.tostring(soap.Envelope(soap.Body(operation)), xml_declaration=True, encoding="utf-8")
     headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{CALLBACK_NAMESPACE}#CapNhatTrangThaiHoSo"'}

@@ -259,6 +259,8 @@ class AuditEntry(Base):
     __tablename__ = "audit"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: The chain the entry belongs to (``gateway.audit``: concurrent writers spread over a few chains).
+    chain: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
@@ -267,7 +269,10 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
-    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_prev_hash"),)
+    __table_args__ = (
+        UniqueConstraint("chain", "prev_hash", name="uq_audit_chain_prev_hash"),
+        Index("ix_audit_chain_id", "chain", "id"),
+    )
 
 
 class Payment(Base):
@@ -344,3 +349,45 @@ class AgencyPoll(Base):
     last_polled_at: Mapped[datetime | None] = mapped_column(default=None)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Rating(Base):
+    """The applicant's satisfaction rating of a returned dossier: one per dossier, scores 1 to 5 per criterion."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), unique=True)
+    dossier_code: Mapped[str] = mapped_column(String(96))
+    #: The agency that returned the result (the lead agency) and the procedure: what the reports average over.
+    agency_code: Mapped[str] = mapped_column(String(64), index=True)
+    procedure_code: Mapped[str] = mapped_column(String(64))
+    #: ``{criterion: score}`` (:data:`gateway.domain.ratings.CRITERIA`).
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text, default=None)
+    rated_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    #: When the national portal accepted it (none: not yet, or the integration is off).
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Question(Base):
+    """A citizen's question to the competent agency and, once given, the agency's answer."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency_code: Mapped[str] = mapped_column(String(64), index=True)
+    procedure_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    text: Mapped[str] = mapped_column(Text)
+    #: ``portal`` | ``email`` | ``sms`` | ``post``: how the portal relays the answer to the asker.
+    reply_channel: Mapped[str] = mapped_column(String(16))
+    #: The asker's contact details (personal data: never logged, never sent to the agency).
+    contact: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    #: How it reaches the agency: ``rest`` (posted through the outbox) or ``poll`` (the agency fetches it).
+    route: Mapped[str] = mapped_column(String(8))
+    asked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answer_by: Mapped[datetime] = mapped_column()
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    answered_by: Mapped[str | None] = mapped_column(Text, default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None, index=True)

@@ -20,7 +20,7 @@ from adapters.errors import AuthError, BadResponseError, PermanentError, Transie
 from adapters.onestop.soap.documents import ZEEP_SETTINGS
 from adapters.onestop.soap.errors import SoapFaultError, one_line
 from adapters.onestop.soap.mapping import SoapMapping
-from adapters.onestop.soap.transport import CallRecord
+from adapters.onestop.soap.transport import CURRENT_CALL, CallRecord
 
 __all__ = ["AnswerCheck", "fault_error", "read_payload"]
 
@@ -40,15 +40,17 @@ def _expected_answer(operation: Any) -> etree.QName | None:
 
 
 class AnswerCheck(Plugin):
-    """Checks the parsed answer's payload element and keeps the envelope in ``call`` (when given)."""
+    """Checks the parsed answer's payload element and keeps the envelope in ``call`` (when given; else in the
+    :data:`~adapters.onestop.soap.transport.CURRENT_CALL` of the task)."""
 
     def __init__(self, upstream: str, call: CallRecord | None = None) -> None:
         self.upstream = upstream
         self.call = call
 
     def ingress(self, envelope: etree._Element, http_headers: Any, operation: Any) -> tuple[Any, Any]:
-        if self.call is not None:
-            self.call.envelope = envelope
+        call = self.call if self.call is not None else CURRENT_CALL.get()
+        if call is not None:
+            call.envelope = envelope
         namespace = etree.QName(envelope).namespace
         body = envelope.find(f"{{{namespace}}}Body")
         if body is None:

@@ -35,7 +35,7 @@ from adapters.onestop.soap.fetch import WsdlLimits
 from adapters.onestop.soap.loader import LoadedWsdl, WsdlLoader
 from adapters.onestop.soap.mapping import SoapMapping
 from adapters.onestop.soap.schema import fit, message_type, select_port, soap_version_of
-from adapters.onestop.soap.transport import CallRecord, GatewayAsyncTransport
+from adapters.onestop.soap.transport import CURRENT_CALL, CallRecord, GatewayAsyncTransport
 from adapters.onestop.soap.wsse import LazyUsernameToken
 
 __all__ = ["DEFAULT_MAX_ANSWER_BYTES", "FAULT_ALREADY_EXISTS", "SoapOneStopClient"]
@@ -84,9 +84,10 @@ class SoapOneStopClient:
     ``http`` comes from :meth:`adapters.http.ClientFactory.client` (the agency's settings and auth, whose
     ``max_response_bytes`` caps each answer); it fetches the service description and carries every operation, and
     is not closed by this object unless it was made by :meth:`from_document`. The description is loaded at the first
-    call (or by :meth:`load`) through ``wsdl_loader``, once per loader for each WSDL URL; each call then binds a
+    call (or by :meth:`load`) through ``wsdl_loader``, once per loader for each WSDL URL; the client then binds one
     :class:`zeep.proxy.AsyncServiceProxy` over the chosen port (``zeep.AsyncClient.create_service()`` would return a
-    sync proxy) with this client's credentials, ``endpoint`` (when registered) as the address.
+    sync proxy) with this client's credentials, ``endpoint`` (when registered) as the address, which every call
+    (concurrent ones included) shares.
 
     A fault whose detail carries ``LoiNghiepVu`` is a :class:`~adapters.onestop.soap.errors.SoapFaultError`
     (``DA_TON_TAI`` to a delivery means "already there" and counts as delivered); ``soap:Server``/``env:Receiver``
@@ -135,6 +136,7 @@ class SoapOneStopClient:
         self._owns_client = False
         self._loaded: LoadedWsdl | None = None
         self._binding: Any = None
+        self._service: tuple[LoadedWsdl, AsyncServiceProxy] | None = None
         self.address: str | None = None
         self.soap_version: str | None = None
         self.port_name: str | None = None
@@ -232,17 +234,22 @@ class SoapOneStopClient:
         self._loaded = loaded
         return loaded
 
-    def _proxy(self, loaded: LoadedWsdl, call: CallRecord) -> AsyncServiceProxy:
-        """The service proxy of one call: this client's transport and credentials, recording into ``call``."""
+    def _proxy(self, loaded: LoadedWsdl) -> AsyncServiceProxy:
+        """The service proxy of this client (built once per loaded description): this client's transport and
+        credentials; each call records into its task's :data:`~adapters.onestop.soap.transport.CURRENT_CALL`."""
+        if self._service is not None and self._service[0] is loaded:
+            return self._service[1]
         client = zeep.AsyncClient(
             wsdl=loaded.document,
             wsse=self._wsse,
-            transport=self._transport.for_call(call),
-            plugins=[AnswerCheck(self.upstream, call)],
+            transport=self._transport,
+            plugins=[AnswerCheck(self.upstream)],
             settings=ZEEP_SETTINGS,
         )
         # Not client.create_service(): inherited from the sync client, it returns a sync ServiceProxy.
-        return AsyncServiceProxy(client, self._binding, address=self.address)
+        proxy = AsyncServiceProxy(client, self._binding, address=self.address)
+        self._service = (loaded, proxy)
+        return proxy
 
     async def _call(self, operation: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Call ``operation`` with ``values`` (reference names); the answer's payload in reference names."""
@@ -253,9 +260,10 @@ class SoapOneStopClient:
             raise WsdlError(f"the service has no operation {name} ({operation})", upstream=self.upstream)
         parameters = fit(self.mapping.outbound(dict(values)), message_type(zeep_operation.input))
         call = CallRecord()
+        token = CURRENT_CALL.set(call)
         try:
             with map_http_errors(self.upstream):
-                await self._proxy(loaded, call)[name](**parameters)
+                await self._proxy(loaded)[name](**parameters)
         except UpstreamError:
             raise
         except zeep.exceptions.Fault as fault:
@@ -275,6 +283,8 @@ class SoapOneStopClient:
                 upstream=self.upstream,
                 status_code=call.status_code,
             ) from exc
+        finally:
+            CURRENT_CALL.reset(token)
         return self.mapping.inbound(read_payload(zeep_operation, call.envelope, upstream=self.upstream))
 
     def _transport_error(self, exc: zeep.exceptions.TransportError, call: CallRecord) -> UpstreamError:

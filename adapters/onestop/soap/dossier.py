@@ -104,6 +104,7 @@ def dossier_to_hoso(dossier: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("the dossier has no procedure_code")
     person = _applicant(dossier.get("applicant") or {})
     fees = _fees(dossier.get("fees"))
+    payment = dossier.get("payment")
     # A fixed time (never "now"): a retry must send the very same request, or the agency sees a reused key.
     received = None
     for name in ("received_at", "submitted_at", "created_at"):
@@ -125,6 +126,8 @@ def dossier_to_hoso(dossier: Mapping[str, Any]) -> dict[str, Any]:
         "PhiLePhi": fees,
         "YeuCauDoiChieuBanGoc": bool(dossier.get("originals_check_required", False)),
         "HinhThucTraKetQua": text(dossier.get("return_method")),
+        "HanXuLyCoQuan": aware(dossier.get("agency_due_at"), "agency_due_at"),
+        "TrangThaiThanhToan": text(payment.get("status")) if isinstance(payment, Mapping) else None,
     }
     return {key: value for key, value in hoso.items() if value is not None and value != []}
 

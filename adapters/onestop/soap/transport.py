@@ -7,6 +7,7 @@ answers that are not a SOAP envelope of the version spoken.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import re
@@ -25,7 +26,7 @@ from adapters.http import error_for_response, map_http_errors
 from adapters.onestop.soap.errors import one_line
 from adapters.onestop.soap.fetch import HTML_START
 
-__all__ = ["SOAP11_ENVELOPE", "SOAP12_ENVELOPE", "CallRecord", "GatewayAsyncTransport"]
+__all__ = ["CURRENT_CALL", "SOAP11_ENVELOPE", "SOAP12_ENVELOPE", "CallRecord", "GatewayAsyncTransport"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,10 @@ class CallRecord:
     sent: bool = False
     status_code: int | None = None
     envelope: etree._Element | None = None
+
+
+#: The call the running task makes, for a transport or plugin shared by concurrent calls (each task sees its own).
+CURRENT_CALL: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("soap_call", default=None)
 
 
 def _envelope_root(content: bytes) -> tuple[etree.QName | None, str | None]:
@@ -68,7 +73,8 @@ class GatewayAsyncTransport(AsyncTransport):
     ``AsyncTransport.__init__`` is deliberately not called: it would build its own ``httpx.Client`` (for WSDL
     loading) and ``httpx.AsyncClient`` outside the factory. Documents are served by :meth:`load` from ``documents``
     only; operations are posted through ``client``, whose size cap and deadline bound each answer. A transport made
-    by :meth:`for_call` records into that call's :class:`CallRecord`.
+    by :meth:`for_call` records into that call's :class:`CallRecord`; one made without a call records into the
+    :data:`CURRENT_CALL` of the task posting (one transport then serves concurrent calls).
     """
 
     def __init__(
@@ -110,12 +116,13 @@ class GatewayAsyncTransport(AsyncTransport):
 
     async def post(self, address: str, message: bytes, headers: Mapping[str, str]) -> httpx.Response:
         """Post ``message``; the answer is read whole, within the client's size cap and deadline."""
-        if self.call is not None:
-            self.call.sent = True
+        call = self.call if self.call is not None else CURRENT_CALL.get()
+        if call is not None:
+            call.sent = True
         with map_http_errors(self.upstream):
             response = await self.client.post(address, content=message, headers=dict(headers))
-        if self.call is not None:
-            self.call.status_code = response.status_code
+        if call is not None:
+            call.status_code = response.status_code
         return response
 
     async def post_xml(self, address: str, envelope: etree._Element, headers: Mapping[str, str]) -> Any:

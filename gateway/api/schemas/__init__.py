@@ -7,6 +7,7 @@ a field added to a read model is answered (and conforms) before it is documented
 
 from __future__ import annotations
 
+from .citizens import AgencyQuestion, AgencyQuestionList, QuestionView, RatingView
 from .dossiers import (
     ComponentView,
     DossierView,
@@ -18,13 +19,22 @@ from .dossiers import (
     ShipmentView,
 )
 from .errors import ErrorBody, ErrorResponse, error_responses
-from .operations import Health, PaymentNotificationAnswer, PostalEventOutcome, Ready
+from .operations import (
+    Health,
+    NationalPaymentNotificationAnswer,
+    PaymentNotificationAnswer,
+    PostalEventOutcome,
+    Ready,
+    SmsInboundOutcome,
+)
 from .registry import AgencyList, AgencyRegistration, OutboxMessageView, OutboxPage
 from .reports import PeriodicReport
 from .signatures import SignatureReport, SignatureResult, Signer
 
 __all__ = [
     "AgencyList",
+    "AgencyQuestion",
+    "AgencyQuestionList",
     "AgencyRegistration",
     "ComponentView",
     "DossierView",
@@ -35,16 +45,20 @@ __all__ = [
     "Health",
     "HistoryItem",
     "LookupView",
+    "NationalPaymentNotificationAnswer",
     "OutboxMessageView",
     "OutboxPage",
     "PaymentNotificationAnswer",
     "PaymentView",
     "PeriodicReport",
     "PostalEventOutcome",
+    "QuestionView",
+    "RatingView",
     "Ready",
     "ShipmentView",
     "SignatureReport",
     "SignatureResult",
     "Signer",
+    "SmsInboundOutcome",
     "error_responses",
 ]

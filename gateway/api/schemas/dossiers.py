@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from .base import Answer
+from .citizens import RatingView
 from .signatures import SignatureReport
 
 __all__ = [
@@ -101,6 +102,7 @@ class DossierView(Answer):
     payment: PaymentView | None
     shipments: list[ShipmentView]
     history: list[HistoryItem]
+    rating: RatingView | None = Field(default=None, description="the applicant's rating, once given")
     result: dict[str, Any] | None
     extra: dict[str, Any]
 

@@ -8,7 +8,14 @@ from pydantic import Field
 
 from .base import Answer
 
-__all__ = ["Health", "PaymentNotificationAnswer", "PostalEventOutcome", "Ready"]
+__all__ = [
+    "Health",
+    "NationalPaymentNotificationAnswer",
+    "PaymentNotificationAnswer",
+    "PostalEventOutcome",
+    "Ready",
+    "SmsInboundOutcome",
+]
 
 
 class Health(Answer):
@@ -29,6 +36,23 @@ class PaymentNotificationAnswer(Answer):
         examples=["00"],
     )
     Message: str
+
+
+class NationalPaymentNotificationAnswer(Answer):
+    """The national payment platform's expected answer (always HTTP 200)."""
+
+    MaLoi: Literal["00", "01", "02", "04", "97", "99"] = Field(
+        description="00 recorded, 01 unknown reference, 02 already confirmed, 04 amount mismatch, "
+        "97 bad MaXacThuc, 99 anything else",
+        examples=["00"],
+    )
+
+
+class SmsInboundOutcome(Answer):
+    """What an inbound text did: its reply queued (``found``, ``unknown``, ``syntax``) or none (``rate_limited``)."""
+
+    outcome: Literal["found", "unknown", "syntax", "rate_limited"]
+    replied: bool
 
 
 class PostalEventOutcome(Answer):

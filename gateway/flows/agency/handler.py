@@ -1,4 +1,5 @@
-"""Delivering to agencies: ``agency.deliver``, ``agency.supplement``, ``agency.withdraw`` and ``agency.fee_paid``.
+"""Delivering to agencies: ``agency.deliver``, ``agency.supplement``, ``agency.withdraw``, ``agency.fee_paid`` and
+``agency.question`` (a citizen's question, to agencies registered with ``protocol = "rest"``).
 
 The handler reads what a message needs in one unit of work (the registration, the dossier as the agency receives
 it), then calls the agency's one-stop client outside any transaction. A missing registration or dossier, or a
@@ -21,11 +22,12 @@ from sqlalchemy.orm import Session
 from adapters.errors import PermanentError
 from adapters.onestop.port import OneStopClient
 from gateway import messages
-from gateway.flows.agency.ports import AgencyClients, FeePaidReceiver
+from gateway.flows.agency.ports import AgencyClients, FeePaidReceiver, QuestionReceiver
 from gateway.flows.payment.agency_notice import fee_paid_notice
 from gateway.registry import get_agency
 from gateway.services.context import Context
-from gateway.store.models import Dossier
+from gateway.services.questions import agency_view
+from gateway.store.models import Dossier, Question
 from gateway.workers import MessageView
 
 __all__ = ["AgencyDocument", "AgencyHandler"]
@@ -78,6 +80,14 @@ def _read(
     return _Work(registration=registration, protocol=protocol, components=components)
 
 
+def _question_work(agency_code: str, question_id: int, session: Session) -> _Work:
+    registration, protocol = _registration(session, agency_code)
+    question = session.get(Question, question_id)
+    if question is None:
+        raise PermanentError(f"no question {question_id}", upstream=f"agency:{agency_code}")
+    return _Work(registration=registration, protocol=protocol, body=agency_view(question))
+
+
 def _names(message: MessageView, *keys: str) -> tuple[str, ...]:
     payload = message.payload
     values = [payload.get(key) for key in keys]
@@ -92,7 +102,7 @@ def _names(message: MessageView, *keys: str) -> tuple[str, ...]:
 class AgencyHandler:
     """Delivers the agency message kinds through the agencies' one-stop clients."""
 
-    kinds = frozenset({*messages.AGENCY_KINDS, messages.AGENCY_FEE_PAID})
+    kinds = frozenset({*messages.AGENCY_KINDS, messages.AGENCY_FEE_PAID, messages.AGENCY_QUESTION})
 
     def __init__(self, ctx: Context, clients: AgencyClients, document_of: AgencyDocument) -> None:
         self.ctx = ctx
@@ -102,6 +112,9 @@ class AgencyHandler:
     async def handle(self, message: MessageView) -> None:
         if message.kind == messages.AGENCY_FEE_PAID:
             await self._fee_paid(message)
+            return
+        if message.kind == messages.AGENCY_QUESTION:
+            await self._question(message)
             return
         code, agency_code = _names(message, "dossier_code", "agency_code")
         read = functools.partial(_read, self.document_of, message.kind, code, agency_code, message.payload)
@@ -149,6 +162,23 @@ class AgencyHandler:
             except ValueError as exc:
                 raise PermanentError(f"cannot send: {exc}", upstream=f"agency:{agency_code}") from None
         log.info("agency told of the payment", extra=extra)
+
+    async def _question(self, message: MessageView) -> None:
+        (agency_code,) = _names(message, "agency_code")
+        question_id = message.payload.get("question_id")
+        if isinstance(question_id, bool) or not isinstance(question_id, int):
+            raise PermanentError("the message names no question", upstream=message.target)
+        read = functools.partial(_question_work, agency_code, question_id)
+        work = await self.ctx.db.run(read)
+        extra = {"agency_code": agency_code, "question_id": question_id}
+        async with self.clients.use(agency_code, work.registration) as client:
+            if work.protocol != "rest" or not isinstance(client, QuestionReceiver):
+                raise PermanentError("the agency's contract takes no questions", upstream=f"agency:{agency_code}")
+            try:
+                await client.send_question(work.body, message.idempotency_key)
+            except ValueError as exc:
+                raise PermanentError(f"cannot send: {exc}", upstream=f"agency:{agency_code}") from None
+        log.info("question delivered", extra=extra)
 
     async def aclose(self) -> None:
         await self.clients.aclose()

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from adapters.onestop.port import Acknowledgement, AgencyStatus, OneStopClient
 
-__all__ = ["AgencyClients", "ChangeFeed", "FeePaidReceiver"]
+__all__ = ["AgencyClients", "ChangeFeed", "FeePaidReceiver", "QuestionReceiver"]
 
 
 class AgencyClients(Protocol):
@@ -40,3 +40,10 @@ class FeePaidReceiver(Protocol):
     """An agency system that takes payment notices (``/payments`` in ``docs/agency-rest-contract.md``)."""
 
     async def fee_paid(self, code: str, payment: Mapping[str, Any], idempotency_key: str) -> Acknowledgement: ...
+
+
+@runtime_checkable
+class QuestionReceiver(Protocol):
+    """An agency system that takes citizens' questions (``/questions`` in ``docs/agency-rest-contract.md``)."""
+
+    async def send_question(self, question: Mapping[str, Any], idempotency_key: str) -> Acknowledgement: ...

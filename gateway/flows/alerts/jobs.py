@@ -1,7 +1,8 @@
 """The deadline watch's periodic job: each new finding becomes one ``alert.webhook`` outbox message.
 
 Every ``[watch] interval_seconds`` the watch is read (:func:`gateway.services.watch.watch_items`) and each finding is
-enqueued with the idempotency key ``<dossier code>:alert:<condition>``: the outbox remembers what was sent, so a
+enqueued with the idempotency key ``<dossier code>:alert:<condition>`` (``question:<id>:alert:<condition>`` for an
+unanswered question): the outbox remembers what was sent, so a
 dossier's condition is alerted once, by one process, however often the job runs and however many processes run it.
 The outbox then delivers it with its retries and dead letters, like any other upstream.
 """
@@ -28,7 +29,9 @@ log = logging.getLogger("gateway.alerts")
 
 
 def alert_key(item: WatchItem) -> str:
-    """The idempotency key of ``item``'s alert: one per dossier and condition."""
+    """The idempotency key of ``item``'s alert: one per dossier (or question) and condition."""
+    if item.question_id is not None:
+        return f"question:{item.question_id}:alert:{item.condition.value}"
     return outbox.message_key(item.dossier_code, f"alert:{item.condition.value}")
 
 

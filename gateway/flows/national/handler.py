@@ -21,6 +21,7 @@ from adapters.errors import PermanentError, TransientError, UpstreamError
 from adapters.national_portal import DossierRecord, NationalPortal, ProgressRecord, RecordFailure, wire
 from gateway import messages
 from gateway.domain.status import national_code
+from gateway.flows.national.ratings import deliver_rating
 from gateway.flows.national.records import dossier_record, is_local_step, progress_record
 from gateway.flows.national.settings import NationalPortalSettings
 from gateway.services.context import Context
@@ -143,6 +144,9 @@ class NationalSyncHandler:
     * the ``NationalSync`` row (``status_code``, ``history_id`` — the entry up to which everything was accepted —,
       ``synced_at``, ``last_error``) is updated in one unit of work after the calls, failed or not.
 
+    ``national.rating`` messages (payload ``{"dossier_code", "rating_id"}``) send one satisfaction rating
+    (:func:`~gateway.flows.national.ratings.deliver_rating`).
+
     A message for an entry the portal already has changes nothing. ``"resync": true`` sends the dossier again
     whatever the row says; with ``"full": true`` too (the portal lost it), the whole history is sent again.
 
@@ -156,7 +160,7 @@ class NationalSyncHandler:
     client) when the handler is closed.
     """
 
-    kinds = frozenset({messages.NATIONAL_SYNC})
+    kinds = frozenset({messages.NATIONAL_SYNC, messages.NATIONAL_RATING})
 
     def __init__(
         self,
@@ -178,6 +182,9 @@ class NationalSyncHandler:
             await close()
 
     async def handle(self, message: MessageView) -> None:
+        if message.kind == messages.NATIONAL_RATING:
+            await deliver_rating(self.ctx, self.portal, message, self.clock())
+            return
         payload = message.payload
         code, history_id = payload.get("dossier_code"), payload.get("history_id")
         if not isinstance(code, str) or not code or isinstance(history_id, bool) or not isinstance(history_id, int):

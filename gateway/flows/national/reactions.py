@@ -14,13 +14,21 @@ from sqlalchemy.orm import Session
 
 from gateway import messages, outbox
 from gateway.bus import EventHandler
-from gateway.domain.events import ChangeRecorded, DomainEvent
+from gateway.domain.events import ChangeRecorded, DomainEvent, RatingGiven
 from gateway.flows.national.records import STEP_SKIPPED, is_local_step_name
 from gateway.services.changes import has_step, record_step
 from gateway.store.models import Dossier, OutboxMessage, utcnow
 from gateway.unit_of_work import UnitOfWork
 
-__all__ = ["SKIPPED_NOTE", "enqueue_sync", "ordering_key", "skip_at_intake", "subscriptions", "sync_change"]
+__all__ = [
+    "SKIPPED_NOTE",
+    "enqueue_rating",
+    "enqueue_sync",
+    "ordering_key",
+    "skip_at_intake",
+    "subscriptions",
+    "sync_change",
+]
 
 #: The note of the history step recorded at intake when the integration is off.
 SKIPPED_NOTE = "National portal sync skipped: [national_portal] base_url is not configured"
@@ -59,6 +67,19 @@ def sync_change(event: ChangeRecorded, uow: UnitOfWork) -> None:
     enqueue_sync(uow.session, event.dossier_code, event.history_id)
 
 
+def enqueue_rating(event: RatingGiven, uow: UnitOfWork) -> None:
+    """A ``national.rating`` message for the rating just stored, in the dossier's national lane (after its syncs, so
+    the portal has the dossier when its rating arrives)."""
+    outbox.enqueue(
+        uow.session,
+        kind=messages.NATIONAL_RATING,
+        target=messages.NATIONAL_TARGET,
+        payload={"dossier_code": event.dossier_code, "rating_id": event.rating_id},
+        idempotency_key=outbox.message_key(event.dossier_code, "rating"),
+        ordering_key=ordering_key(event.dossier_code),
+    )
+
+
 def skip_at_intake(event: ChangeRecorded, uow: UnitOfWork) -> None:
     """The integration off: the intake says once in the history that the sync is skipped."""
     if not event.is_intake:
@@ -70,5 +91,8 @@ def skip_at_intake(event: ChangeRecorded, uow: UnitOfWork) -> None:
 
 
 def subscriptions(enabled: bool) -> dict[type[DomainEvent], list[EventHandler]]:
-    """The flow's handlers for the bus: syncs when ``[national_portal]`` is configured, the skipped step when not."""
-    return {ChangeRecorded: [sync_change if enabled else skip_at_intake]}
+    """The flow's handlers for the bus: syncs (and ratings) when ``[national_portal]`` is configured, the skipped
+    step when not (a rating is then kept by the gateway only)."""
+    if not enabled:
+        return {ChangeRecorded: [skip_at_intake]}
+    return {ChangeRecorded: [sync_change], RatingGiven: [enqueue_rating]}

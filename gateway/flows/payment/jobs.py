@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
@@ -32,11 +33,13 @@ log = logging.getLogger("gateway.fees")
 QUERY_BATCH = 100
 
 
-def _due_for_query(session: Session, now: datetime, settings: PaymentSettings) -> list[tuple[int, str, str | None]]:
+def _due_for_query(
+    session: Session, now: datetime, settings: PaymentSettings
+) -> list[tuple[int, str, str | None, str]]:
     created_before = now - timedelta(minutes=settings.query_after_minutes)
     checked_before = now - timedelta(seconds=settings.query_interval_seconds)
     rows = session.execute(
-        select(Payment.id, Payment.reference, Payment.details)
+        select(Payment.id, Payment.reference, Payment.details, Payment.provider)
         .where(
             Payment.status == PENDING,
             Payment.created_at <= created_before,
@@ -45,7 +48,7 @@ def _due_for_query(session: Session, now: datetime, settings: PaymentSettings) -
         .order_by(Payment.id)
         .limit(QUERY_BATCH)
     ).all()
-    return [(row.id, row.reference, (row.details or {}).get("create_date")) for row in rows]
+    return [(row.id, row.reference, (row.details or {}).get("create_date"), row.provider) for row in rows]
 
 
 def _claim(session: Session, payment_id: int, now: datetime, settings: PaymentSettings) -> bool:
@@ -71,11 +74,13 @@ async def query_pending(
     now: datetime | None = None,
     *,
     sign: SignPayment | None,
+    others: Mapping[str, PaymentProvider] | None = None,
 ) -> dict[str, int]:
     """One run of the query job: ask the provider about pending payments with no news; outcomes counted.
 
     The provider is asked with the payment's creation date (``transaction_date``: ``vnp_CreateDate``); ``sign``
-    signs the payment that renews a failed one.
+    signs the payment that renews a failed one. A payment of another provider (``Payment.provider``) is asked of
+    ``others[provider]`` when given.
     """
     counts: dict[str, int] = {}
     if settings is None or provider is None or sign is None:
@@ -83,12 +88,13 @@ async def query_pending(
     now = now or utcnow()
     online = online_payment(settings, sign)
     due = await ctx.db.run(functools.partial(_due_for_query, now=now, settings=settings))
-    for payment_id, reference, create_date in due:
+    for payment_id, reference, create_date, name in due:
+        asked = (others or {}).get(name, provider)
         claimed = await ctx.db.run(functools.partial(_claim, payment_id=payment_id, now=now, settings=settings))
         if not claimed:
             continue
         try:
-            status = await provider.query(reference, transaction_date=create_date)
+            status = await asked.query(reference, transaction_date=create_date)
         except UpstreamError as exc:
             log.warning("payment query failed", extra={"reference": reference, "error": f"{type(exc).__name__}: {exc}"})
             counts["error"] = counts.get("error", 0) + 1
@@ -106,9 +112,10 @@ def periodic_jobs(
     provider: PaymentProvider | None,
     *,
     sign: SignPayment | None,
+    others: Mapping[str, PaymentProvider] | None = None,
 ) -> list[PeriodicJob]:
     """The transaction query job every ``[payment] query_interval_seconds`` (none when payment is off)."""
     if settings is None or provider is None or sign is None:
         return []
-    run = functools.partial(query_pending, ctx, settings, provider, sign=sign)
+    run = functools.partial(query_pending, ctx, settings, provider, sign=sign, others=others)
     return [PeriodicJob("payment-query", settings.query_interval_seconds, run)]

@@ -9,18 +9,63 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from adapters.http import ClientSettings
 from adapters.netguard import AddressPolicy
 
 from ...config import ConfigError, Flag, PositiveInt, PositiveNumber, SecretRef, Section, Text, WebUrl
 
-__all__ = ["DEFAULT_PAYMENT_PATH", "DEFAULT_QUERY_PATH", "PROVIDER", "PaymentSettings"]
+__all__ = [
+    "DEFAULT_PAYMENT_PATH",
+    "DEFAULT_QUERY_PATH",
+    "NATIONAL",
+    "PROVIDER",
+    "VNPAY",
+    "NationalPaymentSettings",
+    "PaymentSettings",
+]
 
-PROVIDER = "vnpay"
+VNPAY = "vnpay"
+NATIONAL = "national"
+#: The default provider.
+PROVIDER = VNPAY
+ProviderName = Literal["vnpay", "national"]
 DEFAULT_PAYMENT_PATH = "/paymentv2/vpcpay.html"
 DEFAULT_QUERY_PATH = "/merchant_webapi/api/transaction"
+
+
+def _client_settings(base_url: str, timeout_seconds: float) -> ClientSettings:
+    """How to reach a provider's API (the operator's own configuration: private addresses allowed)."""
+    return ClientSettings(
+        base_url=base_url,
+        timeout_seconds=timeout_seconds,
+        connect_timeout_seconds=min(5.0, timeout_seconds),
+        total_timeout_seconds=max(timeout_seconds, 1.0) * 2,
+        address_policy=AddressPolicy(allow_private=True),
+    )
+
+
+class NationalPaymentSettings(Section):
+    """The ``[payment.national]`` table: the national payment platform's API (``base_url``; ``init`` and ``query``
+    are below it), the gateway's partner code there (``MaDoiTac``), the shared secret of ``MaXacThuc``, the timeout,
+    and where ``payment reconcile --provider national --date`` downloads its settlement file."""
+
+    base_url: WebUrl
+    partner_code: Text
+    secret: SecretRef
+    timeout_seconds: PositiveNumber = 10.0
+    settlement_url: WebUrl | None = None
+
+    def resolve_secret(self) -> str:
+        """The shared secret, now (:class:`ConfigError` when the reference cannot be resolved)."""
+        value = self.secret.resolve("[payment.national] secret")
+        if not value:
+            raise ConfigError("[payment.national] secret: is empty")
+        return value
+
+    def client_settings(self) -> ClientSettings:
+        return _client_settings(self.base_url, self.timeout_seconds)
 
 
 class PaymentSettings(Section):
@@ -29,7 +74,11 @@ class PaymentSettings(Section):
     ``{base_url}/paymentv2/vpcpay.html``), ``query_path``, ``timeout_seconds``, ``query_interval_seconds``,
     ``query_after_minutes``, ``expire_minutes`` (how long the payer's URL is valid), ``at_submission`` (a payment
     at intake when fees are due), ``server_ip`` (``vnp_IpAddr``) and ``settlement_url`` (where ``payment reconcile
-    --date`` downloads the settlement file, ``{date}`` standing for ``yyyyMMdd``)."""
+    --date`` downloads the settlement file, ``{date}`` standing for ``yyyyMMdd``).
+
+    Which provider takes a dossier's fees: ``provider`` (``vnpay``, the default, or ``national``), overridden per
+    procedure (``by_procedure``) or per agency (``by_agency``); ``national`` needs the ``[payment.national]``
+    table (:class:`NationalPaymentSettings`)."""
 
     blank_means_unset = True
 
@@ -46,7 +95,21 @@ class PaymentSettings(Section):
     at_submission: Flag = True
     server_ip: Text = "127.0.0.1"
     settlement_url: WebUrl | None = None
-    provider: Literal["vnpay"] = "vnpay"
+    provider: ProviderName = "vnpay"
+    by_procedure: dict[str, ProviderName] = Field(default_factory=dict)
+    by_agency: dict[str, ProviderName] = Field(default_factory=dict)
+    national: NationalPaymentSettings | None = None
+
+    @model_validator(mode="after")
+    def _national_configured(self) -> PaymentSettings:
+        chosen = {self.provider, *self.by_procedure.values(), *self.by_agency.values()}
+        if NATIONAL in chosen and self.national is None:
+            raise ValueError('"national" is chosen but the [payment.national] table is missing')
+        return self
+
+    def provider_for(self, procedure_code: str, agency_code: str) -> str:
+        """The provider of a dossier's payments: its procedure's, else its agency's, else ``provider``."""
+        return self.by_procedure.get(procedure_code) or self.by_agency.get(agency_code) or self.provider
 
     @model_validator(mode="before")
     @classmethod
@@ -70,11 +133,5 @@ class PaymentSettings(Section):
         return value
 
     def client_settings(self) -> ClientSettings:
-        """How to reach the provider's API (the operator's own configuration: private addresses allowed)."""
-        return ClientSettings(
-            base_url=self.base_url,
-            timeout_seconds=self.timeout_seconds,
-            connect_timeout_seconds=min(5.0, self.timeout_seconds),
-            total_timeout_seconds=max(self.timeout_seconds, 1.0) * 2,
-            address_policy=AddressPolicy(allow_private=True),
-        )
+        """How to reach the VNPay-style provider's API (private addresses allowed: the operator's configuration)."""
+        return _client_settings(self.base_url, self.timeout_seconds)

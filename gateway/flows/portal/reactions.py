@@ -1,5 +1,6 @@
-"""The portal webhook's reaction to a recorded change: a ``portal.webhook`` message in the change's transaction
-(with the result files of a completion or a refusal)."""
+"""The portal webhook's reactions: a ``portal.webhook`` message for a recorded change, in the change's transaction
+(with the result files of a completion or a refusal), and a ``portal.question_answer`` message for an agency's
+answer to a citizen's question (the answer, never the asker's contact details)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from sqlalchemy.orm import Session
 from gateway import messages, outbox
 from gateway.bus import EventHandler
 from gateway.domain.dossier import RESULT_STATUSES
-from gateway.domain.events import ChangeRecorded, DomainEvent
+from gateway.domain.events import ChangeRecorded, DomainEvent, QuestionAnswered
 from gateway.domain.times import iso
-from gateway.store.models import Blob, HistoryEntry
+from gateway.store.models import Blob, HistoryEntry, Question
 from gateway.unit_of_work import UnitOfWork
 
-__all__ = ["enqueue_webhook", "subscriptions"]
+__all__ = ["enqueue_answer", "enqueue_webhook", "subscriptions"]
 
 
 def _result(session: Session, entry: HistoryEntry) -> dict[str, Any] | None:
@@ -61,6 +62,30 @@ def _on_change(event: ChangeRecorded, uow: UnitOfWork) -> None:
         enqueue_webhook(uow.session, event.dossier_code, entry)
 
 
+def enqueue_answer(event: QuestionAnswered, uow: UnitOfWork) -> None:
+    """A ``portal.question_answer`` message with the answer to question ``event.question_id``."""
+    question = uow.session.get(Question, event.question_id)
+    if question is None:
+        return
+    body = {
+        "id": question.id,
+        "agency_code": question.agency_code,
+        "procedure_code": question.procedure_code,
+        "reply_channel": question.reply_channel,
+        "asked_at": iso(question.asked_at),
+        "answer": question.answer,
+        "answered_by": question.answered_by,
+        "answered_at": iso(question.answered_at),
+    }
+    outbox.enqueue(
+        uow.session,
+        kind=messages.PORTAL_QUESTION_ANSWER,
+        target=messages.PORTAL_TARGET,
+        payload={"type": "question_answered", "question": body},
+        idempotency_key=f"question:{question.id}:answer",
+    )
+
+
 def subscriptions(enabled: bool) -> dict[type[DomainEvent], list[EventHandler]]:
-    """The webhook's subscription when ``[portal] webhook_url`` is configured; none otherwise."""
-    return {ChangeRecorded: [_on_change]} if enabled else {}
+    """The webhook's subscriptions when ``[portal] webhook_url`` is configured; none otherwise."""
+    return {ChangeRecorded: [_on_change], QuestionAnswered: [enqueue_answer]} if enabled else {}
