@@ -141,6 +141,7 @@ def test_simulate_soap_agency_serves_its_wsdl(tmp_path: Path, variant: bool) -> 
         ("national-portal", "/_sim/state", "GET"),
         ("payment", "/_sim/state", "GET"),
         ("postal", "/_sim/state", "GET"),
+        ("sms", "/_sim/state", "GET"),
     ],
 )
 def test_simulate_other_upstreams_start_and_answer(tmp_path: Path, upstream: str, path: str, method: str) -> None:
