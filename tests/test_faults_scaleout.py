@@ -9,6 +9,7 @@ by the test (:mod:`tests.pg_cluster`). Every wait has a limit; nothing asserts a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -50,10 +51,15 @@ class Receiver:
         self.lock = threading.Lock()
         self.receipts: Counter[str] = Counter()
         self.effects: Counter[str] = Counter()
+        #: Cleared, answers wait: the workers' deliveries stay in flight until a worker has been killed mid-work.
+        self.answering = threading.Event()
+        self.answering.set()
 
     async def hook(self, request: Request) -> JSONResponse:
         key = request.headers.get("Idempotency-Key", "")
         await request.body()
+        while not self.answering.is_set():
+            await asyncio.sleep(0.01)
         with self.lock:
             self.receipts[key] += 1
             if key not in self.effects:
@@ -143,6 +149,15 @@ def victim_of(db: Database, running: list[subprocess.Popen[bytes]], after: int) 
     return None
 
 
+def wait_for_victim(db: Database, running: list[subprocess.Popen[bytes]], after: int) -> int:
+    """:func:`victim_of`, waited for (with a bound) while the receiver holds its answers."""
+    deadline = time.monotonic() + 60
+    while (victim := victim_of(db, running, after)) is None:
+        assert time.monotonic() < deadline, "no worker held claims while another was up"
+        time.sleep(0.05)
+    return victim
+
+
 @pytest.fixture
 def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -175,12 +190,17 @@ def test_three_workers_deliver_a_backlog_once_each_while_one_is_killed_every_few
             kills, last, held = 0, WORKERS - 1, 0
             while (done := counts()["done"]) < TOTAL:
                 assert time.monotonic() < deadline, f"backlog not drained: {counts()}, {kills} kills"
-                # At each fifth of the backlog a worker is killed mid-work (every few seconds), then started again.
-                victim = victim_of(db, running, last) if done >= (kills + 1) * TOTAL // KILLS_AT else None
-                if victim is not None and kills < KILLS_AT - 1:
-                    held += claims_of(db, running[victim].pid, outbox.IN_FLIGHT)
-                    os.kill(running[victim].pid, signal.SIGKILL)
-                    running[victim].wait(timeout=30)
+                # At each fifth of the backlog a worker is killed mid-work (every few seconds), then started again:
+                # the receiver holds its answers meanwhile, so a worker is surely holding claims when it dies.
+                if kills < KILLS_AT - 1 and done >= (kills + 1) * TOTAL // KILLS_AT:
+                    receiver.answering.clear()
+                    try:
+                        victim = wait_for_victim(db, running, last)
+                        held += claims_of(db, running[victim].pid, outbox.IN_FLIGHT)
+                        os.kill(running[victim].pid, signal.SIGKILL)
+                        running[victim].wait(timeout=30)
+                    finally:
+                        receiver.answering.set()
                     running[victim] = start_worker(config, tmp_path, victim)
                     workers.append(running[victim])
                     kills, last = kills + 1, victim

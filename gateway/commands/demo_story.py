@@ -420,10 +420,11 @@ async def _pay_through_national_platform(walk: _Walk, work: Path, sim_url: str) 
     paid = _expect(
         await walk.clients["payment"].post("/national/_sim/pay-url", json={"url": payment["url"]}), 200, "pay"
     )
-    answers = [a.get("answer") for a in paid.get("answers", [])]
+    codes = ", ".join(str((a.get("answer") or {}).get("MaLoi")) for a in paid.get("answers", [])) or "nothing"
     await walk.step(
         code,
-        f"paid through the national payment platform ({payment['amount']:,} VND, answered {answers}) → received",
+        f"paid through the national payment platform ({payment['amount']:,} VND; the gateway answered MaLoi {codes})"
+        " → received",
         lambda v: v["status"] == "received" and all(fee["paid"] for fee in v["fees"]),
     )
 
