@@ -22,14 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.support import profiled, start_simulator  # noqa: E402
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -66,41 +63,6 @@ CATALOGUE = [
         "fees": [],
     }
 ]
-
-
-@contextlib.contextmanager
-def profiled(path: str | None) -> Iterator[None]:
-    """Profile the block with pyinstrument into ``path`` (nothing without one)."""
-    if path is None:
-        yield
-        return
-    from pyinstrument import Profiler
-
-    profiler = Profiler(async_mode="disabled")
-    profiler.start()
-    try:
-        yield
-    finally:
-        profiler.stop()
-        Path(path).write_text(profiler.output_text(unicode=True, show_all=False), encoding="utf-8")
-
-
-def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulate", "agency", "--port", "0", "--token", TOKEN],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=work,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on " not in line:
-        process.kill()
-        raise SystemExit("the agency simulator did not start")
-    return process, line.rsplit(" ", 1)[-1].strip()
 
 
 async def prepare(work: Path, sim_url: str, count: int) -> Runtime:
@@ -232,7 +194,7 @@ def main() -> None:
     setup_logging("ERROR")
     count = 100 if args.quick else 500
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
-        process, sim_url = start_simulator(Path(tmp))
+        process, sim_url = start_simulator(Path(tmp), "--token", TOKEN)
         try:
             asyncio.run(run(Path(tmp), sim_url, count, args.profile))
         finally:

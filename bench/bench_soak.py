@@ -32,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.support import start_simulator  # noqa: E402
+
 AGENCY = "000.00.23.H38"
 AGENCY_TOKEN = "soak-agency-token-0123456789"
 PORTAL_TOKEN = "soak-portal-token-0123456789"
@@ -69,18 +71,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
-    command = [sys.executable, "-m", "gateway", "simulate", "agency", "--port", "0", "--token", SIM_TOKEN]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=work)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on " not in line:
-        process.kill()
-        raise SystemExit("the agency simulator did not start")
-    return process, line.rsplit(" ", 1)[-1].strip()
 
 
 def prepare(work: Path, sim_url: str, port: int) -> Path:
@@ -247,7 +237,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         work = Path(tmp)
-        simulator, sim_url = start_simulator(work)
+        simulator, sim_url = start_simulator(work, "--token", SIM_TOKEN)
         try:
             port = free_port()
             config = prepare(work, sim_url, port)

@@ -25,15 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +39,7 @@ import httpx  # noqa: E402
 from lxml import etree  # noqa: E402
 from lxml.builder import ElementMaker  # noqa: E402
 
+from bench.support import profiled, start_simulator  # noqa: E402
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -73,41 +69,6 @@ CATALOGUE = [
         "fees": [{"code": "LP1", "name": "Lệ phí", "amount": 150000}],
     }
 ]
-
-
-@contextlib.contextmanager
-def profiled(path: str | None) -> Iterator[None]:
-    """Profile the block with pyinstrument into ``path`` (nothing without one)."""
-    if path is None:
-        yield
-        return
-    from pyinstrument import Profiler
-
-    profiler = Profiler(async_mode="disabled")
-    profiler.start()
-    try:
-        yield
-    finally:
-        profiler.stop()
-        Path(path).write_text(profiler.output_text(unicode=True, show_all=False), encoding="utf-8")
-
-
-def start_simulator(work: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulate", "agency", "--protocol", "soap", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=work,
-    )
-    assert process.stdout is not None
-    found = re.search(r"listening on (http://\S+)", process.stdout.readline())
-    if found is None:
-        process.kill()
-        raise SystemExit("the SOAP agency simulator did not start")
-    return process, found.group(1)
 
 
 async def prepare(work: Path, sim_url: str, count: int) -> Runtime:
@@ -338,7 +299,7 @@ def main() -> None:
     setup_logging("ERROR")
     count = 60 if args.quick else 400
     with tempfile.TemporaryDirectory(prefix="bench-soap-") as tmp:
-        process, sim_url = start_simulator(Path(tmp))
+        process, sim_url = start_simulator(Path(tmp), "--protocol", "soap")
         try:
             asyncio.run(run(Path(tmp), sim_url, count, args.profile))
         finally:
