@@ -35,9 +35,8 @@ from tests.pg_cluster import private_cluster
 from tests.servers import ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The backlog: 500 dossiers × 3 portal notices (1,500 messages), ordered per dossier; the most that fits the test
-#: suite's time budget on two cores (bench/ is the place for larger backlogs).
-DOSSIERS, NOTICES = 500, 3
+#: The backlog: 1,000 dossiers × 5 portal notices (5,000 messages), each dossier's notices in order.
+DOSSIERS, NOTICES = 1000, 5
 TOTAL = DOSSIERS * NOTICES
 #: A worker is killed each time another fifth of the backlog is delivered: four kills.
 KILLS_AT = 5
