@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.message
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -37,6 +38,7 @@ __all__ = [
     "read_json",
     "require",
     "runtime_of",
+    "signed_body",
 ]
 
 #: Request body models documented in the OpenAPI description (added by :func:`json_body_doc`).
@@ -151,3 +153,27 @@ def json_body_doc(model: type[BaseModel], *extra_types: str) -> dict[str, Any]:
     for kind in extra_types:
         content[kind] = {"schema": {"type": "object"}}
     return {"requestBody": {"required": True, "content": content}}
+
+
+async def signed_body(
+    request: Request,
+    verify: Callable[[bytes, str | None, str], None],
+    refused: type[Exception],
+    *,
+    secret: str,
+    header: str,
+    max_bytes: int,
+    what: str,
+    log: logging.Logger,
+) -> bytes:
+    """The raw body of a request a provider signs with a shared secret: ``413`` past ``max_bytes``; ``401`` when
+    ``verify`` refuses the signature in ``header`` (logged with the reason and the size, never the body)."""
+    raw = await request.body()
+    if len(raw) > max_bytes:
+        raise ApiError(413, f"the request body is larger than {max_bytes} bytes")
+    try:
+        verify(raw, request.headers.get(header), secret)
+    except refused as exc:
+        log.warning(f"{what} refused", extra={"reason": str(exc), "bytes": len(raw)})
+        raise ApiError(401, f"the {what} is not authenticated: {exc}") from None
+    return raw

@@ -29,7 +29,7 @@ from adapters.postal.webhook import MAX_BODY_BYTES
 from ..config import ConfigError
 from ..services.tracking import receive_tracking_event
 from .errors import ApiError
-from .routes_common import clock, context_of_request, json_body_doc, parse_json, runtime_of
+from .routes_common import clock, context_of_request, json_body_doc, parse_json, runtime_of, signed_body
 from .schemas import PostalEventOutcome, error_responses
 
 router = APIRouter(prefix="/api/v1/postal", tags=["postal"])
@@ -71,14 +71,16 @@ async def postal_event(request: Request) -> dict[str, Any]:
         raise ApiError(503, "the postal integration is not configured correctly") from None
     if secret is None:
         raise ApiError(503, "the postal integration is not configured")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        verify_signature(raw, request.headers.get(SIGNATURE_HEADER), secret)
-    except InvalidSignature as exc:
-        log.warning("postal event refused", extra={"reason": str(exc), "bytes": len(raw)})
-        raise ApiError(401, f"the postal event is not authenticated: {exc}") from None
+    raw = await signed_body(
+        request,
+        verify_signature,
+        InvalidSignature,
+        secret=secret,
+        header=SIGNATURE_HEADER,
+        max_bytes=MAX_BODY_BYTES,
+        what="postal event",
+        log=log,
+    )
     try:
         event = parse_event(parse_json(raw))
     except InvalidEvent as exc:

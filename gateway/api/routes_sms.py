@@ -36,7 +36,7 @@ from ..services.sms_lookup import SmsReply, phone_key, queue_reply, reply_text
 from ..store.models import Dossier
 from ..views import lookup_view
 from .errors import ApiError
-from .routes_common import clock, json_body_doc, parse_json, runtime_of
+from .routes_common import clock, json_body_doc, parse_json, runtime_of, signed_body
 from .schemas import SmsInboundOutcome, error_responses
 
 __all__ = ["SmsReplyLimiter", "router"]
@@ -93,14 +93,16 @@ def _secret(request: Request) -> str:
 )
 async def sms_inbound(request: Request) -> dict[str, Any]:
     secret = _secret(request)
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-    try:
-        verify_sms_signature(raw, request.headers.get(SIGNATURE_HEADER), secret)
-    except InvalidSignature as exc:
-        log.warning("inbound SMS refused", extra={"reason": str(exc), "bytes": len(raw)})
-        raise ApiError(401, f"the inbound text is not authenticated: {exc}") from None
+    raw = await signed_body(
+        request,
+        verify_sms_signature,
+        InvalidSignature,
+        secret=secret,
+        header=SIGNATURE_HEADER,
+        max_bytes=MAX_BODY_BYTES,
+        what="inbound text",
+        log=log,
+    )
     try:
         inbound = parse_inbound(parse_json(raw))
     except InvalidInbound as exc:
