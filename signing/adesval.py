@@ -18,25 +18,29 @@ Shared by the PAdES and CAdES modules so both reach their indications the same w
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from asn1crypto import cms, core, x509
+from asn1crypto import cms, core, crl, x509
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESPassed, AdESSubIndic
 from pyhanko.sign.validation import ades
 from pyhanko.sign.validation.generic_cms import extract_certs_for_validation, extract_tst_data_iter
 from pyhanko.sign.validation.policy_decl import SignatureValidationSpec, bootstrap_validation_data_handlers
 from pyhanko_certvalidator import CertificateValidator
+from pyhanko_certvalidator.context import ValidationDataHandlers
 from pyhanko_certvalidator.errors import InsufficientRevinfoError
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
 from .evidence import result_from_status
 from .ltv import FROM_RESULT, require_revocation_within_validity
 from .pyhanko_logs import quiet_expected_outcomes
 from .report import Revocation, SignatureResult, SubIndication, format_failure
-from .trust import TIME_TOLERANCE
+from .trust import TIME_TOLERANCE, PathCache
 
 quiet_expected_outcomes()  # the report carries pyHanko's verdicts: no traceback (and signer's name) in the log
 
@@ -48,27 +52,37 @@ async def validate_signed_data(
     timing: ValidationTimingInfo,
     raw_digest: bytes | None = None,
     extra_status_kwargs: dict[str, Any] | None = None,
-    signer_cert: x509.Certificate | None = None,
+    signer_cert: Callable[[], x509.Certificate | None] | None = None,
+    crl_issuers: PathCache | None = None,
 ) -> SignatureResult:
-    """The result for the first SignerInfo of ``signed_data``; ``raw_digest`` is the digest of detached content."""
+    """The result for the first SignerInfo of ``signed_data``; ``raw_digest`` is the digest of detached content.
+
+    ``signer_cert`` finds the signer's certificate for a result without pyHanko's status (which names it otherwise):
+    only then is it called. ``crl_issuers`` holds the issuers of the store's CRLs that earlier validations of
+    documents with the same certificates established (:meth:`signing.trust.TrustStore.crl_issuer_cache`).
+    """
     signer_info = signed_data["signer_infos"][0]
     malformed = malformed_signed_attributes(signer_info)
     if malformed is not None:
         return format_failure(malformed)
     has_timestamp = next(extract_tst_data_iter(signer_info, signed=False), None) is not None
     validate = ades.ades_with_time_validation if has_timestamp else ades.ades_basic_validation
+    handlers, remember = _handlers(signed_data, spec, timing, crl_issuers)
     outcome = await validate(
         signed_data,
         spec,
         timing_info=timing,
         raw_digest=raw_digest,
         extra_status_kwargs=extra_status_kwargs,
+        validation_data_handlers=handlers,
     )
+    if remember is not None and outcome.ades_subindic is AdESPassed.OK:
+        remember()
     result = result_from_status(
         outcome.ades_subindic,
         outcome.api_status,
         failure_msg=outcome.failure_msg,
-        signer_cert=signer_cert,
+        signer_cert=_fallback_cert(outcome.api_status, signer_cert),
         signed_data=signed_data,
     )
     status = outcome.api_status
@@ -86,7 +100,9 @@ async def validate_signed_data(
         if then is not None:
             status = then.status
             result = replace(
-                result_from_status(then.subindic, status, signer_cert=signer_cert, signed_data=signed_data),
+                result_from_status(
+                    then.subindic, status, signer_cert=_fallback_cert(status, signer_cert), signed_data=signed_data
+                ),
                 timestamp_time=then.proven,
             ).with_warnings(f"revocation status established as of the signature timestamp ({then.proven:%Y-%m-%d})")
     for path, proven in ((status.validation_path if status is not None else None, FROM_RESULT), (tsa_path, None)):
@@ -108,6 +124,63 @@ async def validate_signed_data(
         if await path_lacks_revocation(certs.signer_cert, list(certs.other_certs), spec, timing):
             return revocation_unknown(result)
     return result
+
+
+def _fallback_cert(
+    status: object | None, signer_cert: Callable[[], x509.Certificate | None] | None
+) -> x509.Certificate | None:
+    """The signer's certificate when pyHanko's status, which names it, is missing."""
+    return signer_cert() if status is None and signer_cert is not None else None
+
+
+def crl_issuer_key(signed_data: cms.SignedData) -> tuple[bytes, ...]:
+    """What a document supplies that may decide who issued a CRL: the certificates in its signed data and in its
+    signers' unsigned attributes (where signature timestamps carry theirs)."""
+    material = hashlib.sha256(signed_data["certificates"].dump())
+    for signer_info in signed_data["signer_infos"]:
+        material.update(signer_info["unsigned_attrs"].dump())
+    return (b"crl-issuers", material.digest())
+
+
+def _handlers(
+    signed_data: cms.SignedData, spec: SignatureValidationSpec, timing: ValidationTimingInfo, cache: PathCache | None
+) -> tuple[ValidationDataHandlers | None, Callable[[], None] | None]:
+    """pyHanko's validation data handlers, knowing the CRL issuers ``cache`` holds for this document's certificates
+    (``None``: pyHanko's own), and what records them after a successful validation when the cache had none."""
+    if cache is None:
+        return None, None
+    key = crl_issuer_key(signed_data)
+    handlers = bootstrap_validation_data_handlers(spec, timing)
+    manager = handlers.revinfo_manager
+    known = cache.get(key, timing.validation_time)
+    if isinstance(known, tuple):
+        for certificate_list, issuer in known:
+            manager.record_crl_issuer(certificate_list, issuer)
+        return handlers, None
+
+    def remember() -> None:
+        found = []
+        for container in spec.local_knowledge.known_crls:
+            issuer = manager.check_crl_issuer(container.crl_data)
+            if issuer is not None and _signed_by(container.crl_data, issuer):
+                found.append((container.crl_data, issuer))
+        cache.put(key, timing.validation_time, tuple(found))
+
+    return handlers, remember
+
+
+def _signed_by(certificate_list: crl.CertificateList, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s key verifies the CRL's signature: only such a pairing is remembered."""
+    try:
+        DefaultSignatureValidator().validate_signature(
+            signature=certificate_list["signature"].native,
+            signed_data=certificate_list["tbs_cert_list"].dump(),
+            public_key_info=issuer.public_key,
+            signature_algorithm=certificate_list["signature_algorithm"],
+        )
+    except Exception:  # noqa: BLE001 - any failure: not remembered, checked afresh next time
+        return False
+    return True
 
 
 #: pyHanko's verdicts when revocation data is missing or stale at the validation time.
@@ -179,15 +252,16 @@ def _issued_since_time(item: CRLContainer | OCSPContainer, since: datetime) -> b
     return issued is not None and issued >= since
 
 
-#: Signed attributes that must carry exactly one value (RFC 5652 §11, RFC 5035, RFC 6211).
+#: Signed attributes that must carry exactly one value (RFC 5652 §11, RFC 5035, RFC 6211), by object identifier:
+#: content type, message digest, signing time, signing certificate (v1 and v2), CMS algorithm protection.
 _SINGLE_VALUED = frozenset(
     {
-        "content_type",
-        "message_digest",
-        "signing_time",
-        "signing_certificate",
-        "signing_certificate_v2",
-        "cms_algorithm_protection",
+        "1.2.840.113549.1.9.3",
+        "1.2.840.113549.1.9.4",
+        "1.2.840.113549.1.9.5",
+        "1.2.840.113549.1.9.16.2.12",
+        "1.2.840.113549.1.9.16.2.47",
+        "1.2.840.113549.1.9.52",
     }
 )
 
@@ -203,7 +277,7 @@ def malformed_signed_attributes(signer_info: cms.SignerInfo) -> str | None:
         if kind in seen:
             return f"the signed attribute {attr['type'].native} appears more than once"
         seen.add(kind)
-        if attr["type"].native in _SINGLE_VALUED and len(attr["values"]) != 1:
+        if kind in _SINGLE_VALUED and len(attr["values"]) != 1:
             return f"the signed attribute {attr['type'].native} has {len(attr['values'])} values, not one"
     return None
 

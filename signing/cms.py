@@ -60,6 +60,7 @@ async def validate_signer(
         store.spec,
         timing=timing or ValidationTimingInfo.now(),
         raw_digest=_digest(content, signer_info) if content is not None else None,
+        crl_issuers=store.crl_issuer_cache(store.spec),
     )
 
 

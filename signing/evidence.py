@@ -14,7 +14,7 @@ from pyhanko.sign.validation.generic_cms import extract_self_reported_ts
 from pyhanko.sign.validation.status import SignatureStatus, StandardCMSSignatureStatus
 from pyhanko_certvalidator.path import ValidationPath
 
-from .identity import certificate_label, signer_from_certificate
+from .identity import certificate_label, describe_name, signer_from_certificate
 from .report import Indication, Revocation, SignatureResult, Signer, SubIndication
 
 _INDICATION = {
@@ -92,7 +92,7 @@ def result_from_status(
         indication=indication,
         sub_indication=sub,
         signer=signer_from_certificate(cert) if cert is not None else Signer(),
-        issuer=cert.issuer.human_friendly if cert is not None else None,
+        issuer=describe_name(cert.issuer) if cert is not None else None,
         signing_time=signing_time,
         timestamp_time=timestamp_time,
         chain=chain_labels(path, cert),

@@ -7,6 +7,7 @@ Vietnamese CAs put the holder's official identifiers into the subject, usually i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 
@@ -63,7 +64,13 @@ def _first(name: x509.Name, field: str) -> str | None:
 
 
 def signer_from_certificate(cert: x509.Certificate) -> Signer:
-    subject = cert.subject
+    """The signer a certificate names (a pure function of its subject, remembered for the signers seen last)."""
+    return _signer_from_subject(cert.subject.dump())
+
+
+@functools.lru_cache(maxsize=1024)
+def _signer_from_subject(der: bytes) -> Signer:
+    subject = x509.Name.load(der)
     serial = _first(subject, "serial_number")
     candidates = _name_values(subject, "user_id") + _name_values(subject, "serial_number")
     return Signer(
@@ -76,7 +83,13 @@ def signer_from_certificate(cert: x509.Certificate) -> Signer:
 
 def describe_name(name: x509.Name) -> str:
     """A readable one-line form of a distinguished name (RFC 4514 order, most specific first)."""
-    return name.human_friendly
+    return _describe_der(name.dump())
+
+
+@functools.lru_cache(maxsize=1024)
+def _describe_der(der: bytes) -> str:
+    """:func:`describe_name` of an encoded name: a pure function of its bytes, remembered for the names seen last."""
+    return str(x509.Name.load(der).human_friendly)
 
 
 def certificate_label(cert: x509.Certificate) -> str:

@@ -97,11 +97,30 @@ BASE64_CMS = re.compile(rb"\s*MI[A-Za-z0-9+/]{2}[A-Za-z0-9+/=\s]*\Z")
 _PDF_WHITESPACE = b"\x00\t\n\x0c\r "
 
 
+#: Each byte mapped to ``1`` when it may appear inside a hex string (hex digits, PDF white space), else ``0``.
+_HEX_STRING_BYTE = bytes(
+    0x31 if chr(b) in "0123456789ABCDEFabcdef" or bytes([b]) in _PDF_WHITESPACE else 0x30 for b in range(256)
+)
+#: The distance between the bytes the pre-scan samples.
+_SAMPLE_STEP = 4096
+
+
 def oversized_hex_string(data: bytes, limit: int = MAX_SIGNATURE_CONTENTS_HEX) -> int | None:
-    """The offset of a hex string longer than ``limit`` characters, or ``None``."""
+    """The offset of a hex string longer than ``limit`` characters, or ``None``.
+
+    A pre-scan reads one byte in every ``step``: a hex string of more than ``limit`` characters covers at least
+    ``(limit + 1) // step`` consecutive sampled bytes, all of them hex digits or white space. Only where the samples
+    show such a run is the exact pattern searched, from the sample before the run, so the answer is the exact
+    search's (the first such string) while an ordinary document costs a few thousand byte reads, not a full scan.
+    """
     if len(data) <= limit + 2:
         return None  # too short to hold one (no scan for the usual document)
-    match = _long_hex(limit).search(data)
+    step = max(1, min(_SAMPLE_STEP, (limit + 1) // 8))
+    needed = (limit + 1) // step
+    run = data[::step].translate(_HEX_STRING_BYTE).find(b"1" * needed)
+    if run < 0:
+        return None
+    match = _long_hex(limit).search(data, max(0, (run - 1) * step))
     return match.start() if match else None
 
 

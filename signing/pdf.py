@@ -45,6 +45,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .adesval import validate_signed_data
 from .limits import carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
+from .lta import with_document_timestamps
 from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
 from .trust import TrustStore
 
@@ -93,7 +94,7 @@ async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> Sig
             checked.append((entry, None, None))
             continue
         try:
-            result, integrity = await _validate_signature(entry, spec, timing)
+            result, integrity = await _validate_signature(entry, spec, timing, store)
         except Exception as exc:  # noqa: BLE001 - the per-signature boundary: an error is never `valid`
             # Only the exception type is logged: messages may quote document content.
             logger.warning("PDF signature could not be validated: %s", type(exc).__name__)
@@ -252,7 +253,7 @@ def _add_knowledge(spec: SignatureValidationSpec, extra: LocalKnowledge) -> Sign
 
 
 async def _validate_signature(
-    sig: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec, timing: ValidationTimingInfo
+    sig: EmbeddedPdfSignature, spec: PdfSignatureValidationSpec, timing: ValidationTimingInfo, store: TrustStore
 ) -> tuple[SignatureResult, dict[str, Any]]:
     """One signature: AdES indication from pyHanko, then the PDF coverage and modification facts (and those facts)."""
     sig.compute_integrity_info(diff_policy=spec.diff_policy)
@@ -261,14 +262,17 @@ async def _validate_signature(
     # The PDF integrity facts stay out of pyHanko's status object: ades_basic_validation builds a plain CMS status
     # on success whatever ``status_cls`` says, so PdfSignatureStatus keywords would break it. They are applied below.
     status_kwargs = {"signer_reported_dt": claimed} if claimed is not None else {}
+    signature_spec = _with_signature_revinfo(spec.signature_validation_spec, sig.signer_info)
     result = await validate_signed_data(
         sig.signed_data,
-        _with_signature_revinfo(spec.signature_validation_spec, sig.signer_info),
+        signature_spec,
         timing=timing,
         raw_digest=sig.compute_digest(),
         extra_status_kwargs=status_kwargs,
-        signer_cert=_signer_cert(sig),
+        signer_cert=lambda: _signer_cert(sig),
+        crl_issuers=store.crl_issuer_cache(signature_spec),
     )
+    result = await with_document_timestamps(result, sig, spec, signature_spec, timing)
     if result.signing_time is None:
         result = dataclasses.replace(result, signing_time=claimed)
     return _apply_modification_analysis(result, integrity), integrity

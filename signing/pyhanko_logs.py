@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 
+from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator.errors import PathError, ValidationError
 
 __all__ = ["EXPECTED_OUTCOMES", "QUIETED_LOGGERS", "ExpectedOutcomeFilter", "quiet_expected_outcomes"]
 
-#: Exceptions pyHanko turns into an AdES indication of the report (certvalidator's verdicts).
-EXPECTED_OUTCOMES: tuple[type[BaseException], ...] = (ValidationError, PathError)
+#: Exceptions pyHanko turns into an AdES indication of the report: certvalidator's verdicts, and pyHanko's own (a
+#: chain of document timestamps that proves nothing, a past validation that could not improve the current verdict).
+EXPECTED_OUTCOMES: tuple[type[BaseException], ...] = (ValidationError, PathError, SignatureValidationError)
 #: The loggers pyHanko reports those outcomes on.
 QUIETED_LOGGERS = (
     "pyhanko.sign.validation.generic_cms",

@@ -140,6 +140,9 @@ class TrustStore:
     limits: Limits = DEFAULT_LIMITS
     #: Certification paths found valid recently, reused across documents (see :class:`PathCache`).
     path_cache: PathCache = field(default_factory=lambda: PathCache(), repr=False, compare=False)
+    #: The issuers of the store's CRLs, as recent successful validations established them (see
+    #: :meth:`crl_issuer_cache`).
+    crl_issuers: PathCache = field(default_factory=lambda: PathCache(), repr=False, compare=False)
 
     @classmethod
     def load(cls, settings: TrustSettings) -> TrustStore:
@@ -170,6 +173,20 @@ class TrustStore:
             fetch_timeout_seconds=self.fetch_timeout_seconds,
             limits=self.limits,
         )
+
+    def crl_issuer_cache(self, spec: SignatureValidationSpec) -> PathCache | None:
+        """Where a validation with ``spec`` may find and leave the issuers of the store's CRLs, or ``None``.
+
+        Checking which certificate issued a CRL (its issuer's certification path, then the CRL's signature) is the
+        same work for every document by one signer; pyHanko remembers the answer by the CRL's signature value. It is
+        shared only while ``spec`` knows the store's revocation data and nothing else: no CRL a document carried or
+        a fetcher brought could then pass as one of the store's by copying its signature value. Entries are keyed
+        by the certificates the document supplied (:func:`signing.adesval.crl_issuer_key`) and kept like
+        certification paths (:class:`PathCache`): only after a successful validation, for a short time.
+        """
+        if self.online_revocation or spec.local_knowledge is not self.spec.local_knowledge:
+            return None
+        return self.crl_issuers
 
     @cached_property
     def fetcher_backend(self) -> HttpxFetcherBackend | None:

@@ -47,7 +47,7 @@ from adapters.xmlguard import XMLRefusedError, hardened_parser, parse_xml
 
 from .adesval import path_lacks_revocation, revocation_unknown
 from .evidence import chain_labels, revocation_state, translate
-from .identity import signer_from_certificate
+from .identity import describe_name, signer_from_certificate
 from .ltv import require_revocation_within_validity
 from .policy import weak_digest_reason, weak_key_reason
 from .report import (
@@ -170,7 +170,7 @@ def _load_certificate(der: bytes) -> _Signer:
         ca=bool(asn1.ca),
         weak_key=weak_key_reason(asn1.public_key),
         signer=signer_from_certificate(asn1),
-        issuer=asn1.issuer.human_friendly,
+        issuer=describe_name(asn1.issuer),
     )
 
 

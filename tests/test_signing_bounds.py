@@ -9,7 +9,7 @@ import base64
 import pytest
 from asn1crypto import cms
 
-from signing.limits import MAX_DOCUMENT_BYTES, MAX_SIGNATURE_CONTENTS_HEX
+from signing.limits import MAX_DOCUMENT_BYTES, MAX_SIGNATURE_CONTENTS_HEX, oversized_hex_string
 from signing.report import Format, Verdict
 from signing.sandbox import Budget
 from signing.trust import TrustStore, load_crls
@@ -197,6 +197,26 @@ def test_a_known_non_pdf_type_is_not_searched_for_signature_markers(store):
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 + b"/ByteRange [0 1 2 3] /Type /Sig"
     assert verify_document_sync(png, store, filename="scan.png").verdict is Verdict.UNSIGNED
     assert verify_document_sync(png[8:], store, filename="scan.bin").verdict is Verdict.INVALID
+
+
+@pytest.mark.parametrize("limit", [7, 100, 5000, 20000])
+def test_the_sampled_hex_scan_finds_exactly_what_a_full_scan_finds(limit):
+    import re
+
+    full = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]{%d}" % (limit + 1))
+    hex_run = b"0123456789abcdefABCDEF \n\r\t\x00\x0c"
+    filler = bytes(range(256)) * 200
+    cases = []
+    for length in (limit - 1, limit, limit + 1, limit + 2, 3 * limit):
+        run = (hex_run * (length // len(hex_run) + 1))[:length]
+        for offset in (0, 1, 4095, 4096, 4097, 12345):
+            cases.append(filler[:offset] + b"<" + run + b">" + filler)
+            cases.append(filler[:offset] + b"00 <" + run + b"<" + run + filler[:offset])
+            cases.append(filler[:offset] + run + b"<" + run[: limit // 2] + b"x<" + run + filler)
+    for data in cases:
+        match = full.search(data)
+        expected = match.start() if match and len(data) > limit + 2 else None
+        assert oversized_hex_string(data, limit) == expected
 
 
 # --- configured budgets ---------------------------------------------------------------------------------------------

@@ -201,3 +201,52 @@ async def test_mutated_signatures_never_pass_and_never_raise(pki, store):
             # does not need) may leave the signature valid: the signer info itself must be untouched.
             mutated_info = cms.ContentInfo.load(bytes(mutated))["content"]["signer_infos"].dump()
             assert mutated_info == cms.ContentInfo.load(original)["content"]["signer_infos"].dump()
+
+
+# --- CRL issuers remembered across documents --------------------------------------------------------------------------
+
+
+def _fresh_store(pki) -> TrustStore:
+    return TrustStore.load(
+        TrustSettings(trust_anchors=[pki.root.cert_path], intermediates=[pki.ca.cert_path], crls=pki.crl_paths)
+    )
+
+
+async def test_crl_issuers_found_once_serve_the_next_document_with_the_same_certificates(pki):
+    store = _fresh_store(pki)
+    first = await validate_cms(await sign(pki.good), store, content=SCAN)
+    assert len(store.crl_issuers._entries) == 1
+    other = b"another scanned page"
+    second = await validate_cms(await sign(pki.good, other), store, content=other)
+    assert len(store.crl_issuers._entries) == 1  # the same certificates: the same entry, found again
+    for report in (first, second):
+        assert report.verdict is Verdict.VALID
+        assert only(report).revocation is Revocation.GOOD
+    assert only(first).chain == only(second).chain
+
+
+async def test_remembered_crl_issuers_never_change_another_signers_verdict(pki):
+    store = _fresh_store(pki)
+    assert (await validate_cms(await sign(pki.good), store, content=SCAN)).verdict is Verdict.VALID
+    revoked = await validate_cms(await sign(pki.revoked), store, content=SCAN)
+    assert revoked.verdict is Verdict.REVOKED
+    assert only(revoked).revocation is Revocation.REVOKED
+    assert len(store.crl_issuers._entries) == 1  # other certificates, another key; a failure is not remembered
+
+
+async def test_crl_issuers_are_shared_only_while_the_store_knows_all_revocation_data(pki):
+    import dataclasses
+
+    from pyhanko_certvalidator.revinfo.archival import CRLContainer
+
+    store = _fresh_store(pki)
+    assert store.crl_issuer_cache(store.spec) is store.crl_issuers
+    # A document bringing CRLs of its own (a PDF's Document Security Store) could copy a signature value.
+    knowledge = dataclasses.replace(
+        store.spec.local_knowledge, known_crls=[*store.spec.local_knowledge.known_crls, CRLContainer(store.crls[0])]
+    )
+    assert store.crl_issuer_cache(dataclasses.replace(store.spec, local_knowledge=knowledge)) is None
+    online = TrustStore(
+        anchors=store.anchors, intermediates=store.intermediates, crls=store.crls, online_revocation=True
+    )
+    assert online.crl_issuer_cache(online.spec) is None
