@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, joinedload
 
 from adapters.errors import PermanentError
 from adapters.onestop.port import OneStopClient
@@ -48,6 +48,14 @@ class _Work:
     components: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: The dossier with its components and fees, in one query (what the agency document reads of it); built once.
+_DOSSIER = (
+    select(Dossier)
+    .where(Dossier.code == bindparam("code"))
+    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
+)
+
+
 def _registration(session: Session, agency_code: str) -> tuple[dict[str, Any], str]:
     upstream = f"agency:{agency_code}"
     try:
@@ -66,7 +74,7 @@ def _read(
     registration, protocol = _registration(session, agency_code)
     if kind == messages.AGENCY_WITHDRAW:
         return _Work(registration=registration, protocol=protocol)
-    dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one_or_none()
+    dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
     if dossier is None:
         raise PermanentError(f"no dossier {code}", upstream=upstream)
     body = document_of(session, dossier, agency_code=agency_code)
