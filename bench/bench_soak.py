@@ -2,11 +2,13 @@
 
 The gateway (``dvc-gateway serve``: the API and the outbox worker in one process, SQLite WAL) and the REST agency
 simulator each run in a child process; the gateway delivers every dossier to the simulator while the load runs. With
-``--clients`` concurrent clients (8 by default), each client repeats: submit a dossier (``POST /api/v1/dossiers``),
+``--clients`` concurrent clients (8 by default, spread over four agencies so that a long run stays within each
+agency's 9,999 dossier codes of a day), each client repeats: submit a dossier (``POST /api/v1/dossiers``),
 report ``received`` then ``processing`` for a dossier submitted earlier (``POST /api/v1/agencies/{agency}/events``),
 and look a dossier up twice (``GET /api/v1/lookup/{code}``). It runs for ``--duration`` seconds, or until
 ``--dossiers N`` dossiers were submitted, and prints requests per second, p50/p99 latency per kind, the error count,
-and the gateway process's resident memory (RSS) after 1,000 dossiers and at the end: after 10,000 dossiers it should
+and the gateway process's resident memory (RSS) at the start, after 1,000, 2,500, 5,000 and 10,000 dossiers and at
+the end: after 10,000 dossiers it should
 stay within 50 MB of the figure after 1,000.
 
 Run: ``.venv/bin/python bench/bench_soak.py --duration 600`` or ``--dossiers 10000``
@@ -34,18 +36,21 @@ import httpx  # noqa: E402
 
 from bench.support import start_simulator  # noqa: E402
 
-AGENCY = "000.00.23.H38"
-AGENCY_TOKEN = "soak-agency-token-0123456789"
+#: Four agencies, so that a long run stays within each agency's 9,999 dossier codes of a day.
+AGENCIES = ["000.00.23.H38", "000.00.24.H38", "000.00.25.H38", "000.00.26.H38"]
+AGENCY_TOKENS = {agency: f"soak-agency-token-{index}-0123456789" for index, agency in enumerate(AGENCIES)}
 PORTAL_TOKEN = "soak-portal-token-0123456789"
 SIM_TOKEN = "soak-simulator-token-0123456789"
 BASELINE_DOSSIERS = 1000
+#: The dossier counts at which the gateway's memory is read.
+MEMORY_SAMPLES = {BASELINE_DOSSIERS, 2500, 5000, 10000, 20000}
 #: The run stops after this many failed submissions.
 MAX_INTAKE_ERRORS = 100
 CATALOGUE = [
     {
         "code": "SOAK.1",
         "name": "Thủ tục đo tải kéo dài",
-        "agencies": [AGENCY],
+        "agencies": AGENCIES,
         "processing_days": 15,
         "components": [{"code": "TP1", "name": "Đơn đề nghị", "required": False, "must_be_signed": False}],
         "fees": [],
@@ -53,7 +58,6 @@ CATALOGUE = [
 ]
 SUBMISSION = {
     "procedure_code": "SOAK.1",
-    "agency_code": AGENCY,
     "applicant": {"full_name": "Nguyễn Văn A", "id_number": "001099012345", "phone": "0912345678"},
     "summary": "Cấp giấy phép xây dựng",
 }
@@ -95,25 +99,24 @@ allow_private_endpoints = true
 [[auth.tokens]]
 token = "{PORTAL_TOKEN}"
 role = "portal"
-[[auth.tokens]]
-token = "{AGENCY_TOKEN}"
-role = "agency:{AGENCY}"
-""",
+"""
+        + "".join(f'[[auth.tokens]]\ntoken = "{AGENCY_TOKENS[a]}"\nrole = "agency:{a}"\n' for a in AGENCIES),
         encoding="utf-8",
     )
     db = Database.connect(f"sqlite:///{database}")
     db.upgrade()
     with db.unit_of_work() as session:
         import_procedures(session, parse_catalogue(json.dumps(CATALOGUE)))
-        document = {
-            "code": AGENCY,
-            "name": "Sở Xây dựng",
-            "protocol": "rest",
-            "endpoint": sim_url,
-            "procedures": ["SOAK.1"],
-            "auth": {"type": "bearer", "token": f"file:{token_file}"},
-        }
-        register(session, Registration.model_validate(document))
+        for agency in AGENCIES:
+            document = {
+                "code": agency,
+                "name": f"Sở Xây dựng {agency}",
+                "protocol": "rest",
+                "endpoint": sim_url,
+                "procedures": ["SOAK.1"],
+                "auth": {"type": "bearer", "token": f"file:{token_file}"},
+            }
+            register(session, Registration.model_validate(document))
     db.dispose()
     return config
 
@@ -145,7 +148,7 @@ class Load:
         self.pid = pid
         self.latencies: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
-        self.codes: list[str] = []
+        self.codes: list[tuple[str, str]] = []  # (agency, dossier code)
         self.reported = 0
         self.rss: dict[str, int] = {"start": rss_bytes(pid)}
         self.started = time.perf_counter()
@@ -170,31 +173,31 @@ class Load:
             return None
         return response
 
-    def submitted(self, code: str) -> None:
-        self.codes.append(code)
-        if len(self.codes) == BASELINE_DOSSIERS:
-            self.rss["after 1,000 dossiers"] = rss_bytes(self.pid)
+    def submitted(self, agency: str, code: str) -> None:
+        self.codes.append((agency, code))
+        if len(self.codes) in MEMORY_SAMPLES:
+            self.rss[f"after {len(self.codes):,} dossiers"] = rss_bytes(self.pid)
 
 
-async def client(load: Load, http: httpx.AsyncClient) -> None:
-    portal = {"Authorization": f"Bearer {PORTAL_TOKEN}"}
-    agency = {"Authorization": f"Bearer {AGENCY_TOKEN}"}
-    body = json.dumps(SUBMISSION, ensure_ascii=False).encode("utf-8")
+async def client(load: Load, http: httpx.AsyncClient, number: int) -> None:
+    portal = {"Authorization": f"Bearer {PORTAL_TOKEN}", "Content-Type": "application/json"}
+    mine = AGENCIES[number % len(AGENCIES)]
+    body = json.dumps({**SUBMISSION, "agency_code": mine}, ensure_ascii=False).encode("utf-8")
     while not load.done():
-        headers = {**portal, "Content-Type": "application/json"}
-        response = await load.call("intake", http.post("/api/v1/dossiers", content=body, headers=headers), 201)
+        response = await load.call("intake", http.post("/api/v1/dossiers", content=body, headers=portal), 201)
         if response is not None:
-            load.submitted(response.json()["code"])
+            load.submitted(mine, response.json()["code"])
         if load.reported < len(load.codes):
-            code = load.codes[load.reported]
+            agency, code = load.codes[load.reported]
             load.reported += 1
+            headers = {"Authorization": f"Bearer {AGENCY_TOKENS[agency]}"}
             for status in ("received", "processing"):
                 event = {"dossier_code": code, "status": status}
-                request = http.post(f"/api/v1/agencies/{AGENCY}/events", json=event, headers=agency)
+                request = http.post(f"/api/v1/agencies/{agency}/events", json=event, headers=headers)
                 await load.call("event", request, 200)
         if load.codes:
             for index in (-1, len(load.codes) // 2):
-                await load.call("lookup", http.get(f"/api/v1/lookup/{load.codes[index]}"), 200)
+                await load.call("lookup", http.get(f"/api/v1/lookup/{load.codes[index][1]}"), 200)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -206,7 +209,7 @@ async def soak(base_url: str, pid: int, args: argparse.Namespace) -> Load:
     load = Load(args, pid)
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, trust_env=False) as http:
-        await asyncio.gather(*(client(load, http) for _ in range(args.clients)))
+        await asyncio.gather(*(client(load, http, number) for number in range(args.clients)))
     load.rss["end"] = rss_bytes(pid)
     return load
 
@@ -223,10 +226,10 @@ def report(load: Load) -> None:
     print(f"errors: {sum(load.errors.values())}")
     for label, value in load.rss.items():
         print(f"gateway RSS {label}: {value / 2**20:.1f} MB")
-    baseline = load.rss.get("after 1,000 dossiers")
+    baseline = load.rss.get(f"after {BASELINE_DOSSIERS:,} dossiers")
     if baseline is not None:
         growth = (load.rss["end"] - baseline) / 2**20
-        print(f"memory growth after {BASELINE_DOSSIERS} dossiers: {growth:+.1f} MB (limit +50 MB at 10,000 dossiers)")
+        print(f"memory growth since {BASELINE_DOSSIERS:,} dossiers: {growth:+.1f} MB (limit +50 MB at 10,000 dossiers)")
 
 
 def main() -> None:

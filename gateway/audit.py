@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from .store.models import AuditEntry, utcnow
@@ -111,17 +111,31 @@ def _lock_chain(session: Session) -> int:
     """The chain this transaction appends to, locked until it ends (see the module's notes)."""
     if session.get_bind().dialect.name != "postgresql":
         return 0
-    chain = session.execute(_TRY_LOCK, {"chains": CHAINS, "class": _ADVISORY_CLASS}).scalar()
-    if chain is None:
-        session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), {"class": _ADVISORY_CLASS})
-        chain = 0
+    with session.no_autoflush:  # a lock depends on no row: the unit of work's rows wait for its next flush
+        chain = session.execute(_TRY_LOCK, {"chains": CHAINS, "class": _ADVISORY_CLASS}).scalar()
+        if chain is None:
+            session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), {"class": _ADVISORY_CLASS})
+            chain = 0
     return int(chain)
 
 
+_ENTRIES = AuditEntry.__table__
+#: The hash of a chain's newest entry (a plain statement, built once).
+_HEAD = select(_ENTRIES.c.hash).where(_ENTRIES.c.chain == bindparam("chain")).order_by(_ENTRIES.c.id.desc()).limit(1)
+#: A new entry (a plain statement, built once).
+_APPEND = insert(_ENTRIES)
+
+
 def head(session: Session, chain: int = 0) -> str:
-    """The hash of ``chain``'s newest entry (:data:`GENESIS` for an empty chain)."""
-    statement = select(AuditEntry.hash).where(AuditEntry.chain == chain).order_by(AuditEntry.id.desc()).limit(1)
-    return session.scalars(statement).first() or GENESIS
+    """The hash of ``chain``'s newest entry (:data:`GENESIS` for an empty chain).
+
+    Only audit entries the session has not written yet can change the answer: those are flushed first, and nothing
+    else is (the unit of work's other rows are written with its next flush, at the latest its commit).
+    """
+    if any(isinstance(row, AuditEntry) for row in session.new):
+        session.flush()
+    with session.no_autoflush:
+        return session.execute(_HEAD, {"chain": chain}).scalar() or GENESIS
 
 
 def append(
@@ -138,18 +152,12 @@ def append(
     at = (at or utcnow()).astimezone(UTC)
     chain = _lock_chain(session)
     prev_hash = head(session, chain)
-    entry = AuditEntry(
-        chain=chain,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        details=details,
-        prev_hash=prev_hash,
-        hash=entry_hash(prev_hash, at=at, actor=actor, action=action, subject=subject, details=details, chain=chain),
-    )
-    session.add(entry)  # written with the unit of work's next flush (at the latest its commit)
-    return entry
+    values: dict[str, Any] = {"chain": chain, "at": at, "actor": actor, "action": action, "subject": subject}
+    values["details"] = details
+    values |= {"prev_hash": prev_hash, "hash": entry_hash(prev_hash, **values)}
+    # Written at once with a plain statement (built once): the entry is not a row of the session.
+    written = session.execute(_APPEND, values)
+    return AuditEntry(id=written.inserted_primary_key[0], **values)
 
 
 @dataclass(frozen=True)

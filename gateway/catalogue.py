@@ -282,10 +282,29 @@ def import_procedures(session: Session, specs: Sequence[ProcedureSpec]) -> tuple
     return created, updated
 
 
+#: ``Session.info`` key: the catalogue entries built in this session, by code, each with the row and the column
+#: values it was built from.
+_SPECS = "procedure_specs"
+
+
 def get_procedure(session: Session, code: str) -> ProcedureSpec | None:
-    """The catalogue entry ``code``, or ``None`` when it is not in the catalogue."""
+    """The catalogue entry ``code``, or ``None`` when it is not in the catalogue.
+
+    Built once per session while its row is unchanged: the entry is reused only when the session returns the same
+    row with the very same column values (a value set or loaded again is a new object, so a change made in the
+    session or a refresh from the database builds it anew). The entry is immutable.
+    """
     row = session.get(Procedure, code)
-    return None if row is None else ProcedureSpec.from_row(row)
+    if row is None:
+        return None
+    values = tuple(getattr(row, key) for key in _COLUMNS)
+    specs = session.info.setdefault(_SPECS, {})
+    cached = specs.get(code)
+    if cached is not None and cached[0] is row and all(a is b for a, b in zip(cached[1], values, strict=True)):
+        return cached[2]
+    spec = ProcedureSpec.model_validate(dict(zip(_COLUMNS, values, strict=True)))
+    specs[code] = (row, values, spec)  # the values held: their identities stay unique while cached
+    return spec
 
 
 def list_procedures(session: Session) -> list[ProcedureSpec]:

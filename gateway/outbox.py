@@ -51,7 +51,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import tenacity
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -174,6 +174,46 @@ class RetryPolicy:
 # Writing
 
 
+def _insert_ignoring(insert: Any) -> Any:
+    """``INSERT INTO outbox … ON CONFLICT (idempotency_key) DO NOTHING``."""
+    return insert(OutboxMessage.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+#: The insert of each supported engine, built once (the values are bound at execution): as is for :func:`add`, and
+#: with ``RETURNING *`` and its row loaded as a message for :func:`enqueue`.
+_ADD = {"postgresql": _insert_ignoring(postgresql.insert), "sqlite": _insert_ignoring(sqlite.insert)}
+_ENQUEUE = {
+    name: select(OutboxMessage).from_statement(insert.returning(*OutboxMessage.__table__.c))
+    for name, insert in _ADD.items()
+}
+
+
+def _values(session: Session, statements: dict[str, Any], message: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The statement for the session's database and the values of a new ``message``."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in statements:  # pragma: no cover - only SQLite and PostgreSQL are supported (gateway.store.engine)
+        raise RuntimeError(f"outbox: unsupported database {dialect!r}")
+    now = utcnow()
+    times = {"next_attempt_at": message.pop("not_before") or now, "created_at": now, "updated_at": now}
+    return statements[dialect], {**message, "state": PENDING, "attempts": 0, **times}
+
+
+def add(
+    session: Session,
+    *,
+    kind: str,
+    target: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    ordering_key: str | None = None,
+    not_before: datetime | None = None,
+) -> None:
+    """:func:`enqueue` for a caller that needs no message back: the same one statement (a repeated key keeps the
+    first message as it was), without loading its row into the session."""
+    message = {"kind": kind, "target": target, "payload": payload, "idempotency_key": idempotency_key}
+    session.execute(*_values(session, _ADD, {**message, "ordering_key": ordering_key, "not_before": not_before}))
+
+
 def enqueue(
     session: Session,
     *,
@@ -186,36 +226,16 @@ def enqueue(
 ) -> OutboxMessage:
     """Add a message (in the caller's transaction); the same ``idempotency_key`` again returns the existing row.
 
-    A repeated key keeps the first message as it was (its payload is not replaced). Safe against a concurrent
-    enqueue of the same key: the insert is ``ON CONFLICT DO NOTHING`` on both engines.
+    A repeated key keeps the first message as it was (its payload is not replaced). One statement for a new key:
+    ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING`` on both engines, which also makes a concurrent
+    enqueue of the same key safe; only when it inserts nothing is the existing message read.
     """
-    existing = _by_key(session, idempotency_key)
-    if existing is not None:
-        return existing
-    now = utcnow()
-    values = {
-        "kind": kind,
-        "target": target,
-        "ordering_key": ordering_key,
-        "idempotency_key": idempotency_key,
-        "payload": payload,
-        "state": PENDING,
-        "attempts": 0,
-        "next_attempt_at": not_before or now,
-        "created_at": now,
-        "updated_at": now,
-    }
-    table = OutboxMessage.__table__
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        statement = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported (gateway.store.engine)
-        raise RuntimeError(f"outbox: unsupported database {dialect!r}")
-    session.execute(statement)
-    message = _by_key(session, idempotency_key)
-    assert message is not None
+    fields = {"kind": kind, "target": target, "payload": payload, "idempotency_key": idempotency_key}
+    fields |= {"ordering_key": ordering_key, "not_before": not_before}
+    message: OutboxMessage | None = session.scalars(*_values(session, _ENQUEUE, fields)).one_or_none()
+    if message is None:
+        message = _by_key(session, idempotency_key)
+        assert message is not None
     return message
 
 
@@ -224,8 +244,11 @@ def find_by_key(session: Session, idempotency_key: str) -> OutboxMessage | None:
     return _by_key(session, idempotency_key)
 
 
+_BY_KEY = select(OutboxMessage).where(OutboxMessage.idempotency_key == bindparam("idempotency_key"))
+
+
 def _by_key(session: Session, idempotency_key: str) -> OutboxMessage | None:
-    return session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key == idempotency_key)).one_or_none()
+    return session.scalars(_BY_KEY, {"idempotency_key": idempotency_key}).one_or_none()
 
 
 def _serialise_writers(session: Session) -> None:

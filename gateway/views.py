@@ -18,7 +18,9 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, joinedload
 
 from gateway.auth import Principal
 from gateway.catalogue import ProcedureSpec, get_procedure
@@ -32,7 +34,8 @@ from gateway.flows.postal.view import shipments_view
 from gateway.services.changes import deadlines_of, history_pairs, hops_of
 from gateway.services.ratings import rating_of, rating_view
 from gateway.services.supplements import current_components
-from gateway.store.models import Blob, Dossier, HistoryEntry
+from gateway.store.database import added_nothing_of
+from gateway.store.models import Blob, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
 
 __all__ = ["agency_document", "can_read", "dossier_view", "lookup_view"]
 
@@ -89,9 +92,27 @@ def _fees(dossier: Dossier) -> list[dict[str, Any]]:
     return [{"code": f.code, "name": f.name, "amount": f.amount, "paid": f.paid} for f in dossier.fees]
 
 
-def dossier_view(session: Session, dossier: Dossier, *, calendar: OfficeCalendar, now: datetime) -> dict[str, Any]:
-    """The dossier response (``docs/api.md``) for the portal and the owning agency."""
+def _parts(session: Session, dossier: Dossier, created: bool) -> dict[str, Any]:
+    """The payment, shipments and rating of the answer. Rows referring to a dossier ``created`` in this unit of work
+    can only have been written by it (no other transaction sees the dossier before it commits), and payments,
+    shipments and ratings are written through the session only: when it added none of a kind, the dossier has none
+    and the database is not asked."""
+    no_payment = created and added_nothing_of(session, Payment)
+    return {
+        "payment_status": payment_status(session, dossier, payments=[] if no_payment else None)["status"],
+        "payment": None if no_payment else payment_view(session, dossier),
+        "shipments": [] if created and added_nothing_of(session, Shipment) else shipments_view(session, dossier),
+        "rating": None if created and added_nothing_of(session, Rating) else _rating(session, dossier),
+    }
+
+
+def dossier_view(
+    session: Session, dossier: Dossier, *, calendar: OfficeCalendar, now: datetime, created: bool = False
+) -> dict[str, Any]:
+    """The dossier response (``docs/api.md``) for the portal and the owning agency (``created``: the dossier was
+    created in this unit of work)."""
     history = list(dossier.history)
+    parts = _parts(session, dossier, created)
     spec = get_procedure(session, dossier.procedure_code)
     deadlines = deadlines_of(session, dossier, calendar)
     return {
@@ -134,11 +155,11 @@ def dossier_view(session: Session, dossier: Dossier, *, calendar: OfficeCalendar
         ],
         "fees": _fees(dossier),
         "fees_after_result": spec.fees_after_result if spec is not None else False,
-        "payment_status": payment_status(session, dossier)["status"],
-        "payment": payment_view(session, dossier),
-        "shipments": shipments_view(session, dossier),
+        "payment_status": parts["payment_status"],
+        "payment": parts["payment"],
+        "shipments": parts["shipments"],
         "history": [_history_item(entry) for entry in history],
-        "rating": _rating(session, dossier),
+        "rating": parts["rating"],
         "result": dict(dossier.result) if dossier.result is not None else None,
         "extra": dossier.extra or {},
     }
@@ -169,34 +190,47 @@ def _label(dossier: Dossier, spec: ProcedureSpec | None) -> str:
     return STATUS_LABELS_VI[Status(dossier.status)]
 
 
-def _blob(session: Session, sha256: str | None) -> bytes | None:
-    if sha256 is None:
-        return None
-    blob = session.get(Blob, sha256)
-    return None if blob is None else blob.content
+# The agency document's statements, built once (only their parameters change from one dossier to the next).
+_BLOBS = select(Blob.sha256, Blob.content).where(Blob.sha256.in_(bindparam("shas", expanding=True)))
+_FEES_AFTER_RESULT = select(Procedure.fees_after_result).where(Procedure.code == bindparam("code"))
+_WITH_PARTS = (
+    select(Dossier)
+    .where(Dossier.id == bindparam("id"))
+    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
+)
+
+
+def _blobs(session: Session, shas: set[str]) -> dict[str, bytes]:
+    """The contents of the blobs ``shas``, in one query."""
+    if not shas:
+        return {}
+    return {sha: content for sha, content in session.execute(_BLOBS, {"shas": sorted(shas)})}
+
+
+def _base64(content: bytes | None) -> str | None:
+    return base64.b64encode(content).decode("ascii") if content else None
 
 
 def _agency_components(session: Session, dossier: Dossier) -> list[dict[str, Any]]:
-    components = []
-    for c in current_components(dossier):
-        content = _blob(session, c.sha256) or b""
-        signature = _blob(session, c.detached_signature_sha256)
-        components.append(
-            {
-                "code": c.code,
-                "name": c.name,
-                "filename": c.filename,
-                "content_type": c.content_type,
-                "size": c.size,
-                "sha256": c.sha256,
-                "revision": c.revision,
-                "content_base64": base64.b64encode(content).decode("ascii"),
-                "detached_signature_base64": base64.b64encode(signature).decode("ascii") if signature else None,
-                "originals_check_required": c.originals_check_required,
-                "verification": c.verification,
-            }
-        )
-    return components
+    current = current_components(dossier)
+    wanted = {c.sha256 for c in current} | {c.detached_signature_sha256 for c in current}
+    blobs = _blobs(session, {sha for sha in wanted if sha is not None})
+    return [
+        {
+            "code": c.code,
+            "name": c.name,
+            "filename": c.filename,
+            "content_type": c.content_type,
+            "size": c.size,
+            "sha256": c.sha256,
+            "revision": c.revision,
+            "content_base64": _base64(blobs.get(c.sha256)) or "",
+            "detached_signature_base64": _base64(blobs.get(c.detached_signature_sha256 or "")),
+            "originals_check_required": c.originals_check_required,
+            "verification": c.verification,
+        }
+        for c in current
+    ]
 
 
 def _agency_due_at(dossier: Dossier, agency_code: str) -> str | None:
@@ -210,11 +244,19 @@ def _agency_due_at(dossier: Dossier, agency_code: str) -> str | None:
     return iso(dossier.due_at)
 
 
+def _load_parts(session: Session, dossier: Dossier) -> None:
+    """Read the components and fees of ``dossier`` in one query when they are not loaded yet."""
+    unloaded = sa_inspect(dossier).unloaded
+    if dossier.id is not None and ("components" in unloaded or "fees" in unloaded):
+        session.scalars(_WITH_PARTS, {"id": dossier.id}).unique().all()
+
+
 def agency_document(session: Session, dossier: Dossier, *, agency_code: str | None = None) -> dict[str, Any]:
     """The dossier as an agency's one-stop system receives it (``docs/agency-rest-contract.md``), files in base64, with
     the agency's own deadline (``agency_due_at``) and where the fees stand (``payment``)."""
     agency = agency_code or dossier.agency_code
-    spec = get_procedure(session, dossier.procedure_code)
+    _load_parts(session, dossier)
+    fees_after_result = session.scalar(_FEES_AFTER_RESULT, {"code": dossier.procedure_code})
     return {
         "code": dossier.code,
         "procedure_code": dossier.procedure_code,
@@ -236,7 +278,7 @@ def agency_document(session: Session, dossier: Dossier, *, agency_code: str | No
         "fees": _fees(dossier),
         "payment": {
             **payment_status(session, dossier),
-            "fees_after_result": spec.fees_after_result if spec is not None else False,
+            "fees_after_result": bool(fees_after_result),
         },
         "extra": dossier.extra or {},
     }

@@ -20,8 +20,8 @@ from gateway.views import dossier_view
 def render_for(runtime: Runtime) -> Any:
     """The dossier view as the API renders it, for ``runtime``'s calendar."""
 
-    def render(session: Session, dossier: Dossier, now: datetime) -> dict[str, Any]:
-        return dossier_view(session, dossier, calendar=runtime.calendar, now=now)
+    def render(session: Session, dossier: Dossier, now: datetime, /, *, created: bool = False) -> dict[str, Any]:
+        return dossier_view(session, dossier, calendar=runtime.calendar, now=now, created=created)
 
     return render
 

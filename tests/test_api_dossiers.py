@@ -71,6 +71,15 @@ async def test_the_portal_and_the_owning_agency_read_a_dossier(gw: Gateway) -> N
     assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
 
 
+async def test_the_intake_answer_is_the_dossier_as_read(any_gw: Gateway) -> None:
+    """The answer to a submission is what a read of the dossier answers at the same time, byte for byte."""
+    for number, body in enumerate((submission(), submission(fees=None, return_method=None, delivery_address=None))):
+        response = await any_gw.submit(body, key=f"same-as-read-{number}")
+        assert response.status_code == 201, response.text
+        read = await any_gw.client.get(f"/api/v1/dossiers/{response.json()['code']}", headers=PORTAL)
+        assert read.content == response.content
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Supplements
 

@@ -234,6 +234,17 @@ def test_import_creates_updates_and_leaves_identical_entries(db):
         assert [s.code for s in list_procedures(session)] == ["1.001193", "1.009794", "2.001610"]
 
 
+def test_an_entry_changed_in_the_same_session_is_seen_at_once(db):
+    specs = load_catalogue(EXAMPLE)
+    with db.unit_of_work() as session:
+        import_procedures(session, specs)
+        assert get_procedure(session, "1.009794").processing_days == specs[0].processing_days
+        import_procedures(session, [specs[0].model_copy(update={"processing_days": 20})])
+        assert get_procedure(session, "1.009794").processing_days == 20
+        session.expire_all()  # loaded again from the database
+        assert get_procedure(session, "1.009794").processing_days == 20
+
+
 def test_round_trip_keeps_every_field(db):
     spec = ProcedureSpec.model_validate(
         entry(agencies=["000.00.24.H38", "000.00.35.H38"], transfer_shares={"000.00.24.H38": 7, "000.00.35.H38": 3})

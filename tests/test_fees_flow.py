@@ -318,6 +318,12 @@ async def test_payment_created_at_submission_when_fees_are_due_then(flow_paying_
     assert len(flow.rows(Payment)) == 1
 
 
+async def test_the_intake_answer_with_its_payment_is_the_dossier_as_read(flow_paying_at_submission: Flow) -> None:
+    body = await flow_paying_at_submission.submit()
+    assert body["payment"] is not None and body["payment_status"] == "pending"
+    assert await flow_paying_at_submission.get(body["code"]) == body
+
+
 async def test_cancelled_payment_is_failed_and_a_new_one_is_made(flow: Flow) -> None:
     code, view = await flow.requested()
     outcome = await flow.pay(view["payment"]["url"], response_code="24")  # the payer cancelled

@@ -223,7 +223,9 @@ async def test_steps_about_the_gateway_itself_are_never_sent_and_count_as_done(d
 
     def skip(uow: UnitOfWork) -> int:
         dossier = uow.session.scalars(select(Dossier).where(Dossier.code == code)).one()
-        return record_step(uow.session, dossier, step="postal_skipped", at=utcnow(), actor="gateway", note="off").id
+        entry = record_step(uow.session, dossier, step="postal_skipped", at=utcnow(), actor="gateway", note="off")
+        uow.session.flush()  # the step is written with the unit of work's next flush: its id is known after it
+        return entry.id
 
     skipped = await in_unit(ctx.db, ctx.bus, skip)
     assert [m.payload["history_id"] for m in syncs(db, code)] == [history(db, code)[0].id, completed]

@@ -584,7 +584,7 @@ async def test_unsigned_xml_form_is_unsigned(signed_gw: Gateway) -> None:
 # Atomicity
 
 
-@pytest.mark.parametrize("target", ["gateway.audit.append", "gateway.outbox.enqueue"])
+@pytest.mark.parametrize("target", ["gateway.audit.append", "gateway.outbox.add"])
 async def test_a_failure_after_the_dossier_insert_rolls_everything_back(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:

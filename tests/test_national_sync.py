@@ -271,7 +271,7 @@ def unfinished(gw: Gateway) -> list[tuple[int, str, str, str | None]]:
 # Dossiers
 
 
-def code_only(session: Session, dossier: Dossier, now: datetime) -> dict[str, Any]:
+def code_only(session: Session, dossier: Dossier, now: datetime, /, *, created: bool = False) -> dict[str, Any]:
     return {"code": dossier.code}
 
 

@@ -416,7 +416,7 @@ async def test_postal_off_is_shown_once_as_skipped(
         assert flow.postal_messages() == [] and postal_sim.orders == {}
         assert [job.name for job in flow.dispatcher.periodic_jobs() if job.name == "postal-tracking"] == []
         response = await flow.post_event({"order_code": "EL1VN", "status": "delivered", "at": at(0), "note": None})
-        assert response.status_code == 503 and response.json()["error"]["code"] == "unavailable"
+        assert response.status_code == 404 and "not configured" in response.json()["error"]["message"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ def _answer(answer: Answer, code: str | None = None) -> JSONResponse:
 def _render(request: Request) -> Render:
     calendar = runtime_of(request).calendar
 
-    def render(session: Session, dossier: Dossier, now: datetime) -> dict[str, Any]:
-        return dossier_view(session, dossier, calendar=calendar, now=now)
+    def render(session: Session, dossier: Dossier, now: datetime, /, *, created: bool = False) -> dict[str, Any]:
+        return dossier_view(session, dossier, calendar=calendar, now=now, created=created)
 
     return render
 

@@ -3,7 +3,8 @@
 Authenticated by the provider's signature, not a bearer token: ``X-Signature`` is the hex HMAC-SHA256 of the raw body
 with ``[postal] secret``. The checks, in the order a caller can act on them:
 
-- the integration is off (no ``[postal] base_url`` or no secret) → 503;
+- the integration is off (no ``[postal] base_url`` or no secret) → 404, as the payment and SMS notifications do; a
+  secret reference that cannot be read → 503;
 - a body over 64 KiB → 413; a missing, malformed or wrong signature → 401 (logged with the reason, never the body
   or the secret), before the body is read as JSON: nothing changes;
 - not JSON → 400; not a tracking event (``order_code``, ``status`` of ``accepted|in_transit|delivered|failed|
@@ -56,8 +57,8 @@ class PostalEvent(BaseModel):
         200: {"model": PostalEventOutcome, "description": "What the event did"},
         **error_responses(400, 413, 422),
         401: {**error_responses(401)[401], "description": "Missing or wrong X-Signature"},
-        404: {**error_responses(404)[404], "description": "No such postal order"},
-        503: {**error_responses(503)[503], "description": "The postal integration is not configured"},
+        404: {**error_responses(404)[404], "description": "No such postal order, or postal delivery is not configured"},
+        503: {**error_responses(503)[503], "description": "The postal secret cannot be read"},
     },
 )
 async def postal_event(request: Request) -> dict[str, Any]:
@@ -70,7 +71,7 @@ async def postal_event(request: Request) -> dict[str, Any]:
         log.error("postal webhook unavailable: %s", exc)
         raise ApiError(503, "the postal integration is not configured correctly") from None
     if secret is None:
-        raise ApiError(503, "the postal integration is not configured")
+        raise ApiError(404, "postal delivery is not configured on this gateway")
     raw = await signed_body(
         request,
         verify_signature,

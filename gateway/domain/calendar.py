@@ -72,6 +72,8 @@ DEFAULT_AFTERNOON: tuple[time, time] = (time(13, 30), time(17, 0))
 
 #: More consecutive days than this without a working day means the calendar is broken, not that the office is shut.
 _MAX_DAYS_WITHOUT_WORK = 400
+#: How many days' verdicts a calendar remembers (about ten years' worth).
+_MAX_REMEMBERED_DAYS = 4096
 
 
 @lru_cache(maxsize=128)
@@ -200,6 +202,8 @@ class OfficeCalendar:
     afternoon: tuple[time, time] = DEFAULT_AFTERNOON
     tz: ZoneInfo = VIETNAM_TZ
     official: OfficialCalendar | None = None
+    #: The verdicts given so far, by date: they depend only on this immutable calendar (bounded: cleared when full).
+    _working: dict[date, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extra_days_off", frozenset(self.extra_days_off))
@@ -230,15 +234,13 @@ class OfficeCalendar:
         """Whether ``d`` is a working day (an aware datetime is taken as its local date)."""
         if isinstance(d, datetime):
             d = self.local(d).date()
-        if d in self.makeup_working_days:
-            return True
-        if d in self.extra_days_off:
-            return False
-        if self.official is not None:
-            verdict = self.official.verdict(d)
-            if verdict is not None:
-                return verdict[0]
-        return _national(d.year).is_working_day(d)
+        known = self._working
+        working = known.get(d)
+        if working is None:
+            if len(known) >= _MAX_REMEMBERED_DAYS:
+                known.clear()
+            working = known[d] = self.rule(d).working
+        return working
 
     def rule(self, d: date) -> DayRule:
         """Whether ``d`` is worked, what it is and which layer said so (for showing the calendar)."""

@@ -17,7 +17,7 @@ __all__ = ["enqueue_delivery", "enqueue_supplement", "enqueue_withdrawal"]
 
 def enqueue_delivery(session: Session, dossier: Dossier, agency_code: str) -> None:
     """An ``agency.deliver`` message handing ``dossier`` to ``agency_code``."""
-    outbox.enqueue(
+    outbox.add(
         session,
         kind=messages.AGENCY_DELIVER,
         target=agency_code,
@@ -29,7 +29,7 @@ def enqueue_delivery(session: Session, dossier: Dossier, agency_code: str) -> No
 
 def enqueue_supplement(session: Session, dossier: Dossier, codes: list[str], number: int) -> None:
     """An ``agency.supplement`` message forwarding supplement ``number`` (components ``codes``) to the agency."""
-    outbox.enqueue(
+    outbox.add(
         session,
         kind=messages.AGENCY_SUPPLEMENT,
         target=dossier.agency_code,
@@ -41,7 +41,7 @@ def enqueue_supplement(session: Session, dossier: Dossier, codes: list[str], num
 
 def enqueue_withdrawal(session: Session, dossier: Dossier, reason: str) -> None:
     """An ``agency.withdraw`` message telling the current agency that the applicant withdrew."""
-    outbox.enqueue(
+    outbox.add(
         session,
         kind=messages.AGENCY_WITHDRAW,
         target=dossier.agency_code,

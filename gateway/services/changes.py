@@ -157,10 +157,10 @@ def changed(dossier: Dossier, entry: HistoryEntry, *, previous: str | None, now:
 def record_step(
     session: Session, dossier: Dossier, *, step: str, at: datetime, actor: str, note: str, **details: Any
 ) -> HistoryEntry:
-    """A history step that informs only (an integration skipped): the status stays, no event is raised."""
+    """A history step that informs only (an integration skipped): the status stays, no event is raised. The entry is
+    written with the unit of work's next flush (at the latest its commit): no step needs its id."""
     entry = HistoryEntry(status=dossier.status, at=at, actor=actor, note=note, details={"step": step, **details})
     dossier.history.append(entry)
-    session.flush()
     return entry
 
 

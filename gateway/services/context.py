@@ -6,10 +6,9 @@ quiet bus or in-memory fakes. Use cases never reach for globals or for the daemo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -24,8 +23,17 @@ __all__ = ["DEFAULT_MAX_FILE_BYTES", "Context", "Render"]
 #: One component's decoded size.
 DEFAULT_MAX_FILE_BYTES = 20 * 1024 * 1024
 
-#: Renders a dossier as the caller's answer (the edge's read model), in the unit of work that changed it.
-Render = Callable[[Session, Dossier, datetime], dict[str, Any]]
+
+class Render(Protocol):
+    """Renders a dossier as the caller's answer (the edge's read model), in the unit of work that changed it.
+
+    ``created``: the dossier was created in this unit of work, so that only rows this unit of work added can refer to
+    it (the read model need not look in the database for kinds of rows it added none of).
+    """
+
+    def __call__(
+        self, session: Session, dossier: Dossier, now: datetime, /, *, created: bool = False
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -48,6 +49,13 @@ def canonical_json(document: Any) -> bytes:
 
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}\Z")
+_RECORDS = IdempotencyRecord.__table__
+#: The stored answer of one key (a plain statement, built once: the answer is read, never changed).
+_LOOKUP = select(_RECORDS.c.request_sha256, _RECORDS.c.status_code, _RECORDS.c.body).where(
+    _RECORDS.c.principal == bindparam("principal"), _RECORDS.c.key == bindparam("key")
+)
+#: A key's answer stored (a plain statement, built once: the record is written, never read back in the transaction).
+_RECORD = insert(_RECORDS)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class IdempotencyContext:
 
     def lookup(self, session: Session) -> tuple[int, dict[str, Any]] | None:
         """The stored answer for this key; :class:`Invalid` when the key came with another request."""
-        record = session.get(IdempotencyRecord, (self.principal, self.key))
+        record = session.execute(_LOOKUP, {"principal": self.principal, "key": self.key}).first()
         if record is None:
             return None
         if record.request_sha256 != self.fingerprint:
@@ -95,13 +103,11 @@ class IdempotencyContext:
         return record.status_code, record.body
 
     def record(self, session: Session, status: int, body: dict[str, Any]) -> None:
-        """Store the answer under the key in this transaction, written when it commits (a concurrent claim of the
-        same key waits, then fails with :class:`IntegrityError`)."""
-        session.add(
-            IdempotencyRecord(
-                principal=self.principal, key=self.key, request_sha256=self.fingerprint, status_code=status, body=body
-            )
-        )
+        """Store the answer under the key in this transaction, as its last statement: the unit of work's rows are
+        flushed first (a concurrent claim of the same key waits, then fails with :class:`IntegrityError`)."""
+        session.flush()
+        values = {"principal": self.principal, "key": self.key, "request_sha256": self.fingerprint}
+        session.execute(_RECORD, {**values, "status_code": status, "body": body})
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -107,6 +108,21 @@ class Submission(BaseModel):
     delivery_address: dict[str, Any] | None = None
 
 
+def _next_code(insert: Any) -> Any:
+    table = DaySequence.__table__
+    statement = insert(table).on_conflict_do_update(
+        index_elements=["agency_code", "day"], set_={"last": table.c.last + 1}
+    )
+    return statement.returning(table.c.last)
+
+
+#: The day's counter created or incremented, per engine (built once; the values are bound at execution).
+_NEXT_CODE = {"postgresql": _next_code(postgresql.insert), "sqlite": _next_code(sqlite.insert)}
+_AGENCIES = Agency.__table__
+#: Whether an agency is registered (a plain statement, built once).
+_REGISTERED = select(_AGENCIES.c.code).where(_AGENCIES.c.code == bindparam("code"))
+
+
 def allocate_code(session: Session, agency_code: str, now: datetime) -> str:
     """The next dossier code of ``agency_code`` today (Asia/Ho_Chi_Minh), unique across processes.
 
@@ -115,14 +131,8 @@ def allocate_code(session: Session, agency_code: str, now: datetime) -> str:
     never get the same number, and a rolled-back one gives its number back.
     """
     day = now.astimezone(VIETNAM_TZ).strftime("%y%m%d")
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(DaySequence).values(agency_code=agency_code, day=day, last=1)
-    last = session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["agency_code", "day"], set_={"last": DaySequence.last + 1}
-        ).returning(DaySequence.last)
-    ).scalar_one()
+    statement = _NEXT_CODE["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    last = session.execute(statement, {"agency_code": agency_code, "day": day, "last": 1}).scalar_one()
     try:
         return format_dossier_code(agency_code, now, last)
     except ValueError as exc:
@@ -144,7 +154,7 @@ def check_catalogue(session: Session, sub: Submission) -> tuple[ProcedureSpec | 
                 f"agency {sub.agency_code} is not competent for procedure {spec.code} (competent: {competent})",
             )
         )
-    elif session.get(Agency, sub.agency_code) is None:
+    elif session.execute(_REGISTERED, {"code": sub.agency_code}).first() is None:
         errors.append(problem("agency_code", f"agency {sub.agency_code} is not registered with the gateway"))
     errors += check_component_codes(spec, [(f"components[{i}]", c.code) for i, c in enumerate(sub.components)])
     given = {c.code for c in sub.components}
@@ -314,7 +324,7 @@ def _take_in(
     enqueue_delivery(session, dossier, dossier.agency_code)
     uow.emit(changed(dossier, entry, previous=None, now=now))
     uow.publish()
-    body = render(session, dossier, now)
+    body = render(session, dossier, now, created=True)
     audit.append(
         session,
         principal.name,

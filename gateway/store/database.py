@@ -12,18 +12,36 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
 
 T = TypeVar("T")
 
+#: ``Session.info`` key, true in the sessions of a :class:`Database`: they note in :data:`ADDED` the class of every
+#: row added to them (directly or through a relationship), so that a read model knows which kinds of rows the unit of
+#: work wrote.
+TRACKED = "tracks_added_rows"
+#: ``Session.info`` key: the set of the mapped classes of the rows added to the session.
+ADDED = "added_row_classes"
+
+
+def _note_added(session: Session, instance: object) -> None:
+    session.info.setdefault(ADDED, set()).add(type(instance))
+
+
+def added_nothing_of(session: Session, kind: type) -> bool:
+    """Whether this unit of work is known to have added no row of ``kind`` through the session (``False`` when the
+    session does not track what it adds)."""
+    return bool(session.info.get(TRACKED)) and kind not in session.info.get(ADDED, ())
+
 
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine, expire_on_commit=False, info={TRACKED: True})
+        event.listen(self._sessions, "transient_to_pending", _note_added)
 
     @classmethod
     def connect(cls, url: str = DEFAULT_URL) -> Database:

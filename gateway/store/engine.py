@@ -131,10 +131,14 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = sqlite_file(url)
+        pool: dict[str, int] = {}
         if path is not None:
             create_folder(url)
             parsed = parsed.set(database=str(path))
-        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30})
+            # As many kept connections as a busy process uses at once (its event loop's database threads), so that
+            # connections are not opened, set up and closed again under load.
+            pool = {"pool_size": 10, "max_overflow": 20}
+        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":

@@ -3,6 +3,7 @@ where the dossier's fees stand (:func:`payment_status`: ``none``, ``unpaid``, ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -26,12 +27,15 @@ def payment_view(session: Session, dossier: Dossier) -> dict[str, Any] | None:
     return {"reference": latest.reference, "url": latest.url, "amount": latest.amount, "status": latest.status}
 
 
-def payment_status(session: Session, dossier: Dossier) -> dict[str, Any]:
+def payment_status(session: Session, dossier: Dossier, *, payments: Sequence[Payment] | None = None) -> dict[str, Any]:
     """Where the fees stand: ``status`` (``none``: no fee to pay; ``paid``: every fee paid; ``pending``: an online
     payment of the unpaid fees is under way; ``unpaid``), ``unpaid_amount`` (int VND) and the pending payment's
-    ``reference``."""
+    ``reference``. ``payments``: the dossier's payments, oldest first, when the caller knows them (read otherwise)."""
     fees = unpaid(dossier)
-    pending = next((p for p in reversed(payments_of(session, dossier)) if p.status == PENDING), None) if fees else None
+    pending = None
+    if fees:
+        known = payments_of(session, dossier) if payments is None else payments
+        pending = next((p for p in reversed(known) if p.status == PENDING), None)
     if not fees:
         status = "paid" if any(fee.amount > 0 for fee in dossier.fees) else "none"
     else:
