@@ -11,7 +11,8 @@ chains alone: :func:`check_chain` takes the heads recorded elsewhere (a verifica
 that.
 
 Appends to one chain are serialised, appends to different chains are not. On PostgreSQL :func:`append` takes the
-transaction-scoped advisory lock of the lowest-numbered chain no other transaction holds (at most :data:`CHAINS`;
+transaction-scoped advisory lock (keyed by the trail's schema and the chain) of the lowest-numbered chain no other
+transaction holds (at most :data:`CHAINS`;
 when all are taken it waits for chain 0), so concurrent writers never queue behind one global audit lock: a chain's
 lock is held from the append to the commit (call it last in the unit of work). Written one at a time, entries all
 land in chain 0. On SQLite the database lets one writer in at a time anyway: the unit of work takes the database's
@@ -54,12 +55,17 @@ __all__ = [
 GENESIS = "0" * 64
 #: How many chains concurrent writers may spread over (PostgreSQL; SQLite writes chain 0 only).
 CHAINS = 8
-#: The first key of the chains' PostgreSQL advisory locks ("audt" as an integer); the second is the chain's number.
-_ADVISORY_CLASS = 0x61756474
+#: The first key of the chains' PostgreSQL advisory locks is a hash of this text and of the schema the trail lives in
+#: (advisory locks are shared by a whole database, so two trails in two schemas of one database keep their locks
+#: apart); the second key is the chain's number.
+_ADVISORY_CLASS = "dvc-gateway audit chains in "
 #: The lowest-numbered chain whose advisory lock is free, taking it (``LIMIT 1`` stops at the first lock taken).
 _TRY_LOCK = text(
-    "SELECT n FROM generate_series(0, :chains - 1) AS n WHERE pg_try_advisory_xact_lock(:class, n) LIMIT 1"
+    "SELECT n FROM generate_series(0, :chains - 1) AS n"
+    " WHERE pg_try_advisory_xact_lock(hashtext(:class || current_schema()), n) LIMIT 1"
 )
+#: Chain 0's lock, waiting for it.
+_WAIT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:class || current_schema()), 0)")
 
 
 def lock_for_write(session: Session) -> None:
@@ -114,7 +120,7 @@ def _lock_chain(session: Session) -> int:
     with session.no_autoflush:  # a lock depends on no row: the unit of work's rows wait for its next flush
         chain = session.execute(_TRY_LOCK, {"chains": CHAINS, "class": _ADVISORY_CLASS}).scalar()
         if chain is None:
-            session.execute(text("SELECT pg_advisory_xact_lock(:class, 0)"), {"class": _ADVISORY_CLASS})
+            session.execute(_WAIT_LOCK, {"class": _ADVISORY_CLASS})
             chain = 0
     return int(chain)
 

@@ -3,6 +3,7 @@ names every altered, removed or moved entry, in any chain, on SQLite and Postgre
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from sqlalchemy import delete, select, update
 from gateway import audit
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry
-from tests.test_outbox import BACKENDS, open_database
+from tests.test_outbox import BACKENDS, PG_ENV, PG_SKIP, open_database
 
 AT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
@@ -92,3 +93,17 @@ def test_removed_and_moved_rows_in_any_chain_are_detected(db: Database) -> None:
         first.chain = 5
     kinds = {problem.kind for problem in check(db).problems}
     assert "removed" in kinds or "altered" in kinds
+
+
+@pytest.mark.skipif(not os.environ.get(PG_ENV), reason=PG_SKIP)
+def test_trails_in_two_schemas_of_one_database_do_not_share_chain_locks(tmp_path: Path) -> None:
+    # PostgreSQL's advisory locks belong to the whole database: a writer holding chain 0 of one trail must not push
+    # the writers of another schema's trail (another gateway, or another test run) onto other chains.
+    with open_database("postgresql", tmp_path) as first, open_database("postgresql", tmp_path) as second:
+        with first.unit_of_work() as holder:
+            held = audit.append(holder, "admin", "agency.registered", "000.00.0.H38", {"n": 0}, at=AT)
+            with second.unit_of_work() as other:
+                elsewhere = audit.append(other, "portal", "dossier.submitted", "code-1", {"n": 1}, at=AT)
+            with first.unit_of_work() as same_trail:
+                beside = audit.append(same_trail, "portal", "dossier.submitted", "code-2", {"n": 2}, at=AT)
+        assert (held.chain, elsewhere.chain, beside.chain) == (0, 0, 1)
