@@ -16,7 +16,7 @@ from signing.trust import TrustStore, load_crls
 from signing.verify import Document, Verifier, verify_document, verify_document_sync
 from tests.documents import sign_cms
 from tests.reports import FORMAT_FAILURE, only, outcome
-from tests.test_signing_pdf import byte_range, make_document, sign
+from tests.signing_pdf_support import byte_range, make_document, sign
 
 MiB = 1024 * 1024
 

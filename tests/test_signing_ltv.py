@@ -41,7 +41,7 @@ from signing.report import Indication, Revocation, SubIndication, Verdict
 from signing.trust import TrustStore
 from tests.pki import Identity, issue_cert, make_crl
 from tests.reports import EXPIRED, only, outcome
-from tests.test_signing_pdf import make_document
+from tests.signing_pdf_support import make_document
 
 NOW = datetime.now(UTC)
 SIGNED_AT = NOW - timedelta(days=800)

@@ -463,6 +463,66 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
+class _Handlers:
+    """The routes' endpoints, over a :class:`NationalPortalSimulator`."""
+
+    def __init__(self, sim: NationalPortalSimulator) -> None:
+        self.sim = sim
+
+    def _failure(self) -> Response | None:
+        status = self.sim.injected_failure()
+        if status is None:
+            return None
+        return JSONResponse({"error": "injected_failure"}, status_code=status)
+
+    async def login(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if (refused := self._failure()) is not None:
+            return refused
+        return JSONResponse(self.sim.login(body, request.headers.get(wire.DSTCODE_HEADER)))
+
+    async def service(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if (refused := self._failure()) is not None:
+            return refused
+        if body is None:
+            return JSONResponse({"error_code": wire.CODE_BAD_REQUEST, "message": "JSON không hợp lệ"}, status_code=400)
+        return JSONResponse(self.sim.call(body, request.headers.get(wire.DSTCODE_HEADER), share=False))
+
+    async def share(self, request: Request) -> Response:
+        body = await _json_body(request)
+        if (refused := self._failure()) is not None:
+            return refused
+        if body is None:
+            return JSONResponse({"error_code": wire.CODE_BAD_REQUEST, "message": "JSON không hợp lệ"}, status_code=400)
+        return JSONResponse(self.sim.call(body, request.headers.get(wire.DSTCODE_HEADER), share=True))
+
+    async def state(self, request: Request) -> Response:
+        return JSONResponse(self.sim.state())
+
+    async def dossier(self, request: Request) -> Response:
+        held = self.sim.dossier(request.path_params["code"])
+        if held is None:
+            return JSONResponse({"error": "not_found"}, status_code=404)
+        return JSONResponse(held)
+
+    async def faults(self, request: Request) -> Response:
+        changes = await _json_body(request)
+        try:
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
+            if changes.pop("reset", False):
+                self.sim.reset()
+            self.sim.set_faults(changes)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
+        return JSONResponse(self.sim.state()["faults"])
+
+    async def reset(self, request: Request) -> Response:
+        self.sim.reset()
+        return JSONResponse({"reset": True})
+
+
 def create_app(
     *,
     username: str = "lgsp",
@@ -500,67 +560,15 @@ def create_app(
         sim.procedures = [dict(p) for p in procedures]
     all_paths = {**wire.DEFAULT_PATHS, **(paths or {})}
 
-    def failure() -> Response | None:
-        status = sim.injected_failure()
-        if status is None:
-            return None
-        return JSONResponse({"error": "injected_failure"}, status_code=status)
-
-    async def login(request: Request) -> Response:
-        body = await _json_body(request)
-        if (refused := failure()) is not None:
-            return refused
-        return JSONResponse(sim.login(body, request.headers.get(wire.DSTCODE_HEADER)))
-
-    async def service(request: Request) -> Response:
-        body = await _json_body(request)
-        if (refused := failure()) is not None:
-            return refused
-        if body is None:
-            return JSONResponse({"error_code": wire.CODE_BAD_REQUEST, "message": "JSON không hợp lệ"}, status_code=400)
-        return JSONResponse(sim.call(body, request.headers.get(wire.DSTCODE_HEADER), share=False))
-
-    async def share(request: Request) -> Response:
-        body = await _json_body(request)
-        if (refused := failure()) is not None:
-            return refused
-        if body is None:
-            return JSONResponse({"error_code": wire.CODE_BAD_REQUEST, "message": "JSON không hợp lệ"}, status_code=400)
-        return JSONResponse(sim.call(body, request.headers.get(wire.DSTCODE_HEADER), share=True))
-
-    async def state(request: Request) -> Response:
-        return JSONResponse(sim.state())
-
-    async def dossier(request: Request) -> Response:
-        held = sim.dossier(request.path_params["code"])
-        if held is None:
-            return JSONResponse({"error": "not_found"}, status_code=404)
-        return JSONResponse(held)
-
-    async def faults(request: Request) -> Response:
-        changes = await _json_body(request)
-        try:
-            if not isinstance(changes, dict):
-                raise ValueError("expected a JSON object")
-            if changes.pop("reset", False):
-                sim.reset()
-            sim.set_faults(changes)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
-        return JSONResponse(sim.state()["faults"])
-
-    async def reset(request: Request) -> Response:
-        sim.reset()
-        return JSONResponse({"reset": True})
-
+    handlers = _Handlers(sim)
     routes = [
-        Route(all_paths["login"], login, methods=["POST"]),
-        Route(all_paths["service"], service, methods=["POST"]),
-        Route(all_paths["share"], share, methods=["POST"]),
-        Route("/_sim/state", state, methods=["GET"]),
-        Route("/_sim/dossiers/{code}", dossier, methods=["GET"]),
-        Route("/_sim/faults", faults, methods=["POST"]),
-        Route("/_sim/reset", reset, methods=["POST"]),
+        Route(all_paths["login"], handlers.login, methods=["POST"]),
+        Route(all_paths["service"], handlers.service, methods=["POST"]),
+        Route(all_paths["share"], handlers.share, methods=["POST"]),
+        Route("/_sim/state", handlers.state, methods=["GET"]),
+        Route("/_sim/dossiers/{code}", handlers.dossier, methods=["GET"]),
+        Route("/_sim/faults", handlers.faults, methods=["POST"]),
+        Route("/_sim/reset", handlers.reset, methods=["POST"]),
     ]
     app = Starlette(routes=routes)
     app.state.simulator = sim

@@ -340,6 +340,151 @@ def _error_page(status: int, message: str) -> HTMLResponse:
     return HTMLResponse(body + "</body></html>", status_code=status)
 
 
+class _Handlers:
+    """The routes' endpoints, over a :class:`PaymentSimulator`."""
+
+    def __init__(self, sim: PaymentSimulator) -> None:
+        self.sim = sim
+
+    async def payment_page(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        status, message, txn = self.sim.open_payment(params)
+        if txn is None:
+            return _error_page(status, message)
+        page = _PAGE.format(
+            reference=html.escape(txn.reference),
+            reference_q=urllib.parse.quote(txn.reference, safe=""),
+            info=html.escape(txn.order_info),
+            amount=f"{txn.amount_vnd:,}".replace(",", "."),
+        )
+        return HTMLResponse(page)
+
+    async def pay(self, request: Request) -> Response:
+        reference = request.path_params["reference"]
+        is_form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        options: dict[str, Any] = dict(request.query_params)
+        if not is_form:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                return JSONResponse({"error": "invalid_json"}, status_code=400)
+            options.update(body)
+        return await self._pay(reference, options, redirect=is_form)
+
+    async def _pay(self, reference: str, options: dict[str, Any], *, redirect: bool = False) -> Response:
+        code = options.get("response_code", "00")
+        amount = options.get("amount_vnd")
+        delay = options.get("delay_seconds", self.sim.ipn_delay_seconds)
+        duplicate = options.get("duplicate", self.sim.duplicate_ipn)
+        notify = options.get("notify", True)
+        if (
+            not isinstance(code, str)
+            or not (len(code) == 2 and code.isdigit())
+            or (amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0))
+            or isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or delay < 0
+            or not isinstance(duplicate, bool)
+            or not isinstance(notify, bool)
+        ):
+            return JSONResponse({"error": "invalid_options"}, status_code=400)
+        if reference not in self.sim.transactions:
+            return JSONResponse({"error": "not_found", "reference": reference}, status_code=404)
+        txn = self.sim.pay(reference, code)
+        if txn is None:
+            return JSONResponse({"error": "already_finished", "reference": reference}, status_code=409)
+        params = self.sim.result_params(txn, amount)
+        copies = 2 if duplicate else 1
+        answer: dict[str, Any] = {
+            "reference": reference,
+            "status": txn.status,
+            "transaction_no": txn.transaction_no,
+            "return_url": self.sim.return_url(txn, params),
+        }
+        if not notify:
+            self.sim.counters["ipn_lost"] += 1
+            answer["ipn"] = "lost"
+        elif delay > 0:
+            self.sim.schedule(params, copies=copies, delay=float(delay))
+            answer["ipn"] = "scheduled"
+        else:
+            answer["ipn"] = await self.sim.deliver(params, copies=copies, delay=0)
+        if redirect and answer["return_url"]:
+            return RedirectResponse(answer["return_url"], status_code=303)
+        return JSONResponse(answer)
+
+    async def pay_url(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            return JSONResponse({"error": "invalid_request", "detail": 'expected {"url": ...}'}, status_code=400)
+        query = urllib.parse.urlsplit(body.pop("url")).query
+        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
+        status, message, txn = self.sim.open_payment(params)
+        if txn is None:
+            return JSONResponse({"error": "payment_refused", "detail": message}, status_code=status)
+        return await self._pay(txn.reference, body)
+
+    async def query(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        return JSONResponse(self.sim.query(body))
+
+    async def settlement(self, request: Request) -> Response:
+        day = request.query_params.get("date") or datetime.now(VNPAY_TIME).strftime("%Y%m%d")
+        if not (len(day) == 8 and day.isdigit()):
+            return JSONResponse({"error": "date must be yyyyMMdd"}, status_code=400)
+        return PlainTextResponse(self.sim.settlement(day), media_type="text/csv; charset=utf-8")
+
+    async def state(self, request: Request) -> Response:
+        return JSONResponse(self.sim.state())
+
+    async def reset(self, request: Request) -> Response:
+        self.sim.reset()
+        return JSONResponse({"reset": True})
+
+    async def config(self, request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
+            self.sim.configure(changes)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
+        return JSONResponse(self.sim.state()["config"])
+
+    async def add_transaction(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            amount = body["amount_vnd"]
+            if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+                raise ValueError("amount_vnd must be a positive integer")
+            status = body.get("status", "paid")
+            if status not in ("paid", "failed"):
+                raise ValueError("status must be paid or failed")
+            txn = Transaction(
+                reference=str(body["reference"]),
+                amount_vnd=amount,
+                order_info=str(body.get("order_info", "")),
+                return_url="",
+                create_date=format_time(_now()),
+            )
+        except (ValueError, KeyError) as exc:
+            return JSONResponse({"error": "invalid_transaction", "detail": str(exc)}, status_code=400)
+        self.sim.transactions[txn.reference] = txn
+        self.sim.pay(txn.reference, "00" if status == "paid" else "02")
+        return JSONResponse(asdict(txn), status_code=201)
+
+
 def create_app(
     *,
     merchant_code: str = "DVCH38",
@@ -371,154 +516,17 @@ def create_app(
         factory=factory or default_factory,
     )
 
-    async def payment_page(request: Request) -> Response:
-        params = dict(request.query_params)
-        status, message, txn = sim.open_payment(params)
-        if txn is None:
-            return _error_page(status, message)
-        page = _PAGE.format(
-            reference=html.escape(txn.reference),
-            reference_q=urllib.parse.quote(txn.reference, safe=""),
-            info=html.escape(txn.order_info),
-            amount=f"{txn.amount_vnd:,}".replace(",", "."),
-        )
-        return HTMLResponse(page)
-
-    async def pay(request: Request) -> Response:
-        reference = request.path_params["reference"]
-        is_form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
-        options: dict[str, Any] = dict(request.query_params)
-        if not is_form:
-            raw = await request.body()
-            try:
-                body = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                return JSONResponse({"error": "invalid_json"}, status_code=400)
-            options.update(body)
-        return await _pay(reference, options, redirect=is_form)
-
-    async def _pay(reference: str, options: dict[str, Any], *, redirect: bool = False) -> Response:
-        code = options.get("response_code", "00")
-        amount = options.get("amount_vnd")
-        delay = options.get("delay_seconds", sim.ipn_delay_seconds)
-        duplicate = options.get("duplicate", sim.duplicate_ipn)
-        notify = options.get("notify", True)
-        if (
-            not isinstance(code, str)
-            or not (len(code) == 2 and code.isdigit())
-            or (amount is not None and (isinstance(amount, bool) or not isinstance(amount, int) or amount < 0))
-            or isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or delay < 0
-            or not isinstance(duplicate, bool)
-            or not isinstance(notify, bool)
-        ):
-            return JSONResponse({"error": "invalid_options"}, status_code=400)
-        if reference not in sim.transactions:
-            return JSONResponse({"error": "not_found", "reference": reference}, status_code=404)
-        txn = sim.pay(reference, code)
-        if txn is None:
-            return JSONResponse({"error": "already_finished", "reference": reference}, status_code=409)
-        params = sim.result_params(txn, amount)
-        copies = 2 if duplicate else 1
-        answer: dict[str, Any] = {
-            "reference": reference,
-            "status": txn.status,
-            "transaction_no": txn.transaction_no,
-            "return_url": sim.return_url(txn, params),
-        }
-        if not notify:
-            sim.counters["ipn_lost"] += 1
-            answer["ipn"] = "lost"
-        elif delay > 0:
-            sim.schedule(params, copies=copies, delay=float(delay))
-            answer["ipn"] = "scheduled"
-        else:
-            answer["ipn"] = await sim.deliver(params, copies=copies, delay=0)
-        if redirect and answer["return_url"]:
-            return RedirectResponse(answer["return_url"], status_code=303)
-        return JSONResponse(answer)
-
-    async def pay_url(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
-            return JSONResponse({"error": "invalid_request", "detail": 'expected {"url": ...}'}, status_code=400)
-        query = urllib.parse.urlsplit(body.pop("url")).query
-        params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-        status, message, txn = sim.open_payment(params)
-        if txn is None:
-            return JSONResponse({"error": "payment_refused", "detail": message}, status_code=status)
-        return await _pay(txn.reference, body)
-
-    async def query(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            body = None
-        return JSONResponse(sim.query(body))
-
-    async def settlement(request: Request) -> Response:
-        day = request.query_params.get("date") or datetime.now(VNPAY_TIME).strftime("%Y%m%d")
-        if not (len(day) == 8 and day.isdigit()):
-            return JSONResponse({"error": "date must be yyyyMMdd"}, status_code=400)
-        return PlainTextResponse(sim.settlement(day), media_type="text/csv; charset=utf-8")
-
-    async def state(request: Request) -> Response:
-        return JSONResponse(sim.state())
-
-    async def reset(request: Request) -> Response:
-        sim.reset()
-        return JSONResponse({"reset": True})
-
-    async def config(request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict):
-                raise ValueError("expected a JSON object")
-            sim.configure(changes)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
-        return JSONResponse(sim.state()["config"])
-
-    async def add_transaction(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-            if not isinstance(body, dict):
-                raise ValueError("expected a JSON object")
-            amount = body["amount_vnd"]
-            if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-                raise ValueError("amount_vnd must be a positive integer")
-            status = body.get("status", "paid")
-            if status not in ("paid", "failed"):
-                raise ValueError("status must be paid or failed")
-            txn = Transaction(
-                reference=str(body["reference"]),
-                amount_vnd=amount,
-                order_info=str(body.get("order_info", "")),
-                return_url="",
-                create_date=format_time(_now()),
-            )
-        except (ValueError, KeyError) as exc:
-            return JSONResponse({"error": "invalid_transaction", "detail": str(exc)}, status_code=400)
-        sim.transactions[txn.reference] = txn
-        sim.pay(txn.reference, "00" if status == "paid" else "02")
-        return JSONResponse(asdict(txn), status_code=201)
-
+    handlers = _Handlers(sim)
     routes = [
-        Route(PAYMENT_PAGE_PATH, payment_page, methods=["GET"]),
-        Route("/_sim/pay/{reference}", pay, methods=["POST"]),
-        Route("/_sim/pay-url", pay_url, methods=["POST"]),
-        Route(QUERY_PATH, query, methods=["POST"]),
-        Route("/_sim/settlement", settlement, methods=["GET"]),
-        Route("/_sim/state", state, methods=["GET"]),
-        Route("/_sim/reset", reset, methods=["POST"]),
-        Route("/_sim/config", config, methods=["POST"]),
-        Route("/_sim/transactions", add_transaction, methods=["POST"]),
+        Route(PAYMENT_PAGE_PATH, handlers.payment_page, methods=["GET"]),
+        Route("/_sim/pay/{reference}", handlers.pay, methods=["POST"]),
+        Route("/_sim/pay-url", handlers.pay_url, methods=["POST"]),
+        Route(QUERY_PATH, handlers.query, methods=["POST"]),
+        Route("/_sim/settlement", handlers.settlement, methods=["GET"]),
+        Route("/_sim/state", handlers.state, methods=["GET"]),
+        Route("/_sim/reset", handlers.reset, methods=["POST"]),
+        Route("/_sim/config", handlers.config, methods=["POST"]),
+        Route("/_sim/transactions", handlers.add_transaction, methods=["POST"]),
         Mount("/national", app=national),
     ]
 

@@ -298,6 +298,146 @@ def _order_problem(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+class _Handlers:
+    """The routes' endpoints, over a :class:`PostalSimulator`."""
+
+    def __init__(self, sim: PostalSimulator) -> None:
+        self.sim = sim
+
+    def _preflight(self, request: Request, body: bytes) -> Response | None:
+        self.sim.counters["requests"] += 1
+        if self.sim.fail_next > 0:
+            self.sim.fail_next -= 1
+            self.sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=self.sim.fail_status)
+        if self.sim.error_rate and self.sim.rng.random() < self.sim.error_rate:
+            self.sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=self.sim.fail_status)
+        # The path as sent (percent-encoded), query included: what the client signed.
+        signed = f"{request.method} ".encode() + (request.scope.get("raw_path") or request.url.path.encode())
+        if request.scope.get("query_string"):
+            signed += b"?" + request.scope["query_string"]
+        try:
+            verify_signature(signed + b"\n" + body, request.headers.get(SIGNATURE_HEADER), self.sim.secret)
+        except InvalidSignature as exc:
+            self.sim.counters["unauthorized"] += 1
+            return JSONResponse({"error": "invalid_signature", "detail": str(exc)}, status_code=401)
+        return None
+
+    def _lost(self, answer: Response) -> Response:
+        if self.sim.lose_next > 0:
+            self.sim.lose_next -= 1
+            self.sim.counters["faults"] += 1
+            return JSONResponse({"error": "injected_failure"}, status_code=self.sim.fail_status)
+        return answer
+
+    async def create(self, request: Request) -> Response:
+        body = await request.body()
+        if (refused := self._preflight(request, body)) is not None:
+            return refused
+        key = request.headers.get("Idempotency-Key", "")
+        if not key:
+            return JSONResponse({"error": "missing_idempotency_key"}, status_code=400)
+        fingerprint = hashlib.sha256(body).hexdigest()
+        stored = self.sim.answers.get(key)
+        if stored is not None:
+            if stored[0] != fingerprint:
+                return JSONResponse({"error": "idempotency_key_reused"}, status_code=422)
+            self.sim.counters["replayed"] += 1
+            answer = {**stored[1], "status": self.sim.orders[stored[1]["order_code"]]["status"]}
+            return self._lost(JSONResponse(answer, status_code=201, headers={"Idempotent-Replayed": "true"}))
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        status, answer = self.sim.create_order(payload)
+        if status == 201:
+            self.sim.answers[key] = (fingerprint, answer)
+        return self._lost(JSONResponse(answer, status_code=status))
+
+    async def order(self, request: Request) -> Response:
+        if (refused := self._preflight(request, b"")) is not None:
+            return refused
+        code = request.path_params["code"]
+        if code not in self.sim.orders:
+            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
+        return self._lost(JSONResponse(self.sim.public(code)))
+
+    async def events(self, request: Request) -> Response:
+        if (refused := self._preflight(request, b"")) is not None:
+            return refused
+        code = request.path_params["code"]
+        if code not in self.sim.orders:
+            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
+        return self._lost(JSONResponse({"order_code": code, "events": self.sim.orders[code]["events"]}))
+
+    async def advance(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            options = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            return JSONResponse({"error": "invalid_json"}, status_code=400)
+        status, note = options.get("status"), options.get("note")
+        if (status is not None and not isinstance(status, str)) or (note is not None and not isinstance(note, str)):
+            return JSONResponse({"error": "invalid_options"}, status_code=400)
+        code, answer = await self.sim.advance(request.path_params["code"], status, note)
+        return JSONResponse(answer, status_code=code)
+
+    async def state(self, request: Request) -> Response:
+        return JSONResponse(self.sim.state())
+
+    async def reset(self, request: Request) -> Response:
+        self.sim.reset()
+        return JSONResponse({"reset": True})
+
+    async def faults(self, request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict):
+                raise ValueError("expected a JSON object")
+            self.sim.set_faults(changes)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
+        return JSONResponse(self.sim.state()["faults"])
+
+    async def config(self, request: Request) -> Response:
+        try:
+            changes = json.loads(await request.body() or b"{}")
+            if not isinstance(changes, dict) or set(changes) - {"webhook_url", "auto_advance_seconds"}:
+                raise ValueError('expected {"webhook_url": ..., "auto_advance_seconds": ...}')
+            if "webhook_url" in changes:
+                url = changes["webhook_url"]
+                if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+                    raise ValueError("webhook_url must be an http(s) URL or null")
+                self.sim.webhook_url = url
+            if "auto_advance_seconds" in changes:
+                seconds = changes["auto_advance_seconds"]
+                if seconds is not None and (
+                    isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
+                ):
+                    raise ValueError("auto_advance_seconds must be a positive number or null")
+                self.sim.auto_advance_seconds = None if seconds is None else float(seconds)
+        except ValueError as exc:
+            return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
+        return JSONResponse(self.sim.state()["config"])
+
+    async def push(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            options = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            options = None
+        index = options.get("index") if isinstance(options, dict) else None
+        if not isinstance(options, dict) or (
+            index is not None and (isinstance(index, bool) or not isinstance(index, int))
+        ):
+            return JSONResponse({"error": "invalid_options"}, status_code=400)
+        code, answer = await self.sim.push_again(request.path_params["code"], index)
+        return JSONResponse(answer, status_code=code)
+
+
 def create_app(
     *,
     secret: str = "POSTAL-SIMULATOR-SECRET",  # noqa: S107 - the simulator's demo secret
@@ -327,149 +467,17 @@ def create_app(
     )
     sim.set_faults({"error_rate": error_rate})
 
-    def preflight(request: Request, body: bytes) -> Response | None:
-        sim.counters["requests"] += 1
-        if sim.fail_next > 0:
-            sim.fail_next -= 1
-            sim.counters["faults"] += 1
-            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
-        if sim.error_rate and sim.rng.random() < sim.error_rate:
-            sim.counters["faults"] += 1
-            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
-        # The path as sent (percent-encoded), query included: what the client signed.
-        signed = f"{request.method} ".encode() + (request.scope.get("raw_path") or request.url.path.encode())
-        if request.scope.get("query_string"):
-            signed += b"?" + request.scope["query_string"]
-        try:
-            verify_signature(signed + b"\n" + body, request.headers.get(SIGNATURE_HEADER), sim.secret)
-        except InvalidSignature as exc:
-            sim.counters["unauthorized"] += 1
-            return JSONResponse({"error": "invalid_signature", "detail": str(exc)}, status_code=401)
-        return None
-
-    def lost(answer: Response) -> Response:
-        if sim.lose_next > 0:
-            sim.lose_next -= 1
-            sim.counters["faults"] += 1
-            return JSONResponse({"error": "injected_failure"}, status_code=sim.fail_status)
-        return answer
-
-    async def create(request: Request) -> Response:
-        body = await request.body()
-        if (refused := preflight(request, body)) is not None:
-            return refused
-        key = request.headers.get("Idempotency-Key", "")
-        if not key:
-            return JSONResponse({"error": "missing_idempotency_key"}, status_code=400)
-        fingerprint = hashlib.sha256(body).hexdigest()
-        stored = sim.answers.get(key)
-        if stored is not None:
-            if stored[0] != fingerprint:
-                return JSONResponse({"error": "idempotency_key_reused"}, status_code=422)
-            sim.counters["replayed"] += 1
-            answer = {**stored[1], "status": sim.orders[stored[1]["order_code"]]["status"]}
-            return lost(JSONResponse(answer, status_code=201, headers={"Idempotent-Replayed": "true"}))
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
-        status, answer = sim.create_order(payload)
-        if status == 201:
-            sim.answers[key] = (fingerprint, answer)
-        return lost(JSONResponse(answer, status_code=status))
-
-    async def order(request: Request) -> Response:
-        if (refused := preflight(request, b"")) is not None:
-            return refused
-        code = request.path_params["code"]
-        if code not in sim.orders:
-            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
-        return lost(JSONResponse(sim.public(code)))
-
-    async def events(request: Request) -> Response:
-        if (refused := preflight(request, b"")) is not None:
-            return refused
-        code = request.path_params["code"]
-        if code not in sim.orders:
-            return JSONResponse({"error": "not_found", "order_code": code}, status_code=404)
-        return lost(JSONResponse({"order_code": code, "events": sim.orders[code]["events"]}))
-
-    async def advance(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            options = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            options = None
-        if not isinstance(options, dict):
-            return JSONResponse({"error": "invalid_json"}, status_code=400)
-        status, note = options.get("status"), options.get("note")
-        if (status is not None and not isinstance(status, str)) or (note is not None and not isinstance(note, str)):
-            return JSONResponse({"error": "invalid_options"}, status_code=400)
-        code, answer = await sim.advance(request.path_params["code"], status, note)
-        return JSONResponse(answer, status_code=code)
-
-    async def state(request: Request) -> Response:
-        return JSONResponse(sim.state())
-
-    async def reset(request: Request) -> Response:
-        sim.reset()
-        return JSONResponse({"reset": True})
-
-    async def faults(request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict):
-                raise ValueError("expected a JSON object")
-            sim.set_faults(changes)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
-        return JSONResponse(sim.state()["faults"])
-
-    async def config(request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict) or set(changes) - {"webhook_url", "auto_advance_seconds"}:
-                raise ValueError('expected {"webhook_url": ..., "auto_advance_seconds": ...}')
-            if "webhook_url" in changes:
-                url = changes["webhook_url"]
-                if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-                    raise ValueError("webhook_url must be an http(s) URL or null")
-                sim.webhook_url = url
-            if "auto_advance_seconds" in changes:
-                seconds = changes["auto_advance_seconds"]
-                if seconds is not None and (
-                    isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
-                ):
-                    raise ValueError("auto_advance_seconds must be a positive number or null")
-                sim.auto_advance_seconds = None if seconds is None else float(seconds)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_config", "detail": str(exc)}, status_code=400)
-        return JSONResponse(sim.state()["config"])
-
-    async def push(request: Request) -> Response:
-        raw = await request.body()
-        try:
-            options = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            options = None
-        index = options.get("index") if isinstance(options, dict) else None
-        if not isinstance(options, dict) or (
-            index is not None and (isinstance(index, bool) or not isinstance(index, int))
-        ):
-            return JSONResponse({"error": "invalid_options"}, status_code=400)
-        code, answer = await sim.push_again(request.path_params["code"], index)
-        return JSONResponse(answer, status_code=code)
-
+    handlers = _Handlers(sim)
     routes = [
-        Route("/orders", create, methods=["POST"]),
-        Route("/orders/{code}", order, methods=["GET"]),
-        Route("/orders/{code}/events", events, methods=["GET"]),
-        Route("/_sim/orders/{code}/advance", advance, methods=["POST"]),
-        Route("/_sim/orders/{code}/push", push, methods=["POST"]),
-        Route("/_sim/state", state, methods=["GET"]),
-        Route("/_sim/reset", reset, methods=["POST"]),
-        Route("/_sim/faults", faults, methods=["POST"]),
-        Route("/_sim/config", config, methods=["POST"]),
+        Route("/orders", handlers.create, methods=["POST"]),
+        Route("/orders/{code}", handlers.order, methods=["GET"]),
+        Route("/orders/{code}/events", handlers.events, methods=["GET"]),
+        Route("/_sim/orders/{code}/advance", handlers.advance, methods=["POST"]),
+        Route("/_sim/orders/{code}/push", handlers.push, methods=["POST"]),
+        Route("/_sim/state", handlers.state, methods=["GET"]),
+        Route("/_sim/reset", handlers.reset, methods=["POST"]),
+        Route("/_sim/faults", handlers.faults, methods=["POST"]),
+        Route("/_sim/config", handlers.config, methods=["POST"]),
     ]
 
     @contextlib.asynccontextmanager
