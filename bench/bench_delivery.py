@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import profiled, start_simulator  # noqa: E402
+from bench.support import Cpu, profiled, start_simulator  # noqa: E402
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -164,7 +164,7 @@ async def gateway_rate(runtime: Runtime, count: int) -> float:
     return count / elapsed
 
 
-async def run(work: Path, sim_url: str, count: int, profile: str | None = None) -> None:
+async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     runtime = await prepare(work, sim_url, count)
     try:
         pairs = await documents(runtime)
@@ -172,16 +172,18 @@ async def run(work: Path, sim_url: str, count: int, profile: str | None = None) 
         print(f"delivery of {count} dossiers (~{size / 1000:.0f} kB each) to the agency simulator at {sim_url}")
         print(f"({CONCURRENCY} concurrent deliveries; gateway: outbox on SQLite WAL + worker + REST adapter)")
         await reset(sim_url)
-        floor = await floor_rate(sim_url, pairs)
+        with cpu.phase("floor (httpx direct)"):
+            floor = await floor_rate(sim_url, pairs)
         assert await delivered(sim_url) == count
         await reset(sim_url)
-        with profiled(profile):
+        with profiled(profile), cpu.phase("gateway (outbox)"):
             gateway = await gateway_rate(runtime, count)
         assert await delivered(sim_url) == count
         print(f"{'':<24}{'messages/s':>12}")
         print(f"{'gateway (outbox)':<24}{gateway:>12.1f}")
         print(f"{'floor (httpx direct)':<24}{floor:>12.1f}")
         print(f"ratio {gateway / floor:.2f}x the floor (target >= 0.6x; 1.00 = as fast as posting directly)")
+        print(cpu.report(count))
     finally:
         runtime.close()
 
@@ -196,7 +198,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
         process, sim_url = start_simulator(Path(tmp), "--token", TOKEN)
         try:
-            asyncio.run(run(Path(tmp), sim_url, count, args.profile))
+            asyncio.run(run(Path(tmp), sim_url, count, Cpu(process.pid), args.profile))
         finally:
             process.terminate()
             process.wait(timeout=60)

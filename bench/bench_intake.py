@@ -48,6 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.support import cpu_seconds  # noqa: E402
+
 AGENCY = "000.00.23.H38"
 PORTAL_TOKEN = "bench-portal-token-0123456789"
 CONCURRENCY = 8
@@ -287,22 +289,6 @@ async def timed(url: str, path: str, content: bytes, *, requests: int, tag: str)
         start = time.perf_counter()
         await asyncio.gather(*(worker(n) for n in shares))
         return time.perf_counter() - start
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) used so far by process ``pid`` and its living descendants (Linux ``/proc``)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total, pending = 0.0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(child) for child in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return total
 
 
 def rates(

@@ -39,7 +39,7 @@ import httpx  # noqa: E402
 from lxml import etree  # noqa: E402
 from lxml.builder import ElementMaker  # noqa: E402
 
-from bench.support import profiled, start_simulator  # noqa: E402
+from bench.support import Cpu, profiled, start_simulator  # noqa: E402
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -265,7 +265,7 @@ async def delivered(sim_url: str) -> int:
         return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
 
 
-async def run(work: Path, sim_url: str, count: int, profile: str | None = None) -> None:
+async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     runtime = await prepare(work, sim_url, count)
     try:
         items = await pending(runtime)
@@ -273,13 +273,15 @@ async def run(work: Path, sim_url: str, count: int, profile: str | None = None) 
         print(f"SOAP delivery of {count} dossiers (TiepNhanHoSo ~{size / 1000:.0f} kB each) to {sim_url}/soap")
         print(f"({CONCURRENCY} concurrent deliveries; the simulator validates every request against hoso.xsd)")
         await reset(sim_url)
-        floor = await floor_rate(sim_url, items)
+        with cpu.phase("floor (lxml + httpx direct)"):
+            floor = await floor_rate(sim_url, items)
         assert await delivered(sim_url) == count
         await reset(sim_url)
-        through_dispatcher = await dispatcher_rate(runtime, items)
+        with cpu.phase("gateway (dispatcher)"):
+            through_dispatcher = await dispatcher_rate(runtime, items)
         assert await delivered(sim_url) == count
         await reset(sim_url)
-        with profiled(profile):
+        with profiled(profile), cpu.phase("gateway (outbox + dispatcher)"):
             through_outbox = await outbox_rate(runtime, count)
         assert await delivered(sim_url) == count
         print(f"{'':<30}{'deliveries/s':>14}{'ratio':>8}")
@@ -287,6 +289,7 @@ async def run(work: Path, sim_url: str, count: int, profile: str | None = None) 
         print(f"{'gateway (dispatcher)':<30}{through_dispatcher:>14.1f}{through_dispatcher / floor:>7.2f}x")
         print(f"{'floor (lxml + httpx direct)':<30}{floor:>14.1f}{1:>7.2f}x")
         print(f"ratio {through_outbox / floor:.2f}x the floor through the outbox (target >= 0.5x; 1.00 = as fast)")
+        print(cpu.report(count))
     finally:
         runtime.close()
 
@@ -301,7 +304,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-soap-") as tmp:
         process, sim_url = start_simulator(Path(tmp), "--protocol", "soap")
         try:
-            asyncio.run(run(Path(tmp), sim_url, count, args.profile))
+            asyncio.run(run(Path(tmp), sim_url, count, Cpu(process.pid), args.profile))
         finally:
             process.terminate()
             process.wait(timeout=60)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from sqlalchemy.orm import Session
+
 from adapters.errors import PermanentError
 from gateway.workers import MessageView
 
@@ -44,6 +46,22 @@ class Deliveries:
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(self._by_kind)
+
+    def prepare(self, session: Session, messages: list[MessageView]) -> list[MessageView]:
+        """``messages`` read ahead by the handlers that can (a ``prepare(session, messages)`` method, as
+        :class:`gateway.workers.Preparer`), in the claim's unit of work; the others as they are, all in order."""
+        groups: dict[int, list[int]] = {}
+        for index, message in enumerate(messages):
+            handler = self._by_kind.get(message.kind)
+            if handler is not None and hasattr(handler, "prepare"):
+                groups.setdefault(id(handler), []).append(index)
+        result = list(messages)
+        for indexes in groups.values():
+            handler = self._by_kind[messages[indexes[0]].kind]
+            prepared = handler.prepare(session, [messages[i] for i in indexes])  # type: ignore[attr-defined]
+            for index, message in zip(indexes, prepared, strict=True):
+                result[index] = message
+        return result
 
     async def dispatch(self, message: MessageView) -> None:
         if self._closed:

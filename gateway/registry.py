@@ -30,6 +30,7 @@ Then, when every static check passed, ``check_endpoint`` (a callable given by th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import tomllib
@@ -62,6 +63,7 @@ __all__ = [
     "list_agencies",
     "load_registration_file",
     "register",
+    "registered_document",
     "remove_agency",
     "validate_registration",
 ]
@@ -443,6 +445,24 @@ def register(session: Session, registration: Registration, *, replace: bool = Fa
 def get_agency(session: Session, code: str) -> Registration | None:
     row = session.get(Agency, code)
     return None if row is None else Registration.model_validate(row.document)
+
+
+def registered_document(session: Session, code: str) -> tuple[dict[str, Any], str] | None:
+    """The registration of agency ``code`` as a document (as :meth:`Registration.document` gives it) and its
+    protocol, None when it is not registered; :class:`pydantic.ValidationError` when the stored one is invalid.
+
+    What deliveries read for every message: each distinct stored document is validated once (the answer is shared:
+    read it, never change it)."""
+    row = session.get(Agency, code)
+    if row is None:
+        return None
+    return _validated_document(json.dumps(row.document, sort_keys=True, ensure_ascii=False))
+
+
+@functools.lru_cache(maxsize=256)
+def _validated_document(stored: str) -> tuple[dict[str, Any], str]:
+    registration = Registration.model_validate_json(stored)
+    return registration.document(), registration.protocol
 
 
 def list_agencies(session: Session) -> list[Registration]:

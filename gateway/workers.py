@@ -3,7 +3,10 @@
 An :class:`OutboxWorker` polls the outbox (:mod:`gateway.outbox`), claims a batch under a lease, and hands each
 message to a :class:`Dispatcher` concurrently (at most ``max_in_flight`` at once). Outcomes that finish together are
 recorded together in one unit of work (group commit), which also claims as many messages as they freed slots for, so
-a busy worker needs about one transaction per group of messages rather than a claim and a record per message.
+a busy worker needs about one transaction per group of messages rather than a claim and a record per message. A
+dispatcher that can (:class:`Preparer`) reads ahead in that same unit of work what the claimed messages need (for
+agency deliveries: the registrations and the dossiers as the agencies receive them), so a delivery starts with its
+document instead of a unit of work of its own.
 Delivery is at-least-once; each delivery carries the message's idempotency key (the dossier code plus the step), so
 effects are exactly-once at every receiver that honours it.
 
@@ -57,7 +60,8 @@ log = logging.getLogger("gateway.workers")
 class MessageView:
     """A snapshot of a claimed outbox row, safe to pass between threads (no ORM object crosses them).
 
-    ``attempts`` counts this delivery (1 for the first); it is also the claim's fencing token.
+    ``attempts`` counts this delivery (1 for the first); it is also the claim's fencing token. ``prepared`` is what
+    the dispatcher read ahead for it in the claim's unit of work (:class:`Preparer`), or None.
     """
 
     id: int
@@ -67,6 +71,7 @@ class MessageView:
     idempotency_key: str
     attempts: int
     ordering_key: str | None = None
+    prepared: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, message: OutboxMessage) -> MessageView:
@@ -85,6 +90,15 @@ class Dispatcher(Protocol):
     """Delivers one message; raises :mod:`adapters.errors` to say whether trying again may help."""
 
     async def dispatch(self, message: MessageView) -> None: ...
+
+
+class Preparer(Protocol):
+    """A dispatcher that reads ahead: given the messages just claimed, in the claim's unit of work, it returns them
+    with ``prepared`` set where it read what their delivery needs (all of them together, instead of one unit of
+    work per delivery). A failure here costs nothing but the reading ahead: the worker rolls it back to a savepoint
+    and each delivery reads for itself."""
+
+    def prepare(self, session: Session, messages: list[MessageView]) -> list[MessageView]: ...
 
 
 #: Told of each recorded outcome: the message, its new state (``done``, ``pending`` to retry, ``dead``), how long the
@@ -345,9 +359,22 @@ class OutboxWorker:
                 now=now,
                 max_in_flight_per_target=limits,
             )
-            return [MessageView.of(message) for message in messages]
+            return self._prepared(session, [MessageView.of(message) for message in messages])
 
         return work
+
+    def _prepared(self, session: Session, views: list[MessageView]) -> list[MessageView]:
+        """``views`` as the dispatcher read ahead for them (see :class:`Preparer`), or as they are."""
+        prepare = getattr(self.dispatcher, "prepare", None)
+        if not views or prepare is None:
+            return views
+        try:
+            with session.begin_nested():
+                prepared: list[MessageView] = prepare(session, views)
+        except Exception:
+            log.warning("outbox: reading ahead failed", exc_info=True, extra={"worker_id": self.worker_id})
+            return views
+        return prepared
 
     async def _claim_free(self) -> list[MessageView]:
         async with self._claim_lock:

@@ -37,6 +37,7 @@ from gateway.workers import MessageView
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy.orm import Session
 
     from gateway.runtime import Runtime
 
@@ -246,6 +247,11 @@ class Composition:
         jobs += alerts.periodic_jobs(self.context, settings.alerts, settings.watch)
         jobs.append(_monthly_reports_job(self.context, settings.reports))
         return jobs
+
+    def prepare(self, session: Session, messages: list[MessageView]) -> list[MessageView]:
+        """Read ahead what the claimed ``messages`` need, in the claim's unit of work
+        (:class:`gateway.workers.Preparer`)."""
+        return self.deliveries.prepare(session, messages)
 
     async def dispatch(self, message: MessageView) -> None:
         """Deliver one outbox message (the workers' dispatcher)."""

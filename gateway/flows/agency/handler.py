@@ -9,6 +9,7 @@ whether a retry may help.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from adapters.onestop.port import OneStopClient
 from gateway import messages
 from gateway.flows.agency.ports import AgencyClients, FeePaidReceiver, QuestionReceiver
 from gateway.flows.payment.agency_notice import fee_paid_notice
-from gateway.registry import get_agency
+from gateway.registry import registered_document
 from gateway.services.context import Context
 from gateway.services.questions import agency_view
 from gateway.store.models import Dossier, Question
@@ -54,38 +55,92 @@ _DOSSIER = (
     .where(Dossier.code == bindparam("code"))
     .options(joinedload(Dossier.components), joinedload(Dossier.fees))
 )
+#: The same for the dossiers of a claimed batch.
+_DOSSIERS = (
+    select(Dossier)
+    .where(Dossier.code.in_(bindparam("codes", expanding=True)))
+    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
+)
 
 
 def _registration(session: Session, agency_code: str) -> tuple[dict[str, Any], str]:
     upstream = f"agency:{agency_code}"
     try:
-        registration = get_agency(session, agency_code)
+        found = registered_document(session, agency_code)
     except ValidationError:
         raise PermanentError(f"agency {agency_code}: the stored registration is invalid", upstream=upstream) from None
-    if registration is None:
+    if found is None:
         raise PermanentError(f"agency {agency_code} is not registered", upstream=upstream)
-    return registration.document(), registration.protocol
+    return found
 
 
 def _read(
     document_of: AgencyDocument, kind: str, code: str, agency_code: str, payload: Mapping[str, Any], session: Session
 ) -> _Work:
+    registration = _registration(session, agency_code)
+    dossier = None
+    if kind != messages.AGENCY_WITHDRAW:
+        dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
+    return _work(document_of, session, kind, code, agency_code, payload, registration, dossier)
+
+
+def _work(
+    document_of: AgencyDocument,
+    session: Session,
+    kind: str,
+    code: str,
+    agency_code: str,
+    payload: Mapping[str, Any],
+    registration: tuple[dict[str, Any], str],
+    dossier: Dossier | None,
+) -> _Work:
+    """What one message needs, given its agency's registration and (but to withdraw) its dossier as read."""
     upstream = f"agency:{agency_code}"
-    registration, protocol = _registration(session, agency_code)
+    document, protocol = registration
     if kind == messages.AGENCY_WITHDRAW:
-        return _Work(registration=registration, protocol=protocol)
-    dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
+        return _Work(registration=document, protocol=protocol)
     if dossier is None:
         raise PermanentError(f"no dossier {code}", upstream=upstream)
     body = document_of(session, dossier, agency_code=agency_code)
     if kind == messages.AGENCY_DELIVER:
-        return _Work(registration=registration, protocol=protocol, body=body)
+        return _Work(registration=document, protocol=protocol, body=body)
     wanted = payload.get("components")
     codes = {c for c in wanted if isinstance(c, str)} if isinstance(wanted, list) else None
     components = [c for c in body.get("components", []) if codes is None or c.get("code") in codes]
     if not components:
         raise PermanentError(f"dossier {code} has none of the supplemented components", upstream=upstream)
-    return _Work(registration=registration, protocol=protocol, components=components)
+    return _Work(registration=document, protocol=protocol, components=components)
+
+
+def _read_ahead(document_of: AgencyDocument, session: Session, claimed: list[MessageView]) -> list[MessageView]:
+    """The claimed agency messages with what their deliveries need (see :meth:`AgencyHandler.prepare`)."""
+    named: dict[int, tuple[str, ...]] = {}
+    for message in claimed:
+        try:
+            named[message.id] = _names(message, "dossier_code", "agency_code")
+        except PermanentError:
+            continue
+    codes = sorted({named[m.id][0] for m in claimed if m.id in named and m.kind != messages.AGENCY_WITHDRAW})
+    dossiers = {d.code: d for d in session.scalars(_DOSSIERS, {"codes": codes}).unique()} if codes else {}
+    registrations: dict[str, tuple[dict[str, Any], str]] = {}
+    result = []
+    for message in claimed:
+        if message.id not in named:
+            result.append(message)
+            continue
+        code, agency_code = named[message.id]
+        try:
+            if agency_code not in registrations:
+                registrations[agency_code] = _registration(session, agency_code)
+            registration = registrations[agency_code]
+            work = _work(
+                document_of, session, message.kind, code, agency_code, message.payload, registration, dossiers.get(code)
+            )
+        except PermanentError:  # its delivery reads again and fails the same way, recorded as such
+            result.append(message)
+            continue
+        result.append(dataclasses.replace(message, prepared=work))
+    return result
 
 
 def _question_work(agency_code: str, question_id: int, session: Session) -> _Work:
@@ -117,6 +172,17 @@ class AgencyHandler:
         self.clients = clients
         self.document_of = document_of
 
+    def prepare(self, session: Session, claimed: list[MessageView]) -> list[MessageView]:
+        """Read ahead, in the claim's unit of work, what the claimed deliveries, supplements and withdrawals need:
+        each agency's registration once, the dossiers together (their files in one query each), so that a delivery
+        starts with its document instead of a unit of work of its own. Fee notices and questions read for
+        themselves."""
+        ahead = [m for m in claimed if m.kind in messages.AGENCY_KINDS]
+        if not ahead:
+            return claimed
+        prepared = {m.id: m for m in _read_ahead(self.document_of, session, ahead)}
+        return [prepared.get(m.id, m) for m in claimed]
+
     async def handle(self, message: MessageView) -> None:
         if message.kind == messages.AGENCY_FEE_PAID:
             await self._fee_paid(message)
@@ -125,8 +191,10 @@ class AgencyHandler:
             await self._question(message)
             return
         code, agency_code = _names(message, "dossier_code", "agency_code")
-        read = functools.partial(_read, self.document_of, message.kind, code, agency_code, message.payload)
-        work = await self.ctx.db.run(read)
+        work = message.prepared
+        if not isinstance(work, _Work):
+            read = functools.partial(_read, self.document_of, message.kind, code, agency_code, message.payload)
+            work = await self.ctx.db.run(read)
         if work.protocol not in ("rest", "soap"):
             raise PermanentError(f"protocol {work.protocol!r} is not supported", upstream=f"agency:{agency_code}")
         async with self.clients.use(agency_code, work.registration) as client:

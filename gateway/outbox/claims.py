@@ -1,0 +1,199 @@
+"""Claiming due messages: :func:`claim`.
+
+The statements are built once, with bound parameters (the time, the page, the targets to pass over, the chosen
+ids), so a claim only binds values and runs them: building SQLAlchemy expressions costs more than running these
+statements on a small backlog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
+
+from gateway.outbox.states import ANY_TARGET, BLOCKING, IN_FLIGHT, PENDING
+from gateway.store.models import OutboxMessage, utcnow
+
+__all__ = ["claim"]
+
+_OUTBOX = OutboxMessage
+_NOW = bindparam("now")
+
+
+def _due() -> ColumnElement[bool]:
+    """``pending`` and due, or ``in_flight`` under an expired lease (a claim whose holder crashed or stalled)."""
+    return or_(
+        and_(_OUTBOX.state == PENDING, _OUTBOX.next_attempt_at <= _NOW),
+        and_(_OUTBOX.state == IN_FLIGHT, _OUTBOX.lease_until < _NOW),
+    )
+
+
+def _held_back() -> ColumnElement[bool]:
+    """An earlier message of the same ordering key is still ``pending``, ``in_flight`` or ``dead``."""
+    earlier = aliased(OutboxMessage, name="earlier")
+    return exists().where(
+        earlier.ordering_key == _OUTBOX.ordering_key,
+        earlier.id < _OUTBOX.id,
+        earlier.state.in_(BLOCKING),
+    )
+
+
+_ELIGIBLE = and_(_due(), ~_held_back())
+#: Without per-target limits: the first ``limit`` eligible messages.
+_FIRST = select(_OUTBOX.id).where(_ELIGIBLE).order_by(_OUTBOX.id).limit(bindparam("limit"))
+
+
+def _page(*, passing_over: bool, only_open: bool) -> Select[Any]:
+    """A page of eligible messages after ``after``: passing over the targets ``full`` and/or only of ``open``."""
+    condition = and_(_ELIGIBLE, _OUTBOX.id > bindparam("after"))
+    if passing_over:
+        condition = and_(condition, _OUTBOX.target.not_in(bindparam("full", expanding=True)))
+    if only_open:
+        condition = and_(condition, _OUTBOX.target.in_(bindparam("open", expanding=True)))
+    return select(_OUTBOX.id, _OUTBOX.target).where(condition).order_by(_OUTBOX.id).limit(bindparam("page"))
+
+
+_PAGES = {(full, only): _page(passing_over=full, only_open=only) for full in (False, True) for only in (False, True)}
+_IN_FLIGHT_BY_TARGET = (
+    select(_OUTBOX.target, func.count())
+    .where(_OUTBOX.state == IN_FLIGHT, _OUTBOX.lease_until >= _NOW)
+    .group_by(_OUTBOX.target)
+)
+
+
+def _take(*, lock: bool) -> Any:
+    """The claim itself: the chosen messages still due, locked (on PostgreSQL skipping rows a concurrent claim
+    holds) and taken in one ``UPDATE … RETURNING``.
+
+    The state/lease conditions are on the locked row itself, so PostgreSQL re-checks them against a row a concurrent
+    claim committed meanwhile."""
+    chosen = select(_OUTBOX.id).where(_OUTBOX.id.in_(bindparam("ids", expanding=True)), _due())
+    if lock:
+        chosen = chosen.with_for_update(skip_locked=True, of=OutboxMessage)
+    return (
+        update(OutboxMessage)
+        .where(_OUTBOX.id.in_(chosen.scalar_subquery()))
+        .values(
+            state=IN_FLIGHT,
+            claimed_by=bindparam("worker_id"),
+            lease_until=bindparam("lease_end"),
+            attempts=_OUTBOX.attempts + 1,
+        )
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+
+
+_TAKE = {"postgresql": _take(lock=True), "sqlite": _take(lock=False)}
+
+
+def _serialise_writers(session: Session) -> None:
+    """On SQLite, take the write lock now (``BEGIN IMMEDIATE``) so that this transaction's reads are current."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    # pysqlite begins a (deferred) transaction only before the first write; if the caller already wrote, the
+    # transaction already holds the write lock.
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _in_flight_by_target(session: Session, now: datetime) -> dict[str, int]:
+    """How many messages of each target are in flight under a valid lease, across all workers."""
+    return {target: count for target, count in session.execute(_IN_FLIGHT_BY_TARGET, {"now": now}).all()}
+
+
+def _capacities(
+    max_in_flight_per_target: int | Mapping[str, int], in_flight: Mapping[str, int], limit: int
+) -> tuple[dict[str, int], int]:
+    """How many messages this claim may take of each target it must treat apart (at most ``limit``, never below 0),
+    and of any other target."""
+    if isinstance(max_in_flight_per_target, int):
+        default_bound: int | None = max_in_flight_per_target
+        bounds: dict[str, int] = {}
+    else:
+        default_bound = max_in_flight_per_target.get(ANY_TARGET)
+        bounds = {t: n for t, n in max_in_flight_per_target.items() if t != ANY_TARGET}
+    capacity: dict[str, int] = {}
+    for target in set(in_flight) | set(bounds):
+        bound = bounds.get(target, default_bound)
+        if bound is not None:
+            capacity[target] = max(0, min(bound - in_flight.get(target, 0), limit))
+    default_capacity = limit if default_bound is None else max(0, min(default_bound, limit))
+    return capacity, default_capacity
+
+
+def _chosen(
+    session: Session, now: datetime, limit: int, max_in_flight_per_target: int | Mapping[str, int] | None
+) -> list[int]:
+    """The ids of the messages to claim now, in ``id`` order: due, not held back, and within their target's limit.
+
+    Eligible messages are read in ``id`` order a page at a time, passing over those of targets at their limit (left
+    out of the query from the next page on), so a claim reads about as many rows as it takes whatever the backlog,
+    and a target at its limit (or with a long backlog) never crowds the others out."""
+    if max_in_flight_per_target is None:
+        return list(session.scalars(_FIRST, {"now": now, "limit": limit}))
+    in_flight = _in_flight_by_target(session, now)
+    capacity, default_capacity = _capacities(max_in_flight_per_target, in_flight, limit)
+    open_targets = [target for target, bound in capacity.items() if bound > 0]
+    if default_capacity <= 0 and not open_targets:
+        return []
+    chosen: list[int] = []
+    taken: dict[str, int] = {}
+    values: dict[str, Any] = {"now": now, "page": max(4 * limit, 64), "after": 0, "open": open_targets}
+    while len(chosen) < limit:
+        full = [t for t, n in taken.items() if n >= capacity.get(t, default_capacity)]
+        full += [t for t, bound in capacity.items() if bound <= 0]
+        values["full"] = full
+        rows = session.execute(_PAGES[bool(full), default_capacity <= 0], values).all()
+        for message_id, target in rows:
+            if taken.get(target, 0) < capacity.get(target, default_capacity):
+                taken[target] = taken.get(target, 0) + 1
+                chosen.append(message_id)
+                if len(chosen) == limit:
+                    break
+        if len(rows) < values["page"]:
+            break
+        values["after"] = rows[-1][0]
+    return chosen
+
+
+def claim(
+    session: Session,
+    *,
+    worker_id: str,
+    limit: int,
+    lease: timedelta,
+    now: datetime | None = None,
+    max_in_flight_per_target: int | Mapping[str, int] | None = None,
+) -> list[OutboxMessage]:
+    """Claim up to ``limit`` due messages for ``worker_id``, in ``id`` order.
+
+    Due: ``pending`` with ``next_attempt_at <= now``, or ``in_flight`` with ``lease_until < now`` (a claim whose
+    holder crashed or stalled), and not held back by an earlier message of the same ordering key (see the module
+    documentation). ``max_in_flight_per_target`` bounds the messages of one target in flight under a valid lease,
+    across workers: an int for every target, or a mapping by target (``"*"`` for the others; targets it does not
+    name and no ``"*"`` are unbounded). Each claimed row is ``in_flight`` with ``claimed_by = worker_id``,
+    ``lease_until = now + lease`` and one more attempt.
+
+    The rows are chosen (:func:`_chosen`), then locked (on PostgreSQL ``FOR UPDATE SKIP LOCKED``, re-checking that
+    each is still due) and taken in one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING …``
+    statement.
+    """
+    if limit <= 0:
+        return []
+    now = now or utcnow()
+    _serialise_writers(session)
+    chosen = _chosen(session, now, limit, max_in_flight_per_target)
+    if not chosen:
+        return []
+    dialect = session.get_bind().dialect.name
+    if dialect not in _TAKE:  # pragma: no cover - only SQLite and PostgreSQL are supported (gateway.store.engine)
+        raise RuntimeError(f"outbox: unsupported database {dialect!r}")
+    # Locked (skipping rows a concurrent claim holds) and re-checked: another claim may have taken one meanwhile.
+    values = {"ids": chosen, "now": now, "worker_id": worker_id, "lease_end": now + lease}
+    return sorted(session.scalars(_TAKE[dialect], values), key=lambda message: message.id)
