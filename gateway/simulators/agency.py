@@ -52,6 +52,7 @@ from adapters.errors import UpstreamError
 from adapters.http import ClientFactory, ClientSettings, bearer, default_factory, map_http_errors, raise_for_status
 from adapters.netguard import AddressPolicy
 from adapters.onestop.rest import RestMapping
+from gateway.simulators.controls import apply_faults, inject_event
 
 __all__ = ["AgencySimulator", "Faults", "create_app"]
 
@@ -414,16 +415,7 @@ class _Handlers:
         return await self._mutation(request, self.sim.question)
 
     async def faults(self, request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict):
-                raise ValueError("expected an object")
-            if changes.pop("reset", False):
-                self.sim.faults = Faults()
-            self.sim.faults.update(changes)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
-        return JSONResponse(asdict(self.sim.faults))
+        return await apply_faults(request, self.sim, Faults)
 
     async def state(self, request: Request) -> Response:
         return JSONResponse(self.sim.state())
@@ -433,14 +425,7 @@ class _Handlers:
         return JSONResponse({"reset": True})
 
     async def event(self, request: Request) -> Response:
-        try:
-            payload = json.loads(await request.body() or b"{}")
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "invalid_json"}, status_code=400)
-        status, body = await self.sim.event(request.path_params["code"], payload)
-        return JSONResponse(body, status_code=status)
+        return await inject_event(request, self.sim.event)
 
 
 async def _sleep_unless_gone(request: Request, seconds: float) -> bool:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 
 from lxml import etree
 from lxml.builder import ElementMaker
@@ -16,6 +14,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 
 from adapters.onestop import wsdl as shipped
 from adapters.onestop.wsdl.single import inline_schemas
+from gateway.simulators.controls import apply_faults, inject_event
 from gateway.simulators.soap_agency_service import SoapAgencySimulator, SoapFaults
 from gateway.simulators.soap_agency_xml import (
     SOAP11,
@@ -257,16 +256,7 @@ class Handlers:
     # -- /_sim ---------------------------------------------------------------------------------------------------------
 
     async def faults(self, request: Request) -> Response:
-        try:
-            changes = json.loads(await request.body() or b"{}")
-            if not isinstance(changes, dict):
-                raise ValueError("expected an object")
-            if changes.pop("reset", False):
-                self.sim.faults = SoapFaults()
-            self.sim.faults.update(changes)
-        except ValueError as exc:
-            return JSONResponse({"error": "invalid_faults", "detail": str(exc)}, status_code=400)
-        return JSONResponse(asdict(self.sim.faults))
+        return await apply_faults(request, self.sim, SoapFaults)
 
     async def state(self, request: Request) -> Response:
         return JSONResponse(self.sim.state())
@@ -276,14 +266,7 @@ class Handlers:
         return JSONResponse({"reset": True})
 
     async def event(self, request: Request) -> Response:
-        try:
-            payload = json.loads(await request.body() or b"{}")
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            return JSONResponse({"error": "invalid_json"}, status_code=400)
-        status, body = await self.sim.core.event(request.path_params["code"], payload)
-        return JSONResponse(body, status_code=status)
+        return await inject_event(request, self.sim.core.event)
 
 
 async def _read_limited(request: Request) -> bytes | None:
