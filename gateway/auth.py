@@ -76,6 +76,10 @@ def _digest(token: SecretRef, *, where: str) -> bytes:
     return hash_token(secret)
 
 
+def _binding(key: bytes, digest: bytes) -> str:
+    return hmac.new(key, digest, hashlib.sha256).hexdigest()
+
+
 class TokenStore:
     """Configured token digests and their principals."""
 
@@ -103,6 +107,22 @@ class TokenStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @staticmethod
+    def binding(token: str, key: bytes) -> str:
+        """What a record opened with ``token`` may keep of it: an HMAC-SHA256 (hex), keyed with ``key``, of the token's
+        digest. Neither the token nor its digest can be read back from it; :meth:`holds` says whether it still
+        stands for a configured token."""
+        return _binding(key, hash_token(token))
+
+    def holds(self, binding: str, key: bytes, role: str) -> bool:
+        """Whether a configured token of ``role`` has this :meth:`binding` under ``key`` (every entry is compared, in
+        constant time): false once the token is removed from the configuration or given another role."""
+        found = False
+        for known, principal in self._entries:
+            if hmac.compare_digest(_binding(key, known), binding) and principal.role == role:
+                found = True
+        return found
 
     def authenticate(self, token: str | None) -> Principal | None:
         """The principal of ``token``, or ``None`` when it is missing or unknown (compared in constant time)."""

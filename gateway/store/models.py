@@ -391,3 +391,20 @@ class Question(Base):
     answer: Mapped[str | None] = mapped_column(Text, default=None)
     answered_by: Mapped[str | None] = mapped_column(Text, default=None)
     answered_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class ConsoleSessionRecord(Base):
+    """An operator's console session. The cookie carries a random id; only its SHA-256 is kept here, with the
+    session's CSRF token and an HMAC of the admin token's digest (never the token), so that logging out, expiry and
+    removing the token from the configuration all end it, in every process sharing the database."""
+
+    __tablename__ = "console_sessions"
+
+    #: SHA-256 (hex) of the random id the session cookie carries.
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    #: HMAC-SHA256 (hex) of the digest of the admin token that opened it (:meth:`gateway.auth.TokenStore.holds`).
+    token_binding: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -16,8 +16,9 @@ __all__ = ["install"]
 
 
 def install(app: FastAPI, settings: ConsoleSection, tokens: TokenStore) -> None:
-    """Serve the console and the lookup page on ``app`` (their sessions signed with ``[console]``'s key)."""
-    app.state.console_sessions = SessionKeeper(settings, tokens)
+    """Serve the console and the lookup page on ``app`` (their sessions signed with ``[console]``'s key and kept in
+    the database of ``app.state.runtime``, timed by ``app.state.clock``)."""
+    app.state.console_sessions = SessionKeeper(settings, tokens, app.state.runtime.db, app.state.clock)
     app.state.lookup_limiter = LookupLimiter(settings.lookup_per_minute)
     app.include_router(console_router)
     app.include_router(lookup_router)

@@ -70,7 +70,7 @@ def _login_page(request: Request, error: str | None = None, status_code: int = 2
 
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    if _keeper(request).current(request) is not None:
+    if await _keeper(request).current(request) is not None:
         return RedirectResponse("/console/", status_code=303)
     return _login_page(request)
 
@@ -82,7 +82,7 @@ async def login(request: Request) -> Response:
     if not keeper.login_form_valid(request, _text(form.get("csrf"))):
         return _forbidden(request, "Biểu mẫu đăng nhập đã hết hạn, hãy tải lại trang đăng nhập.")
     response = RedirectResponse("/console/", status_code=303)
-    if keeper.login(request, response, _text(form.get("token")) or ""):
+    if await keeper.login(request, response, _text(form.get("token")) or ""):
         return response
     return _login_page(request, "Mã truy cập không đúng hoặc không phải mã quản trị.", 401)
 
@@ -93,13 +93,13 @@ async def logout(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     response = _login_redirect()
-    SessionKeeper.logout(response)
+    await _keeper(request).logout(request, response)
     return response
 
 
 async def _posted_form(request: Request) -> FormData | Response:
     """The form of a signed-in operator's POST whose CSRF token is right, or the answer refusing it."""
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     form = await request.form()
@@ -117,7 +117,7 @@ def _text(value: Any) -> str | None:
 
 @router.get("/")
 async def flow(request: Request) -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     runtime, now, near_due = runtime_of(request), clock(request), _near_due(request)
@@ -131,7 +131,7 @@ async def flow(request: Request) -> Response:
 
 @router.get("/outbox")
 async def outbox_page(request: Request, state: str = "dead", redriven: int | None = None) -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     chosen = state if state in outbox.STATES else None
@@ -175,7 +175,7 @@ async def redrive(request: Request) -> Response:
 
 @router.get("/agencies")
 async def agencies(request: Request) -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     now = clock(request)
@@ -185,7 +185,7 @@ async def agencies(request: Request) -> Response:
 
 @router.get("/watch")
 async def watch(request: Request, agency: str | None = None) -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     runtime, now, near_due = runtime_of(request), clock(request), _near_due(request)
@@ -211,7 +211,7 @@ async def _report(request: Request, period: Period) -> dict[str, Any]:
 
 @router.get("/reports")
 async def reports(request: Request, period: str | None = None) -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     chosen = _period(period, clock(request))
@@ -229,7 +229,7 @@ async def reports(request: Request, period: str | None = None) -> Response:
 
 @router.get("/reports/file")
 async def report_file(request: Request, period: str | None = None, format: str = "xlsx") -> Response:
-    session = _keeper(request).current(request)
+    session = await _keeper(request).current(request)
     if session is None:
         return _login_redirect()
     if format not in ("csv", "xlsx"):
