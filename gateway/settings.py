@@ -40,7 +40,8 @@ from .sections import (
 
 __all__ = ["Settings", "load_settings"]
 
-#: The integrations that are off without a ``base_url``: their field is ``None`` then.
+#: The integrations that are off without a ``base_url``: their field is ``None`` then (``payment`` is also on with
+#: its ``[payment.national]`` table alone).
 _INTEGRATIONS: dict[str, type[Section]] = {
     "national_portal": NationalPortalSettings,
     "payment": PaymentSettings,
@@ -54,8 +55,9 @@ def _keys(model: type[Section]) -> set[str]:
 
 class Settings(Section):
     """The gateway's configuration: one field per TOML section; ``national_portal``, ``payment`` and ``postal`` are
-    ``None`` when their integration is off. ``base_dir`` is the directory relative paths started from, ``raw`` the
-    tables the settings were read from (to read them again with some sections changed)."""
+    ``None`` when their integration is off (``payment``: neither ``base_url`` nor ``[payment.national]``).
+    ``base_dir`` is the directory relative paths started from, ``raw`` the tables the settings were read from (to
+    read them again with some sections changed)."""
 
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
@@ -94,6 +96,8 @@ class Settings(Section):
     def _off_without_base_url(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, Mapping) or value.get("base_url"):
             return value
+        if info.field_name == "payment" and value.get("national") is not None:
+            return value  # the national payment platform alone
         model = _INTEGRATIONS[str(info.field_name)]
         unknown = sorted(set(value) - _keys(model))
         if unknown:

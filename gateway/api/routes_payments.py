@@ -13,7 +13,8 @@ The answer is always ``200`` with the provider's JSON, ``{"RspCode", "Message"}`
 99    anything else (an unreadable notification, the gateway's secret unavailable)
 ====  ===========================================================================================
 
-With ``[payment] base_url`` unset the endpoint answers ``404`` in the API's error shape.
+With ``[payment] base_url`` unset (payment off, or the national payment platform only) the endpoint answers ``404``
+in the API's error shape and changes nothing.
 
 The national payment platform notifies ``POST /api/v1/payments/notify/national`` with a JSON object
 (``MaThamChieu``, ``MaGiaoDich``, ``SoTien``, ``TrangThai``, ``ThoiGianGD``, ``MaXacThuc``), authenticated by its
@@ -99,7 +100,10 @@ _NOTIFY_DOC: dict[str, Any] = {
     "response_model": None,
     "responses": {
         200: {"model": PaymentNotificationAnswer, "description": "The provider's answer (every notification)"},
-        404: {**error_responses(404)[404], "description": "Online payment is not configured on this gateway"},
+        404: {
+            **error_responses(404)[404],
+            "description": "The VNPay-style payment platform is not configured on this gateway",
+        },
     },
 }
 
@@ -109,8 +113,8 @@ _NOTIFY_DOC: dict[str, Any] = {
 async def notify(request: Request) -> JSONResponse:
     runtime = runtime_of(request)
     settings = runtime.settings.payment
-    if settings is None:
-        raise ApiError(404, "online payment is not configured on this gateway")
+    if settings is None or not settings.vnpay_configured:
+        raise ApiError(404, "the VNPay-style payment platform is not configured on this gateway")
     try:
         params = await _params(request)
     except _Malformed as exc:

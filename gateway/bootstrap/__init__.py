@@ -85,7 +85,8 @@ def check_settings(runtime: Runtime) -> None:
     """Build what the settings describe now, so a daemon refuses to start on a setting it cannot use rather than
     parking every message later (:class:`~gateway.config.ConfigError`)."""
     settings = runtime.settings
-    for section in (settings.payment, settings.postal, settings.national_portal):
+    vnpay = settings.payment if settings.payment is not None and settings.payment.vnpay_configured else None
+    for section in (vnpay, settings.postal, settings.national_portal):
         if section is not None:
             try:
                 section.client_settings()
@@ -207,9 +208,10 @@ class Composition:
 
     @functools.cached_property
     def payment_provider(self) -> PaymentProvider | None:
-        """The provider of ``[payment]`` with its API client (none when payment is off)."""
+        """The VNPay-style provider of ``[payment]`` with its API client (none when payment is off or only the national
+        platform is configured)."""
         settings = self.runtime.settings.payment
-        if settings is None:
+        if settings is None or not settings.vnpay_configured:
             return None
         try:
             self._payment_http = self.factory.client(messages.PAYMENT_TARGET, settings.client_settings())

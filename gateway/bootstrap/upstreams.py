@@ -30,6 +30,7 @@ from gateway.services.context import Context
 from gateway.services.payments import SignPayment
 
 __all__ = [
+    "VNPAY_OFF",
     "build_national_provider",
     "build_portal",
     "build_postal_client",
@@ -42,8 +43,13 @@ __all__ = [
     "sync_handler",
 ]
 
+#: Why nothing of the VNPay-style provider can be built: ``[payment]`` without its keys (the national platform only).
+VNPAY_OFF = "[payment] the VNPay-style provider is not configured (no base_url, merchant_code, secret)"
+
 
 def _vnpay(settings: PaymentSettings, http: Any, **options: Any) -> VNPayProvider:
+    if settings.merchant_code is None or settings.payment_url is None:
+        raise ConfigError(VNPAY_OFF)
     try:
         return VNPayProvider(
             http,
@@ -61,8 +67,9 @@ def _vnpay(settings: PaymentSettings, http: Any, **options: Any) -> VNPayProvide
 
 
 def build_provider(settings: PaymentSettings, http: Any = None) -> PaymentProvider:
-    """The provider ``settings`` describe, querying through ``http`` (an ``httpx.AsyncClient`` from the factory, not
-    closed by the provider; ``None`` when only notifications are verified or settlements reconciled)."""
+    """The VNPay-style provider ``settings`` describe, querying through ``http`` (an ``httpx.AsyncClient`` from the
+    factory, not closed by the provider; ``None`` when only notifications are verified or settlements reconciled);
+    :class:`ConfigError` when it is not configured (:attr:`PaymentSettings.vnpay_configured`)."""
     return _vnpay(settings, http)
 
 
@@ -92,9 +99,18 @@ def payment_init_handler(ctx: Context, settings: PaymentSettings, factory: Clien
     return PaymentInitHandler(ctx, build_national_provider(settings, http), settings, close=http.aclose)
 
 
+def _unsigned(
+    reference: str, amount_vnd: int, description: str, return_url: str, client_ip: str, *, now: datetime
+) -> PaymentRequest:
+    raise ConfigError(VNPAY_OFF)
+
+
 def build_signer(settings: PaymentSettings) -> SignPayment:
     """Signs a payer's URL with the merchant's key, the payment created at the ``now`` it is given; settings the
-    provider refuses are a :class:`ConfigError` now."""
+    provider refuses are a :class:`ConfigError` now. Without the VNPay-style provider (no dossier's fees go to it)
+    every call is a :class:`ConfigError`."""
+    if not settings.vnpay_configured:
+        return _unsigned
     _vnpay(settings, None)
 
     def sign(

@@ -7,6 +7,8 @@ says which columns). Given as ``FILE``, it is read from disk; with ``--date`` al
 names plus every payment recorded as paid on that day (Vietnam's time; without ``--date``, the days the file's
 payments were made). ``--provider national`` reconciles the national payment platform's file (its columns, its
 ``[payment.national] settlement_url``) with the gateway's payments there; the default is the VNPay-style provider.
+A provider the configuration leaves out (``--provider national`` without ``[payment.national]``, ``--provider vnpay``
+with the national platform only) is a usage error.
 
 Reported (``--json``, ``docs/cli.md``): payments the provider settled that the gateway does not know
 (``missing_locally``), payments the gateway holds as paid that the provider does not list (``missing_at_provider``),
@@ -99,6 +101,15 @@ def _source(settings: PaymentSettings | None, provider: str) -> tuple[str | None
     return settings.settlement_url, settings.client_settings(), "[payment] settlement_url"
 
 
+def _configured(settings: PaymentSettings | None, provider: str) -> None:
+    """Refuse a provider that ``[payment]`` leaves out (with ``[payment]`` off, a VNPay-style FILE is still read)."""
+    if provider == "national":
+        if settings is None or settings.national is None:
+            raise UsageError("--provider national needs the [payment.national] table")
+    elif settings is not None and not settings.vnpay_configured:
+        raise UsageError("--provider vnpay: the VNPay-style provider is not configured ([payment] base_url)")
+
+
 async def _download(url_template: str, client_settings: Any, day: date) -> str:
     url = url_template.replace("{date}", day.strftime("%Y%m%d"))
     client = default_factory.client(messages.PAYMENT_TARGET, client_settings)
@@ -173,6 +184,7 @@ def _print(view: dict[str, Any]) -> None:
 def run_reconcile(args: argparse.Namespace) -> int:
     configured = load_settings(args.config)
     settings = configured.payment
+    _configured(settings, args.provider)
     day = _day(args.date) if args.date else None
     text = _settlement(args, settings, day)
     national = args.provider == "national"

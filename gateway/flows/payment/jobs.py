@@ -3,7 +3,8 @@
 Every ``[payment] query_interval_seconds``, pending payments older than ``query_after_minutes`` and not asked about
 for an interval are claimed (one process wins each) and queried (``querydr``); a paid answer is applied exactly as a
 notification would be (idempotent), a failed one or one past its expiry marks the payment failed (and renews it
-while the dossier awaits its fees).
+while the dossier awaits its fees). Each payment is asked of its own provider (``Payment.provider``); without the
+VNPay-style provider configured (the national platform only) it is never asked, and its payments are left alone.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ QUERY_BATCH = 100
 
 
 def _due_for_query(
-    session: Session, now: datetime, settings: PaymentSettings
+    session: Session, now: datetime, settings: PaymentSettings, providers: list[str] | None
 ) -> list[tuple[int, str, str | None, str]]:
     created_before = now - timedelta(minutes=settings.query_after_minutes)
     checked_before = now - timedelta(seconds=settings.query_interval_seconds)
@@ -44,6 +45,7 @@ def _due_for_query(
             Payment.status == PENDING,
             Payment.created_at <= created_before,
             or_(Payment.last_checked_at.is_(None), Payment.last_checked_at <= checked_before),
+            *([] if providers is None else [Payment.provider.in_(providers)]),
         )
         .order_by(Payment.id)
         .limit(QUERY_BATCH)
@@ -80,16 +82,21 @@ async def query_pending(
 
     The provider is asked with the payment's creation date (``transaction_date``: ``vnp_CreateDate``); ``sign``
     signs the payment that renews a failed one. A payment of another provider (``Payment.provider``) is asked of
-    ``others[provider]`` when given.
+    ``others[provider]`` when given. Without the VNPay-style ``provider`` (only the national platform configured)
+    only the payments of ``others`` are asked about.
     """
     counts: dict[str, int] = {}
-    if settings is None or provider is None or sign is None:
+    others = others or {}
+    if settings is None or sign is None or (provider is None and not others):
         return counts
     now = now or utcnow()
     online = online_payment(settings, sign)
-    due = await ctx.db.run(functools.partial(_due_for_query, now=now, settings=settings))
+    providers = None if provider is not None else sorted(others)
+    due = await ctx.db.run(functools.partial(_due_for_query, now=now, settings=settings, providers=providers))
     for payment_id, reference, create_date, name in due:
-        asked = (others or {}).get(name, provider)
+        asked = others.get(name, provider)
+        if asked is None:
+            continue
         claimed = await ctx.db.run(functools.partial(_claim, payment_id=payment_id, now=now, settings=settings))
         if not claimed:
             continue
@@ -114,8 +121,9 @@ def periodic_jobs(
     sign: SignPayment | None,
     others: Mapping[str, PaymentProvider] | None = None,
 ) -> list[PeriodicJob]:
-    """The transaction query job every ``[payment] query_interval_seconds`` (none when payment is off)."""
-    if settings is None or provider is None or sign is None:
+    """The transaction query job every ``[payment] query_interval_seconds`` (none when payment is off); without the
+    VNPay-style ``provider`` it asks ``others`` only (none when there are none either)."""
+    if settings is None or sign is None or (provider is None and not others):
         return []
     run = functools.partial(query_pending, ctx, settings, provider, sign=sign, others=others)
     return [PeriodicJob("payment-query", settings.query_interval_seconds, run)]
