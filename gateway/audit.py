@@ -28,9 +28,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import bindparam, func, insert, select, text
+from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from .store.models import AuditEntry, utcnow
@@ -125,7 +125,7 @@ def _lock_chain(session: Session) -> int:
     return int(chain)
 
 
-_ENTRIES = AuditEntry.__table__
+_ENTRIES = cast(Table, AuditEntry.__table__)
 #: The hash of a chain's newest entry (a plain statement, built once).
 _HEAD = select(_ENTRIES.c.hash).where(_ENTRIES.c.chain == bindparam("chain")).order_by(_ENTRIES.c.id.desc()).limit(1)
 #: A new entry (a plain statement, built once).
@@ -162,8 +162,10 @@ def append(
     values["details"] = details
     values |= {"prev_hash": prev_hash, "hash": entry_hash(prev_hash, **values)}
     # Written at once with a plain statement (built once): the entry is not a row of the session.
-    written = session.execute(_APPEND, values)
-    return AuditEntry(id=written.inserted_primary_key[0], **values)
+    written = cast(CursorResult[Any], session.execute(_APPEND, values))  # an INSERT gives a cursor result
+    key = written.inserted_primary_key
+    assert key is not None  # one row inserted
+    return AuditEntry(id=key[0], **values)
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def _uvicorn_server(app: ASGIApp) -> _Server:
 def _signals_to(stop: asyncio.Event, on_second: Callable[[], None], enabled: bool) -> Iterator[None]:
     """SIGTERM/SIGINT set ``stop`` (a second one calls ``on_second``) while the block runs, when ``enabled``."""
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name

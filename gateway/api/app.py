@@ -29,7 +29,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -224,7 +225,7 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
         )
-        models = [(model, "validation") for model in BODY_MODELS.values()]
+        models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(model, "validation") for model in BODY_MODELS.values()]
         if models:
             _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})

@@ -217,7 +217,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     exchanges = _load(args.directory)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "source": exchange.source,
             "upstream": exchange.upstream,

@@ -217,6 +217,11 @@ async def _walk_through(work: Path, console: Console, *, keep_serving: bool = Fa
 SIMULATORS = ("agency", "national", "payment", "postal", "sms", "portal")
 
 
+def _setting(event: asyncio.Event) -> Callable[[str], None]:
+    """A server's ``on_ready`` that sets ``event`` (its URL unused)."""
+    return lambda _url: event.set()
+
+
 @dataclass
 class _Servers:
     """The loopback sockets of the simulated upstreams and of the gateway, and the tasks serving them."""
@@ -252,11 +257,9 @@ class _Servers:
     def start(self, runtime: Runtime, apps: dict[str, Any]) -> None:
         """Serve each simulator's app and run the daemon (API, outbox worker, periodic jobs) on their sockets."""
         for name in SIMULATORS:
-            event = self.ready[name]
+            on_ready = _setting(self.ready[name])
             self.tasks.append(
-                asyncio.create_task(
-                    serve_asgi(apps[name], self.socks[name], stop=self.sim_stop, on_ready=lambda _u, e=event: e.set())
-                )
+                asyncio.create_task(serve_asgi(apps[name], self.socks[name], stop=self.sim_stop, on_ready=on_ready))
             )
         self.tasks.append(
             asyncio.create_task(

@@ -151,7 +151,8 @@ def _app(args: argparse.Namespace) -> tuple[Any, str, str]:
     if args.upstream == "national-portal":
         from ..simulators.national_portal import create_app as create_portal
 
-        return create_portal(**({"password": secret} if secret else {})), "national portal simulator", ""
+        portal = create_portal(password=secret) if secret else create_portal()
+        return portal, "national portal simulator", ""
     if args.upstream == "payment":
         from ..simulators.payment import create_app as create_payment
 

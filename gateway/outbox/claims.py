@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from gateway.outbox.states import ANY_TARGET, BLOCKING, IN_FLIGHT, PENDING
@@ -20,7 +20,7 @@ from gateway.store.models import OutboxMessage, utcnow
 __all__ = ["claim"]
 
 _OUTBOX = OutboxMessage
-_NOW = bindparam("now")
+_NOW: BindParameter[datetime] = bindparam("now")
 
 
 def _due() -> ColumnElement[bool]:
@@ -46,7 +46,7 @@ _ELIGIBLE = and_(_due(), ~_held_back())
 _FIRST = select(_OUTBOX.id).where(_ELIGIBLE).order_by(_OUTBOX.id).limit(bindparam("limit"))
 
 
-def _page(*, passing_over: bool, only_open: bool) -> Select[Any]:
+def _page(*, passing_over: bool, only_open: bool) -> Select[int, str]:
     """A page of eligible messages after ``after``: passing over the targets ``full`` and/or only of ``open``."""
     condition = and_(_ELIGIBLE, _OUTBOX.id > bindparam("after"))
     if passing_over:

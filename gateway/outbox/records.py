@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import and_, bindparam, case, func, select, tuple_, update
+from sqlalchemy import ColumnElement, CursorResult, and_, bindparam, case, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -75,7 +75,7 @@ def enqueue(
     ``INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING`` on both engines, which also makes a concurrent
     enqueue of the same key safe; only when it inserts nothing is the existing message read.
     """
-    fields = {"kind": kind, "target": target, "payload": payload, "idempotency_key": idempotency_key}
+    fields: dict[str, Any] = {"kind": kind, "target": target, "payload": payload, "idempotency_key": idempotency_key}
     fields |= {"ordering_key": ordering_key, "not_before": not_before}
     message: OutboxMessage | None = session.scalars(*_values(session, _ENQUEUE, fields)).one_or_none()
     if message is None:
@@ -96,7 +96,7 @@ def _by_key(session: Session, idempotency_key: str) -> OutboxMessage | None:
     return session.scalars(_BY_KEY, {"idempotency_key": idempotency_key}).one_or_none()
 
 
-def _held(message_id: int, worker_id: str, attempt: int | None):
+def _held(message_id: int, worker_id: str, attempt: int | None) -> ColumnElement[bool]:
     conditions = [
         OutboxMessage.id == message_id,
         OutboxMessage.state == IN_FLIGHT,
@@ -107,10 +107,9 @@ def _held(message_id: int, worker_id: str, attempt: int | None):
     return and_(*conditions)
 
 
-def _update(session: Session, condition, **values: Any) -> int:
-    result = session.execute(
-        update(OutboxMessage).where(condition).values(**values).execution_options(synchronize_session="fetch")
-    )
+def _update(session: Session, condition: ColumnElement[bool], **values: Any) -> int:
+    statement = update(OutboxMessage).where(condition).values(**values).execution_options(synchronize_session="fetch")
+    result = cast(CursorResult[Any], session.execute(statement))  # an UPDATE gives a cursor result
     return result.rowcount or 0
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-PENDING = "pending"
-IN_FLIGHT = "in_flight"
-DONE = "done"
-DEAD = "dead"
+from typing import Final
+
+PENDING: Final = "pending"
+IN_FLIGHT: Final = "in_flight"
+DONE: Final = "done"
+DEAD: Final = "dead"
 STATES = (PENDING, IN_FLIGHT, DONE, DEAD)
 
 #: States of an earlier message of the same ordering key that hold a later one back.

@@ -183,7 +183,7 @@ def _transfer_deadline(spec: ProcedureSpec, dossier: Dossier, calendar: OfficeCa
 def _settle_at_counter(dossier: Dossier, at: datetime, details: dict[str, Any], note: str | None) -> str | None:
     """The unpaid fees marked paid at the agency's counter (an event's ``fees_paid``), recorded in ``details``; the
     entry's note saying so."""
-    settled = []
+    settled: list[dict[str, Any]] = []
     for fee in unpaid(dossier):
         fee.paid = True
         fee.paid_at = at

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
@@ -61,9 +62,9 @@ class PreparedFile:
     name: str | None
     filename: str
     content_type: str
-    data: bytes = field(repr=False)
+    data: bytes = dataclasses.field(repr=False)
     sha256: str
-    signature: bytes | None = field(default=None, repr=False)
+    signature: bytes | None = dataclasses.field(default=None, repr=False)
     signature_sha256: str | None = None
     report: SignatureReport | None = None
     #: Whether a valid signer is the applicant (:mod:`gateway.services.signers`); ``None`` when not compared.
@@ -235,6 +236,7 @@ def store_blob(session: Session, data: bytes, sha256: str | None = None) -> str:
     digest = sha256 or hashlib.sha256(data).hexdigest()
     values = {"sha256": digest, "size": len(data), "content": data}
     dialect = session.get_bind().dialect.name
+    statement: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         statement = postgresql.insert(Blob).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
     else:

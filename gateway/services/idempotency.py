@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,7 @@ def canonical_json(document: Any) -> bytes:
 
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}\Z")
-_RECORDS = IdempotencyRecord.__table__
+_RECORDS = cast(Table, IdempotencyRecord.__table__)
 #: The stored answer of one key (a plain statement, built once: the answer is read, never changed).
 _LOOKUP = select(_RECORDS.c.request_sha256, _RECORDS.c.status_code, _RECORDS.c.body).where(
     _RECORDS.c.principal == bindparam("principal"), _RECORDS.c.key == bindparam("key")

@@ -394,6 +394,7 @@ class NationalPortalSimulator:
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
                 return self._refusal(key, wire.CODE_MISSING_FIELD, f"Thiếu {name}")
+        assert isinstance(key, str)  # MaHoSo was checked above
         status = self._int(record.get("TrangThaiHoSo"))
         if status not in _STATUS_CODES:
             return self._refusal(key, wire.CODE_INVALID_VALUE, "TrangThaiHoSo không hợp lệ")

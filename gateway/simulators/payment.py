@@ -109,7 +109,7 @@ class PaymentSimulator:
     counters: Counter[str] = field(default_factory=Counter)
     _next_no: int = 14_000_000
     _client: httpx.AsyncClient | None = field(default=None, repr=False)
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+    _tasks: set[asyncio.Task[list[dict[str, Any]]]] = field(default_factory=set, repr=False)
 
     def reset(self) -> None:
         for task in self._tasks:

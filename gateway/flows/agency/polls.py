@@ -12,10 +12,10 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -80,7 +80,8 @@ def _insert_missing(session: Session, registrations: dict[str, Registration], no
         return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(AgencyPoll.__table__).values(rows).on_conflict_do_nothing(index_elements=["agency_code"])
+    table = cast(Table, AgencyPoll.__table__)
+    statement = insert(table).values(rows).on_conflict_do_nothing(index_elements=["agency_code"])
     session.execute(statement)
 
 

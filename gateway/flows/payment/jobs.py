@@ -13,8 +13,9 @@ import functools
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapters.errors import UpstreamError
@@ -56,7 +57,7 @@ def _due_for_query(
 def _claim(session: Session, payment_id: int, now: datetime, settings: PaymentSettings) -> bool:
     """Take one payment's query for this run (compare-and-set on ``last_checked_at``: one process wins)."""
     checked_before = now - timedelta(seconds=settings.query_interval_seconds)
-    result = session.execute(
+    statement = (
         update(Payment)
         .where(
             Payment.id == payment_id,
@@ -66,6 +67,7 @@ def _claim(session: Session, payment_id: int, now: datetime, settings: PaymentSe
         .values(last_checked_at=now)
         .execution_options(synchronize_session=False)
     )
+    result = cast(CursorResult[Any], session.execute(statement))  # an UPDATE gives a cursor result
     return result.rowcount == 1
 
 

@@ -9,7 +9,7 @@ engine = config.attributes.get("engine")
 if engine is None:  # `alembic` run by hand: the URL is in the ini's sqlalchemy.url
     from gateway.store.engine import make_engine
 
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(config.get_main_option("sqlalchemy.url", ""))  # none: reported as not a database URL
 
 with engine.begin() as connection:
     context.configure(
