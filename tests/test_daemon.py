@@ -529,3 +529,15 @@ def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path:
         )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == "dvc-gateway: error: [national_portal] madonvi: is required"
+
+
+def test_the_server_parses_http_with_httptools() -> None:
+    """uvicorn picks its C parser when httptools is installed (a dependency): the pure-Python one costs about twice
+    the CPU per request."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from gateway.daemon import _uvicorn_server
+
+    server = _uvicorn_server(create_simulator())
+    server.config.load()
+    assert server.config.http_protocol_class is HttpToolsProtocol
