@@ -13,7 +13,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session
 
 from adapters.errors import PermanentError
-from gateway.workers import MessageView
+from gateway.workers import MessageView, Preparer
 
 __all__ = ["Deliveries", "OutboxHandler"]
 
@@ -48,17 +48,16 @@ class Deliveries:
         return frozenset(self._by_kind)
 
     def prepare(self, session: Session, messages: list[MessageView]) -> list[MessageView]:
-        """``messages`` read ahead by the handlers that can (a ``prepare(session, messages)`` method, as
-        :class:`gateway.workers.Preparer`), in the claim's unit of work; the others as they are, all in order."""
-        groups: dict[int, list[int]] = {}
+        """``messages`` read ahead by the handlers that can (:class:`gateway.workers.Preparer`), in the claim's unit of
+        work; the others as they are, all in order."""
+        groups: dict[int, tuple[Preparer, list[int]]] = {}
         for index, message in enumerate(messages):
             handler = self._by_kind.get(message.kind)
-            if handler is not None and hasattr(handler, "prepare"):
-                groups.setdefault(id(handler), []).append(index)
+            if isinstance(handler, Preparer):
+                groups.setdefault(id(handler), (handler, []))[1].append(index)
         result = list(messages)
-        for indexes in groups.values():
-            handler = self._by_kind[messages[indexes[0]].kind]
-            prepared = handler.prepare(session, [messages[i] for i in indexes])  # type: ignore[attr-defined]
+        for preparer, indexes in groups.values():
+            prepared = preparer.prepare(session, [messages[i] for i in indexes])
             for index, message in zip(indexes, prepared, strict=True):
                 result[index] = message
         return result

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 from sqlalchemy.orm import Session
@@ -92,6 +92,7 @@ class Dispatcher(Protocol):
     async def dispatch(self, message: MessageView) -> None: ...
 
 
+@runtime_checkable
 class Preparer(Protocol):
     """A dispatcher that reads ahead: given the messages just claimed, in the claim's unit of work, it returns them
     with ``prepared`` set where it read what their delivery needs (all of them together, instead of one unit of
@@ -365,12 +366,11 @@ class OutboxWorker:
 
     def _prepared(self, session: Session, views: list[MessageView]) -> list[MessageView]:
         """``views`` as the dispatcher read ahead for them (see :class:`Preparer`), or as they are."""
-        prepare = getattr(self.dispatcher, "prepare", None)
-        if not views or prepare is None:
+        if not views or not isinstance(self.dispatcher, Preparer):
             return views
         try:
             with session.begin_nested():
-                prepared: list[MessageView] = prepare(session, views)
+                prepared = self.dispatcher.prepare(session, views)
         except Exception:
             log.warning("outbox: reading ahead failed", exc_info=True, extra={"worker_id": self.worker_id})
             return views
