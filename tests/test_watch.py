@@ -125,7 +125,7 @@ async def test_an_unacknowledged_dossier_is_watched_measured_and_alerted_once(
         async for gw in gateway_client(runtime):
             code = (await gw.submitted())["code"]
             ctx = context_of(runtime)
-            assert await alerts.scan(ctx, runtime.settings.watch, gw.clock.now) == 0
+            assert await alerts.scan(ctx, runtime.settings.watch, gw.clock.now) == alerts.ScanResult()
 
             gw.clock.set(_at(24, 8))  # Tuesday morning: nobody received it by Monday 17:00
             read = functools.partial(
@@ -147,8 +147,9 @@ async def test_an_unacknowledged_dossier_is_watched_measured_and_alerted_once(
             request = 'method="POST",route="/api/v1/dossiers",status="201"'
             assert _metric(text, f"dvc_gateway_http_request_duration_seconds_count{{{request}}}") == 1.0
 
-            assert await alerts.scan(ctx, runtime.settings.watch, gw.clock.now) == 1
-            assert await alerts.scan(ctx, runtime.settings.watch, gw.clock.now) == 0  # remembered: sent once
+            assert await alerts.scan(ctx, runtime.settings.watch, gw.clock.now) == alerts.ScanResult(fired=1)
+            remembered = await alerts.scan(ctx, runtime.settings.watch, gw.clock.now)
+            assert remembered == alerts.ScanResult()  # sent once
             composition = Composition(runtime)
             assert "deadline-watch" in [job.name for job in composition.periodic_jobs()]
             worker = OutboxWorker.from_settings(
@@ -162,6 +163,7 @@ async def test_an_unacknowledged_dossier_is_watched_measured_and_alerted_once(
             assert len(hook.received) == 1
             body, key = hook.received[0]
             assert body["condition"] == "unacknowledged" and body["dossier_code"] == code
+            assert body["alert"] == "firing" and "resolved_at" not in body
             assert body["agency_code"] == AGENCY and body["deadline"] == "2026-11-23T17:00:00+07:00"
             assert key == f"{code}:alert:unacknowledged"
             assert not any(secret in json.dumps(body, ensure_ascii=False) for secret in PERSONAL_STRINGS)

@@ -42,11 +42,13 @@ class WatchItem:
     question_id: int | None = None
 
     def alert_body(self, now: datetime) -> dict[str, str | int | None]:
-        """The JSON body of this item's alert (codes and times only)."""
+        """The JSON body of this item's alert (codes and times only); ``alert`` is ``firing`` (a resolution, sent
+        once the finding is gone, repeats the body with ``resolved`` and ``resolved_at``)."""
         extra: dict[str, str | int | None] = {} if self.question_id is None else {"question_id": self.question_id}
         return {
             **extra,
             "type": "deadline_watch",
+            "alert": "firing",
             "condition": self.condition.value,
             "dossier_code": self.dossier_code,
             "agency_code": self.agency_code,

@@ -238,7 +238,11 @@ class OutboxMessage(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     done_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        # The deadline watch reads its recent alerts (one kind, since a time) at every run.
+        Index("ix_outbox_kind_created", "kind", "created_at"),
+    )
 
 
 class IdempotencyRecord(Base):

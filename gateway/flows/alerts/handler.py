@@ -1,4 +1,5 @@
-"""Delivering ``alert.webhook`` messages: the finding, as enqueued, posted to ``[alerts] webhook_url``."""
+"""Delivering ``alert.webhook`` messages: the finding (or its resolution), as enqueued, posted to
+``[alerts] webhook_url``."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class AlertWebhookHandler:
             extra={
                 "dossier_code": message.payload.get("dossier_code"),
                 "condition": message.payload.get("condition"),
+                "alert": message.payload.get("alert"),
                 "status_code": status,
             },
         )
