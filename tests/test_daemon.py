@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import queue
@@ -196,8 +197,15 @@ def prepare_database(config_path: Path, sim_url: str) -> None:
         db.dispose()
 
 
+@functools.cache
+def _pdf(index: int) -> str:
+    """Dossier ``index``'s PDF in base64, made once: pyHanko writes the time into a PDF (``/ModDate``), and a retry must
+    send the very body of the first attempt, or its ``Idempotency-Key`` is refused as reused for another request."""
+    return base64.b64encode(make_pdf(f"Don so {index}")).decode("ascii")
+
+
 def submission(index: int) -> dict[str, Any]:
-    pdf = base64.b64encode(make_pdf(f"Don so {index}")).decode("ascii")
+    pdf = _pdf(index)
     return {
         "procedure_code": PROCEDURE,
         "agency_code": AGENCY,
