@@ -37,7 +37,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,7 +52,7 @@ from adapters.errors import UpstreamError
 from adapters.http import ClientFactory, ClientSettings, bearer, default_factory, map_http_errors, raise_for_status
 from adapters.netguard import AddressPolicy
 from adapters.onestop.rest import RestMapping
-from gateway.simulators.controls import apply_faults, inject_event
+from gateway.simulators.controls import apply_faults, checked_value, inject_event
 
 __all__ = ["AgencySimulator", "Faults", "create_app"]
 
@@ -86,15 +86,8 @@ class Faults:
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (``ValueError`` for an unknown field or a wrong type)."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
         for name, value in changes.items():
-            expected = types.get(name)
-            if expected is None:
-                raise ValueError(f"unknown fault {name!r}")
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is not expected or (isinstance(value, int | float) and value < 0):
-                raise ValueError(f"{name} must be a non-negative {expected.__name__}")
+            value = checked_value(self, name, value)
             if name == "fail_status" and not 400 <= value <= 599:
                 raise ValueError("fail_status must be an HTTP error status (400-599)")
             setattr(self, name, value)

@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["apply_faults", "inject_event", "json_object"]
+__all__ = ["apply_faults", "checked_value", "inject_event", "json_object"]
 
 
 class _Faults(Protocol):
     def update(self, changes: dict[str, Any]) -> None: ...
+
+
+def checked_value(faults: Any, name: str, value: Any) -> Any:
+    """``value`` for the field ``name`` of the dataclass ``faults``: a known field, of the field's type (an int is
+    taken for a float), never negative; :class:`ValueError` otherwise."""
+    expected = {f.name: type(getattr(faults, f.name)) for f in fields(faults)}.get(name)
+    if expected is None:
+        raise ValueError(f"unknown fault {name!r}")
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if type(value) is not expected or (isinstance(value, int | float) and value < 0):
+        raise ValueError(f"{name} must be a non-negative {expected.__name__}")
+    return value
 
 
 async def json_object(request: Request) -> dict[str, Any]:

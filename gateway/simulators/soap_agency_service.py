@@ -9,12 +9,13 @@ import hmac
 import re
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lxml import etree
 
 from gateway.simulators.agency import AgencySimulator
+from gateway.simulators.controls import checked_value
 from gateway.simulators.soap_agency_xml import (
     NATIONAL_STATUS_CODES,
     REFERENCE_NAMESPACE,
@@ -61,15 +62,8 @@ class SoapFaults:
 
     def update(self, changes: Mapping[str, Any]) -> None:
         """Apply ``changes`` (``ValueError`` for an unknown field or a wrong type)."""
-        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
         for name, value in changes.items():
-            expected = types.get(name)
-            if expected is None:
-                raise ValueError(f"unknown fault {name!r}")
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if type(value) is not expected or (isinstance(value, int | float) and value < 0):
-                raise ValueError(f"{name} must be a non-negative {expected.__name__}")
+            value = checked_value(self, name, value)
             if name == "fail_code" and not re.fullmatch(r"[A-Z0-9_]{1,50}", value):
                 raise ValueError("fail_code must be an upper-case code")
             setattr(self, name, value)
