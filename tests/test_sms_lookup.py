@@ -158,3 +158,24 @@ async def test_inbound_texts_are_404_while_lookup_by_sms_is_off(tmp_path: Path) 
             )
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "lookup by SMS is not configured on this gateway"
+
+
+async def test_the_reply_limit_holds_across_processes_sharing_the_database(lookup: Lookup) -> None:
+    """Two gateway processes (two apps on one database, each with its own memory): the number's replies are counted
+    in the outbox, so together they send at most ``replies_per_hour`` (3 here)."""
+
+    async def direct(app: Any, n: int) -> str:
+        body = f'{{"from": "{CITIZEN}", "text": "TC 000.00.23.H38-261123-000{n}", "received_at": null}}'.encode()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+            response = await client.post(
+                "/api/v1/sms/inbound", content=body, headers={SIGNATURE_HEADER: sign_body(body, SECRET)}
+            )
+        assert response.status_code == 200, response.text
+        return str(response.json()["outcome"])
+
+    first, second = create_app(lookup.runtime, clock=Clock()), create_app(lookup.runtime, clock=Clock())
+    outcomes = [await direct(app, n) for n, app in enumerate((first, second, first, second, first), start=1)]
+    assert outcomes == ["unknown", "unknown", "unknown", "rate_limited", "rate_limited"]
+    assert len(lookup.queued()) == 3
+    restarted = create_app(lookup.runtime, clock=Clock())
+    assert await direct(restarted, 6) == "rate_limited"

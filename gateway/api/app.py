@@ -268,7 +268,6 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
     app.include_router(routes_postal.router)
     app.include_router(routes_payments.router)
     app.include_router(routes_sms.router)  # lookup by SMS: the SMS gateway's inbound texts
-    app.state.sms_limiter = routes_sms.SmsReplyLimiter(runtime.settings.sms.replies_per_hour)
     app.include_router(routes_reports.router)
     app.include_router(routes_citizens.router)  # ratings and citizens' questions
     app.openapi = _openapi(app)  # type: ignore[method-assign]

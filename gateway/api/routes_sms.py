@@ -10,8 +10,9 @@ body with ``[sms] secret``. The checks, in the order a caller can act on them:
 - not JSON → 400; not an inbound text (``from``, ``text``, ``received_at``) → 422.
 
 Otherwise the reply (:mod:`gateway.services.sms_lookup`) is queued for the SMS gateway, at most
-``[sms] replies_per_hour`` per phone number (a moving window; beyond it the text is answered ``rate_limited`` and
-gets no reply). The answer is ``200`` ``{"outcome", "replied"}``. The sender's number is logged only as a hash.
+``[sms] replies_per_hour`` per phone number in any hour, counted in the outbox, so across every process sharing the
+database and across restarts (beyond it the text is answered ``rate_limited`` and gets no reply). The answer is
+``200`` ``{"outcome", "replied"}``. The sender's number is logged only as a hash.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from limits import RateLimitItemPerHour
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,28 +30,17 @@ from adapters.sms import MAX_BODY_BYTES, SIGNATURE_HEADER, InvalidInbound, Inval
 from adapters.sms import verify_signature as verify_sms_signature
 
 from ..config import ConfigError
-from ..services.sms_lookup import SmsReply, phone_key, queue_reply, reply_text
+from ..services.sms_lookup import SmsReply, phone_key, queue_reply, replies_within_hour, reply_text
 from ..store.models import Dossier
 from ..views import lookup_view
 from .errors import ApiError
 from .routes_common import clock, json_body_doc, parse_json, runtime_of, signed_body
 from .schemas import SmsInboundOutcome, error_responses
 
-__all__ = ["SmsReplyLimiter", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1/sms", tags=["sms"])
 log = logging.getLogger("gateway.sms")
-
-
-class SmsReplyLimiter:
-    """At most ``per_hour`` replies per phone number (its hash) in any hour (kept in this process's memory)."""
-
-    def __init__(self, per_hour: int) -> None:
-        self._limit = RateLimitItemPerHour(per_hour)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    def allow(self, phone_hash: str) -> bool:
-        return self._limiter.hit(self._limit, "sms-reply", phone_hash)
 
 
 class SmsInbound(BaseModel):
@@ -108,14 +95,15 @@ async def sms_inbound(request: Request) -> dict[str, Any]:
     except InvalidInbound as exc:
         raise ApiError(422, f"not an inbound text: {exc}") from None
     phone = phone_key(inbound.sender, secret)
-    if not request.app.state.sms_limiter.allow(phone):
-        log.warning("inbound SMS not answered: rate limited", extra={"phone_hash": phone})
-        return {"outcome": "rate_limited", "replied": False}
     runtime = runtime_of(request)
     now = clock(request)
     inbound_key = hashlib.sha256(raw).hexdigest()[:32]
+    per_hour = runtime.settings.sms.replies_per_hour
 
-    def answer(session: Session) -> SmsReply:
+    def answer(session: Session) -> SmsReply | None:
+        if replies_within_hour(session, phone) >= per_hour:
+            return None
+
         def lookup(code: str) -> dict[str, Any] | None:
             dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one_or_none()
             return None if dossier is None else lookup_view(session, dossier, calendar=runtime.calendar, now=now)
@@ -125,5 +113,8 @@ async def sms_inbound(request: Request) -> dict[str, Any]:
         return reply
 
     reply = await runtime.db.run(answer)
+    if reply is None:
+        log.warning("inbound SMS not answered: rate limited", extra={"phone_hash": phone})
+        return {"outcome": "rate_limited", "replied": False}
     log.info("inbound SMS answered", extra={"phone_hash": phone, "outcome": reply.outcome, "chars": len(reply.text)})
     return {"outcome": reply.outcome, "replied": True}

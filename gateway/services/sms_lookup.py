@@ -13,16 +13,18 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from adapters.sms.wire import fit_sms, lookup_code
 from gateway import messages, outbox
 from gateway.domain.codes import parse_dossier_code
+from gateway.store.models import OutboxMessage, utcnow
 
-__all__ = ["SmsReply", "phone_key", "queue_reply", "reply_text"]
+__all__ = ["SmsReply", "phone_key", "queue_reply", "replies_within_hour", "reply_text"]
 
 #: How to ask, in every reply that is not a dossier's status.
 USAGE = "Soan: TRACUU <ma ho so> (vi du TRACUU 000.00.23.H38-261203-0001)"
@@ -70,6 +72,25 @@ def reply_text(text: str, lookup: Callable[[str], Mapping[str, Any] | None]) -> 
     return SmsReply("found", fit_sms(reply))
 
 
+#: The replies queued to one number (its ordering key) since a time, counted through the ordering key's index.
+_REPLIES_SINCE = (
+    select(func.count())
+    .select_from(OutboxMessage)
+    .where(OutboxMessage.ordering_key == bindparam("key"), OutboxMessage.created_at >= bindparam("since"))
+)
+
+
+def _ordering_key(phone: str) -> str:
+    return f"sms:{phone}"
+
+
+def replies_within_hour(session: Session, phone: str) -> int:
+    """How many replies were queued to the number of :func:`phone_key` ``phone`` in the last hour, by any process
+    (counted in the outbox, where the replies are; the outbox stamps them with the real time)."""
+    since = utcnow() - timedelta(hours=1)
+    return int(session.scalar(_REPLIES_SINCE, {"key": _ordering_key(phone), "since": since}) or 0)
+
+
 def queue_reply(session: Session, *, to: str, reply: SmsReply, inbound_key: str, phone: str) -> None:
     """Queue ``reply`` to ``to`` (``phone``: its :func:`phone_key`): one ``sms.send`` per inbound message key (a
     repeat queues nothing)."""
@@ -80,5 +101,5 @@ def queue_reply(session: Session, *, to: str, reply: SmsReply, inbound_key: str,
         target=messages.SMS_TARGET,
         payload={"to": to, "text": reply.text},
         idempotency_key=key,
-        ordering_key=f"sms:{phone}",
+        ordering_key=_ordering_key(phone),
     )
