@@ -356,3 +356,24 @@ async def test_unsigned_xml_form_is_unsigned(signed_gw: Gateway) -> None:
         )
     )
     assert dossier["components"][0]["verification"]["verdict"] == "unsigned"
+
+
+@pytest.mark.parametrize(
+    ("text", "decoded"),
+    [
+        ("SGVsbG8=", b"Hello"),
+        ("SGVs\nbG8=\r\n", b"Hello"),  # line breaks, as MIME encoders write them
+        ("SGVsbG8", None),  # padding missing
+        ("SGVsbG8==", None),  # padding in excess
+        ("SGVsbG8=SGVs", None),  # data after the padding
+        ("=SGVsbG8", None),
+        ("SGVs-G8=", None),  # the URL-safe alphabet
+        ("SGVsbG8=é", None),
+    ],
+)
+def test_file_contents_are_strict_base64(text: str, decoded: bytes | None) -> None:
+    from gateway.services.files import _decode_base64
+
+    errors: list[dict[str, str]] = []
+    assert _decode_base64(text, field="f", max_bytes=100, errors=errors, what="file") == decoded
+    assert (errors == []) == (decoded is not None)

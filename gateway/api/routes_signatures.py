@@ -7,7 +7,6 @@ in ``file`` and, optionally, a detached CMS signature in ``signature``; nothing 
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import Annotated, Any
 
@@ -57,7 +56,7 @@ def _decode(value: str, field: str, limit: int) -> bytes:
     if len(value) // 4 * 3 > limit + 3:
         raise ApiError(413, f"{field}: the file is larger than {limit} bytes")
     try:
-        data = base64.b64decode("".join(value.split()).encode("ascii"), validate=True)
+        data = binascii.a2b_base64("".join(value.split()).encode("ascii"), strict_mode=True)
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise ApiError(
             422, f"{field}: not valid base64", details=[{"field": field, "message": "not valid base64"}]

@@ -9,7 +9,6 @@ never stored or looked up by a client's name.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import dataclasses
 import hashlib
@@ -112,7 +111,7 @@ def _decode_base64(value: str, *, field: str, max_bytes: int, errors: list[dict[
         errors.append(problem(field, f"the {what} is larger than {max_bytes} bytes"))
         return None
     try:
-        data = base64.b64decode(raw, validate=True)
+        data = binascii.a2b_base64(raw, strict_mode=True)  # validates in C: b64decode(validate=True) is twice as long
     except (binascii.Error, ValueError):
         errors.append(problem(field, "not valid base64"))
         return None

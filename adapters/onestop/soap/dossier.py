@@ -6,7 +6,6 @@ reference ``HoSo`` element; the other helpers check what the client sends and re
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from collections.abc import Mapping
@@ -57,7 +56,7 @@ def component(item: Mapping[str, Any]) -> dict[str, Any]:
     content = item.get("content_base64")
     if content:
         try:
-            converted["NoiDung"] = base64.b64decode(str(content), validate=True)
+            converted["NoiDung"] = binascii.a2b_base64(str(content), strict_mode=True)
         except (binascii.Error, ValueError) as exc:
             raise ValueError(f"component {code}: content_base64 is not base64") from exc
     elif item.get("fetch_url"):
