@@ -5,9 +5,9 @@
   each agency's own deadline (``hops``, for liên thông).
 - :func:`lookup_view`: the citizens' public lookup: status and deadlines only, **no personal data** (no names, ID
   numbers, phones, addresses, files, signers).
-- :func:`agency_document`: what an agency's one-stop system receives (``docs/agency-rest-contract.md``'s dossier, files
-  in base64, the agency's own deadline and where the fees stand); the composition root hands it to the agency
-  flow.
+- :func:`agency_documents`: what agencies' one-stop systems receive (``docs/agency-rest-contract.md``'s dossier, files
+  in base64, the agency's own deadline and where the fees stand), for a batch of dossiers at once; the composition
+  root hands it to the agency flow. :func:`agency_document`: the same for one dossier.
 
 Times are rendered in ISO 8601 in Vietnam's time with its offset, to the second (:func:`gateway.domain.times.iso`).
 """
@@ -15,6 +15,7 @@ Times are rendered in ISO 8601 in Vietnam's time with its offset, to the second 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ from gateway.services.supplements import current_components
 from gateway.store.database import added_nothing_of
 from gateway.store.models import Blob, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
 
-__all__ = ["agency_document", "can_read", "dossier_view", "lookup_view"]
+__all__ = ["agency_document", "agency_documents", "can_read", "dossier_view", "lookup_view"]
 
 
 def can_read(principal: Principal, dossier: Dossier) -> bool:
@@ -190,9 +191,11 @@ def _label(dossier: Dossier, spec: ProcedureSpec | None) -> str:
     return STATUS_LABELS_VI[Status(dossier.status)]
 
 
-# The agency document's statements, built once (only their parameters change from one dossier to the next).
+# The agency documents' statements, built once (only their parameters change from one batch to the next).
 _BLOBS = select(Blob.sha256, Blob.content).where(Blob.sha256.in_(bindparam("shas", expanding=True)))
-_FEES_AFTER_RESULT = select(Procedure.fees_after_result).where(Procedure.code == bindparam("code"))
+_FEES_AFTER_RESULT = select(Procedure.code, Procedure.fees_after_result).where(
+    Procedure.code.in_(bindparam("codes", expanding=True))
+)
 _WITH_PARTS = (
     select(Dossier)
     .where(Dossier.id == bindparam("id"))
@@ -211,10 +214,7 @@ def _base64(content: bytes | None) -> str | None:
     return base64.b64encode(content).decode("ascii") if content else None
 
 
-def _agency_components(session: Session, dossier: Dossier) -> list[dict[str, Any]]:
-    current = current_components(dossier)
-    wanted = {c.sha256 for c in current} | {c.detached_signature_sha256 for c in current}
-    blobs = _blobs(session, {sha for sha in wanted if sha is not None})
+def _agency_components(dossier: Dossier, blobs: Mapping[str, bytes]) -> list[dict[str, Any]]:
     return [
         {
             "code": c.code,
@@ -229,7 +229,7 @@ def _agency_components(session: Session, dossier: Dossier) -> list[dict[str, Any
             "originals_check_required": c.originals_check_required,
             "verification": c.verification,
         }
-        for c in current
+        for c in current_components(dossier)
     ]
 
 
@@ -251,12 +251,37 @@ def _load_parts(session: Session, dossier: Dossier) -> None:
         session.scalars(_WITH_PARTS, {"id": dossier.id}).unique().all()
 
 
+def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) -> list[dict[str, Any]]:
+    """The dossiers as the agencies receive them (``docs/agency-rest-contract.md``): one document per (dossier, agency
+    code) pair, in order, files in base64, with the agency's own deadline (``agency_due_at``) and where the fees stand
+    (``payment``). The files of every dossier are read in one query, and so are their procedures' fee rules."""
+    for dossier, _agency in wanted:
+        _load_parts(session, dossier)
+    shas = {
+        sha
+        for dossier, _agency in wanted
+        for component in current_components(dossier)
+        for sha in (component.sha256, component.detached_signature_sha256)
+        if sha is not None
+    }
+    blobs = _blobs(session, shas)
+    codes = sorted({dossier.procedure_code for dossier, _agency in wanted})
+    after_result = dict(session.execute(_FEES_AFTER_RESULT, {"codes": codes}).tuples().all()) if codes else {}
+    return [
+        _agency_document(session, dossier, agency, blobs, bool(after_result.get(dossier.procedure_code)))
+        for dossier, agency in wanted
+    ]
+
+
 def agency_document(session: Session, dossier: Dossier, *, agency_code: str | None = None) -> dict[str, Any]:
-    """The dossier as an agency's one-stop system receives it (``docs/agency-rest-contract.md``), files in base64, with
-    the agency's own deadline (``agency_due_at``) and where the fees stand (``payment``)."""
-    agency = agency_code or dossier.agency_code
-    _load_parts(session, dossier)
-    fees_after_result = session.scalar(_FEES_AFTER_RESULT, {"code": dossier.procedure_code})
+    """The dossier as an agency's one-stop system receives it (see :func:`agency_documents`); ``agency_code``: the
+    receiving agency, the dossier's own by default."""
+    return agency_documents(session, [(dossier, agency_code or dossier.agency_code)])[0]
+
+
+def _agency_document(
+    session: Session, dossier: Dossier, agency: str, blobs: Mapping[str, bytes], fees_after_result: bool
+) -> dict[str, Any]:
     return {
         "code": dossier.code,
         "procedure_code": dossier.procedure_code,
@@ -274,11 +299,8 @@ def agency_document(session: Session, dossier: Dossier, *, agency_code: str | No
         "originals_check_required": dossier.originals_check_required,
         "return_method": dossier.return_method,
         "delivery_address": dossier.delivery_address,
-        "components": _agency_components(session, dossier),
+        "components": _agency_components(dossier, blobs),
         "fees": _fees(dossier),
-        "payment": {
-            **payment_status(session, dossier),
-            "fees_after_result": bool(fees_after_result),
-        },
+        "payment": {**payment_status(session, dossier), "fees_after_result": fees_after_result},
         "extra": dossier.extra or {},
     }

@@ -20,7 +20,7 @@ from gateway.services.changes import find_dossier
 from gateway.services.context import Context
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage
-from gateway.views import agency_document
+from gateway.views import agency_documents
 from gateway.workers import MessageView
 from tests.fakes import AGENCY, PROCEDURE, FakeAgencyClients, FakePortal, context_for, move, open_store, submit
 
@@ -64,7 +64,7 @@ async def test_a_dossier_supplement_and_withdrawal_reach_the_agency_with_their_k
     ctx = context_for(db)
     code = await submit(ctx, at=NOW)
     clients = FakeAgencyClients()
-    handler = AgencyHandler(ctx, clients, agency_document)
+    handler = AgencyHandler(ctx, clients, agency_documents)
     payload = {"dossier_code": code, "agency_code": AGENCY}
     await handler.handle(message(messages.AGENCY_DELIVER, payload, f"{code}:deliver:{AGENCY}"))
     await handler.handle(message(messages.AGENCY_WITHDRAW, {**payload, "reason": "đổi ý"}, f"{code}:withdraw"))
@@ -80,7 +80,7 @@ async def test_a_dossier_supplement_and_withdrawal_reach_the_agency_with_their_k
 async def test_an_unregistered_agency_or_unknown_dossier_parks_the_message(db: Database) -> None:
     ctx = context_for(db)
     code = await submit(ctx, at=NOW)
-    handler = AgencyHandler(ctx, FakeAgencyClients(), agency_document)
+    handler = AgencyHandler(ctx, FakeAgencyClients(), agency_documents)
     with pytest.raises(PermanentError, match="not registered"):
         await handler.handle(message(messages.AGENCY_DELIVER, {"dossier_code": code, "agency_code": AGENCY}))
     registered(db, registration())

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from gateway import outbox
@@ -67,9 +67,20 @@ class Watching:
         self.inner = inner
         self.broken = broken
         self.arrived: dict[str, bool] = {}
+        self.statements: list[tuple[int, int]] = []  # (messages, statements) of each read ahead
 
     def prepare(self, session: Session, messages: list[MessageView]) -> list[MessageView]:
-        prepared = self.inner.prepare(session, messages)
+        executed: list[str] = []
+
+        def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            executed.append(statement)
+
+        event.listen(self.inner.runtime.db.engine, "before_cursor_execute", note)
+        try:
+            prepared = self.inner.prepare(session, messages)
+        finally:
+            event.remove(self.inner.runtime.db.engine, "before_cursor_execute", note)
+        self.statements.append((len(messages), len(executed)))
         if self.broken:
             session.execute(text("SELECT no_such_column FROM outbox"))
         return prepared
@@ -128,3 +139,21 @@ async def test_a_failing_read_ahead_keeps_the_claim_and_each_delivery_reads_for_
     with runtime.db.unit_of_work() as session:
         stats = outbox.stats(session)
     assert stats["done"] == 2 and stats["in_flight"] == 0 and stats["dead"] == 0
+
+
+async def test_reading_ahead_costs_the_same_statements_for_one_delivery_or_many(
+    runtime: Runtime, agency: tuple[Served, AgencySimulator, Path]
+) -> None:
+    served, sim, token_file = agency
+    register_agency(runtime, registration(served.url, token_file))
+    counts = []
+    for size in (1, 4):  # 4: the most a claim takes for one agency by default
+        codes = [await submit_dossier(runtime) for _ in range(size)]
+        dispatcher = Watching(Composition(runtime))
+        await deliver_all(runtime, dispatcher, codes, sim)
+        assert dispatcher.arrived == dict.fromkeys(codes, True)
+        assert dispatcher.statements[0][0] == size
+        counts.append(dispatcher.statements[0][1])
+    # The dossiers, their files, their procedures' fee rules, the agency's registration: one query each.
+    assert counts[0] == counts[1]
+    assert {code: sim.dossiers[code]["received"] for code in codes} == expected_documents(runtime, codes)

@@ -32,7 +32,7 @@ from gateway.services.context import Context
 from gateway.services.payments import SignPayment
 from gateway.services.report_schedule import write_due_reports
 from gateway.store.models import utcnow
-from gateway.views import agency_document
+from gateway.views import agency_documents
 from gateway.workers import MessageView
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ class Composition:
     def _handlers(self) -> list[OutboxHandler]:
         settings = self.runtime.settings
         handlers: list[OutboxHandler] = [
-            agency.AgencyHandler(self.context, self.agency_clients, agency_document),
+            agency.AgencyHandler(self.context, self.agency_clients, agency_documents),
             _portal_handler(settings.portal, self.factory),
         ]
         if settings.national_portal is not None:

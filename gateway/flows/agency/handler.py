@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +31,13 @@ from gateway.services.questions import agency_view
 from gateway.store.models import Dossier, Question
 from gateway.workers import MessageView
 
-__all__ = ["AgencyDocument", "AgencyHandler"]
+__all__ = ["AgencyDocuments", "AgencyHandler"]
 
 log = logging.getLogger("gateway.dispatch")
 
-#: Renders a dossier as the agency receives it (the composition root passes the read model's function).
-AgencyDocument = Callable[..., dict[str, Any]]
+#: Renders dossiers as the agencies receive them: one document per (dossier, agency code) pair, in order (the
+#: composition root passes the read model's function, which reads the files of the whole batch at once).
+AgencyDocuments = Callable[[Session, Sequence[tuple[Dossier, str]]], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -75,33 +76,37 @@ def _registration(session: Session, agency_code: str) -> tuple[dict[str, Any], s
 
 
 def _read(
-    document_of: AgencyDocument, kind: str, code: str, agency_code: str, payload: Mapping[str, Any], session: Session
+    documents_of: AgencyDocuments,
+    kind: str,
+    code: str,
+    agency_code: str,
+    payload: Mapping[str, Any],
+    session: Session,
 ) -> _Work:
     registration = _registration(session, agency_code)
-    dossier = None
-    if kind != messages.AGENCY_WITHDRAW:
-        dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
-    return _work(document_of, session, kind, code, agency_code, payload, registration, dossier)
+    if kind == messages.AGENCY_WITHDRAW:
+        return _work(kind, code, agency_code, payload, registration, None)
+    dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
+    if dossier is None:
+        raise PermanentError(f"no dossier {code}", upstream=f"agency:{agency_code}")
+    return _work(kind, code, agency_code, payload, registration, documents_of(session, [(dossier, agency_code)])[0])
 
 
 def _work(
-    document_of: AgencyDocument,
-    session: Session,
     kind: str,
     code: str,
     agency_code: str,
     payload: Mapping[str, Any],
     registration: tuple[dict[str, Any], str],
-    dossier: Dossier | None,
+    body: dict[str, Any] | None,
 ) -> _Work:
-    """What one message needs, given its agency's registration and (but to withdraw) its dossier as read."""
+    """What one message needs, given its agency's registration and (but to withdraw) its dossier's document."""
     upstream = f"agency:{agency_code}"
     document, protocol = registration
     if kind == messages.AGENCY_WITHDRAW:
         return _Work(registration=document, protocol=protocol)
-    if dossier is None:
+    if body is None:
         raise PermanentError(f"no dossier {code}", upstream=upstream)
-    body = document_of(session, dossier, agency_code=agency_code)
     if kind == messages.AGENCY_DELIVER:
         return _Work(registration=document, protocol=protocol, body=body)
     wanted = payload.get("components")
@@ -112,7 +117,7 @@ def _work(
     return _Work(registration=document, protocol=protocol, components=components)
 
 
-def _read_ahead(document_of: AgencyDocument, session: Session, claimed: list[MessageView]) -> list[MessageView]:
+def _read_ahead(documents_of: AgencyDocuments, session: Session, claimed: list[MessageView]) -> list[MessageView]:
     """The claimed agency messages with what their deliveries need (see :meth:`AgencyHandler.prepare`)."""
     named: dict[int, tuple[str, ...]] = {}
     for message in claimed:
@@ -120,8 +125,12 @@ def _read_ahead(document_of: AgencyDocument, session: Session, claimed: list[Mes
             named[message.id] = _names(message, "dossier_code", "agency_code")
         except PermanentError:
             continue
-    codes = sorted({named[m.id][0] for m in claimed if m.id in named and m.kind != messages.AGENCY_WITHDRAW})
+    wanted = sorted({named[m.id] for m in claimed if m.id in named and m.kind != messages.AGENCY_WITHDRAW})
+    codes = sorted({code for code, _agency in wanted})
     dossiers = {d.code: d for d in session.scalars(_DOSSIERS, {"codes": codes}).unique()} if codes else {}
+    pairs = [(code, agency) for code, agency in wanted if code in dossiers]
+    rendered = documents_of(session, [(dossiers[code], agency) for code, agency in pairs]) if pairs else []
+    bodies = dict(zip(pairs, rendered, strict=True))
     registrations: dict[str, tuple[dict[str, Any], str]] = {}
     result = []
     for message in claimed:
@@ -132,9 +141,13 @@ def _read_ahead(document_of: AgencyDocument, session: Session, claimed: list[Mes
         try:
             if agency_code not in registrations:
                 registrations[agency_code] = _registration(session, agency_code)
-            registration = registrations[agency_code]
             work = _work(
-                document_of, session, message.kind, code, agency_code, message.payload, registration, dossiers.get(code)
+                message.kind,
+                code,
+                agency_code,
+                message.payload,
+                registrations[agency_code],
+                bodies.get((code, agency_code)),
             )
         except PermanentError:  # its delivery reads again and fails the same way, recorded as such
             result.append(message)
@@ -167,20 +180,20 @@ class AgencyHandler:
 
     kinds = frozenset({*messages.AGENCY_KINDS, messages.AGENCY_FEE_PAID, messages.AGENCY_QUESTION})
 
-    def __init__(self, ctx: Context, clients: AgencyClients, document_of: AgencyDocument) -> None:
+    def __init__(self, ctx: Context, clients: AgencyClients, documents_of: AgencyDocuments) -> None:
         self.ctx = ctx
         self.clients = clients
-        self.document_of = document_of
+        self.documents_of = documents_of
 
     def prepare(self, session: Session, claimed: list[MessageView]) -> list[MessageView]:
         """Read ahead, in the claim's unit of work, what the claimed deliveries, supplements and withdrawals need:
-        each agency's registration once, the dossiers together (their files in one query each), so that a delivery
-        starts with its document instead of a unit of work of its own. Fee notices and questions read for
-        themselves."""
+        each agency's registration once, the dossiers together, and their files and fee rules in one query each for
+        the whole batch, so that a delivery starts with its document instead of a unit of work of its own. Fee
+        notices and questions read for themselves."""
         ahead = [m for m in claimed if m.kind in messages.AGENCY_KINDS]
         if not ahead:
             return claimed
-        prepared = {m.id: m for m in _read_ahead(self.document_of, session, ahead)}
+        prepared = {m.id: m for m in _read_ahead(self.documents_of, session, ahead)}
         return [prepared.get(m.id, m) for m in claimed]
 
     async def handle(self, message: MessageView) -> None:
@@ -193,7 +206,7 @@ class AgencyHandler:
         code, agency_code = _names(message, "dossier_code", "agency_code")
         work = message.prepared
         if not isinstance(work, _Work):
-            read = functools.partial(_read, self.document_of, message.kind, code, agency_code, message.payload)
+            read = functools.partial(_read, self.documents_of, message.kind, code, agency_code, message.payload)
             work = await self.ctx.db.run(read)
         if work.protocol not in ("rest", "soap"):
             raise PermanentError(f"protocol {work.protocol!r} is not supported", upstream=f"agency:{agency_code}")
