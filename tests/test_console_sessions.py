@@ -68,13 +68,23 @@ class Process:
 
 @asynccontextmanager
 async def serve(
-    url: str, tmp_path: Path, *, admin: tuple[str, str] | None = (ADMIN_TOKEN, "admin"), hours: float = 8.0
+    url: str,
+    tmp_path: Path,
+    *,
+    admin: tuple[str, str] | None = (ADMIN_TOKEN, "admin"),
+    hours: float = 8.0,
+    secret: str | None = SECRET,
 ) -> AsyncIterator[Process]:
-    """A process configured with the portal token and ``admin`` (a token and its role; ``None``: no such entry)."""
+    """A process configured with the portal token and ``admin`` (a token and its role; ``None``: no such entry), and
+    ``secret`` as ``[console] session_secret`` (``None``: not set)."""
     tokens = [{"token": PORTAL_TOKEN, "role": "portal"}]
     if admin is not None:
         tokens.append({"token": admin[0], "role": admin[1]})
-    console = {"session_secret": SECRET, "session_hours": hours}
+    console: dict[str, Any] = {"session_hours": hours}
+    if secret is not None:
+        secret_file = tmp_path / "console-secret"
+        secret_file.write_text(secret, encoding="utf-8")
+        console["session_secret"] = f"file:{secret_file}"
     runtime = Runtime(
         settings=settings_for(url, tmp_path, console=console, auth={"tokens": tokens}), db=Database.connect(url)
     )
@@ -183,11 +193,42 @@ async def test_the_database_keeps_neither_the_cookie_nor_the_token(kind: str, tm
             assert secret not in str(value)
 
 
-def _rows(url: str) -> list[dict[str, Any]]:
+async def test_without_a_configured_key_processes_share_the_key_kept_in_the_database(kind: str, tmp_path: Path) -> None:
+    with shared_database(kind, tmp_path) as url:
+        async with serve(url, tmp_path, secret=None) as first, serve(url, tmp_path, secret=None) as second:
+            form = await first.client.get("/console/login")  # the form from one process, posted to the other
+            login_cookie = first.client.cookies.get("dvc_console_login")
+            assert login_cookie
+            answer = await second.client.post(
+                "/console/login",
+                data={"token": ADMIN_TOKEN, "csrf": _csrf(form.text)},
+                headers={"Cookie": f"dvc_console_login={login_cookie}"},
+            )
+            assert answer.status_code == 303 and answer.headers["location"] == "/console/", answer.text
+            cookie = second.client.cookies.get("dvc_console")
+            assert cookie
+            assert (await first.page(cookie)).status_code == 200
+        async with serve(url, tmp_path, secret=None) as restarted:
+            assert (await restarted.page(cookie)).status_code == 200
+        async with serve(url, tmp_path, secret="another-configured-key-0123456789") as configured:
+            assert refused(await configured.page(cookie))  # a configured key replaces the kept one
+        [key] = _rows(url, "gateway_keys")
+    assert key["name"] == "console_session" and len(key["value"]) >= 43
+    assert URLSafeTimedSerializer(key["value"], salt="dvc-console-session-id").loads(cookie)["sid"]
+
+
+async def test_a_configured_key_keeps_no_key_in_the_database(kind: str, tmp_path: Path) -> None:
+    with shared_database(kind, tmp_path) as url:
+        async with serve(url, tmp_path) as gateway:
+            assert (await gateway.page(await logged_in(gateway))).status_code == 200
+        assert _rows(url, "gateway_keys") == []
+
+
+def _rows(url: str, table: str = "console_sessions") -> list[dict[str, Any]]:
     db = Database.connect(url)
     try:
         with db.engine.connect() as connection:
-            return [dict(r._mapping) for r in connection.execute(text("SELECT * FROM console_sessions"))]
+            return [dict(r._mapping) for r in connection.execute(text(f"SELECT * FROM {table}"))]
     finally:
         db.dispose()
 

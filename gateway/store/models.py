@@ -413,3 +413,14 @@ class ConsoleSessionRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class GatewayKey(Base):
+    """A random key the gateway draws for itself when the configuration names none (the console's session key), kept
+    so that every process sharing the database, and every restart, uses the same one."""
+
+    __tablename__ = "gateway_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

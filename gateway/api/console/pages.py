@@ -60,9 +60,9 @@ def _near_due(request: Request) -> timedelta:
 # -- login and logout ---------------------------------------------------------------------------------------------
 
 
-def _login_page(request: Request, error: str | None = None, status_code: int = 200) -> Response:
+async def _login_page(request: Request, error: str | None = None, status_code: int = 200) -> Response:
     keeper = _keeper(request)
-    token, signed = keeper.new_login_form()
+    token, signed = await keeper.new_login_form()
     response = render(request, "login.html", {"error": error, "csrf": token}, status_code=status_code)
     keeper.attach_login_form(request, response, signed)
     return response
@@ -72,19 +72,19 @@ def _login_page(request: Request, error: str | None = None, status_code: int = 2
 async def login_form(request: Request) -> Response:
     if await _keeper(request).current(request) is not None:
         return RedirectResponse("/console/", status_code=303)
-    return _login_page(request)
+    return await _login_page(request)
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
     keeper = _keeper(request)
     form = await request.form()
-    if not keeper.login_form_valid(request, _text(form.get("csrf"))):
+    if not await keeper.login_form_valid(request, _text(form.get("csrf"))):
         return _forbidden(request, "Biểu mẫu đăng nhập đã hết hạn, hãy tải lại trang đăng nhập.")
     response = RedirectResponse("/console/", status_code=303)
     if await keeper.login(request, response, _text(form.get("token")) or ""):
         return response
-    return _login_page(request, "Mã truy cập không đúng hoặc không phải mã quản trị.", 401)
+    return await _login_page(request, "Mã truy cập không đúng hoặc không phải mã quản trị.", 401)
 
 
 @router.post("/logout")

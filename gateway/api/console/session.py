@@ -1,8 +1,9 @@
 """The console's sessions: an admin logs in with an admin token and gets a session kept in the database.
 
 - Login draws a random session id. The ``dvc_console`` cookie carries it, signed with itsdangerous
-  (``[console] session_secret``, else a random key of this process); it is ``HttpOnly``, ``SameSite=Strict``,
-  ``Secure`` over https, scoped to ``/console``, and refused after ``[console] session_hours``.
+  (``[console] session_secret``, else a random key the gateway drew once and keeps in the database, the same in every
+  process sharing it and across restarts); it is ``HttpOnly``, ``SameSite=Strict``, ``Secure`` over https, scoped to
+  ``/console``, and refused after ``[console] session_hours``.
 - The ``console_sessions`` table keeps the session's record: the SHA-256 of the id (never the id, so the table
   cannot be replayed as cookies), the CSRF token, when it opened and expires, when it was revoked, and an HMAC (keyed
   with the signing key) of the digest of the admin token that opened it (never the token). A cookie is accepted only
@@ -35,6 +36,7 @@ from starlette.responses import Response
 from ...auth import ADMIN, TokenStore
 from ...sections import ConsoleSection
 from ...store.database import Database
+from ...store.keys import shared_key
 from ...store.models import ConsoleSessionRecord
 
 __all__ = ["COOKIE", "LOGIN_COOKIE", "ConsoleSession", "SessionKeeper"]
@@ -60,6 +62,27 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+#: The name of the console's key in ``gateway_keys`` when ``[console] session_secret`` is not set.
+KEY_NAME = "console_session"
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """What the signing key keys: the session cookie, the login form's cookie, the token binding."""
+
+    sessions: URLSafeTimedSerializer
+    logins: URLSafeTimedSerializer
+    binding: bytes
+
+    @classmethod
+    def of(cls, key: str) -> _Keys:
+        return cls(
+            sessions=URLSafeTimedSerializer(key, salt="dvc-console-session-id"),
+            logins=URLSafeTimedSerializer(key, salt="dvc-console-login"),
+            binding=hmac.new(key.encode("utf-8"), b"dvc-console-token-binding", hashlib.sha256).digest(),
+        )
+
+
 class SessionKeeper:
     """Opens, reads and ends console sessions for one app (their records in ``db``, their times from ``clock``)."""
 
@@ -67,25 +90,31 @@ class SessionKeeper:
         self, settings: ConsoleSection, tokens: TokenStore, db: Database, clock: Callable[[], datetime]
     ) -> None:
         secret = settings.session_secret.resolve("[console] session_secret") if settings.session_secret else None
-        key = secret or secrets.token_urlsafe(32)
-        self._sessions = URLSafeTimedSerializer(key, salt="dvc-console-session-id")
-        self._logins = URLSafeTimedSerializer(key, salt="dvc-console-login")
-        self._binding_key = hmac.new(key.encode("utf-8"), b"dvc-console-token-binding", hashlib.sha256).digest()
+        self._configured = _Keys.of(secret) if secret else None
+        self._drawn: _Keys | None = None
         self._lifetime = timedelta(hours=settings.session_hours)
         self._max_age = int(settings.session_hours * 3600)
         self._tokens = tokens
         self._db = db
         self._clock = clock
 
+    async def _keys(self) -> _Keys:
+        """The configured key's, else those of the key kept in the database (read once per process)."""
+        if self._configured is not None:
+            return self._configured
+        if self._drawn is None:
+            self._drawn = _Keys.of(await self._db.run(lambda db: shared_key(db, KEY_NAME)))
+        return self._drawn
+
     # -- sessions ---------------------------------------------------------------------------------------------------
 
-    def _session_id(self, request: Request) -> str | None:
+    async def _session_id(self, request: Request) -> str | None:
         """The session id of the request's cookie when its signature holds and it is not too old."""
         value = request.cookies.get(COOKIE)
         if not value:
             return None
         try:
-            data = self._sessions.loads(value, max_age=self._max_age)
+            data = (await self._keys()).sessions.loads(value, max_age=self._max_age)
         except BadSignature:
             return None
         sid = data.get("sid") if isinstance(data, dict) else None
@@ -94,14 +123,14 @@ class SessionKeeper:
     async def current(self, request: Request) -> ConsoleSession | None:
         """The request's session, or ``None`` (no cookie, a bad signature, no record, revoked, expired, or opened by
         a token no longer configured as an admin token)."""
-        sid = self._session_id(request)
+        sid = await self._session_id(request)
         if sid is None:
             return None
         digest, now = _sha256(sid), self._clock()
         record = await self._db.run(lambda db: db.get(ConsoleSessionRecord, digest))
         if record is None or record.revoked_at is not None or record.expires_at <= now:
             return None
-        if not self._tokens.holds(record.token_binding, self._binding_key, ADMIN):
+        if not self._tokens.holds(record.token_binding, (await self._keys()).binding, ADMIN):
             return None
         return ConsoleSession(csrf=record.csrf, since=int(record.created_at.timestamp()))
 
@@ -111,11 +140,12 @@ class SessionKeeper:
         principal = self._tokens.authenticate(token)
         if principal is None or principal.role != ADMIN:
             return False
+        keys = await self._keys()
         sid, now = secrets.token_urlsafe(32), self._clock()
         record = ConsoleSessionRecord(
             id_sha256=_sha256(sid),
             csrf=secrets.token_urlsafe(24),
-            token_binding=self._tokens.binding(token, self._binding_key),
+            token_binding=self._tokens.binding(token, keys.binding),
             created_at=now,
             expires_at=now + self._lifetime,
         )
@@ -125,13 +155,13 @@ class SessionKeeper:
             db.add(record)
 
         await self._db.run(open_session)
-        self._set(request, response, COOKIE, self._sessions.dumps({"sid": sid}), self._max_age)
+        self._set(request, response, COOKIE, keys.sessions.dumps({"sid": sid}), self._max_age)
         response.delete_cookie(LOGIN_COOKIE, path=PATH)
         return True
 
     async def logout(self, request: Request, response: Response) -> None:
         """Revoke the request's session (a copy of its cookie is refused from now on) and delete its cookie."""
-        sid = self._session_id(request)
+        sid = await self._session_id(request)
         if sid is not None:
             digest, now = _sha256(sid), self._clock()
             revoke = (
@@ -144,20 +174,20 @@ class SessionKeeper:
 
     # -- the login form's CSRF token --------------------------------------------------------------------------------
 
-    def new_login_form(self) -> tuple[str, str]:
+    async def new_login_form(self) -> tuple[str, str]:
         """A CSRF token for the login form and the signed value of its cookie (:meth:`attach_login_form`)."""
         token = secrets.token_urlsafe(24)
-        return token, self._logins.dumps(token)
+        return token, (await self._keys()).logins.dumps(token)
 
     def attach_login_form(self, request: Request, response: Response, signed: str) -> None:
         self._set(request, response, LOGIN_COOKIE, signed, LOGIN_FORM_SECONDS)
 
-    def login_form_valid(self, request: Request, submitted: str | None) -> bool:
+    async def login_form_valid(self, request: Request, submitted: str | None) -> bool:
         value = request.cookies.get(LOGIN_COOKIE)
         if not value or not submitted:
             return False
         try:
-            expected = self._logins.loads(value, max_age=LOGIN_FORM_SECONDS)
+            expected = (await self._keys()).logins.loads(value, max_age=LOGIN_FORM_SECONDS)
         except BadSignature:
             return False
         return isinstance(expected, str) and hmac.compare_digest(expected, submitted)
