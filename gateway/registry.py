@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
-from sqlalchemy import select
+from sqlalchemy import Text as SqlText
+from sqlalchemy import bindparam, cast, select
 from sqlalchemy.orm import Session
 
 from .catalogue import AgencyCode, Code, Name
@@ -453,10 +454,12 @@ def registered_document(session: Session, code: str) -> tuple[dict[str, Any], st
 
     What deliveries read for every message: each distinct stored document is validated once (the answer is shared:
     read it, never change it)."""
-    row = session.get(Agency, code)
-    if row is None:
-        return None
-    return _validated_document(json.dumps(row.document, sort_keys=True, ensure_ascii=False))
+    stored = session.scalar(_STORED_DOCUMENT, {"code": code})
+    return None if stored is None else _validated_document(stored)
+
+
+#: The stored registration document's JSON text, as it is (the key of the validated documents' cache); built once.
+_STORED_DOCUMENT = select(cast(Agency.document, SqlText)).where(Agency.code == bindparam("code"))
 
 
 @functools.lru_cache(maxsize=256)
