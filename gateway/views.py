@@ -266,7 +266,7 @@ def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) ->
     }
     blobs = _blobs(session, shas)
     codes = sorted({dossier.procedure_code for dossier, _agency in wanted})
-    after_result = dict(session.execute(_FEES_AFTER_RESULT, {"codes": codes}).tuples().all()) if codes else {}
+    after_result = {code: flag for code, flag in session.execute(_FEES_AFTER_RESULT, {"codes": codes})} if codes else {}
     return [
         _agency_document(session, dossier, agency, blobs, bool(after_result.get(dossier.procedure_code)))
         for dossier, agency in wanted
