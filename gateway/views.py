@@ -36,7 +36,7 @@ from gateway.services.changes import deadlines_of, history_pairs, hops_of
 from gateway.services.ratings import rating_of, rating_view
 from gateway.services.supplements import current_components
 from gateway.store.database import added_nothing_of
-from gateway.store.models import Blob, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
+from gateway.store.models import Blob, Component, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
 
 __all__ = ["agency_document", "agency_documents", "can_read", "dossier_view", "lookup_view"]
 
@@ -214,7 +214,7 @@ def _base64(content: bytes | None) -> str | None:
     return base64.b64encode(content).decode("ascii") if content else None
 
 
-def _agency_components(dossier: Dossier, blobs: Mapping[str, bytes]) -> list[dict[str, Any]]:
+def _agency_components(current: Sequence[Component], blobs: Mapping[str, bytes]) -> list[dict[str, Any]]:
     return [
         {
             "code": c.code,
@@ -229,7 +229,7 @@ def _agency_components(dossier: Dossier, blobs: Mapping[str, bytes]) -> list[dic
             "originals_check_required": c.originals_check_required,
             "verification": c.verification,
         }
-        for c in current_components(dossier)
+        for c in current
     ]
 
 
@@ -257,10 +257,11 @@ def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) ->
     (``payment``). The files of every dossier are read in one query, and so are their procedures' fee rules."""
     for dossier, _agency in wanted:
         _load_parts(session, dossier)
+    current = {id(dossier): current_components(dossier) for dossier, _agency in wanted}
     shas = {
         sha
-        for dossier, _agency in wanted
-        for component in current_components(dossier)
+        for components in current.values()
+        for component in components
         for sha in (component.sha256, component.detached_signature_sha256)
         if sha is not None
     }
@@ -268,7 +269,13 @@ def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) ->
     codes = sorted({dossier.procedure_code for dossier, _agency in wanted})
     after_result = {code: flag for code, flag in session.execute(_FEES_AFTER_RESULT, {"codes": codes})} if codes else {}
     return [
-        _agency_document(session, dossier, agency, blobs, bool(after_result.get(dossier.procedure_code)))
+        _agency_document(
+            session,
+            dossier,
+            agency,
+            _agency_components(current[id(dossier)], blobs),
+            after_result.get(dossier.procedure_code),
+        )
         for dossier, agency in wanted
     ]
 
@@ -280,7 +287,7 @@ def agency_document(session: Session, dossier: Dossier, *, agency_code: str | No
 
 
 def _agency_document(
-    session: Session, dossier: Dossier, agency: str, blobs: Mapping[str, bytes], fees_after_result: bool
+    session: Session, dossier: Dossier, agency: str, components: list[dict[str, Any]], fees_after_result: bool | None
 ) -> dict[str, Any]:
     return {
         "code": dossier.code,
@@ -299,8 +306,8 @@ def _agency_document(
         "originals_check_required": dossier.originals_check_required,
         "return_method": dossier.return_method,
         "delivery_address": dossier.delivery_address,
-        "components": _agency_components(dossier, blobs),
+        "components": components,
         "fees": _fees(dossier),
-        "payment": {**payment_status(session, dossier), "fees_after_result": fees_after_result},
+        "payment": {**payment_status(session, dossier), "fees_after_result": bool(fees_after_result)},
         "extra": dossier.extra or {},
     }
