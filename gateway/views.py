@@ -14,11 +14,11 @@ Times are rendered in ISO 8601 in Vietnam's time with its offset, to the second 
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import pybase64
 from sqlalchemy import bindparam, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, joinedload
@@ -211,7 +211,7 @@ def _blobs(session: Session, shas: set[str]) -> dict[str, bytes]:
 
 
 def _base64(content: bytes | None) -> str | None:
-    return base64.b64encode(content).decode("ascii") if content else None
+    return pybase64.b64encode_as_string(content) if content else None
 
 
 def _agency_components(current: Sequence[Component], blobs: Mapping[str, bytes]) -> list[dict[str, Any]]:

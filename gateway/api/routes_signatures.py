@@ -7,7 +7,6 @@ in ``file`` and, optionally, a detached CMS signature in ``signature``; nothing 
 
 from __future__ import annotations
 
-import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,7 +16,7 @@ from starlette.datastructures import UploadFile
 from signing import Document
 
 from ..auth import PORTAL, Principal
-from ..services.files import sanitise_filename
+from ..services.files import TooLargeError, decode_base64, sanitise_filename
 from ..validation import parse_model
 from .errors import ApiError
 from .routes_common import is_json, json_body_doc, media_type, parse_json, require, runtime_of
@@ -53,18 +52,16 @@ def _body_doc() -> dict[str, Any]:
 
 
 def _decode(value: str, field: str, limit: int) -> bytes:
-    if len(value) // 4 * 3 > limit + 3:
-        raise ApiError(413, f"{field}: the file is larger than {limit} bytes")
     try:
-        data = binascii.a2b_base64("".join(value.split()).encode("ascii"), strict_mode=True)
-    except (UnicodeEncodeError, binascii.Error, ValueError):
+        data = decode_base64(value, max_bytes=limit)
+    except TooLargeError:
+        raise ApiError(413, f"{field}: the file is larger than {limit} bytes") from None
+    except ValueError:
         raise ApiError(
             422, f"{field}: not valid base64", details=[{"field": field, "message": "not valid base64"}]
         ) from None
     if not data:
         raise ApiError(422, f"{field}: the file is empty", details=[{"field": field, "message": "the file is empty"}])
-    if len(data) > limit:
-        raise ApiError(413, f"{field}: the file is larger than {limit} bytes")
     return data
 
 

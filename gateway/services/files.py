@@ -3,7 +3,8 @@
 :func:`prepare_files` decodes ``(field path, component code, file)`` items off the event loop into
 :class:`PreparedFile` objects (the sniffed content type wins over a contradicting declaration);
 :func:`verify_files` verifies their signatures; :func:`store_blob` stores content once under its sha256. Files are
-never stored or looked up by a client's name.
+never stored or looked up by a client's name. :func:`decode_base64` is the one strict base64 decoder of files, for
+every route that takes them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
+import pybase64
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -33,6 +35,8 @@ from signing.verify import Document, Verifier
 __all__ = [
     "FileIn",
     "PreparedFile",
+    "TooLargeError",
+    "decode_base64",
     "prepare_files",
     "sanitise_filename",
     "store_blob",
@@ -99,39 +103,51 @@ class PreparedFile:
 _B64_WHITESPACE = b"\r\n\t "
 
 
-def _strict_base64(raw: bytes, max_bytes: int) -> bytes | None:
-    """``raw`` decoded when it is strict base64 of at most about ``max_bytes`` bytes, else None."""
-    # n base64 characters decode to at most 3n/4 bytes: the oversized are refused before decoding.
-    if len(raw) // 4 * 3 > max_bytes + 3:
-        return None
-    try:
-        return binascii.a2b_base64(raw, strict_mode=True)  # validates in C: b64decode(validate=True) is twice as long
-    except (binascii.Error, ValueError):
-        return None
+class TooLargeError(ValueError):
+    """Content past its size cap."""
 
 
-def _decode_base64(value: str, *, field: str, max_bytes: int, errors: list[dict[str, str]], what: str) -> bytes | None:
-    """Strict base64 (standard alphabet, padding required; line breaks allowed): None and a problem otherwise."""
+def decode_base64(value: str, *, max_bytes: int) -> bytes:
+    """``value`` decoded as strict base64: the standard alphabet, padding required and never in excess, white space
+    (line breaks, tabs, spaces) allowed anywhere. :class:`TooLargeError` when it would decode to more than
+    ``max_bytes`` bytes (counted on the decoded bytes: line breaks never push a file over), ``ValueError`` when it is
+    not such base64. Empty content decodes to ``b""``."""
     try:
         raw = value.encode("ascii")
     except UnicodeEncodeError:
+        raise ValueError("not valid base64") from None
+    try:
+        data = _strict_base64(raw, max_bytes)  # most content has no white space: decoded without a copy first
+    except ValueError:
+        raw = raw.translate(None, _B64_WHITESPACE)  # a regular expression: 15x as long on 1 MB
+        data = _strict_base64(raw, max_bytes)
+    if len(data) > max_bytes:
+        raise TooLargeError(f"larger than {max_bytes} bytes")
+    return data
+
+
+def _strict_base64(raw: bytes, max_bytes: int) -> bytes:
+    # n base64 characters decode to at most 3n/4 bytes: the oversized are refused before decoding.
+    if len(raw) // 4 * 3 > max_bytes + 3:
+        raise TooLargeError(f"larger than {max_bytes} bytes")
+    try:
+        return pybase64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+
+
+def _decode_base64(value: str, *, field: str, max_bytes: int, errors: list[dict[str, str]], what: str) -> bytes | None:
+    """:func:`decode_base64`, a problem on ``field`` instead of an exception (and for empty content)."""
+    try:
+        data = decode_base64(value, max_bytes=max_bytes)
+    except TooLargeError:
+        errors.append(problem(field, f"the {what} is larger than {max_bytes} bytes"))
+        return None
+    except ValueError:
         errors.append(problem(field, "not valid base64"))
         return None
-    data = _strict_base64(raw, max_bytes)  # most content has no line breaks: decoded without a copy first
-    if data is None:
-        raw = raw.translate(None, _B64_WHITESPACE)  # a regular expression: 15x as long on 1 MB
-        if len(raw) // 4 * 3 > max_bytes + 3:
-            errors.append(problem(field, f"the {what} is larger than {max_bytes} bytes"))
-            return None
-        data = _strict_base64(raw, max_bytes)
-        if data is None:
-            errors.append(problem(field, "not valid base64"))
-            return None
     if not data:
         errors.append(problem(field, f"the {what} is empty"))
-        return None
-    if len(data) > max_bytes:
-        errors.append(problem(field, f"the {what} is larger than {max_bytes} bytes"))
         return None
     return data
 
