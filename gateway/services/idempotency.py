@@ -64,15 +64,16 @@ def hash_canonical_json(digest: Any, document: Any) -> None:
     if kind is dict and all(type(key) is str for key in document):
         digest.update(b"{")
         for index, key in enumerate(sorted(document)):
-            digest.update(b"," if index else b"")
-            digest.update(_encode(key).encode("utf-8"))
-            digest.update(b":")
+            if index:
+                digest.update(b",")
+            digest.update(_encode(key).encode("utf-8") + b":")
             hash_canonical_json(digest, document[key])
         digest.update(b"}")
     elif kind is list:
         digest.update(b"[")
         for index, item in enumerate(document):
-            digest.update(b"," if index else b"")
+            if index:
+                digest.update(b",")
             hash_canonical_json(digest, item)
         digest.update(b"]")
     elif kind is str and len(document) >= _LONG and document.isascii():
