@@ -33,6 +33,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import CursorResult, Table, bindparam, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from .store.database import lock_for_write
 from .store.models import AuditEntry, utcnow
 
 __all__ = [
@@ -66,22 +67,6 @@ _TRY_LOCK = text(
 )
 #: Chain 0's lock, waiting for it.
 _WAIT_LOCK = text("SELECT pg_advisory_xact_lock(hashtext(:class || current_schema()), 0)")
-
-
-def lock_for_write(session: Session) -> None:
-    """Take the database's write lock at the start of a unit of work that writes (SQLite: ``BEGIN IMMEDIATE``).
-
-    SQLite lets one writer at a time in; a transaction that reads first and writes later fails when another writer
-    committed in between (its snapshot is stale), so writers take the lock before their first read. It is a no-op on
-    PostgreSQL (row locks and the chains' advisory locks :func:`append` takes serialise what must be) and when the
-    transaction has already begun.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    dbapi_connection = connection.connection.dbapi_connection
-    if dbapi_connection is not None and not dbapi_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _canonical(at: datetime, actor: str, action: str, subject: str, details: dict[str, Any], chain: int) -> bytes:

@@ -15,6 +15,7 @@ from sqlalchemy import BindParameter, ColumnElement, Select, and_, bindparam, ex
 from sqlalchemy.orm import Session, aliased
 
 from gateway.outbox.states import ANY_TARGET, BLOCKING, IN_FLIGHT, PENDING
+from gateway.store.database import lock_for_write
 from gateway.store.models import OutboxMessage, utcnow
 
 __all__ = ["claim"]
@@ -88,18 +89,6 @@ def _take(*, lock: bool) -> Any:
 
 
 _TAKE = {"postgresql": _take(lock=True), "sqlite": _take(lock=False)}
-
-
-def _serialise_writers(session: Session) -> None:
-    """On SQLite, take the write lock now (``BEGIN IMMEDIATE``) so that this transaction's reads are current."""
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    dbapi_connection = connection.connection.dbapi_connection
-    # pysqlite begins a (deferred) transaction only before the first write; if the caller already wrote, the
-    # transaction already holds the write lock.
-    if dbapi_connection is not None and not dbapi_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _in_flight_by_target(session: Session, now: datetime) -> dict[str, int]:
@@ -187,7 +176,7 @@ def claim(
     if limit <= 0:
         return []
     now = now or utcnow()
-    _serialise_writers(session)
+    lock_for_write(session)
     chosen = _chosen(session, now, limit, max_in_flight_per_target)
     if not chosen:
         return []

@@ -37,6 +37,22 @@ def added_nothing_of(session: Session, kind: type) -> bool:
     return bool(session.info.get(TRACKED)) and kind not in session.info.get(ADDED, ())
 
 
+def lock_for_write(session: Session) -> None:
+    """Take the database's write lock at the start of a unit of work that writes (SQLite: ``BEGIN IMMEDIATE``).
+
+    SQLite lets one writer at a time in; a transaction that reads first and writes later fails when another writer
+    committed in between (its snapshot is stale), so writers take the lock before their first read. It is a no-op on
+    PostgreSQL (row locks and advisory locks serialise what must be) and when the transaction has already begun
+    (pysqlite begins a deferred transaction only before the first write: a caller that already wrote holds the lock).
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
