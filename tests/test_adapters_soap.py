@@ -327,8 +327,9 @@ def test_dossier_conversion_checks() -> None:
         dossier_to_hoso({**dossier(), "received_at": None})
     with pytest.raises(ValueError, match="neither content_base64 nor fetch_url"):
         dossier_to_hoso({**dossier(), "components": [{"code": "TP1"}]})
-    with pytest.raises(ValueError, match="not base64"):
-        dossier_to_hoso({**dossier(), "components": [{"code": "TP1", "content_base64": "***"}]})
+    for malformed in ("***", "JVBERi0=x", "JVBERi0xLjcK=", "JVBERi0xLjcK\n", "ĐVBERi0x"):
+        with pytest.raises(ValueError, match="not base64"):
+            dossier_to_hoso({**dossier(), "components": [{"code": "TP1", "content_base64": malformed}]})
     with pytest.raises(ValueError, match="whole number"):
         dossier_to_hoso({**dossier(), "fees": [{"code": "LP1", "amount": -5}]})
 
