@@ -20,7 +20,7 @@ from tests.test_outbox import postgres_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "examples" / "procedures.json"
-REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]  # every migration, oldest first
+REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009"]  # every migration, oldest first
 
 
 @pytest.fixture(autouse=True)

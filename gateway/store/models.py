@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -213,6 +214,11 @@ class HistoryEntry(Base):
     dossier: Mapped[Dossier] = relationship(back_populates="history")
 
 
+#: The outbox's open messages (still to deliver): the predicate of its partial index ``ix_outbox_open``, written the
+#: same way in the claim's statements so that the database's planner matches them.
+OUTBOX_OPEN_SQL = "state IN ('pending', 'in_flight')"
+
+
 class OutboxMessage(Base):
     """Work to do outside the database, written in the same transaction as the change that caused it.
 
@@ -242,6 +248,9 @@ class OutboxMessage(Base):
         Index("ix_outbox_due", "state", "next_attempt_at"),
         # The deadline watch reads its recent alerts (one kind, since a time) at every run.
         Index("ix_outbox_kind_created", "kind", "created_at"),
+        # A claim reads the messages still to deliver in id order: from a partial index of the open ones, however
+        # many delivered ones the table keeps.
+        Index("ix_outbox_open", "id", sqlite_where=text(OUTBOX_OPEN_SQL), postgresql_where=text(OUTBOX_OPEN_SQL)),
     )
 
 

@@ -1,0 +1,100 @@
+"""What a claim reads: only the outbox's open messages, however many delivered ones the table keeps.
+
+A gateway running for months keeps every delivered message (the operators' record of what was sent), and the
+delivered ones are the oldest: the lowest ids. A claim reads eligible messages in id order; it must not pass over
+the delivered past to find them (on PostgreSQL, with the table's statistics up to date, a plain walk of the primary
+key from the lowest id looks cheapest to the planner, and visits every delivered message at every claim). The plans
+are read back from the database itself (``EXPLAIN``) while the claim runs its own statements.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text, update
+
+from gateway import outbox
+from gateway.store.database import Database
+from gateway.store.models import OutboxMessage
+from tests.test_outbox import BACKENDS, LEASE, NOW, open_database
+
+#: Delivered messages (the past: the lowest ids), then open ones, each of a dossier of its own.
+PAST, OPEN = 1600, 400
+
+
+def _backlog(db: Database) -> list[int]:
+    """The delivered past and the open messages after it: the open ones' ids."""
+    with db.unit_of_work() as session:
+        for n in range(PAST + OPEN):
+            outbox.enqueue(
+                session, kind="deliver", target="A", payload={"n": n}, idempotency_key=f"k{n}", ordering_key=f"D-{n}"
+            )
+    with db.unit_of_work() as session:
+        ids = list(session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ids[:PAST])).values(state=outbox.DONE))
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ANALYZE outbox"))  # as autovacuum would: the planner knows what the table holds
+    return ids[PAST:]
+
+
+@contextmanager
+def _plans_of_claims(db: Database, explain: str) -> Iterator[list[Any]]:
+    """The plans of the claim's reads of eligible messages, collected while the claim runs."""
+    plans: list[Any] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip().startswith("SELECT outbox.id"):
+            cursor.execute(explain + statement, parameters)
+            plans.append(cursor.fetchall())
+
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        yield plans
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+@pytest.fixture(params=BACKENDS)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    with open_database(request.param, tmp_path) as database:
+        yield database
+
+
+def test_a_claim_reads_only_open_messages_however_long_the_past(db: Database) -> None:
+    open_ids = _backlog(db)
+    postgres = db.engine.dialect.name == "postgresql"
+    explain = "EXPLAIN (ANALYZE, FORMAT JSON) " if postgres else "EXPLAIN QUERY PLAN "
+    for max_in_flight in (None, 10):  # the plain claim, and the claim by pages with per-target limits
+        with _plans_of_claims(db, explain) as plans, db.unit_of_work() as session:
+            claimed = outbox.claim(
+                session, worker_id="w1", limit=5, lease=LEASE, now=NOW, max_in_flight_per_target=max_in_flight
+            )
+            assert [m.id for m in claimed] == open_ids[:5]
+            session.rollback()  # the next round claims them again
+        assert plans, "the claim ran no read of eligible messages"
+        for rows in plans:
+            if postgres:
+                document = rows[0][0]
+                root = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
+                for node in _nodes(root):
+                    if node.get("Relation Name") == "outbox" and node.get("Alias") == "outbox":
+                        visited = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+                        visited += node.get("Rows Removed by Index Recheck", 0)
+                        assert visited <= OPEN, (node.get("Index Name"), visited)  # never the 1,600 delivered ones
+            else:
+                steps = [row[-1] for row in rows]
+                reads = [step for step in steps if step.startswith(("SCAN outbox", "SEARCH outbox"))]
+                # from an index of what is open (the partial index, or the states' index), never a walk of the table
+                # or of its primary key
+                assert reads and all("ix_outbox_open" in step or "ix_outbox_due" in step for step in reads), steps
