@@ -15,6 +15,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Select,
+    String,
     and_,
     bindparam,
     exists,
@@ -36,9 +37,16 @@ _OUTBOX = OutboxMessage
 _NOW: BindParameter[datetime] = bindparam("now")
 
 
-#: ``state IN ('pending', 'in_flight')`` with the states written out, as the partial index's predicate is
-#: (``OUTBOX_OPEN_SQL``): a planner uses a partial index only for a query whose terms imply its predicate.
-_OPEN = _OUTBOX.state.in_([literal_column(f"'{name}'") for name in (PENDING, IN_FLIGHT)])
+def _one_of(state: Any, names: tuple[str, ...]) -> ColumnElement[bool]:
+    """``state IN ('pending', …)``, the states written out rather than bound: a planner matches a partial index only
+    to a term that implies its predicate, and it sees which states are asked for even in a plan it keeps for every
+    execution (PostgreSQL's generic plans of prepared statements)."""
+    written: list[ColumnElement[str]] = [literal_column(f"'{name}'", String()) for name in names]
+    return state == written[0] if len(written) == 1 else state.in_(written)
+
+
+#: ``state IN ('pending', 'in_flight')``, as the partial index ``ix_outbox_open`` says (``OUTBOX_OPEN_SQL``).
+_OPEN = _one_of(_OUTBOX.state, (PENDING, IN_FLIGHT))
 
 
 def _due() -> ColumnElement[bool]:
@@ -49,19 +57,20 @@ def _due() -> ColumnElement[bool]:
     return and_(
         _OPEN,
         or_(
-            and_(_OUTBOX.state == PENDING, _OUTBOX.next_attempt_at <= _NOW),
-            and_(_OUTBOX.state == IN_FLIGHT, _OUTBOX.lease_until < _NOW),
+            and_(_one_of(_OUTBOX.state, (PENDING,)), _OUTBOX.next_attempt_at <= _NOW),
+            and_(_one_of(_OUTBOX.state, (IN_FLIGHT,)), _OUTBOX.lease_until < _NOW),
         ),
     )
 
 
 def _held_back() -> ColumnElement[bool]:
-    """An earlier message of the same ordering key is still ``pending``, ``in_flight`` or ``dead``."""
+    """An earlier message of the same ordering key is still ``pending``, ``in_flight`` or ``dead``: one look-up in
+    the partial index ``ix_outbox_blocking``, whose predicate the states' term repeats."""
     earlier = aliased(OutboxMessage, name="earlier")
     return exists().where(
         earlier.ordering_key == _OUTBOX.ordering_key,
         earlier.id < _OUTBOX.id,
-        earlier.state.in_(BLOCKING),
+        _one_of(earlier.state, BLOCKING),
     )
 
 
@@ -83,7 +92,7 @@ def _page(*, passing_over: bool, only_open: bool) -> Select[int, str]:
 _PAGES = {(full, only): _page(passing_over=full, only_open=only) for full in (False, True) for only in (False, True)}
 _IN_FLIGHT_BY_TARGET = (
     select(_OUTBOX.target, func.count())
-    .where(_OUTBOX.state == IN_FLIGHT, _OUTBOX.lease_until >= _NOW)
+    .where(_one_of(_OUTBOX.state, (IN_FLIGHT,)), _OUTBOX.lease_until >= _NOW)
     .group_by(_OUTBOX.target)
 )
 
