@@ -22,12 +22,9 @@ from gateway.catalogue import import_procedures, parse_catalogue
 from gateway.delivery import Deliveries
 from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import national_code
-from gateway.flows.national import (
-    NationalPortalSettings,
-    is_local_step,
-    ordering_key,
-    subscriptions,
-)
+from gateway.flows.national.reactions import ordering_key, subscriptions
+from gateway.flows.national.records import is_local_step
+from gateway.flows.national.settings import NationalPortalSettings
 from gateway.registry import Registration, register
 from gateway.services.context import Context
 from gateway.services.events import AgencyEvent, apply_event

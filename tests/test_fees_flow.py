@@ -31,7 +31,7 @@ from gateway.api import create_app
 from gateway.bootstrap import Composition, context_of
 from gateway.bootstrap.upstreams import build_provider, build_signer
 from gateway.cli import main
-from gateway.flows.payment import periodic_jobs, query_pending
+from gateway.flows.payment.jobs import periodic_jobs, query_pending
 from gateway.outbox import RetryPolicy
 from gateway.periodic import PeriodicJob
 from gateway.registry import Registration, RegistrySettings, register, validate_registration

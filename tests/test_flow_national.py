@@ -21,13 +21,10 @@ from gateway.bus import MessageBus
 from gateway.catalogue import import_procedures, parse_catalogue
 from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import Status
-from gateway.flows.national import (
-    STEP_SKIPPED,
-    NationalPortalSettings,
-    NationalSyncHandler,
-    enqueue_sync,
-    subscriptions,
-)
+from gateway.flows.national.handler import NationalSyncHandler
+from gateway.flows.national.reactions import enqueue_sync, subscriptions
+from gateway.flows.national.records import STEP_SKIPPED
+from gateway.flows.national.settings import NationalPortalSettings
 from gateway.services.changes import changed, record_change, record_step
 from gateway.services.context import Context
 from gateway.store.database import Database

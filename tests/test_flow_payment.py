@@ -20,14 +20,10 @@ from gateway import audit, messages
 from gateway.bootstrap.upstreams import build_signer
 from gateway.domain.events import ChangeRecorded
 from gateway.domain.status import Status
-from gateway.flows.payment import (
-    STEP_SKIPPED,
-    PaymentSettings,
-    fee_paid_notice,
-    periodic_jobs,
-    query_pending,
-    subscriptions,
-)
+from gateway.flows.payment.agency_notice import fee_paid_notice
+from gateway.flows.payment.jobs import periodic_jobs, query_pending
+from gateway.flows.payment.reactions import STEP_SKIPPED, subscriptions
+from gateway.flows.payment.settings import PaymentSettings
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.services.changes import find_dossier
 from gateway.services.context import Context

@@ -17,7 +17,10 @@ from adapters.postal import PostalClient, PostalService, TrackingEvent, Tracking
 from gateway import audit, messages
 from gateway.domain.status import Status
 from gateway.errors import NotFound
-from gateway.flows.postal import PostalOrderHandler, PostalSettings, periodic_jobs, subscriptions
+from gateway.flows.postal.handler import PostalOrderHandler
+from gateway.flows.postal.jobs import periodic_jobs
+from gateway.flows.postal.reactions import subscriptions
+from gateway.flows.postal.settings import PostalSettings
 from gateway.services.changes import find_dossier
 from gateway.services.context import Context
 from gateway.services.tracking import receive_tracking_event

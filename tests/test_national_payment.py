@@ -23,7 +23,7 @@ from adapters.payment.national_wire import NOTIFICATION_FIELDS, checksum, signed
 from gateway import messages
 from gateway.bootstrap import context_of
 from gateway.bootstrap.upstreams import build_national_provider, build_signer
-from gateway.flows.payment import query_pending
+from gateway.flows.payment.jobs import query_pending
 from gateway.simulators.agency import AgencySimulator
 from gateway.simulators.national_payment import DEFAULT_PARTNER, NationalPaymentSimulator
 from gateway.simulators.national_payment import DEFAULT_SECRET as NATIONAL_SECRET

@@ -21,7 +21,7 @@ from adapters.national_portal import format_time, wire
 from gateway import messages, outbox
 from gateway.config import ConfigError
 from gateway.domain.status import national_code
-from gateway.flows.national import STEP_SKIPPED
+from gateway.flows.national.records import STEP_SKIPPED
 from gateway.settings import load_settings
 from gateway.simulators.national_portal import NationalPortalSimulator
 from gateway.store.models import Dossier, utcnow

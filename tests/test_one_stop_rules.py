@@ -18,7 +18,7 @@ from gateway import messages
 from gateway.catalogue import import_procedures, parse_catalogue
 from gateway.domain.calendar import VIETNAM_TZ
 from gateway.domain.status import Status
-from gateway.flows.postal import subscriptions
+from gateway.flows.postal.reactions import subscriptions
 from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.sections import CalendarSection, office_calendar

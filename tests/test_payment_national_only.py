@@ -28,7 +28,7 @@ from gateway.bootstrap import Composition, check_settings, context_of
 from gateway.bootstrap.upstreams import build_signer
 from gateway.cli import main
 from gateway.config import ConfigError
-from gateway.flows.payment import query_pending
+from gateway.flows.payment.jobs import query_pending
 from gateway.runtime import Runtime
 from gateway.settings import load_settings
 from gateway.simulators.agency import AgencySimulator

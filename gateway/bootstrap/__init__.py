@@ -25,7 +25,13 @@ from gateway.bootstrap.agency_clients import AgencyClientCache, wsdl_limits
 from gateway.bus import MessageBus, merge_subscriptions
 from gateway.config import ConfigError
 from gateway.delivery import Deliveries, OutboxHandler
-from gateway.flows import agency, alerts, national, payment, portal, postal
+from gateway.flows import agency, alerts, portal
+from gateway.flows.national import reactions as national
+from gateway.flows.payment import jobs as payment_jobs
+from gateway.flows.payment import reactions as payment
+from gateway.flows.payment.settings import PaymentSettings
+from gateway.flows.postal import jobs as postal_jobs
+from gateway.flows.postal import reactions as postal
 from gateway.periodic import PeriodicJob
 from gateway.sections import AlertsSection, PortalSection, ReportsSection
 from gateway.services.context import Context
@@ -48,7 +54,7 @@ _CONTEXT = "services.context"
 REPORTS_INTERVAL_SECONDS = 3600.0
 
 
-def _signer(settings: payment.PaymentSettings | None) -> SignPayment | None:
+def _signer(settings: PaymentSettings | None) -> SignPayment | None:
     return None if settings is None else upstreams.build_signer(settings)
 
 
@@ -237,7 +243,7 @@ class Composition:
         """The jobs of what is on: the poller, the payment query, the postal tracking, the deadline watch's alerts."""
         settings = self.runtime.settings
         jobs = agency.periodic_jobs(self.poller)
-        jobs += payment.periodic_jobs(
+        jobs += payment_jobs.periodic_jobs(
             self.context,
             settings.payment,
             self.payment_provider,
@@ -245,7 +251,7 @@ class Composition:
             others=self.other_payment_providers,
         )
         if settings.postal is not None:
-            jobs += postal.periodic_jobs(self.context, settings.postal, self.postal.client)
+            jobs += postal_jobs.periodic_jobs(self.context, settings.postal, self.postal.client)
         jobs += alerts.periodic_jobs(self.context, settings.alerts, settings.watch)
         jobs.append(_monthly_reports_job(self.context, settings.reports))
         return jobs

@@ -21,9 +21,12 @@ from adapters.postal import PostalClient, PostalService
 from adapters.sms import SmsClient
 from gateway import messages
 from gateway.config import ConfigError
-from gateway.flows.national import NationalPortalSettings, NationalSyncHandler
-from gateway.flows.payment import PaymentInitHandler, PaymentSettings
-from gateway.flows.postal import PostalOrderHandler, PostalSettings
+from gateway.flows.national.handler import NationalSyncHandler
+from gateway.flows.national.settings import NationalPortalSettings
+from gateway.flows.payment.national import PaymentInitHandler
+from gateway.flows.payment.settings import PaymentSettings
+from gateway.flows.postal.handler import PostalOrderHandler
+from gateway.flows.postal.settings import PostalSettings
 from gateway.flows.sms import SmsSendHandler
 from gateway.sections import SmsSection
 from gateway.services.context import Context

@@ -25,10 +25,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
+from ..config import ConfigError
 from ..errors import EXIT_OK, UsageError
 from ..recording.har import Exchange, HarError, dumps_har, har_files, load_har, write_har
-from ..recording.transport import RecordingSettings
-from .replay import settings_from
+from ..recording.settings import RecordingSettings
+from ..settings import load_settings
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -171,6 +172,14 @@ def load_vcr(path: Path) -> list[Exchange]:
 # ----------------------------------------------------------------------------------------------------------------------
 # Commands
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def settings_from(config_path: str | None) -> RecordingSettings:
+    """The ``[recording]`` settings of the configuration (usage error when they are wrong)."""
+    try:
+        return load_settings(config_path).recording
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _directory(args: argparse.Namespace, settings: RecordingSettings) -> Path:

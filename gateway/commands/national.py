@@ -42,7 +42,7 @@ from ..config import ConfigError
 from ..domain.calendar import VIETNAM_TZ
 from ..domain.status import national_code
 from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from ..flows.national import enqueue_sync
+from ..flows.national.reactions import enqueue_sync
 from ..flows.national.settings import NationalPortalSettings
 from ..runtime import Runtime
 from ..settings import Settings, load_settings

@@ -16,12 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError
 from ..daemon import DaemonError, listen_socket
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
-from ..recording.settings import RecordingSettings
-from ..settings import load_settings
+from .cassette import settings_from
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8099
@@ -53,14 +51,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--config", metavar="FILE", help="configuration file ([recording] section)")
     serve.set_defaults(run=run_serve)
-
-
-def settings_from(config_path: str | None) -> RecordingSettings:
-    """The ``[recording]`` settings of the configuration (usage error when they are wrong)."""
-    try:
-        return load_settings(config_path).recording
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
 
 
 async def _serve(app: Any, sock: socket.socket, on_ready: Callable[[str], None]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,9 @@ from gateway.bus import MessageBus
 from gateway.domain.calendar import OfficeCalendar
 from gateway.store.database import Database
 from gateway.store.models import Dossier
-from signing import Verifier
+
+if TYPE_CHECKING:  # the verifier's module loads pyHanko: commands that verify nothing do without it
+    from signing import Verifier
 
 __all__ = ["DEFAULT_MAX_FILE_BYTES", "Context", "Render"]
 
