@@ -26,19 +26,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
-import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .bootstrap import Composition, check_settings
 from .config import ConfigError
-from .periodic import PeriodicJob, run_jobs
 from .runtime import Runtime
+from .serving import (
+    GRACEFUL_SHUTDOWN_SECONDS,
+    DaemonError,
+    Server,
+    listen_socket,
+    run_together,
+    serve_asgi,
+    signals_to,
+    uvicorn_server,
+)
 from .workers import Dispatcher, OutboxWorker
 
 __all__ = [
@@ -52,37 +58,7 @@ __all__ = [
 
 log = logging.getLogger("gateway.daemon")
 
-#: How long open HTTP requests may take to finish once shutdown has begun.
-GRACEFUL_SHUTDOWN_SECONDS = 10.0
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class DaemonError(RuntimeError):
-    """The daemon cannot start or stopped on an error; the message is one line."""
-
-
-def listen_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (0: a free port), ready to hand to :func:`run_daemon`."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (OSError, UnicodeError) as exc:
-        raise DaemonError(f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}") from None
-    family, kind, proto, _name, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        sock.close()
-        raise DaemonError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
 
 
 class NotifyAfterWrites:
@@ -109,72 +85,6 @@ class NotifyAfterWrites:
         finally:
             if status < 400:
                 self.notify()
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the daemon (uvicorn re-raises them after its shutdown otherwise)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _uvicorn_server(app: ASGIApp) -> _Server:
-    config = uvicorn.Config(
-        app,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_graceful_shutdown=int(GRACEFUL_SHUTDOWN_SECONDS),
-    )
-    return _Server(config)
-
-
-@contextlib.contextmanager
-def _signals_to(stop: asyncio.Event, on_second: Callable[[], None], enabled: bool) -> Iterator[None]:
-    """SIGTERM/SIGINT set ``stop`` (a second one calls ``on_second``) while the block runs, when ``enabled``."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("second signal: not waiting any longer", extra={"signal": name})
-            on_second()
-            return
-        log.info("shutting down", extra={"signal": name})
-        stop.set()
-
-    if enabled and threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, on_signal, signum)
-                installed.append(signum)
-    try:
-        yield
-    finally:
-        for signum in installed:
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-
-
-async def serve_asgi(
-    app: ASGIApp,
-    sock: socket.socket,
-    *,
-    stop: asyncio.Event,
-    on_ready: Callable[[str], Any] | None = None,
-    handle_signals: bool = False,
-) -> None:
-    """Serve ``app`` on ``sock`` with uvicorn until ``stop`` is set (or SIGTERM/SIGINT with ``handle_signals``)."""
-    server = _uvicorn_server(app)
-
-    def force() -> None:
-        server.force_exit = True
-
-    with _signals_to(stop, force, handle_signals):
-        await _run(server, sock, None, stop, None if on_ready is None else lambda url: on_ready(url or ""))
 
 
 def _server_address(runtime: Runtime, host: str | None, port: int | None) -> tuple[str, int]:
@@ -238,7 +148,7 @@ async def run_daemon(
     own_dispatcher = dispatcher is None
     active: Dispatcher = dispatcher if dispatcher is not None else Composition(runtime)
     worker: OutboxWorker | None = None
-    server: _Server | None = None
+    server: Server | None = None
     listener: socket.socket | None = None
     try:
         if workers:
@@ -258,7 +168,7 @@ async def run_daemon(
                 listener = listen_socket(listen_host, listen_port)
             else:
                 listener = sock
-            server = _uvicorn_server(app)
+            server = uvicorn_server(app)
 
         def force() -> None:
             if server is not None:
@@ -266,10 +176,10 @@ async def run_daemon(
             if worker is not None:
                 worker.shutdown_grace = 0
 
-        with _signals_to(stop, force, handle_signals):
+        with signals_to(stop, force, handle_signals):
             composed = worker is not None and isinstance(active, Composition)
             periodic = active.periodic_jobs() if composed and isinstance(active, Composition) else []
-            await _run(server, listener, worker, stop, on_ready, periodic)
+            await run_together(server, listener, worker, stop, on_ready, periodic)
     finally:
         runtime.extras.pop("notify_outbox", None)
         if own_dispatcher and isinstance(active, Composition):
@@ -279,60 +189,3 @@ async def run_daemon(
         if close_runtime:
             runtime.close()
         log.info("daemon stopped")
-
-
-async def _run(
-    server: _Server | None,
-    listener: socket.socket | None,
-    worker: OutboxWorker | None,
-    stop: asyncio.Event,
-    on_ready: Callable[[str | None], Any] | None,
-    periodic: Sequence[PeriodicJob] = (),
-) -> None:
-    worker_stop = asyncio.Event()
-    failure: list[BaseException] = []
-
-    async def serve() -> None:
-        assert server is not None and listener is not None
-        try:
-            await server.serve(sockets=[listener])
-        except SystemExit:  # uvicorn's answer to a failed startup (the app's lifespan refused to start)
-            failure.append(DaemonError("the HTTP server failed to start"))
-        finally:
-            stop.set()
-
-    async def deliver() -> None:
-        assert worker is not None
-        try:
-            await worker.run(worker_stop)
-        finally:
-            stop.set()
-
-    async def announce() -> None:
-        if server is not None:
-            while not server.started:
-                if stop.is_set():
-                    return
-                await asyncio.sleep(0.01)
-        url = _url(listener) if listener is not None else None
-        log.info("daemon ready", extra={"url": url, "workers": worker is not None})
-        if on_ready is not None:
-            on_ready(url)
-
-    async def watch() -> None:
-        await stop.wait()
-        if server is not None:
-            server.should_exit = True
-        worker_stop.set()
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(watch())
-        if server is not None:
-            group.create_task(serve())
-        if worker is not None:
-            group.create_task(deliver())
-        if periodic:
-            group.create_task(run_jobs(periodic, worker_stop))
-        group.create_task(announce())
-    if failure:
-        raise failure[0]

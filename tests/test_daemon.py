@@ -544,8 +544,8 @@ def test_the_server_parses_http_with_httptools() -> None:
     the CPU per request."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from gateway.daemon import _uvicorn_server
+    from gateway.serving import uvicorn_server
 
-    server = _uvicorn_server(create_simulator())
+    server = uvicorn_server(create_simulator())
     server.config.load()
     assert server.config.http_protocol_class is HttpToolsProtocol

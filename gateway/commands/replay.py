@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..daemon import DaemonError, listen_socket
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
+from ..serving import DaemonError, listen_socket, run_together, signals_to, uvicorn_server
 from .cassette import settings_from
 
 DEFAULT_HOST = "127.0.0.1"
@@ -54,19 +54,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 async def _serve(app: Any, sock: socket.socket, on_ready: Callable[[str], None]) -> None:
-    """Serve ``app`` as :func:`gateway.daemon.serve_asgi` does, without uvicorn's own ``Date`` header: a replayed
+    """Serve ``app`` as :func:`gateway.serving.serve_asgi` does, without uvicorn's own ``Date`` header: a replayed
     answer carries the recorded one, and a second would contradict it."""
-    from ..daemon import _run, _signals_to, _uvicorn_server
-
-    server = _uvicorn_server(app)
+    server = uvicorn_server(app)
     server.config.date_header = False
     stop = asyncio.Event()
 
     def force() -> None:
         server.force_exit = True
 
-    with _signals_to(stop, force, True):
-        await _run(server, sock, None, stop, lambda url: on_ready(url or ""))
+    with signals_to(stop, force, True):
+        await run_together(server, sock, None, stop, lambda url: on_ready(url or ""))
 
 
 def run_serve(args: argparse.Namespace) -> int:

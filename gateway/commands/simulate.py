@@ -30,9 +30,9 @@ import asyncio
 from typing import Any
 
 from ..config import ConfigError, SecretRef
-from ..daemon import DaemonError, listen_socket, serve_asgi
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
+from ..serving import DaemonError, listen_socket, serve_asgi
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8090
