@@ -161,3 +161,24 @@ def test_verify_loads_no_server_or_database_module(tmp_path: Path) -> None:
     assert "signing" in loaded
     assert _heavy(loaded, ("sqlalchemy", "uvicorn", "starlette", "fastapi")) == []
     assert sorted(n for n in loaded if n.startswith(("gateway.api", "gateway.daemon", "gateway.store"))) == []
+
+
+#: The flows whose sections the configuration reads (their packages and settings modules, nothing more).
+FLOWS_READ = ("national", "payment", "postal")
+
+
+def test_cassette_and_simulator_commands_load_no_composition_root(tmp_path: Path) -> None:
+    """Reading the configuration loads no flow handler (the flows' packages import none of their modules), so the
+    cassette commands load neither the ORM's models nor pyHanko; a simulator serves without the composition root."""
+    loaded = _modules_loaded("cassette", "show", str(tmp_path / "absent"))
+    assert "gateway.settings" in loaded
+    assert _heavy(loaded, ("pyhanko", "zeep", "fastapi", "uvicorn")) == []
+    assert "gateway.store.models" not in loaded
+    flows = {"gateway.flows", *(f"gateway.flows.{flow}{part}" for flow in FLOWS_READ for part in ("", ".settings"))}
+    assert sorted(
+        n for n in loaded if n.startswith(("gateway.daemon", "gateway.bootstrap", "gateway.flows"))
+    ) == sorted(flows)
+    loaded = _modules_loaded("simulate", "payment", "--token", "x")  # a usage error, once the command is loaded
+    assert "gateway.serving" in loaded
+    assert _heavy(loaded, ("pyhanko", "zeep")) == []
+    assert sorted(n for n in loaded if n.startswith(("gateway.daemon", "gateway.bootstrap"))) == []
