@@ -23,10 +23,10 @@ import sys
 
 from ..auth import TokenStore
 from ..config import CONFIG_ENV, ConfigError
-from ..daemon import DaemonError, run_daemon
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
+from ..serving import DaemonError
 from ..settings import Settings, load_settings
 from .db import Notice, config_argument, open_database, print_notice
 
@@ -121,6 +121,10 @@ def _run(args: argparse.Namespace, *, api: bool) -> int:
             print(f"dvc-gateway listening on {url}", flush=True)
         else:
             print("dvc-gateway worker running", flush=True)
+
+    # The daemon (the composition root, the API) is loaded once the configuration is known good: a refused one is
+    # answered without it.
+    from ..daemon import run_daemon
 
     try:
         asyncio.run(run_daemon(runtime, api=api, workers=True, on_ready=ready))
