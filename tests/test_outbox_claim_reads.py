@@ -137,3 +137,14 @@ def test_the_look_up_of_earlier_messages_stays_within_the_key_on_a_fresh_table(d
             else:
                 lookups = [row[-1] for row in rows if row[-1].startswith("SEARCH earlier")]
                 assert lookups and all("ix_outbox_blocking" in step for step in lookups), rows
+
+
+def test_the_claim_writes_the_open_states_as_the_partial_index_does() -> None:
+    """The claim's term and the index's predicate are written alike (a planner matches them as written)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from gateway.outbox.claims import _OPEN
+    from gateway.store.models import OUTBOX_OPEN_SQL
+
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        assert str(_OPEN.compile(dialect=dialect)) == f"outbox.{OUTBOX_OPEN_SQL}"
