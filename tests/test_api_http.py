@@ -54,6 +54,22 @@ async def test_healthz_and_readyz(gw: Gateway) -> None:
     assert ready.status_code == 200 and ready.json() == {"status": "ready", "database": "sqlite"}
 
 
+async def test_readiness_reads_the_migration_scripts_once_per_process(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probes come every few seconds: the newest revision is read from the scripts once, not at every probe."""
+    from gateway.store import engine
+
+    assert (await gw.client.get("/readyz")).status_code == 200
+
+    def unreadable() -> None:
+        raise AssertionError("the migration scripts were read again")
+
+    monkeypatch.setattr(engine, "_scripts", unreadable)
+    for _ in range(3):
+        assert (await gw.client.get("/readyz")).status_code == 200
+
+
 async def test_readyz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     url = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere?connect_timeout=2"
     runtime = Runtime(settings=settings_for(url, tmp_path), db=Database.connect(url))

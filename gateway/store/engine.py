@@ -8,6 +8,7 @@ a relative SQLite path absolute (the settings resolve it from the configuration 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,7 +169,9 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@functools.cache
 def head_revision() -> str | None:
+    """The newest migration's revision (read from the migration scripts once per process: readiness asks often)."""
     return _scripts().get_current_head()
 
 
