@@ -49,7 +49,8 @@ class DaemonError(RuntimeError):
 
 
 def listen_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host``:``port`` (0: a free port), ready to hand to :func:`run_daemon`."""
+    """A TCP socket bound to ``host``:``port`` (0: a free port), ready to hand to :func:`serve_asgi` (or to the
+    daemon's ``run_daemon``)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:
@@ -67,6 +68,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def url_of(sock: socket.socket) -> str:
+    """The ``http://`` address a listening socket answers on (an IPv6 host in brackets)."""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
@@ -146,6 +148,9 @@ async def run_together(
     on_ready: Callable[[str | None], Any] | None,
     periodic: Sequence[PeriodicJob] = (),
 ) -> None:
+    """Run the HTTP ``server`` on ``listener``, the outbox ``worker`` and the ``periodic`` jobs (each optional) until
+    ``stop`` is set or one of them ends; ``on_ready`` gets the URL (None without a server) once the server accepts.
+    A server that fails to start raises :class:`DaemonError` after the others have stopped."""
     worker_stop = asyncio.Event()
     failure: list[BaseException] = []
 
