@@ -35,8 +35,8 @@ from tests.pg_cluster import private_cluster
 from tests.servers import ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The backlog: 1,000 dossiers × 5 portal notices (5,000 messages), each dossier's notices in order.
-DOSSIERS, NOTICES = 1000, 5
+#: The backlog: 400 dossiers × 5 portal notices (2,000 messages), each dossier's notices in order.
+DOSSIERS, NOTICES = 400, 5
 TOTAL = DOSSIERS * NOTICES
 #: A worker is killed each time another fifth of the backlog is delivered: four kills.
 KILLS_AT = 5
@@ -81,7 +81,7 @@ timeout_seconds = 5
 [registry]
 allow_private_endpoints = true
 [outbox]
-lease_seconds = 5
+lease_seconds = 3
 breaker_failures = 1000
 backoff_initial_seconds = 0.2
 backoff_max_seconds = 1
