@@ -28,6 +28,7 @@ from lxml import etree
 from adapters.http import ClientSettings
 from adapters.netguard import AddressPolicy
 from adapters.xmlguard import hardened_parser
+from gateway.cli import main
 from gateway.recording.har import load_directory, load_har
 from gateway.recording.match import NoMatch
 from gateway.recording.redact import PLACEHOLDER
@@ -273,13 +274,25 @@ def test_replay_serve_answers_a_plain_client_over_loopback(session_recorded: dic
 
 
 def _cli(*argv: str) -> tuple[int, str, str]:
+    """``python -m gateway ARGV`` as a process."""
     result = subprocess.run(
         [sys.executable, "-m", "gateway", *argv], capture_output=True, text=True, timeout=60, check=False
     )
     return result.returncode, result.stdout, result.stderr
 
 
-def test_cassette_commands_from_the_cli(session_recorded: dict[str, Any], tmp_path: Path) -> None:
+def _in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The same command through :func:`gateway.cli.main` in this process (what the console script runs)."""
+    capsys.readouterr()
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cassette_commands_from_the_cli(
+    session_recorded: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first command runs as a process; the others through the same entry point in this process."""
     cassettes = session_recorded["cassettes"]
     total = len(load_directory(cassettes))
     code, out, err = _cli("cassette", "show", str(cassettes), "--json")
@@ -287,13 +300,13 @@ def test_cassette_commands_from_the_cli(session_recorded: dict[str, Any], tmp_pa
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == total and {r["upstream"] for r in rows} >= {"portal", f"agency:{SOAP_AGENCY}"}
     exported = tmp_path / "all.har"
-    code, _, err = _cli("cassette", "export-har", str(cassettes), "--out", str(exported))
+    code, _, err = _in_process(capsys, "cassette", "export-har", str(cassettes), "--out", str(exported))
     assert code == 0, err
     assert len(load_har(exported)) == total
     imported = tmp_path / "imported"
-    code, out, err = _cli("cassette", "import-har", str(exported), "--into", str(imported))
+    code, out, err = _in_process(capsys, "cassette", "import-har", str(exported), "--into", str(imported))
     assert code == 0 and f"{total} exchange(s) imported" in out, err
-    code, out, err = _cli("cassette", "redact", str(imported))
+    code, out, err = _in_process(capsys, "cassette", "redact", str(imported))
     assert code == 0 and f"{total} exchange(s)" in out, err
     assert [e.url for e in load_directory(imported)] == [e.url for e in load_directory(cassettes)]
     vcr = tmp_path / "session.yaml"
@@ -302,7 +315,7 @@ def test_cassette_commands_from_the_cli(session_recorded: dict[str, Any], tmp_pa
         "  response: {status: {code: 200, message: OK}, headers: {}, body: {string: ok}}\nversion: 1\n",
         encoding="utf-8",
     )
-    code, out, err = _cli("cassette", "import-vcr", str(vcr), "--into", str(imported))
+    code, out, err = _in_process(capsys, "cassette", "import-vcr", str(vcr), "--into", str(imported))
     assert code == 0, err
     assert b"0912345678" not in (imported / "session.har").read_bytes()
     # Bad input: one line on stderr, exit code 2, no traceback.
@@ -319,6 +332,6 @@ def test_cassette_commands_from_the_cli(session_recorded: dict[str, Any], tmp_pa
         (("cassette", "redact", str(tmp_path / "absent")), "absent"),
         (("replay", "serve", str(tmp_path / "absent")), "no such cassette directory"),
     ):
-        code, _, err = _cli(*argv)
+        code, _, err = _in_process(capsys, *argv)
         assert code == 2, (argv, err)
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, (argv, err)
