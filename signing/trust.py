@@ -15,23 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asn1crypto import crl, ocsp, pem, x509
-from pyhanko.sign.validation.policy_decl import (
-    CertificateFetchingRule,
-    LocalKnowledge,
-    RevinfoOnlineFetchingRule,
-    RevocationInfoGatheringSpec,
-    SignatureValidationSpec,
-)
-from pyhanko.sign.validation.utils import CMSAlgorithmUsagePolicy
-from pyhanko_certvalidator.context import CertValidationPolicySpec
-from pyhanko_certvalidator.registry import SimpleTrustManager
-from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 
 from .limits import DEFAULT_LIMITS, Limits
-from .policy import ALGORITHM_POLICY, KEY_USAGE, REVOCATION_POLICY
 from .settings import TrustSettings
 
 if TYPE_CHECKING:
+    from pyhanko.sign.validation.policy_decl import SignatureValidationSpec
+    from pyhanko_certvalidator.context import CertValidationPolicySpec
+
     from .fetchers import HttpxFetcherBackend
 
 __all__ = ["TrustMaterialError", "TrustSettings", "TrustStore", "load_certificates", "load_crls"]
@@ -197,8 +188,17 @@ class TrustStore:
 
         return HttpxFetcherBackend(timeout_seconds=self.fetch_timeout_seconds)
 
+    # pyHanko's validation modules are imported where a validation is specified, not with this module: loading
+    # ``pyhanko.sign`` loads its signers and their HTTP clients too (about 0.4 s), which the processes that only
+    # read trust material (the daemon's, whose validations run in the signature workers; the CLI's) never use.
+
     @cached_property
     def cert_policy(self) -> CertValidationPolicySpec:
+        from pyhanko_certvalidator.context import CertValidationPolicySpec
+        from pyhanko_certvalidator.registry import SimpleTrustManager
+
+        from .policy import ALGORITHM_POLICY, REVOCATION_POLICY
+
         return CertValidationPolicySpec(
             trust_manager=SimpleTrustManager.build(trust_roots=self.anchors),
             revinfo_policy=REVOCATION_POLICY,
@@ -209,6 +209,18 @@ class TrustStore:
     @cached_property
     def spec(self) -> SignatureValidationSpec:
         """The one validation specification every format uses."""
+        from pyhanko.sign.validation.policy_decl import (
+            CertificateFetchingRule,
+            LocalKnowledge,
+            RevinfoOnlineFetchingRule,
+            RevocationInfoGatheringSpec,
+            SignatureValidationSpec,
+        )
+        from pyhanko.sign.validation.utils import CMSAlgorithmUsagePolicy
+        from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
+
+        from .policy import ALGORITHM_POLICY, KEY_USAGE
+
         if self.online_revocation:
             gathering = RevocationInfoGatheringSpec(
                 online_fetching_rule=RevinfoOnlineFetchingRule.NO_HISTORICAL_FETCH,

@@ -163,6 +163,26 @@ def test_verify_loads_no_server_or_database_module(tmp_path: Path) -> None:
     assert sorted(n for n in loaded if n.startswith(("gateway.api", "gateway.daemon", "gateway.store"))) == []
 
 
+def test_the_daemons_process_reads_trust_material_without_pyhankos_signers() -> None:
+    """Signatures are validated in the signature workers: the daemon's own process (its modules, its trust store and
+    verifier) never loads ``pyhanko.sign`` (its signers and their HTTP clients: about 0.4 s of every start)."""
+    trust = ROOT / "examples" / "trust"
+    program = (
+        "import sys\n"
+        "import gateway.commands.serve, gateway.daemon, gateway.bootstrap\n"
+        "from signing import TrustSettings, TrustStore, Verifier\n"
+        f"settings = TrustSettings(trust_anchors=[{str(trust / 'root.pem')!r}], crls=[{str(trust / 'crls')!r}])\n"
+        "store = TrustStore.load(settings)\n"
+        "Verifier(store, settings=settings, budget=settings.budget).close()\n"
+        "print(len(store.anchors), sorted(n for n in sys.modules if n.split('.')[0] in ('pyhanko', 'aiohttp')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "[]"]
+
+
 #: The flows whose sections the configuration reads (their packages and settings modules, nothing more).
 FLOWS_READ = ("national", "payment", "postal")
 
