@@ -13,10 +13,6 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
-
 __all__ = ["COLUMNS", "FORMATS", "MEDIA_TYPES", "SYSTEM_COLUMNS", "cell_text", "period_line", "render", "table_rows"]
 
 FORMATS = ("json", "csv", "xlsx")
@@ -114,6 +110,9 @@ def _json(document: dict[str, Any]) -> bytes:
 
 
 def _sheet_rows(sheet: Any, title: str, subtitle: str, headings: list[str], rows: list[list[Any]]) -> None:
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
     sheet.append([title])
     sheet.append([subtitle])
     sheet.append([])
@@ -130,6 +129,9 @@ def _sheet_rows(sheet: Any, title: str, subtitle: str, headings: list[str], rows
 
 
 def _xlsx(document: dict[str, Any]) -> bytes:
+    # openpyxl is imported when a workbook is written (about 0.17 s): the daemon's every start need not pay for it.
+    from openpyxl import Workbook
+
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "Báo cáo"
