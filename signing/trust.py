@@ -189,8 +189,8 @@ class TrustStore:
         return HttpxFetcherBackend(timeout_seconds=self.fetch_timeout_seconds)
 
     # pyHanko's validation modules are imported where a validation is specified, not with this module: loading
-    # ``pyhanko.sign`` loads its signers and their HTTP clients too (about 0.4 s), which the processes that only
-    # read trust material (the daemon's, whose validations run in the signature workers; the CLI's) never use.
+    # ``pyhanko.sign`` loads its signers and their HTTP clients too (about 0.4 s), which a process that only reads
+    # trust material never uses (the daemon's: its validations run in the signature workers).
 
     @cached_property
     def cert_policy(self) -> CertValidationPolicySpec:
