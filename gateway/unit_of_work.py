@@ -51,5 +51,5 @@ def unit(bus: MessageBus, work: Callable[[UnitOfWork], T]) -> Callable[[Session]
 
 
 async def in_unit(db: Database, bus: MessageBus, work: Callable[[UnitOfWork], T]) -> T:
-    """Run ``work`` in one transaction on a worker thread; events handled, then committed."""
-    return await db.run(unit(bus, work))
+    """Run ``work`` in one transaction that writes, on a worker thread; events handled, then committed."""
+    return await db.write(unit(bus, work))

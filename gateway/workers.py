@@ -382,7 +382,7 @@ class OutboxWorker:
             if free <= 0:
                 return []
             try:
-                claimed = await self.db.run(self._claimer(free))
+                claimed = await self.db.write(self._claimer(free))
             except Exception:  # the database may be briefly unreachable: poll again later
                 self.counters["errors"] += 1
                 log.exception("outbox claim failed", extra={"worker_id": self.worker_id})
@@ -476,7 +476,7 @@ class OutboxWorker:
                 return states, claimer(session) if claimer is not None else []
 
             try:
-                states, claimed = await self.db.run(work)
+                states, claimed = await self.db.write(work)
             except Exception:  # unrecorded: the leases expire and the messages are delivered again
                 self.counters["errors"] += len(batch)
                 log.exception("outbox outcomes not recorded", extra={"worker_id": worker_id, "messages": len(batch)})
@@ -518,7 +518,7 @@ class OutboxWorker:
     async def _release(self) -> None:
         with anyio.CancelScope(shield=True):
             try:
-                released = await self.db.run(lambda session: outbox.release(session, self.worker_id))
+                released = await self.db.write(lambda session: outbox.release(session, self.worker_id))
             except Exception:  # unreleased claims are retaken when their leases expire
                 log.exception("outbox release failed", extra={"worker_id": self.worker_id})
                 return

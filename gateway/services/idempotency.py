@@ -193,7 +193,7 @@ async def run_idempotent(
         return Answer(status, body)
 
     try:
-        return await db.run(run)
+        return await db.write(run)
     except IntegrityError:
         if context is None:
             raise

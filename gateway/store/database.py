@@ -2,15 +2,19 @@
 
 ``Database`` owns the engine and a session factory; ``with db.unit_of_work() as session:`` is one transaction that
 commits on success and rolls back on any error, so a change and the outbox messages it causes land together or not
-at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``).
+at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``, or
+``await db.write(fn)`` for a unit of work that writes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,6 +62,11 @@ class Database:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False, info={TRACKED: True})
         event.listen(self._sessions, "transient_to_pending", _note_added)
+        # SQLite admits one writer at a time: on it, the process's writing units of work take turns on one thread
+        # (one lane per event loop) instead of each waiting on a thread of its own in SQLite's busy handler.
+        self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = (
+            weakref.WeakKeyDictionary() if engine.dialect.name == "sqlite" else None
+        )
 
     @classmethod
     def connect(cls, url: str = DEFAULT_URL) -> Database:
@@ -81,6 +90,27 @@ class Database:
                 return work(session)
 
         return await anyio.to_thread.run_sync(call)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """:meth:`run` for a unit of work that writes.
+
+        On SQLite the process's writers run one at a time, in the order they came, on one worker thread: the
+        database would let only one of them write anyway, and the others would each hold a thread polling its busy
+        handler (with sleeps) and compete for the interpreter's lock. On PostgreSQL, which writes concurrently, it is
+        :meth:`run`. The transaction, its isolation and its locks are the same either way.
+        """
+        if self._lanes is None:
+            return await self.run(work)
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = anyio.CapacityLimiter(1)
+
+        def call() -> T:
+            with self.unit_of_work() as session:
+                return work(session)
+
+        return await anyio.to_thread.run_sync(call, limiter=lane)
 
     @property
     def embedded(self) -> bool:
