@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import compileall
+import shutil
 import sqlite3
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.pki import PKIServer, TestPKI, build_pki
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The project's packages, compiled once per session where Python is told not to write bytecode.
+PACKAGES = ("gateway", "adapters", "signing", "tests")
+#: The ``__pycache__`` folders the session created, removed at its end.
+_CREATED: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Where ``PYTHONDONTWRITEBYTECODE`` is set, every process the suite starts (the daemon, the CLI, the README's
+    commands: a few hundred) would compile the project's modules from source again: they are compiled once, and the
+    ``__pycache__`` folders this creates are removed when the session ends (the setting only stops Python from
+    writing bytecode, not from reading it)."""
+    if not sys.dont_write_bytecode:
+        return
+    for package in PACKAGES:
+        folders = {path.parent / "__pycache__" for path in (ROOT / package).rglob("*.py")}
+        _CREATED.extend(sorted(folder for folder in folders if not folder.exists()))
+        compileall.compile_dir(ROOT / package, quiet=1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _CREATED:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
