@@ -204,3 +204,12 @@ def test_cassette_and_simulator_commands_load_no_composition_root(tmp_path: Path
     assert "gateway.serving" in loaded
     assert _heavy(loaded, ("pyhanko", "zeep")) == []
     assert sorted(n for n in loaded if n.startswith(("gateway.daemon", "gateway.bootstrap"))) == []
+
+
+def test_the_catalogues_commands_load_no_composition_root(tmp_path: Path) -> None:
+    """``procedure import`` and ``list`` work on the database alone: the upstreams' composition (and every flow's
+    handler with it) is loaded by ``procedure sync`` when it asks the national portal, not with the command's
+    module."""
+    loaded = _modules_loaded("procedure", "import", str(tmp_path / "absent.json"))  # a usage error, once loaded
+    assert {"gateway.catalogue", "gateway.commands.national"} <= loaded  # the command and what it imports
+    assert sorted(n for n in loaded if n.startswith(("gateway.daemon", "gateway.bootstrap"))) == []

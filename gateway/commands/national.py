@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 from adapters.errors import AuthError, UpstreamError
 
 from .. import audit, messages, outbox
-from ..bootstrap.upstreams import open_portal
 from ..config import ConfigError
 from ..domain.calendar import VIETNAM_TZ
 from ..domain.status import national_code
@@ -149,6 +148,9 @@ def portal_settings(settings: Settings) -> NationalPortalSettings:
 
 
 async def _ask_portal(runtime: Runtime, codes: Sequence[str]) -> dict[str, int | None]:
+    # Imported here: ``procedure`` imports this module for :func:`portal_settings` alone.
+    from ..bootstrap.upstreams import open_portal
+
     held: dict[str, int | None] = {}
     async with open_portal(portal_settings(runtime.settings), runtime.client_factory) as portal:
         with _progress(len(codes)) as progress:

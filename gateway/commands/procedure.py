@@ -27,7 +27,6 @@ from adapters.errors import AuthError, UpstreamError
 from adapters.national_portal import PortalProcedure, procedure_from_wire
 
 from .. import audit
-from ..bootstrap.upstreams import open_portal
 from ..catalogue import (
     CatalogueError,
     ProcedureSpec,
@@ -177,6 +176,10 @@ def merge_procedure(portal: PortalProcedure, local: ProcedureSpec | None) -> Pro
 
 
 async def _pull(runtime: Runtime) -> list[dict[str, Any]]:
+    # Imported here: the upstreams' composition (every flow with it) is for this command alone, not for the
+    # catalogue's other commands.
+    from ..bootstrap.upstreams import open_portal
+
     async with open_portal(portal_settings(runtime.settings), runtime.client_factory) as portal:
         return await portal.pull_procedures()
 
