@@ -31,6 +31,7 @@ import pytest
 from gateway import outbox
 from gateway.auth import Principal
 from gateway.catalogue import import_procedures, load_catalogue
+from gateway.cli import main
 from gateway.daemon import listen_socket, run_daemon, serve_asgi
 from gateway.registry import Registration, register
 from gateway.runtime import Runtime
@@ -396,24 +397,44 @@ def test_worker_command_delivers_and_stops_cleanly(tmp_path: Path, processes: li
     assert_no_personal_data(log)
 
 
-def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[database]\nurl = "sqlite:///x.db"\n[signing]\ntrust_anchors = ["missing.pem"]\n', "utf-8")
-    for args in (["serve", "--config", str(tmp_path / "missing.toml")], ["serve", "--config", str(bad)]):
-        result = subprocess.run(
-            [sys.executable, "-m", "gateway", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 2, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
-        assert result.stderr.startswith("dvc-gateway: error:")
-        assert "Traceback" not in result.stderr
-
-
 def run_gateway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
     return subprocess.run(
         [sys.executable, "-m", "gateway", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
     )
+
+
+@pytest.fixture
+def in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[list[str], Path], subprocess.CompletedProcess[str]]:
+    """:func:`run_gateway` through the CLI's entry point in this process (what the console script runs), with no
+    ``DVC_GATEWAY_`` variable. The refusals below come before the daemon starts; each test runs one of them as a
+    process too, for the exit code and the single line as a user sees them."""
+
+    def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+        for name in [name for name in os.environ if name.startswith("DVC_GATEWAY_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main(args)
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
+
+
+def test_serve_refuses_a_bad_configuration_in_one_line(
+    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[database]\nurl = "sqlite:///x.db"\n[signing]\ntrust_anchors = ["missing.pem"]\n', "utf-8")
+    missing = run_gateway(["serve", "--config", str(tmp_path / "missing.toml")], tmp_path)
+    for result in (missing, in_process(["serve", "--config", str(bad)], tmp_path)):
+        assert result.returncode == 2, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.startswith("dvc-gateway: error:")
+        assert "Traceback" not in result.stderr
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -424,17 +445,23 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_serve_and_worker_refuse_to_start_without_a_configuration_file(tmp_path: Path) -> None:
-    for command in ("serve", "worker"):
-        line = assert_one_error_line(run_gateway([command], tmp_path))
+def test_serve_and_worker_refuse_to_start_without_a_configuration_file(
+    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
+) -> None:
+    for result in (run_gateway(["serve"], tmp_path), in_process(["worker"], tmp_path)):
+        line = assert_one_error_line(result)
         assert "no configuration file: give --config FILE or set DVC_GATEWAY_CONFIG" in line
         assert "--dev" in line
     assert not (tmp_path / "var").exists()  # refused before any database was made
 
 
-def test_serve_refuses_a_configuration_without_api_tokens(tmp_path: Path, processes: list[Process]) -> None:
+def test_serve_refuses_a_configuration_without_api_tokens(
+    tmp_path: Path,
+    processes: list[Process],
+    in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]],
+) -> None:
     config = write_config(tmp_path, 0, tokens=False)
-    line = assert_one_error_line(run_gateway(["serve", "--config", str(config)], tmp_path))
+    line = assert_one_error_line(in_process(["serve", "--config", str(config)], tmp_path))
     assert "no API tokens: the configuration has no [[auth.tokens]]" in line
     # The workers answer no request: they need no token.
     worker = Process(["worker", "--config", str(config)], tmp_path, tmp_path / "worker.log")
@@ -463,11 +490,13 @@ def test_dev_starts_without_a_configuration_file_and_warns(tmp_path: Path, proce
     assert (tmp_path / "var" / "gateway.db").is_file()  # the default, in the working directory
 
 
-def test_serve_refuses_an_unmigrated_postgresql_database(tmp_path: Path) -> None:
+def test_serve_refuses_an_unmigrated_postgresql_database(
+    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
+) -> None:
     with postgres_schema_url() as url:
         config = write_config(tmp_path, 0, url)
         for command in ("serve", "worker"):
-            line = assert_one_error_line(run_gateway([command, "--config", str(config)], tmp_path))
+            line = assert_one_error_line(in_process([command, "--config", str(config)], tmp_path))
             assert line.endswith("is not migrated: run 'dvc-gateway db upgrade'"), line
 
 
@@ -524,7 +553,9 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
     assert "notify_outbox" not in runtime.extras
 
 
-def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path: Path) -> None:
+def test_serve_refuses_an_unusable_integration_section_before_starting(
+    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
+) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'
@@ -532,9 +563,7 @@ def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path:
         "utf-8",
     )
     for args in (["db", "upgrade", "--config", str(config)], ["serve", "--config", str(config)]):
-        result = subprocess.run(
-            [sys.executable, "-m", "gateway", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60
-        )
+        result = in_process(args, tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip() == "dvc-gateway: error: [national_portal] madonvi: is required"
 
