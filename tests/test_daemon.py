@@ -404,10 +404,12 @@ def run_gateway(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+#: The gateway's command line run in the test's process: its arguments and working folder; what it printed and its code.
+InProcess = Callable[[list[str], Path], subprocess.CompletedProcess[str]]
+
+
 @pytest.fixture
-def in_process(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[[list[str], Path], subprocess.CompletedProcess[str]]:
+def in_process(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
     """:func:`run_gateway` through the CLI's entry point in this process (what the console script runs), with no
     ``DVC_GATEWAY_`` variable. The refusals below come before the daemon starts; each test runs one of them as a
     process too, for the exit code and the single line as a user sees them."""
@@ -424,9 +426,7 @@ def in_process(
     return run
 
 
-def test_serve_refuses_a_bad_configuration_in_one_line(
-    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
-) -> None:
+def test_serve_refuses_a_bad_configuration_in_one_line(tmp_path: Path, in_process: InProcess) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[database]\nurl = "sqlite:///x.db"\n[signing]\ntrust_anchors = ["missing.pem"]\n', "utf-8")
     missing = run_gateway(["serve", "--config", str(tmp_path / "missing.toml")], tmp_path)
@@ -445,9 +445,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_serve_and_worker_refuse_to_start_without_a_configuration_file(
-    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
-) -> None:
+def test_serve_and_worker_refuse_to_start_without_a_configuration_file(tmp_path: Path, in_process: InProcess) -> None:
     for result in (run_gateway(["serve"], tmp_path), in_process(["worker"], tmp_path)):
         line = assert_one_error_line(result)
         assert "no configuration file: give --config FILE or set DVC_GATEWAY_CONFIG" in line
@@ -458,7 +456,7 @@ def test_serve_and_worker_refuse_to_start_without_a_configuration_file(
 def test_serve_refuses_a_configuration_without_api_tokens(
     tmp_path: Path,
     processes: list[Process],
-    in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]],
+    in_process: InProcess,
 ) -> None:
     config = write_config(tmp_path, 0, tokens=False)
     line = assert_one_error_line(in_process(["serve", "--config", str(config)], tmp_path))
@@ -490,9 +488,7 @@ def test_dev_starts_without_a_configuration_file_and_warns(tmp_path: Path, proce
     assert (tmp_path / "var" / "gateway.db").is_file()  # the default, in the working directory
 
 
-def test_serve_refuses_an_unmigrated_postgresql_database(
-    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
-) -> None:
+def test_serve_refuses_an_unmigrated_postgresql_database(tmp_path: Path, in_process: InProcess) -> None:
     with postgres_schema_url() as url:
         config = write_config(tmp_path, 0, url)
         for command in ("serve", "worker"):
@@ -553,9 +549,7 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
     assert "notify_outbox" not in runtime.extras
 
 
-def test_serve_refuses_an_unusable_integration_section_before_starting(
-    tmp_path: Path, in_process: Callable[[list[str], Path], subprocess.CompletedProcess[str]]
-) -> None:
+def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path: Path, in_process: InProcess) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text(
         f'[database]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n'

@@ -84,12 +84,7 @@ class Database:
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """Run ``work(session)`` in one unit of work on a worker thread, off the event loop."""
-
-        def call() -> T:
-            with self.unit_of_work() as session:
-                return work(session)
-
-        return await anyio.to_thread.run_sync(call)
+        return await self._on_thread(work, None)
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """:meth:`run` for a unit of work that writes.
@@ -99,18 +94,22 @@ class Database:
         handler (with sleeps) and compete for the interpreter's lock. On PostgreSQL, which writes concurrently, it is
         :meth:`run`. The transaction, its isolation and its locks are the same either way.
         """
-        if self._lanes is None:
-            return await self.run(work)
-        loop = asyncio.get_running_loop()
-        lane = self._lanes.get(loop)
-        if lane is None:
-            lane = self._lanes[loop] = anyio.CapacityLimiter(1)
+        lane = None
+        if self._lanes is not None:
+            loop = asyncio.get_running_loop()
+            lane = self._lanes.get(loop)
+            if lane is None:
+                lane = self._lanes[loop] = anyio.CapacityLimiter(1)
+        return await self._on_thread(work, lane)
+
+    async def _on_thread(self, work: Callable[[Session], T], limiter: anyio.CapacityLimiter | None) -> T:
+        """``work`` in one unit of work on a worker thread (``limiter``: whose thread; ``None``: anyio's pool)."""
 
         def call() -> T:
             with self.unit_of_work() as session:
                 return work(session)
 
-        return await anyio.to_thread.run_sync(call, limiter=lane)
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
 
     @property
     def embedded(self) -> bool:
