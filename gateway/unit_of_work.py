@@ -50,6 +50,7 @@ def unit(bus: MessageBus, work: Callable[[UnitOfWork], T]) -> Callable[[Session]
     return run
 
 
-async def in_unit(db: Database, bus: MessageBus, work: Callable[[UnitOfWork], T]) -> T:
-    """Run ``work`` in one transaction that writes, on a worker thread; events handled, then committed."""
-    return await db.write(unit(bus, work))
+async def in_unit(db: Database, bus: MessageBus, work: Callable[[UnitOfWork], T], *, short: bool = False) -> T:
+    """Run ``work`` in one transaction that writes; events handled, then committed. ``short``: a few statements about
+    one dossier, run on the event loop's thread when SQLite's write lock is free (:meth:`Database.write`)."""
+    return await db.write(unit(bus, work), short=short)

@@ -9,14 +9,16 @@ first's wait (bounded, long) ends as soon as the second starts.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from gateway.store.database import Database
+from gateway.store.database import CommitPlace, Database
 from tests.test_outbox import BACKENDS, open_database
 
 #: How long the first writer waits for the second one to start: on SQLite the wait always runs out (it only makes
@@ -88,3 +90,105 @@ def test_a_failed_write_rolls_back_and_lets_the_next_writer_in(tmp_path: Path) -
         assert asyncio.run(main()) == [1]
         # A new event loop (as each command or test has) gets a lane of its own: nothing is left held.
         assert asyncio.run(asyncio.wait_for(db.write(reads), 10)) == [1]
+
+
+# -- short units of work (SQLite) ------------------------------------------------------------------------------------
+
+
+def _commit_threads(db: Database) -> list[int]:
+    """The thread of every commit of ``db``'s engine, in order."""
+    threads: list[int] = []
+    event.listen(db.engine, "commit", lambda _connection: threads.append(threading.get_ident()))
+    return threads
+
+
+def _insert(agency: str) -> Callable[[Session], int]:
+    def work(session: Session) -> int:
+        session.execute(
+            text("INSERT INTO day_sequences (agency_code, day, last) VALUES (:a, '301231', 1)"), {"a": agency}
+        )
+        return threading.get_ident()
+
+    return work
+
+
+def _agencies(session: Session) -> list[str]:
+    return list(session.execute(text("SELECT agency_code FROM day_sequences ORDER BY agency_code")).scalars())
+
+
+@pytest.mark.parametrize(("limit", "commit_on_loop"), [(float("inf"), True), (0.0, False)])
+def test_a_short_write_runs_on_the_loops_thread_and_commits_where_its_commit_place_says(
+    tmp_path: Path, limit: float, commit_on_loop: bool
+) -> None:
+    with open_database("sqlite", tmp_path) as db:
+        db.commit_place = CommitPlace(limit=limit, last=0.0 if commit_on_loop else 1.0, probe_every=10**6)
+        commits = _commit_threads(db)
+
+        async def main() -> tuple[int, int, list[str]]:
+            worked_on = await db.write(_insert("A"), short=True)
+            return threading.get_ident(), worked_on, await db.run(_agencies)
+
+        loop_thread, worked_on, stored = asyncio.run(main())
+    assert worked_on == loop_thread
+    assert stored == ["A"]
+    assert (commits[0] == loop_thread) is commit_on_loop
+
+
+def test_a_short_write_waits_for_another_connections_lock_off_the_loop(tmp_path: Path) -> None:
+    """While another connection (another process, say) holds the write lock, the short write waits for it on a worker
+    thread: the loop goes on (a task of its own runs before the lock is let go), and the write lands afterwards."""
+    with open_database("sqlite", tmp_path) as db:
+        holder = sqlite3.connect(tmp_path / "gw.db", isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        loop_ran = threading.Event()
+
+        def let_go() -> None:
+            loop_ran.wait(30)  # a loop blocked by the write would never set it: the lock is let go after 30 s anyway
+            holder.execute("INSERT INTO day_sequences (agency_code, day, last) VALUES ('H', '301231', 1)")
+            holder.execute("COMMIT")
+
+        async def main() -> tuple[bool, int, int, list[str]]:
+            releaser = threading.Thread(target=let_go)
+            releaser.start()
+            write = asyncio.create_task(db.write(_insert("W"), short=True))
+            await asyncio.sleep(0.05)  # the write starts, finds the lock taken, and must leave the loop running
+            loop_ran.set()
+            ran_first = not write.done()
+            worked_on = await asyncio.wait_for(write, 60)
+            releaser.join()
+            return ran_first, threading.get_ident(), worked_on, await db.run(_agencies)
+
+        try:
+            ran_first, loop_thread, worked_on, stored = asyncio.run(main())
+        finally:
+            holder.close()
+    assert ran_first
+    assert worked_on != loop_thread
+    assert stored == ["H", "W"]
+
+
+def test_a_failed_short_write_rolls_back_and_lets_the_next_one_in(tmp_path: Path) -> None:
+    with open_database("sqlite", tmp_path) as db:
+
+        def fails(session: Session) -> None:
+            _insert("F")(session)
+            raise RuntimeError("refused")
+
+        async def main() -> list[str]:
+            with pytest.raises(RuntimeError, match="refused"):
+                await db.write(fails, short=True)
+            await asyncio.wait_for(db.write(_insert("N"), short=True), 10)
+            return await db.run(_agencies)
+
+        assert asyncio.run(main()) == ["N"]
+
+
+def test_commits_go_back_to_the_loop_once_a_probe_finds_them_quick() -> None:
+    place = CommitPlace(limit=0.002, probe_every=3)
+    assert place.on_loop()
+    place.took(0.010)  # a slow commit (a slow disk, a checkpoint): the next ones go to a worker thread
+    assert [place.on_loop() for _ in range(3)] == [False, False, True]  # the third is a probe, on the loop
+    place.took(0.010)
+    assert [place.on_loop() for _ in range(3)] == [False, False, True]
+    place.took(0.0005)  # quick again
+    assert [place.on_loop() for _ in range(3)] == [True, True, True]

@@ -318,4 +318,4 @@ async def apply_event(ctx: Context, principal: Principal, event: AgencyEvent, *,
             duplicate=not applied,
         )
 
-    return await in_unit(ctx.db, ctx.bus, work)
+    return await in_unit(ctx.db, ctx.bus, work, short=not files)

@@ -170,8 +170,11 @@ async def run_idempotent(
     bus: MessageBus,
     context: IdempotencyContext | None,
     work: Callable[[UnitOfWork], tuple[int, dict[str, Any]]],
+    *,
+    short: bool = False,
 ) -> Answer:
     """Run ``work`` in one unit of work, recording its answer under ``context``'s key (see the module's notes).
+    ``short``: a few statements about one dossier and no file (:meth:`Database.write`).
 
     One transaction: the key is looked up first (a repeat answers what the first request did, and changes nothing),
     then ``work`` runs and its answer is stored under the key last. Two concurrent first requests with one key both
@@ -193,7 +196,7 @@ async def run_idempotent(
         return Answer(status, body)
 
     try:
-        return await db.write(run)
+        return await db.write(run, short=short)
     except IntegrityError:
         if context is None:
             raise
@@ -224,9 +227,11 @@ async def change_dossier(
     context: IdempotencyContext | None,
     request: DossierRequest,
     change: Callable[[UnitOfWork, Dossier], None],
+    *,
+    short: bool = False,
 ) -> Answer:
     """``change`` applied to the request's dossier (locked) in one idempotent unit of work; the answer is ``200``
-    and the rendered dossier, the flows' follow-ups included."""
+    and the rendered dossier, the flows' follow-ups included (``short``: see :func:`run_idempotent`)."""
 
     def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         dossier = find_dossier(uow.session, request.code, for_update=True)
@@ -234,4 +239,4 @@ async def change_dossier(
         uow.publish()
         return 200, request.render(uow.session, dossier, request.now)
 
-    return await run_idempotent(ctx.db, ctx.bus, context, work)
+    return await run_idempotent(ctx.db, ctx.bus, context, work, short=short)

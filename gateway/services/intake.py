@@ -387,7 +387,7 @@ async def submit(
     def work(uow: UnitOfWork) -> tuple[int, dict[str, Any]]:
         return _take_in(uow, ctx, sub, files, principal=principal, now=now, render=render)
 
-    return await run_idempotent(ctx.db, ctx.bus, context, work)
+    return await run_idempotent(ctx.db, ctx.bus, context, work, short=not files)
 
 
 def _precheck(

@@ -185,7 +185,7 @@ def _ask(
 async def ask(ctx: Context, actor: Principal, document: Any, *, now: datetime, days: int) -> dict[str, Any]:
     """Store a citizen's question, routed to the competent agency; the question as the portal sees it."""
     body = parse_model(QuestionRequest, document)
-    return await in_unit(ctx.db, ctx.bus, lambda uow: _ask(body, actor, now, days, ctx.calendar, uow))
+    return await in_unit(ctx.db, ctx.bus, lambda uow: _ask(body, actor, now, days, ctx.calendar, uow), short=True)
 
 
 def _find(session: Session, question_id: int, *, for_update: bool = False) -> Question:
@@ -244,4 +244,4 @@ def _answer(question_id: int, body: AnswerRequest, actor: Principal, now: dateti
 async def answer(ctx: Context, actor: Principal, question_id: int, document: Any, *, now: datetime) -> dict[str, Any]:
     """The agency ``actor`` answers question ``question_id``; the question as the agency sees it."""
     body = parse_model(AnswerRequest, document)
-    return await in_unit(ctx.db, ctx.bus, lambda uow: _answer(question_id, body, actor, now, uow))
+    return await in_unit(ctx.db, ctx.bus, lambda uow: _answer(question_id, body, actor, now, uow), short=True)

@@ -110,6 +110,6 @@ async def rate(ctx: Context, actor: Principal, code: str, document: Any, *, now:
     body = parse_model(RatingRequest, document)
     _check(body)
     try:
-        return await in_unit(ctx.db, ctx.bus, lambda uow: _rate(code, body, actor, now, uow))
+        return await in_unit(ctx.db, ctx.bus, lambda uow: _rate(code, body, actor, now, uow), short=True)
     except IntegrityError:  # a concurrent rating of the same dossier committed first
         raise AlreadyRated(f"dossier {code} is already rated") from None

@@ -156,4 +156,4 @@ async def supplement(ctx: Context, request: DossierRequest) -> Answer:
             signer_policy=ctx.signer_must_match_applicant,
         )
 
-    return await change_dossier(ctx, context, request, change)
+    return await change_dossier(ctx, context, request, change, short=not files)

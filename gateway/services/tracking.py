@@ -259,7 +259,9 @@ def receive_event(uow: UnitOfWork, event: TrackingEvent, *, calendar: OfficeCale
 
 async def receive_tracking_event(ctx: Context, event: TrackingEvent, *, now: datetime) -> TrackingOutcome:
     """:func:`receive_event` in one unit of work (the webhook's use case)."""
-    return await in_unit(ctx.db, ctx.bus, functools.partial(receive_event, event=event, calendar=ctx.calendar, now=now))
+    return await in_unit(
+        ctx.db, ctx.bus, functools.partial(receive_event, event=event, calendar=ctx.calendar, now=now), short=True
+    )
 
 
 def apply_tracked(

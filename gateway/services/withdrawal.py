@@ -60,4 +60,4 @@ async def withdraw_dossier(ctx: Context, request: DossierRequest) -> Answer:
     def change(uow: UnitOfWork, dossier: Dossier) -> None:
         withdraw(uow, dossier, body.reason, actor=request.principal, calendar=ctx.calendar, now=request.now)
 
-    return await change_dossier(ctx, context, request, change)
+    return await change_dossier(ctx, context, request, change, short=True)

@@ -3,15 +3,19 @@
 ``Database`` owns the engine and a session factory; ``with db.unit_of_work() as session:`` is one transaction that
 commits on success and rolls back on any error, so a change and the outbox messages it causes land together or not
 at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``, or
-``await db.write(fn)`` for a unit of work that writes).
+``await db.write(fn)`` for a unit of work that writes; on SQLite a short one runs on the event loop's thread when it
+need not wait for the write lock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -19,7 +23,7 @@ import anyio.to_thread
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
+from .engine import BUSY_TIMEOUT_MS, DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
 
 T = TypeVar("T")
 
@@ -57,9 +61,53 @@ def lock_for_write(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _try_write_lock(session: Session) -> bool:
+    """Take SQLite's write lock (``BEGIN IMMEDIATE``) for ``session``'s new transaction if no other connection holds
+    it, without waiting: whether it was taken."""
+    raw = session.connection().connection.dbapi_connection
+    assert isinstance(raw, sqlite3.Connection)  # a SQLite session that has not begun a transaction yet
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorname != "SQLITE_BUSY":
+            raise
+        return False
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return True
+
+
+@dataclass
+class CommitPlace:
+    """Where a short unit of work commits on SQLite (:meth:`Database.write`): on the event loop's thread while the
+    last commit measured there took less than ``limit`` seconds (the ``fsync`` of a fast disk), on a worker thread
+    otherwise, so that a slow disk, or a commit that checkpoints the log, does not hold up the loop. While commits
+    go to a worker thread, one in ``probe_every`` still runs on the loop's thread, to notice when they are quick
+    again (a commit timed on a worker thread would also count its waits for the interpreter's lock)."""
+
+    limit: float = 0.002
+    probe_every: int = 64
+    last: float = 0.0
+    skipped: int = 0
+
+    def on_loop(self) -> bool:
+        if self.last < self.limit:
+            return True
+        self.skipped += 1
+        if self.skipped < self.probe_every:
+            return False
+        self.skipped = 0
+        return True
+
+    def took(self, seconds: float) -> None:
+        self.last = seconds
+
+
 class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.commit_place = CommitPlace()
         self._sessions = sessionmaker(engine, expire_on_commit=False, info={TRACKED: True})
         event.listen(self._sessions, "transient_to_pending", _note_added)
         # SQLite admits one writer at a time: on it, the process's writing units of work take turns on one thread
@@ -86,21 +134,52 @@ class Database:
         """Run ``work(session)`` in one unit of work on a worker thread, off the event loop."""
         return await self._on_thread(work, None)
 
-    async def write(self, work: Callable[[Session], T]) -> T:
+    async def write(self, work: Callable[[Session], T], *, short: bool = False) -> T:
         """:meth:`run` for a unit of work that writes.
 
-        On SQLite the process's writers run one at a time, in the order they came, on one worker thread: the
-        database would let only one of them write anyway, and the others would each hold a thread polling its busy
-        handler (with sleeps) and compete for the interpreter's lock. On PostgreSQL, which writes concurrently, it is
-        :meth:`run`. The transaction, its isolation and its locks are the same either way.
+        On SQLite the process's writers run one at a time, in the order they came: the database would let only one
+        of them write anyway, and the others would each hold a thread polling its busy handler (with sleeps) and
+        compete for the interpreter's lock. A ``short`` unit of work (a few statements about one dossier: nothing
+        that loops over a backlog or waits on anything but the database) runs on the event loop's thread when the
+        database's write lock is free at once, sparing the hand-off of its statements to a worker thread; its commit
+        runs there too while commits are quick (:class:`CommitPlace`). When another process holds the lock, it waits
+        for it on a worker thread like any other writer: the event loop never waits for another process. On
+        PostgreSQL, which writes concurrently, it is :meth:`run`. The transaction, its isolation and its locks are
+        the same either way.
         """
-        lane = None
-        if self._lanes is not None:
-            loop = asyncio.get_running_loop()
-            lane = self._lanes.get(loop)
-            if lane is None:
-                lane = self._lanes[loop] = anyio.CapacityLimiter(1)
-        return await self._on_thread(work, lane)
+        if self._lanes is None:
+            return await self._on_thread(work, None)
+        loop = asyncio.get_running_loop()
+        lane = self._lanes.get(loop)
+        if lane is None:
+            lane = self._lanes[loop] = anyio.CapacityLimiter(1)
+        if not short:
+            return await self._on_thread(work, lane)
+        async with lane:
+            return await self._short(work)
+
+    async def _short(self, work: Callable[[Session], T]) -> T:
+        """A short unit of work on SQLite, the lane held (see :meth:`write`)."""
+        with self._sessions() as session:
+            if not _try_write_lock(session):
+                session.close()
+                return await self._on_thread(work, None)  # the lane is held: no other writer of this process
+            try:
+                result = work(session)
+                await self._commit(session)
+            except BaseException:
+                session.rollback()
+                raise
+            return result
+
+    async def _commit(self, session: Session) -> None:
+        """Commit a short unit of work where :attr:`commit_place` says."""
+        if not self.commit_place.on_loop():
+            await anyio.to_thread.run_sync(session.commit)
+            return
+        start = time.perf_counter()
+        session.commit()
+        self.commit_place.took(time.perf_counter() - start)
 
     async def _on_thread(self, work: Callable[[Session], T], limiter: anyio.CapacityLimiter | None) -> T:
         """``work`` in one unit of work on a worker thread (``limiter``: whose thread; ``None``: anyio's pool)."""

@@ -113,12 +113,16 @@ def create_folder(url: str) -> Path | None:
     return folder
 
 
+#: How long a SQLite connection waits for another's write lock before it gives up (``database is locked``).
+BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # an answered 201 survives power loss, not only a process crash
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
@@ -139,7 +143,7 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
             # As many kept connections as a busy process uses at once (its event loop's database threads), so that
             # connections are not opened, set up and closed again under load.
             pool = {"pool_size": 10, "max_overflow": 20}
-        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 30}, **pool)
+        engine = create_engine(parsed, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":
