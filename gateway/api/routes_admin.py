@@ -85,7 +85,7 @@ async def _store(request: Request, principal: Principal, registration: Registrat
         )
         return created
 
-    created = await runtime.db.run(work)
+    created = await runtime.db.write(work)
     return JSONResponse(registration.document(), status_code=201 if created else 200)
 
 
@@ -182,7 +182,7 @@ async def delete_agency(
         remove_agency(session, code)
         audit.append(session, principal.name, "agency.removed", code, {"unfinished_dossiers": unfinished})
 
-    await runtime_of(request).db.run(work)
+    await runtime_of(request).db.write(work)
     return Response(status_code=204)
 
 
@@ -255,4 +255,4 @@ async def redrive_message(
         )
         return _message(message)
 
-    return await runtime_of(request).db.run(work)
+    return await runtime_of(request).db.write(work)

@@ -154,7 +154,7 @@ async def get_dossier(
         audit.append(session, principal.name, "dossier.read", code, {"fields": sorted(PERSONAL_FIELDS)}, at=now)
         return view
 
-    return await runtime.db.run(read)
+    return await runtime.db.write(read, short=True)
 
 
 @router.post(

@@ -207,7 +207,7 @@ async def read(ctx: Context, actor: Principal, question_id: int, *, now: datetim
         audit.append(session, actor.name, "question.read", subject(question), {"fields": ["contact"]}, at=now)
         return portal_view(question, now)
 
-    return await ctx.db.run(work)
+    return await ctx.db.write(work, short=True)
 
 
 async def agency_questions(ctx: Context, agency_code: str, state: str) -> list[dict[str, Any]]:

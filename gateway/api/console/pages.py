@@ -169,7 +169,7 @@ async def redrive(request: Request) -> Response:
             audit.append(db, "admin", "outbox.redrive", str(message_id), details)
         return done
 
-    done = await runtime_of(request).db.run(work)
+    done = await runtime_of(request).db.write(work)
     return RedirectResponse(f"/console/outbox?state=dead&redriven={done}", status_code=303)
 
 

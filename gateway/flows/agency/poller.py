@@ -175,7 +175,7 @@ class Poller:
             files = await self._prepared_files(change)
             work = unit(self.ctx.bus, functools.partial(self._apply, principal, change, files, now))
             with contextlib.suppress(_PassedOver):
-                applied = await self.ctx.db.run(work)
+                applied = await self.ctx.db.write(work)
             if key is not None:
                 self._settled[key] = None
                 while len(self._settled) > SETTLED_MAX:
@@ -204,7 +204,7 @@ class Poller:
         if error is not None:
             position = claim.position  # asked again from where it was
         done = functools.partial(release, claim, now=now, position=position, error=error)
-        if not await self.ctx.db.run(done):
+        if not await self.ctx.db.write(done):
             log.warning(
                 "agency poll outlived its lease: outcome not recorded", extra={"agency_code": claim.agency_code}
             )
@@ -214,7 +214,7 @@ class Poller:
         """Poll every agency whose poll is due (one round): the number of changes applied."""
         now = now or utcnow()
         lease = timedelta(seconds=self.settings.lease_seconds)
-        claims = await self.ctx.db.run(functools.partial(claim_due, now=now, lease=lease))
+        claims = await self.ctx.db.write(functools.partial(claim_due, now=now, lease=lease))
         if not claims:
             return 0
         limit = asyncio.Semaphore(self.settings.concurrency)

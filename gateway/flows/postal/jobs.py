@@ -31,7 +31,7 @@ async def poll_tracking(
     """Track the open shipments not heard of for ``poll_after_seconds``; how many new events were applied."""
     now = now or utcnow()
     after = timedelta(seconds=settings.poll_after_seconds)
-    codes = await ctx.db.run(functools.partial(claim_stale, now=now, after=after, limit=limit))
+    codes = await ctx.db.write(functools.partial(claim_stale, now=now, after=after, limit=limit))
     applied = 0
     for order_code in codes:
         try:
