@@ -1,5 +1,7 @@
 """Units of work that write (``Database.write``): on SQLite the process's writers take turns on one thread, in the
 order they came; on PostgreSQL they run side by side. Either way each is one transaction, committed or rolled back.
+Short units of work (``short=True``) run on the event loop's thread on SQLite, unless they would wait for another
+connection's write lock.
 
 The order is shown with events, not timings: the first writer waits for the second to start. On SQLite the second
 cannot start while the first runs, so the first's short wait runs out whatever the machine's speed; on PostgreSQL the
@@ -192,3 +194,21 @@ def test_commits_go_back_to_the_loop_once_a_probe_finds_them_quick() -> None:
     assert [place.on_loop() for _ in range(3)] == [False, False, True]
     place.took(0.0005)  # quick again
     assert [place.on_loop() for _ in range(3)] == [True, True, True]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_short_read_runs_on_the_loops_thread_on_sqlite_only(kind: str, tmp_path: Path) -> None:
+    """SQLite's readers never wait for its writers (WAL): a short read needs no worker thread there."""
+    with open_database(kind, tmp_path) as db:
+
+        def read(session: Session) -> tuple[int, list[str]]:
+            return threading.get_ident(), _agencies(session)
+
+        async def main() -> tuple[int, tuple[int, list[str]], tuple[int, list[str]]]:
+            await db.write(_insert("R"))
+            return threading.get_ident(), await db.run(read, short=True), await db.run(read)
+
+        loop_thread, (short_on, short_rows), (long_on, long_rows) = asyncio.run(main())
+    assert short_rows == long_rows == ["R"]
+    assert long_on != loop_thread
+    assert (short_on == loop_thread) is (kind == "sqlite")

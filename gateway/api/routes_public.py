@@ -40,7 +40,7 @@ async def lookup(code: str, request: Request) -> dict[str, Any]:
         dossier = session.scalars(select(Dossier).where(Dossier.code == code)).one_or_none()
         return None if dossier is None else lookup_view(session, dossier, calendar=runtime.calendar, now=now)
 
-    view = await runtime.db.run(read)
+    view = await runtime.db.run(read, short=True)
     if view is None:
         raise ApiError(404, "no dossier with this code")
     return view

@@ -161,7 +161,7 @@ async def answered_before(db: Database, context: IdempotencyContext | None) -> A
     """The stored answer to a repeated key, looked up before any work (checks and files) is done."""
     if context is None:
         return None
-    earlier = await db.run(context.lookup)
+    earlier = await db.run(context.lookup, short=True)
     return None if earlier is None else Answer(earlier[0], earlier[1], replayed=True)
 
 

@@ -374,7 +374,7 @@ async def submit(
         raise
     files: list[PreparedFile] = []
     if sub.components:
-        earlier, errors = await ctx.db.run(lambda session: _precheck(session, context, sub))
+        earlier, errors = await ctx.db.run(lambda session: _precheck(session, context, sub), short=True)
         if earlier is not None:
             return earlier
         items = [(f"components[{i}]", c.code, c) for i, c in enumerate(sub.components)]

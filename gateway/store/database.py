@@ -3,8 +3,8 @@
 ``Database`` owns the engine and a session factory; ``with db.unit_of_work() as session:`` is one transaction that
 commits on success and rolls back on any error, so a change and the outbox messages it causes land together or not
 at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``, or
-``await db.write(fn)`` for a unit of work that writes; on SQLite a short one runs on the event loop's thread when it
-need not wait for the write lock).
+``await db.write(fn)`` for a unit of work that writes); on SQLite a short one runs on the event loop's thread when it
+need not wait for the write lock.
 """
 
 from __future__ import annotations
@@ -130,8 +130,12 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
-    async def run(self, work: Callable[[Session], T]) -> T:
-        """Run ``work(session)`` in one unit of work on a worker thread, off the event loop."""
+    async def run(self, work: Callable[[Session], T], *, short: bool = False) -> T:
+        """Run ``work(session)`` in one unit of work on a worker thread, off the event loop. ``short``: a read of a
+        few rows, run on the event loop's thread on SQLite (readers never wait for writers there: WAL)."""
+        if short and self._lanes is not None:
+            with self.unit_of_work() as session:
+                return work(session)
         return await self._on_thread(work, None)
 
     async def write(self, work: Callable[[Session], T], *, short: bool = False) -> T:
