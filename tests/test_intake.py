@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from gateway import audit
 from gateway.domain.codes import parse_dossier_code
@@ -293,3 +293,19 @@ def test_base64_with_line_breaks_is_accepted() -> None:
     errors: list[dict[str, str]] = []
     assert _decode_base64(wrapped, field="f", max_bytes=10_000, errors=errors, what="file") == data
     assert errors == []
+
+
+async def test_a_dossier_with_files_is_written_off_the_event_loop(gw: Gateway) -> None:
+    """Files' blobs are large: the unit of work that stores them runs on a worker thread, never on the loop's."""
+    threads: set[int] = set()
+
+    def noted(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT INTO blobs"):
+            threads.add(threading.get_ident())
+
+    event.listen(gw.db.engine, "before_cursor_execute", noted)
+    try:
+        await gw.submitted()
+    finally:
+        event.remove(gw.db.engine, "before_cursor_execute", noted)
+    assert threads and threading.get_ident() not in threads
