@@ -149,14 +149,22 @@ def test_a_short_write_waits_for_another_connections_lock_off_the_loop(tmp_path:
             holder.execute("INSERT INTO day_sequences (agency_code, day, last) VALUES ('H', '301231', 1)")
             holder.execute("COMMIT")
 
+        began = threading.Event()
+
+        def write(session: Session) -> int:
+            began.set()
+            return _insert("W")(session)
+
         async def main() -> tuple[bool, int, int, list[str]]:
             releaser = threading.Thread(target=let_go)
             releaser.start()
-            write = asyncio.create_task(db.write(_insert("W"), short=True))
-            await asyncio.sleep(0.05)  # the write starts, finds the lock taken, and must leave the loop running
+            writing = asyncio.create_task(db.write(write, short=True))
+            # The write begins; waiting for the lock on the loop's thread, it would hold this task up until the lock
+            # is let go.
+            await asyncio.to_thread(began.wait, 30)
             loop_ran.set()
-            ran_first = not write.done()
-            worked_on = await asyncio.wait_for(write, 60)
+            ran_first = not writing.done()
+            worked_on = await asyncio.wait_for(writing, 60)
             releaser.join()
             return ran_first, threading.get_ident(), worked_on, await db.run(_agencies)
 
