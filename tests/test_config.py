@@ -11,6 +11,7 @@ import pytest
 from gateway.config import ConfigError, SecretRef, parse_section, read_signing, resolve_secret
 from gateway.sections import AuthSection, office_calendar
 from gateway.settings import Settings, load_settings
+from gateway.store.engine import make_engine
 
 PAYMENT = {
     "base_url": "https://sandbox.vnpayment.example",
@@ -233,14 +234,29 @@ def test_a_relative_sqlite_file_is_relative_to_the_configuration_file(tmp_path: 
     "url",
     [
         "sqlite:////srv/dvc-gateway/gateway.db",
-        "sqlite://",
-        "sqlite:///:memory:",
-        "sqlite:///file:gw?mode=memory&uri=true",
+        "sqlite:///file:/srv/dvc-gateway/gateway.db?uri=true",
         "postgresql+psycopg://gateway:secret@db.example.vn/gateway",
     ],
 )
 def test_other_database_urls_are_kept_as_given(url: str) -> None:
     assert settings_of({"database": {"url": url}}).database.url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file:gw?mode=memory&uri=true",
+        "sqlite:///file::memory:?cache=shared&uri=true",
+    ],
+)
+def test_an_in_memory_sqlite_database_is_refused(url: str) -> None:
+    """Each connection would see a database of its own, and nothing would be kept: the gateway needs a file."""
+    with pytest.raises(ConfigError, match=r"^\[database\] url: an in-memory SQLite database .* give a file"):
+        settings_of({"database": {"url": url}})
+    with pytest.raises(ConfigError, match=r"^\[database\] url: an in-memory SQLite database"):
+        make_engine(url)
 
 
 def test_the_signing_section_is_read_alone(tmp_path: Path) -> None:

@@ -244,7 +244,7 @@ async def test_refused_credentials_and_unknown_dossiers_are_permanent(
 def test_an_unusable_configuration_is_refused_before_any_delivery(tmp_path: Path) -> None:
     """Settings are read, whole, before anything is delivered: a section that cannot be used stops the gateway with
     one line, rather than dead-lettering every sync later."""
-    path = write_config(tmp_path, "sqlite://", {"base_url": "http://127.0.0.1:9", "password": "x"})
+    path = write_config(tmp_path, f"sqlite:///{tmp_path}/gw.db", {"base_url": "http://127.0.0.1:9", "password": "x"})
     with pytest.raises(ConfigError, match=r"\[national_portal\] username"):
         load_settings(path, environ={})
 

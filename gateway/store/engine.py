@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ..config import ConfigError
@@ -59,7 +59,20 @@ def url_problem(url: str) -> str | None:
         return "is not a database URL"
     if backend not in BACKENDS:
         return f"unsupported database {backend!r} (use sqlite or postgresql)"
+    if backend == "sqlite" and _in_memory(make_url(url)):
+        return (
+            "an in-memory SQLite database lives in one connection and the gateway uses several (and keeps nothing):"
+            " give a file, such as sqlite:///./var/gateway.db"
+        )
     return None
+
+
+def _in_memory(parsed: URL) -> bool:
+    """Whether a SQLite URL names an in-memory database (no file, ``:memory:``, or a ``mode=memory`` URI)."""
+    database = parsed.database or ""
+    if database in ("", ":memory:", "file::memory:"):
+        return True
+    return database.startswith("file:") and parsed.query.get("mode") == "memory"
 
 
 def sqlite_file(url: str) -> Path | None:
