@@ -138,7 +138,8 @@ def test_a_short_write_runs_on_the_loops_thread_and_commits_where_its_commit_pla
 
 def test_a_short_write_waits_for_another_connections_lock_off_the_loop(tmp_path: Path) -> None:
     """While another connection (another process, say) holds the write lock, the short write waits for it on a worker
-    thread: the loop goes on (a task of its own runs before the lock is let go), and the write lands afterwards."""
+    thread: the loop goes on (the test's own task runs again before the lock is let go), and the write lands
+    afterwards."""
     with open_database("sqlite", tmp_path) as db:
         holder = sqlite3.connect(tmp_path / "gw.db", isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")

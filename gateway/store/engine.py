@@ -54,12 +54,13 @@ class Migration:
 def url_problem(url: str) -> str | None:
     """What is wrong with ``url`` as the gateway's database (``None``: nothing)."""
     try:
-        backend = make_url(url).get_backend_name()
+        parsed = make_url(url)
     except ArgumentError:
         return "is not a database URL"
+    backend = parsed.get_backend_name()
     if backend not in BACKENDS:
         return f"unsupported database {backend!r} (use sqlite or postgresql)"
-    if backend == "sqlite" and _in_memory(make_url(url)):
+    if backend == "sqlite" and _in_memory(parsed):
         return (
             "an in-memory SQLite database lives in one connection and the gateway uses several (and keeps nothing):"
             " give a file, such as sqlite:///./var/gateway.db"
