@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BindParameter,
@@ -75,8 +75,18 @@ def _held_back() -> ColumnElement[bool]:
 
 
 _ELIGIBLE = and_(_due(), ~_held_back())
+_S = TypeVar("_S", bound=Select)
+
+
+def _in_id_order(query: _S) -> _S:
+    """``query`` reading the open messages in ``id`` order from ``ix_outbox_open`` on SQLite too, so that it stops at
+    its limit: left to itself, SQLite's planner reads every due message through the states' index and sorts them
+    all (a claim's cost then grows with the backlog: 2.5 ms a claim over 2,000 due messages, against 0.1 ms)."""
+    return query.with_hint(OutboxMessage, "INDEXED BY ix_outbox_open", dialect_name="sqlite")
+
+
 #: Without per-target limits: the first ``limit`` eligible messages.
-_FIRST = select(_OUTBOX.id).where(_ELIGIBLE).order_by(_OUTBOX.id).limit(bindparam("limit"))
+_FIRST = _in_id_order(select(_OUTBOX.id).where(_ELIGIBLE).order_by(_OUTBOX.id).limit(bindparam("limit")))
 
 
 def _page(*, passing_over: bool, only_open: bool) -> Select[int, str]:
@@ -86,7 +96,9 @@ def _page(*, passing_over: bool, only_open: bool) -> Select[int, str]:
         condition = and_(condition, _OUTBOX.target.not_in(bindparam("full", expanding=True)))
     if only_open:
         condition = and_(condition, _OUTBOX.target.in_(bindparam("open", expanding=True)))
-    return select(_OUTBOX.id, _OUTBOX.target).where(condition).order_by(_OUTBOX.id).limit(bindparam("page"))
+    return _in_id_order(
+        select(_OUTBOX.id, _OUTBOX.target).where(condition).order_by(_OUTBOX.id).limit(bindparam("page"))
+    )
 
 
 _PAGES = {(full, only): _page(passing_over=full, only_open=only) for full in (False, True) for only in (False, True)}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -140,6 +141,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _SQLiteCompiler(SQLiteCompiler):
+    """SQLite's statement compiler, keeping a table's hint: ``select(…).with_hint(table, "INDEXED BY ix_…",
+    dialect_name="sqlite")`` is ``FROM table INDEXED BY ix_…`` (SQLAlchemy's own SQLite compiler drops table hints)."""
+
+    def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+        return text
+
+
 def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     """An engine for ``url``; a SQLite file's missing folder is created (:func:`create_folder`), and WAL, full sync
     and foreign keys are on."""
@@ -158,6 +167,7 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
             # connections are not opened, set up and closed again under load.
             pool = {"pool_size": 10, "max_overflow": 20}
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool)
+        engine.dialect.statement_compiler = _SQLiteCompiler
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":
