@@ -133,7 +133,7 @@ def _claim_steps(db: Database, max_in_flight: int | None) -> int:
 @pytest.mark.parametrize("max_in_flight", [None, 10], ids=["plain", "per-target"])
 def test_a_claim_on_sqlite_reads_about_as_many_messages_as_it_takes(tmp_path: Path, max_in_flight: int | None) -> None:
     """Left to itself, SQLite's planner read every due message through the states' index and sorted them all, so a
-    claim of five cost ten times more over 2,000 due messages than over 200; read in id order from the partial index
+    claim of five cost nine times more over 2,000 due messages than over 200; read in id order from the partial index
     of open messages, it stops once it has its five (counted in SQLite's own instructions, which do not depend on the
     machine's speed)."""
     steps = {}
