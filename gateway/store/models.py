@@ -217,6 +217,8 @@ class HistoryEntry(Base):
 #: The outbox's open messages (still to deliver), and those that hold a later message of their ordering key back: the
 #: predicates of its partial indexes, written the same way in the claim's statements so that planners match them.
 OUTBOX_OPEN_SQL = "state IN ('pending', 'in_flight')"
+#: The partial index of the open messages, in id order: the claim names it on SQLite.
+OUTBOX_OPEN_INDEX = "ix_outbox_open"
 OUTBOX_BLOCKING_SQL = "state IN ('pending', 'in_flight', 'dead')"
 
 
@@ -251,7 +253,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_kind_created", "kind", "created_at"),
         # A claim reads the messages still to deliver in id order: from a partial index of the open ones, however
         # many delivered ones the table keeps.
-        Index("ix_outbox_open", "id", sqlite_where=text(OUTBOX_OPEN_SQL), postgresql_where=text(OUTBOX_OPEN_SQL)),
+        Index(OUTBOX_OPEN_INDEX, "id", sqlite_where=text(OUTBOX_OPEN_SQL), postgresql_where=text(OUTBOX_OPEN_SQL)),
         # It also looks for an earlier message of the same ordering key still blocking: one look-up in a partial index
         # that answers it whole, which a planner prefers even on stale statistics (without it, PostgreSQL has been
         # seen to intersect the ordering key's index with the states' index for every candidate: seconds a claim).
