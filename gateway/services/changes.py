@@ -8,9 +8,9 @@ deadlines from the whole history and raises :class:`~gateway.domain.events.Chang
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, Table, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.catalogue import ProcedureSpec, get_procedure
@@ -21,6 +21,7 @@ from gateway.domain.events import ChangeRecorded
 from gateway.domain.hops import Hop, HopEntry, agency_hops
 from gateway.domain.status import Status
 from gateway.errors import Conflict, NotFound
+from gateway.store.database import adopt_written, writes_in_order
 from gateway.store.models import Dossier, HistoryEntry
 from gateway.unit_of_work import UnitOfWork
 
@@ -35,6 +36,9 @@ __all__ = [
     "record_step",
     "resumable_status",
 ]
+
+#: A history entry written at once (a plain statement, built once).
+_NEW_ENTRY = insert(cast(Table, HistoryEntry.__table__))
 
 
 def find_dossier(session: Session, code: str, *, for_update: bool = False) -> Dossier:
@@ -157,10 +161,21 @@ def changed(dossier: Dossier, entry: HistoryEntry, *, previous: str | None, now:
 def record_step(
     session: Session, dossier: Dossier, *, step: str, at: datetime, actor: str, note: str, **details: Any
 ) -> HistoryEntry:
-    """A history step that informs only (an integration skipped): the status stays, no event is raised. The entry is
-    written with the unit of work's next flush (at the latest its commit): no step needs its id."""
+    """A history step that informs only (an integration skipped): the status stays, no event is raised.
+
+    Written at once when nothing else waits for a flush (a dossier just taken in, the flows' reactions to it: one
+    statement instead of a flush of the session), otherwise with the unit of work's next flush (at the latest its
+    commit): no step needs its id."""
     entry = HistoryEntry(status=dossier.status, at=at, actor=actor, note=note, details={"step": step, **details})
-    dossier.history.append(entry)
+    if not writes_in_order(session, dossier, "history"):
+        dossier.history.append(entry)
+        return entry
+    values = {"dossier_id": dossier.id, "status": entry.status, "at": at, "actor": actor, "note": note}
+    written = cast(CursorResult[Any], session.execute(_NEW_ENTRY, {**values, "details": entry.details}))
+    key = written.inserted_primary_key
+    assert key is not None  # one row inserted
+    entry.id, entry.dossier_id = key[0], dossier.id
+    adopt_written(session, dossier, "history", entry)
     return entry
 
 

@@ -20,8 +20,9 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import Engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, event, inspect, text
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .engine import BUSY_TIMEOUT_MS, DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
 
@@ -43,6 +44,36 @@ def added_nothing_of(session: Session, kind: type) -> bool:
     """Whether this unit of work is known to have added no row of ``kind`` through the session (``False`` when the
     session does not track what it adds)."""
     return bool(session.info.get(TRACKED)) and kind not in session.info.get(ADDED, ())
+
+
+def writes_in_order(session: Session, parent: object, collection: str) -> bool:
+    """Whether a new row of ``parent``'s one-to-many ``collection`` may be written at once with a plain ``INSERT``
+    (then :func:`adopt_written`) rather than by the unit of work's next flush: ``parent`` is in the database with the
+    collection loaded, and the session holds no pending row, which a later flush would give a lower id than this
+    one (collections are in id order), nor a savepoint, whose rollback would not take the adopted row back.
+
+    A flush costs far more than the statement it writes (SQLAlchemy works out what changed across the session and
+    in which order to write it): for one row appended after the unit of work's last flush, a plain statement is about
+    a tenth of a dossier's intake."""
+    state = inspect(parent)
+    return (
+        state.persistent
+        and collection not in state.unloaded
+        and not session.new
+        and not session.in_nested_transaction()
+    )
+
+
+def adopt_written(session: Session, parent: object, collection: str, child: object) -> None:
+    """Make ``child``, whose row this transaction has just inserted (its primary key set), a row of the session at the
+    end of ``parent``'s loaded ``collection``, as a flush would have left it (see :func:`writes_in_order`)."""
+    make_transient_to_detached(child)
+    session.add(child)
+    set_committed_value(parent, collection, [*getattr(parent, collection), child])
+    back = inspect(type(parent)).relationships[collection].back_populates
+    if back:
+        set_committed_value(child, back, parent)
+    _note_added(session, child)
 
 
 def lock_for_write(session: Session) -> None:

@@ -68,7 +68,7 @@ def _withhold(session: Session, dossier: Dossier, event: ChangeRecorded, amount:
         return
     note = f"Delivery of the result by post waits for the fees: {amount} VND unpaid"
     record_step(session, dossier, step=STEP_WITHHELD, at=event.at, actor=ACTOR, note=note, unpaid_amount=amount)
-    dossier.updated_at = event.recorded_at
+    _touch(dossier, event.recorded_at)
 
 
 def enqueue_order(session: Session, dossier: Dossier, kind: str, now: datetime) -> None:
@@ -119,7 +119,14 @@ def _skip(event: ChangeRecorded, uow: UnitOfWork) -> None:
         return
     note = f"Postal {KIND_WORDS[kind]} not ordered: the postal integration is off ([postal] base_url)"
     record_step(uow.session, dossier, step=STEP_SKIPPED, at=event.at, actor=ACTOR, note=note, kind=kind)
-    dossier.updated_at = event.recorded_at
+    _touch(dossier, event.recorded_at)
+
+
+def _touch(dossier: Dossier, now: datetime) -> None:
+    """The dossier changed at ``now``: set unless it already says so (at intake it does), since setting the same
+    value again would still send the row to the unit of work's next flush, a flush that writes nothing."""
+    if dossier.updated_at != now:
+        dossier.updated_at = now
 
 
 def subscriptions(settings: PostalSettings | None) -> dict[type[DomainEvent], list[EventHandler]]:
