@@ -171,7 +171,7 @@ def record_step(
         dossier.history.append(entry)
         return entry
     values = {"dossier_id": dossier.id, "status": entry.status, "at": at, "actor": actor, "note": note}
-    written = cast(CursorResult[Any], session.execute(_NEW_ENTRY, {**values, "details": entry.details}))
+    written = cast(CursorResult[Any], session.execute(_NEW_ENTRY, values | {"details": entry.details}))
     key = written.inserted_primary_key
     assert key is not None  # one row inserted
     entry.id, entry.dossier_id = key[0], dossier.id
