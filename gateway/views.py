@@ -35,8 +35,8 @@ from gateway.flows.postal.view import shipments_view
 from gateway.services.changes import deadlines_of, history_pairs, hops_of
 from gateway.services.ratings import rating_of, rating_view
 from gateway.services.supplements import current_components
-from gateway.store.database import added_nothing_of
 from gateway.store.models import Blob, Component, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
+from gateway.store.written import added_nothing_of
 
 __all__ = ["agency_document", "agency_documents", "can_read", "dossier_view", "lookup_view"]
 

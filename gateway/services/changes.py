@@ -8,9 +8,9 @@ deadlines from the whole history and raises :class:`~gateway.domain.events.Chang
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.catalogue import ProcedureSpec, get_procedure
@@ -21,8 +21,8 @@ from gateway.domain.events import ChangeRecorded
 from gateway.domain.hops import Hop, HopEntry, agency_hops
 from gateway.domain.status import Status
 from gateway.errors import Conflict, NotFound
-from gateway.store.database import adopt_written, writes_in_order
 from gateway.store.models import Dossier, HistoryEntry
+from gateway.store.written import adopt_written, insert_row, writes_in_order
 from gateway.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -36,9 +36,6 @@ __all__ = [
     "record_step",
     "resumable_status",
 ]
-
-#: A history entry written at once (a plain statement, built once).
-_NEW_ENTRY = insert(cast(Table, HistoryEntry.__table__))
 
 
 def find_dossier(session: Session, code: str, *, for_update: bool = False) -> Dossier:
@@ -170,11 +167,8 @@ def record_step(
     if not writes_in_order(session, dossier, "history"):
         dossier.history.append(entry)
         return entry
-    values = {"dossier_id": dossier.id, "status": entry.status, "at": at, "actor": actor, "note": note}
-    written = cast(CursorResult[Any], session.execute(_NEW_ENTRY, values | {"details": entry.details}))
-    key = written.inserted_primary_key
-    assert key is not None  # one row inserted
-    entry.id, entry.dossier_id = key[0], dossier.id
+    entry.dossier_id = dossier.id
+    insert_row(session, entry)
     adopt_written(session, dossier, "history", entry)
     return entry
 

@@ -45,6 +45,7 @@ from gateway.services.files import FileIn, PreparedFile, prepare_files, store_bl
 from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.services.signers import check_signers, mismatch_warnings
 from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry, Procedure
+from gateway.store.written import write_new
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
 
@@ -319,8 +320,7 @@ def _take_in(
         details={"signature_warnings": warnings} if warnings else {},
     )
     dossier.history.append(entry)
-    session.add(dossier)
-    session.flush()
+    write_new(session, dossier, ("components", "fees", "history"))
     enqueue_delivery(session, dossier, dossier.agency_code)
     uow.emit(changed(dossier, entry, previous=None, now=now))
     uow.publish()

@@ -20,60 +20,13 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import Engine, event, inspect, text
-from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import BUSY_TIMEOUT_MS, DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
+from .written import TRACKED, note_added
 
 T = TypeVar("T")
-
-#: ``Session.info`` key, true in the sessions of a :class:`Database`: they note in :data:`ADDED` the class of every
-#: row added to them (directly or through a relationship), so that a read model knows which kinds of rows the unit of
-#: work wrote.
-TRACKED = "tracks_added_rows"
-#: ``Session.info`` key: the set of the mapped classes of the rows added to the session.
-ADDED = "added_row_classes"
-
-
-def _note_added(session: Session, instance: object) -> None:
-    session.info.setdefault(ADDED, set()).add(type(instance))
-
-
-def added_nothing_of(session: Session, kind: type) -> bool:
-    """Whether this unit of work is known to have added no row of ``kind`` through the session (``False`` when the
-    session does not track what it adds)."""
-    return bool(session.info.get(TRACKED)) and kind not in session.info.get(ADDED, ())
-
-
-def writes_in_order(session: Session, parent: object, collection: str) -> bool:
-    """Whether a new row of ``parent``'s one-to-many ``collection`` may be written at once with a plain ``INSERT``
-    (then :func:`adopt_written`) rather than by the unit of work's next flush: ``parent`` is in the database with the
-    collection loaded, and the session holds no pending row, which a later flush would give a lower id than this
-    one (collections are in id order), nor a savepoint, whose rollback would not take the adopted row back.
-
-    A flush costs far more than the statement it writes (SQLAlchemy works out what changed across the session and
-    in which order to write it): the flush one history step written at once spares a dossier's intake was about a
-    tenth of its CPU."""
-    state = inspect(parent)
-    return (
-        state.persistent
-        and collection not in state.unloaded
-        and not session.new
-        and not session.in_nested_transaction()
-    )
-
-
-def adopt_written(session: Session, parent: object, collection: str, child: object) -> None:
-    """Make ``child``, whose row this transaction has just inserted (its primary key set), a row of the session at the
-    end of ``parent``'s loaded ``collection``, as a flush would have left it (see :func:`writes_in_order`)."""
-    make_transient_to_detached(child)
-    session.add(child)
-    set_committed_value(parent, collection, [*getattr(parent, collection), child])
-    back = inspect(type(parent)).relationships[collection].back_populates
-    if back:
-        set_committed_value(child, back, parent)
-    _note_added(session, child)
 
 
 def lock_for_write(session: Session) -> None:
@@ -140,7 +93,7 @@ class Database:
         self.engine = engine
         self.commit_place = CommitPlace()
         self._sessions = sessionmaker(engine, expire_on_commit=False, info={TRACKED: True})
-        event.listen(self._sessions, "transient_to_pending", _note_added)
+        event.listen(self._sessions, "transient_to_pending", note_added)
         # SQLite admits one writer at a time: on it, the process's writing units of work take turns on one thread
         # (one lane per event loop) instead of each waiting on a thread of its own in SQLite's busy handler.
         self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = (

@@ -1,0 +1,128 @@
+"""New rows written at once: one ``INSERT`` each instead of the unit of work's flush.
+
+A flush costs far more than the statements it writes: SQLAlchemy works out what changed across the whole session,
+which rows depend on which, and in which order to write them. Where a unit of work knows that nothing else waits to
+be written (no pending row, no savepoint), a new row can be inserted with a plain statement and then taken into the
+session as a flush would have left it: persistent, its primary key and column defaults set, nothing pending. A
+dossier's intake is written this way (the dossier, its components, fees and first history entry) and so are the
+steps the flows add to it (an integration skipped): its unit of work has no flush at all.
+
+The sessions of a :class:`~gateway.store.database.Database` also note the kinds of rows added to them (:data:`ADDED`),
+so that a read model knows which kinds a unit of work wrote; rows written at once are noted too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Insert, Table, inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+#: ``Session.info`` key, true in the sessions of a :class:`~gateway.store.database.Database`: they note in
+#: :data:`ADDED` the class of every row added to them (directly or through a relationship).
+TRACKED = "tracks_added_rows"
+#: ``Session.info`` key: the set of the mapped classes of the rows added to the session.
+ADDED = "added_row_classes"
+
+#: One ``INSERT`` per table, built once (its compiled form is cached by the engine per set of columns given).
+_INSERTS: dict[Table, Insert] = {}
+
+
+def note_added(session: Session, instance: object) -> None:
+    """Note that a row of ``instance``'s class was added to ``session`` (see :data:`ADDED`)."""
+    session.info.setdefault(ADDED, set()).add(type(instance))
+
+
+def added_nothing_of(session: Session, kind: type) -> bool:
+    """Whether this unit of work is known to have added no row of ``kind`` through the session (``False`` when the
+    session does not track what it adds)."""
+    return bool(session.info.get(TRACKED)) and kind not in session.info.get(ADDED, ())
+
+
+def nothing_waits(session: Session) -> bool:
+    """Whether a new row may be written at once: the session holds no pending row, which a later flush would write
+    after it (so with a higher id, where collections are in id order, or before a row it refers to), and no savepoint,
+    whose rollback would not take back a row the session did not write itself."""
+    return not session.new and not session.in_nested_transaction()
+
+
+def writes_in_order(session: Session, parent: object, collection: str) -> bool:
+    """Whether a new row of ``parent``'s one-to-many ``collection`` may be written at once (:func:`insert_row`, then
+    :func:`adopt_written`) rather than by the next flush: ``parent`` is in the database with the collection loaded,
+    and :func:`nothing_waits`."""
+    state = inspect(parent)
+    return state.persistent and collection not in state.unloaded and nothing_waits(session)
+
+
+def insert_row(session: Session, row: object) -> None:
+    """Insert the new (transient) ``row`` with one ``INSERT`` of the column values it holds, and set on it what the
+    database and the columns' defaults gave the others (its primary key, a default's value; ``None`` for a column
+    with neither). A column with only a server default stays unloaded: read, it is loaded. The row stays out of the
+    session: take it in with :func:`adopt_written` or :func:`write_new`."""
+    mapper = inspect(type(row))
+    values = inspect(row).dict
+    given = {prop.columns[0].key: values[prop.key] for prop in mapper.column_attrs if prop.key in values}
+    table = cast(Table, mapper.local_table)
+    statement = _INSERTS.get(table)
+    if statement is None:
+        statement = _INSERTS[table] = table.insert()
+    written = cast(CursorResult[Any], session.execute(statement, given))
+    key = written.inserted_primary_key
+    assert key is not None  # one row inserted
+    keys = dict(zip((column.key for column in table.primary_key), key, strict=True))
+    used = written.last_inserted_params()
+    for prop in mapper.column_attrs:
+        if prop.key in values:
+            continue
+        column = prop.columns[0]
+        if column.key in keys:
+            setattr(row, prop.key, keys[column.key])
+        elif column.key in used:
+            setattr(row, prop.key, used[column.key])
+        elif column.server_default is None:
+            setattr(row, prop.key, None)
+
+
+def adopt_written(session: Session, parent: object, collection: str, child: object) -> None:
+    """Make ``child``, whose row this transaction has just inserted (:func:`insert_row`), a row of the session at the
+    end of ``parent``'s loaded ``collection``, as a flush would have left it (see :func:`writes_in_order`)."""
+    make_transient_to_detached(child)
+    session.add(child)
+    set_committed_value(parent, collection, [*getattr(parent, collection), child])
+    back = inspect(type(parent)).relationships[collection].back_populates
+    if back:
+        set_committed_value(child, back, parent)
+    note_added(session, child)
+
+
+def write_new(session: Session, row: object, collections: Sequence[str] = ()) -> None:
+    """Write the new ``row`` and every row of its one-to-many ``collections`` (new rows, given with it) now.
+
+    When :func:`nothing_waits`, each is inserted at once (:func:`insert_row`: the row first, then its collections'
+    rows in order, each referring to it) and taken into the session as a flush would have left them, the collections
+    loaded; otherwise ``row`` is added to the session and flushed. Either way the rows have their ids afterwards.
+    ``row``'s other relationships are not written: give every collection that holds new rows.
+    """
+    if not nothing_waits(session):
+        session.add(row)
+        session.flush()
+        return
+    mapper = inspect(type(row))
+    insert_row(session, row)
+    written = [row]
+    for name in collections:
+        relationship = mapper.relationships[name]
+        pairs = [(mapper.get_property_by_column(one).key, many) for one, many in relationship.local_remote_pairs]
+        for child in getattr(row, name):
+            child_mapper = inspect(type(child))
+            for parent_key, remote in pairs:
+                setattr(child, child_mapper.get_property_by_column(remote).key, getattr(row, parent_key))
+            insert_row(session, child)
+            written.append(child)
+    for each in written:
+        make_transient_to_detached(each)
+    for each in written:
+        session.add(each)
+        note_added(session, each)
