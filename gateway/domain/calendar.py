@@ -204,6 +204,8 @@ class OfficeCalendar:
     official: OfficialCalendar | None = None
     #: The verdicts given so far, by date: they depend only on this immutable calendar (bounded: cleared when full).
     _working: dict[date, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: The day ``n`` working days after a day, by (day, n), as :meth:`due_at` counted them (bounded the same way).
+    _counted: dict[tuple[date, int], date] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extra_days_off", frozenset(self.extra_days_off))
@@ -355,9 +357,16 @@ class OfficeCalendar:
         """
         if isinstance(processing_days, bool) or not isinstance(processing_days, int) or processing_days < 0:
             raise ValueError(f"processing_days must be a non-negative integer, got {processing_days!r}")
-        day = self.session_start_at_or_after(received_at).date()
-        for _ in range(processing_days):
-            day = self._next_working_day(day)
+        start = self.session_start_at_or_after(received_at).date()
+        counted = self._counted
+        day = counted.get((start, processing_days))
+        if day is None:
+            day = start
+            for _ in range(processing_days):
+                day = self._next_working_day(day)
+            if len(counted) >= _MAX_REMEMBERED_DAYS:
+                counted.clear()
+            counted[(start, processing_days)] = day
         return datetime.combine(day, self.afternoon[1], tzinfo=self.tz)
 
     # -- working time -----------------------------------------------------------------------------------------------

@@ -14,11 +14,12 @@ so that a read model knows which kinds a unit of work wrote; rows written at onc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Insert, Table, inspect
-from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
 #: ``Session.info`` key, true in the sessions of a :class:`~gateway.store.database.Database`: they note in
 #: :data:`ADDED` the class of every row added to them (directly or through a relationship).
@@ -26,8 +27,34 @@ TRACKED = "tracks_added_rows"
 #: ``Session.info`` key: the set of the mapped classes of the rows added to the session.
 ADDED = "added_row_classes"
 
-#: One ``INSERT`` per table, built once (its compiled form is cached by the engine per set of columns given).
-_INSERTS: dict[Table, Insert] = {}
+
+@dataclass(frozen=True)
+class _Columns:
+    """How a mapped class's rows are inserted: its table's ``INSERT`` (built once; the engine caches its compiled form
+    per set of columns given), each column as (attribute, column key, whether it has a server default), and the keys
+    of the primary key's columns in the table's order (that of ``CursorResult.inserted_primary_key``)."""
+
+    statement: Insert
+    columns: tuple[tuple[str, str, bool], ...]
+    primary_key: tuple[str, ...]
+
+
+_COLUMNS: dict[type, _Columns] = {}
+
+
+def _columns_of(kind: type) -> _Columns:
+    found = _COLUMNS.get(kind)
+    if found is None:
+        mapper: Mapper[Any] = inspect(kind)
+        table = cast(Table, mapper.local_table)
+        columns = tuple(
+            (prop.key, column.key, column.server_default is not None)
+            for prop in mapper.column_attrs
+            for column in prop.columns[:1]
+        )
+        primary_key = tuple(column.key for column in table.primary_key)
+        found = _COLUMNS[kind] = _Columns(table.insert(), columns, primary_key)
+    return found
 
 
 def note_added(session: Session, instance: object) -> None:
@@ -61,28 +88,26 @@ def insert_row(session: Session, row: object) -> None:
     database and the columns' defaults gave the others (its primary key, a default's value; ``None`` for a column
     with neither). A column with only a server default stays unloaded: read, it is loaded. The row stays out of the
     session: take it in with :func:`adopt_written` or :func:`write_new`."""
-    mapper = inspect(type(row))
-    values = inspect(row).dict
-    given = {prop.columns[0].key: values[prop.key] for prop in mapper.column_attrs if prop.key in values}
-    table = cast(Table, mapper.local_table)
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = table.insert()
-    written = cast(CursorResult[Any], session.execute(statement, given))
+    plan = _columns_of(type(row))
+    values = instance_dict(row)
+    given = {column: values[attribute] for attribute, column, _ in plan.columns if attribute in values}
+    written = cast(CursorResult[Any], session.execute(plan.statement, given))
     key = written.inserted_primary_key
     assert key is not None  # one row inserted
-    keys = dict(zip((column.key for column in table.primary_key), key, strict=True))
-    used = written.last_inserted_params()
-    for prop in mapper.column_attrs:
-        if prop.key in values:
+    keys = dict(zip(plan.primary_key, key, strict=True))
+    used = cast(dict[str, Any], written.last_inserted_params())  # one row: one mapping
+    for attribute, column, server_default in plan.columns:
+        if attribute in values:
             continue
-        column = prop.columns[0]
-        if column.key in keys:
-            setattr(row, prop.key, keys[column.key])
-        elif column.key in used:
-            setattr(row, prop.key, used[column.key])
-        elif column.server_default is None:
-            setattr(row, prop.key, None)
+        if column in keys:
+            value = keys[column]
+        elif column in used:
+            value = used[column]
+        elif server_default:
+            continue  # unknown here: loaded when read
+        else:
+            value = None
+        set_committed_value(row, attribute, value)
 
 
 def adopt_written(session: Session, parent: object, collection: str, child: object) -> None:
