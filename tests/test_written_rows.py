@@ -199,3 +199,13 @@ def test_in_a_savepoint_the_flush_writes_it_and_its_rollback_takes_it_back(
         assert dossier not in session
     with runtime.db.unit_of_work() as session:
         assert session.scalars(select(Dossier)).all() == []
+
+
+def test_a_relationship_left_out_is_refused_rather_than_left_unwritten(runtime: Runtime) -> None:
+    with runtime.db.unit_of_work() as session:
+        dossier = _dossier(session, "AT-ONCE")
+        with pytest.raises(ValueError, match=r"Dossier\.fees not among the collections written"):
+            write_new(session, dossier, ("components", "history"))
+        assert dossier.id is None and not session.new
+        write_new(session, dossier, COLLECTIONS)
+        assert dossier.id is not None

@@ -128,13 +128,17 @@ def write_new(session: Session, row: object, collections: Sequence[str] = ()) ->
     When :func:`nothing_waits`, each is inserted at once (:func:`insert_row`: the row first, then its collections'
     rows in order, each referring to it) and taken into the session as a flush would have left them, the collections
     loaded; otherwise ``row`` is added to the session and flushed. Either way the rows have their ids afterwards.
-    ``row``'s other relationships are not written: give every collection that holds new rows.
+    ``ValueError`` when another of ``row``'s relationships holds something (it would not be written at once).
     """
+    mapper = inspect(type(row))
+    values = instance_dict(row)
+    others = [name for name in mapper.relationships.keys() if name not in collections and values.get(name)]
+    if others:
+        raise ValueError(f"write_new: {type(row).__name__}.{', '.join(others)} not among the collections written")
     if not nothing_waits(session):
         session.add(row)
         session.flush()
         return
-    mapper = inspect(type(row))
     insert_row(session, row)
     written = [row]
     for name in collections:
