@@ -17,9 +17,13 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from gateway.auth import Principal
+from gateway.bus import QUIET
+from gateway.domain.calendar import OfficeCalendar
+from gateway.domain.status import Status
 from gateway.runtime import Runtime
-from gateway.services.changes import find_dossier, record_step
+from gateway.services.changes import find_dossier, procedure_of, record_change, record_step
 from gateway.store.models import HistoryEntry
+from gateway.unit_of_work import UnitOfWork
 from tests.api_support import BACKENDS, open_runtime, submission
 from tests.core_support import submit
 
@@ -122,3 +126,30 @@ def test_a_step_in_a_savepoint_waits_for_the_flush_and_goes_with_it(runtime: Run
         savepoint.rollback()
         assert step not in dossier.history
     assert _stored(runtime, code) == stored
+
+
+def test_status_changes_write_their_entries_at_once_in_order(runtime: Runtime, flushes: list[Session]) -> None:
+    """A status change writes its entry at once too; its flush then writes only the dossier (status, deadlines,
+    version). Two changes and a step in one unit of work keep their order."""
+    code = _submitted(runtime)["code"]
+    stored = _stored(runtime, code)
+    flushes.clear()
+    with runtime.db.unit_of_work() as session:
+        uow = UnitOfWork(session, QUIET)  # no handler: only the changes themselves
+        dossier = find_dossier(session, code)
+        procedure_of(session, dossier)  # as a change's checks read it first (else its read flushes the change)
+        version = dossier.version
+        changes = {"calendar": OfficeCalendar(), "now": NOW, "note": None, "details": {}}
+        received = record_change(uow, dossier, status=Status.RECEIVED, at=NOW, actor="agency", **changes)
+        assert received.id is not None and received in session and not session.new
+        step = record_step(session, dossier, step="postal_skipped", at=NOW, actor="postal", note="n")
+        processing = record_change(uow, dossier, status=Status.PROCESSING, at=NOW, actor="agency", **changes)
+        assert received.id < step.id < processing.id
+        assert dossier.history[-3:] == [received, step, processing]
+        assert len(flushes) == 2 and dossier.version == version + 2  # one versioned UPDATE per change
+    assert _stored(runtime, code) == [
+        *stored,
+        ("received", None),
+        ("received", "postal_skipped"),
+        ("processing", None),
+    ]

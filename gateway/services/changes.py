@@ -131,7 +131,7 @@ def record_change(
     previous = dossier.status
     last = dossier.history[-1].at if dossier.history else at
     entry = HistoryEntry(status=status.value, at=max(at, last), actor=actor, note=note, details=details)
-    dossier.history.append(entry)
+    _add_entry(uow.session, dossier, entry)
     dossier.status = status.value
     dossier.updated_at = now
     _recompute(uow.session, dossier, calendar)
@@ -164,13 +164,19 @@ def record_step(
     statement instead of a flush of the session), otherwise with the unit of work's next flush (at the latest its
     commit): no step needs its id."""
     entry = HistoryEntry(status=dossier.status, at=at, actor=actor, note=note, details={"step": step, **details})
+    _add_entry(session, dossier, entry)
+    return entry
+
+
+def _add_entry(session: Session, dossier: Dossier, entry: HistoryEntry) -> None:
+    """Append ``entry`` to the dossier's history: written at once when nothing else waits for a flush (see
+    :func:`~gateway.store.written.writes_in_order`), otherwise with the unit of work's next flush."""
     if not writes_in_order(session, dossier, "history"):
         dossier.history.append(entry)
-        return entry
+        return
     entry.dossier_id = dossier.id
     insert_row(session, entry)
     adopt_written(session, dossier, "history", entry)
-    return entry
 
 
 def has_step(dossier: Dossier, step: str, **details: Any) -> bool:
