@@ -5,7 +5,8 @@ which rows depend on which, and in which order to write them. Where a unit of wo
 be written (no pending row, no savepoint), a new row can be inserted with a plain statement and then taken into the
 session as a flush would have left it: persistent, its primary key and column defaults set, nothing pending. A
 dossier's intake is written this way (the dossier, its components, fees and first history entry) and so are the
-steps the flows add to it (an integration skipped): its unit of work has no flush at all.
+steps the flows add to it (an integration skipped): its unit of work has no flush at all. A status change's history
+entry is too: its flush then writes only the dossier's row.
 
 The sessions of a :class:`~gateway.store.database.Database` also note the kinds of rows added to them (:data:`ADDED`),
 so that a read model knows which kinds a unit of work wrote; rows written at once are noted too.
