@@ -144,11 +144,13 @@ def write_new(session: Session, row: object, collections: Sequence[str] = ()) ->
     written = [row]
     for name in collections:
         relationship = mapper.relationships[name]
-        pairs = [(mapper.get_property_by_column(one).key, many) for one, many in relationship.local_remote_pairs]
+        references = [
+            (relationship.mapper.get_property_by_column(many).key, getattr(row, mapper.get_property_by_column(one).key))
+            for one, many in relationship.local_remote_pairs
+        ]
         for child in getattr(row, name):
-            child_mapper = inspect(type(child))
-            for parent_key, remote in pairs:
-                setattr(child, child_mapper.get_property_by_column(remote).key, getattr(row, parent_key))
+            for attribute, value in references:
+                setattr(child, attribute, value)
             insert_row(session, child)
             written.append(child)
     for each in written:
