@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from tests.pki import PKIServer, TestPKI, build_pki
 
@@ -100,3 +102,18 @@ def _migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield
     finally:
         database.upgrade = real
+
+
+@pytest.fixture
+def flushes() -> Iterator[list[Session]]:
+    """The sessions of every flush that wrote something, in order, while the test runs."""
+    seen: list[Session] = []
+
+    def before_flush(session: Session, *_args: Any) -> None:
+        seen.append(session)
+
+    event.listen(Session, "before_flush", before_flush)
+    try:
+        yield seen
+    finally:
+        event.remove(Session, "before_flush", before_flush)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.auth import Principal
@@ -34,21 +34,6 @@ NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     with open_runtime(request.param, tmp_path) as opened:
         yield opened
-
-
-@pytest.fixture
-def flushes() -> Iterator[list[Session]]:
-    """The sessions of every flush that wrote something, in order, while the test runs."""
-    seen: list[Session] = []
-
-    def before_flush(session: Session, *_args: Any) -> None:
-        seen.append(session)
-
-    event.listen(Session, "before_flush", before_flush)
-    try:
-        yield seen
-    finally:
-        event.remove(Session, "before_flush", before_flush)
 
 
 def _submitted(runtime: Runtime) -> dict[str, Any]:

@@ -47,20 +47,6 @@ def statements(runtime: Runtime) -> Iterator[list[str]]:
         event.remove(runtime.db.engine, "before_cursor_execute", before)
 
 
-@pytest.fixture
-def flushes() -> Iterator[list[Session]]:
-    seen: list[Session] = []
-
-    def before_flush(session: Session, *_args: Any) -> None:
-        seen.append(session)
-
-    event.listen(Session, "before_flush", before_flush)
-    try:
-        yield seen
-    finally:
-        event.remove(Session, "before_flush", before_flush)
-
-
 def _dossier(session: Session, code: str) -> Dossier:
     """A new dossier with two components (their files stored), two fees and its first history entry; several columns
     left to their defaults (channel, extra, received_at, result, version...)."""
