@@ -1,5 +1,6 @@
-"""History steps (``record_step``): written at once with a plain statement when nothing else waits for a flush, by
-the unit of work's next flush otherwise; the history stays in the order the entries were recorded either way.
+"""History entries, the flows' steps (``record_step``) and status changes (``record_change``): written at once with a
+plain statement when nothing else waits for a flush, by the unit of work's next flush otherwise; the history stays in
+the order the entries were recorded either way.
 
 On SQLite and (when ``DVC_GATEWAY_TEST_POSTGRES_URL`` is set) on PostgreSQL.
 """
