@@ -22,7 +22,7 @@ from gateway.bus import QUIET
 from gateway.domain.calendar import OfficeCalendar
 from gateway.domain.status import Status
 from gateway.runtime import Runtime
-from gateway.services.changes import find_dossier, procedure_of, record_change, record_step
+from gateway.services.changes import find_dossier, record_change, record_step
 from gateway.store.models import HistoryEntry
 from gateway.unit_of_work import UnitOfWork
 from tests.api_support import BACKENDS, open_runtime, submission
@@ -122,8 +122,7 @@ def test_status_changes_write_their_entries_at_once_in_order(runtime: Runtime, f
     flushes.clear()
     with runtime.db.unit_of_work() as session:
         uow = UnitOfWork(session, QUIET)  # no handler: only the changes themselves
-        dossier = find_dossier(session, code)
-        procedure_of(session, dossier)  # as a change's checks read it first (else its read flushes the change)
+        dossier = find_dossier(session, code)  # its procedure not read yet: reading it flushes nothing
         version = dossier.version
         changes = {"calendar": OfficeCalendar(), "now": NOW, "note": None, "details": {}}
         received = record_change(uow, dossier, status=Status.RECEIVED, at=NOW, actor="agency", **changes)

@@ -106,7 +106,9 @@ def resumable_status(dossier: Dossier) -> Status:
 
 
 def _recompute(session: Session, dossier: Dossier, calendar: OfficeCalendar) -> None:
-    deadlines = deadlines_of(session, dossier, calendar)
+    # Reading the procedure must not flush the change under way: it would be written twice (two version increments).
+    with session.no_autoflush:
+        deadlines = deadlines_of(session, dossier, calendar)
     if deadlines is None:
         return
     dossier.received_at = deadlines.received_at
