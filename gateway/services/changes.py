@@ -22,7 +22,7 @@ from gateway.domain.hops import Hop, HopEntry, agency_hops
 from gateway.domain.status import Status
 from gateway.errors import Conflict, NotFound
 from gateway.store.models import Dossier, HistoryEntry
-from gateway.store.written import adopt_written, insert_row, writes_in_order
+from gateway.store.written import append_new
 from gateway.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -133,7 +133,7 @@ def record_change(
     previous = dossier.status
     last = dossier.history[-1].at if dossier.history else at
     entry = HistoryEntry(status=status.value, at=max(at, last), actor=actor, note=note, details=details)
-    _add_entry(uow.session, dossier, entry)
+    append_new(uow.session, dossier, "history", entry)
     dossier.status = status.value
     dossier.updated_at = now
     _recompute(uow.session, dossier, calendar)
@@ -166,19 +166,8 @@ def record_step(
     statement instead of a flush of the session), otherwise with the unit of work's next flush (at the latest its
     commit): no step needs its id."""
     entry = HistoryEntry(status=dossier.status, at=at, actor=actor, note=note, details={"step": step, **details})
-    _add_entry(session, dossier, entry)
+    append_new(session, dossier, "history", entry)
     return entry
-
-
-def _add_entry(session: Session, dossier: Dossier, entry: HistoryEntry) -> None:
-    """Append ``entry`` to the dossier's history: written at once when nothing else waits for a flush (see
-    :func:`~gateway.store.written.writes_in_order`), otherwise with the unit of work's next flush."""
-    if not writes_in_order(session, dossier, "history"):
-        dossier.history.append(entry)
-        return
-    entry.dossier_id = dossier.id
-    insert_row(session, entry)
-    adopt_written(session, dossier, "history", entry)
 
 
 def has_step(dossier: Dossier, step: str, **details: Any) -> bool:

@@ -111,6 +111,29 @@ def insert_row(session: Session, row: object) -> None:
         set_committed_value(row, attribute, value)
 
 
+def _references(parent: object, collection: str) -> list[tuple[str, Any]]:
+    """The attributes by which a row of ``parent``'s one-to-many ``collection`` refers to it, with their values."""
+    mapper = inspect(type(parent))
+    relationship = mapper.relationships[collection]
+    return [
+        (relationship.mapper.get_property_by_column(many).key, getattr(parent, mapper.get_property_by_column(one).key))
+        for one, many in relationship.local_remote_pairs
+    ]
+
+
+def append_new(session: Session, parent: object, collection: str, child: object) -> None:
+    """Append the new ``child`` to ``parent``'s one-to-many ``collection``: written at once when
+    :func:`writes_in_order` (:func:`insert_row`, then :func:`adopt_written`), otherwise by the unit of work's next
+    flush, as an append always was."""
+    if not writes_in_order(session, parent, collection):
+        getattr(parent, collection).append(child)
+        return
+    for attribute, value in _references(parent, collection):
+        setattr(child, attribute, value)
+    insert_row(session, child)
+    adopt_written(session, parent, collection, child)
+
+
 def adopt_written(session: Session, parent: object, collection: str, child: object) -> None:
     """Make ``child``, whose row this transaction has just inserted (:func:`insert_row`), a row of the session at the
     end of ``parent``'s loaded ``collection``, as a flush would have left it (see :func:`writes_in_order`)."""
@@ -143,11 +166,7 @@ def write_new(session: Session, row: object, collections: Sequence[str] = ()) ->
     insert_row(session, row)
     written = [row]
     for name in collections:
-        relationship = mapper.relationships[name]
-        references = [
-            (relationship.mapper.get_property_by_column(many).key, getattr(row, mapper.get_property_by_column(one).key))
-            for one, many in relationship.local_remote_pairs
-        ]
+        references = _references(row, name)
         for child in getattr(row, name):
             for attribute, value in references:
                 setattr(child, attribute, value)
