@@ -24,7 +24,13 @@ long_strings = st.builds(
     st.sampled_from(["", '"', "\\", "\n", "\x00", "\x1f", "\x7f", "ệ", "\u2028", "\ud7ff"]),
     st.text(max_size=5),
 )
-scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | long_strings
+# Long strings that are strict base64 (padded or not), as a file's content is, or nearly so.
+long_base64 = st.builds(
+    lambda data, tail: base64.b64encode(data).decode("ascii") + tail,
+    st.binary(min_size=3100, max_size=3110),
+    st.sampled_from(["", "\n", "=", '"', "\\", "\x00", "A", "ệ"]),
+)
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text() | long_strings | long_base64
 documents = st.recursive(
     scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),

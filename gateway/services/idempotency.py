@@ -9,6 +9,7 @@ key: the loser's transaction is rolled back and it answers with the winner's ans
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import re
@@ -19,6 +20,7 @@ from functools import partial
 from typing import Any, cast
 
 import anyio.to_thread
+import pybase64
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -78,7 +80,7 @@ def hash_canonical_json(digest: Any, document: Any) -> None:
         digest.update(b"]")
     elif kind is str and len(document) >= _LONG and document.isascii():
         raw = document.encode("ascii")
-        if len(raw.translate(None, _ESCAPED)) == len(raw):
+        if _needs_no_escape(raw):
             digest.update(b'"')
             digest.update(raw)
             digest.update(b'"')
@@ -86,6 +88,16 @@ def hash_canonical_json(digest: Any, document: Any) -> None:
             digest.update(_encode(document).encode("utf-8"))
     else:
         digest.update(_encode(document).encode("utf-8"))
+
+
+def _needs_no_escape(raw: bytes) -> bool:
+    """Whether JSON escapes nothing in the ASCII ``raw``. Strict base64 (a file's content, whose alphabet needs no
+    escape) is recognised by a SIMD decode, a tenth of the time of looking for the escaped bytes one by one."""
+    try:
+        pybase64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return len(raw.translate(None, _ESCAPED)) == len(raw)
+    return True
 
 
 _KEY_RE = re.compile(r"[\x21-\x7e]{1,200}\Z")
