@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import select
 
 from gateway import messages
@@ -177,6 +179,31 @@ async def test_an_unpaid_fee_blocks_the_return_and_the_agency_knows(gw: Gateway)
     assert view["status"] == "returned" and view["fees"][0]["paid"] is True and view["payment_status"] == "paid"
     assert "(fees paid at the agency: 150000 VND)" in view["history"][-1]["note"]
     assert document_for(gw, code, AGENCY)["payment"]["status"] == "paid"
+
+
+async def test_only_a_change_the_fees_could_hold_back_reads_them(gw: Gateway) -> None:
+    """An agency's event reads the dossier's fees only for the change they could hold back (``returned``, where the
+    procedure does not let the result go first): the other events of an unpaid dossier go through without them."""
+    gw.clock.set(vn(2026, 10, 5, 9))
+    code = (await gw.submitted(submission()))["code"]  # 1.009794, fee LP1 of 150 000 VND, unpaid
+    reads: list[str] = []
+
+    def noted(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM fees\b", statement, re.DOTALL):
+            reads.append(statement)
+
+    answers, read = {}, {}
+    sqlalchemy_event.listen(gw.db.engine, "before_cursor_execute", noted)
+    try:
+        for minutes, status in enumerate(("received", "processing", "completed", "returned"), start=1):
+            gw.clock.set(vn(2026, 10, 5, 9, minutes))
+            reads.clear()
+            answers[status] = (await gw.event(code, status)).status_code
+            read[status] = len(reads)
+    finally:
+        sqlalchemy_event.remove(gw.db.engine, "before_cursor_execute", noted)
+    assert answers == {"received": 200, "processing": 200, "completed": 200, "returned": 409}
+    assert read == {"received": 0, "processing": 0, "completed": 0, "returned": 1}
 
 
 async def test_a_procedure_may_let_the_result_go_before_the_fees(gw: Gateway) -> None:

@@ -6,7 +6,8 @@ returns the :class:`Transition` to record: the target status, its time, note and
 applies it to the stored dossier and raises the domain event.
 
 Two rules depend on the procedure: :func:`unpaid_blocks_result` (fees before results: while a fee is unpaid the
-result is not handed over, unless the procedure waives it) and ``suspension_final`` (status 8 as a final stop: no
+result is not handed over, unless the procedure waives it; :func:`fees_hold_result` says whether a change is one the
+fees could hold back) and ``suspension_final`` (status 8 as a final stop: no
 event moves the dossier out of it).
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "Transition",
     "decide_event",
     "event_problems",
+    "fees_hold_result",
     "is_repeat",
     "status_before_wait",
     "unpaid_blocks_result",
@@ -115,10 +117,16 @@ def event_problems(
     return errors
 
 
+def fees_hold_result(target: Status, *, fees_after_result: bool) -> bool:
+    """Whether a change to ``target`` waits for the fees to be paid: handing the result over (``returned``), unless
+    the procedure lets the result go first (``fees_after_result``). Nothing else does, whatever is unpaid."""
+    return target is Status.RETURNED and not fees_after_result
+
+
 def unpaid_blocks_result(target: Status, unpaid_amount: int, *, fees_after_result: bool) -> bool:
     """Whether handing the result over (``returned``) must wait: fees before results, unless the procedure lets
     the result go first (``fees_after_result``)."""
-    return target is Status.RETURNED and unpaid_amount > 0 and not fees_after_result
+    return unpaid_amount > 0 and fees_hold_result(target, fees_after_result=fees_after_result)
 
 
 def decide_event(source: Status, event: EventFacts, *, now: datetime, suspension_final: bool = False) -> Transition:

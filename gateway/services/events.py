@@ -41,6 +41,7 @@ from gateway.domain.dossier import (
     Recorded,
     decide_event,
     event_problems,
+    fees_hold_result,
     is_repeat,
     unpaid_blocks_result,
 )
@@ -196,6 +197,8 @@ def _settle_at_counter(dossier: Dossier, at: datetime, details: dict[str, Any], 
 
 
 def _check_fees_before_result(dossier: Dossier, spec: ProcedureSpec, target: Status) -> None:
+    if not fees_hold_result(target, fees_after_result=spec.fees_after_result):
+        return  # no fee could hold this change back: the dossier's fees are not read
     fees = unpaid(dossier)
     amount = sum(fee.amount for fee in fees)
     if unpaid_blocks_result(target, amount, fees_after_result=spec.fees_after_result):
