@@ -138,3 +138,23 @@ def test_status_changes_write_their_entries_at_once_in_order(runtime: Runtime, f
         ("received", "postal_skipped"),
         ("processing", None),
     ]
+
+
+def test_a_change_waiting_on_the_dossier_goes_with_the_status_change(runtime: Runtime, flushes: list[Session]) -> None:
+    """What a use case changed on the dossier before its status change (a completion's time, say) is written with
+    the change: one flush, one versioned ``UPDATE``, the entry still at once."""
+    code = _submitted(runtime)["code"]
+    flushes.clear()
+    with runtime.db.unit_of_work() as session:
+        uow = UnitOfWork(session, QUIET)
+        dossier = find_dossier(session, code)
+        version = dossier.version
+        assert dossier.history  # read first, as an agency's event reads it (a lazy load would flush the change)
+        dossier.summary = "Tóm tắt mới"
+        changes = {"calendar": OfficeCalendar(), "now": NOW, "note": None, "details": {}}
+        received = record_change(uow, dossier, status=Status.RECEIVED, at=NOW, actor="agency", **changes)
+        assert received.id is not None and not session.dirty
+        assert len(flushes) == 1 and dossier.version == version + 1
+    with runtime.db.unit_of_work() as session:
+        stored = find_dossier(session, code)
+        assert (stored.summary, stored.status, stored.version) == ("Tóm tắt mới", "received", version + 1)

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Text, cast, event, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, cast, event, inspect, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from gateway.runtime import Runtime
 from gateway.services.files import store_blob
 from gateway.store.models import Component, Dossier, Fee, HistoryEntry
-from gateway.store.written import ADDED, write_new
+from gateway.store.written import ADDED, append_new, write_new
 from tests.api_support import AGENCY, BACKENDS, PROCEDURE, open_runtime
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
@@ -215,3 +215,84 @@ def test_a_relationship_left_out_is_refused_rather_than_left_unwritten(runtime: 
         assert dossier.id is None and not session.new
         write_new(session, dossier, COLLECTIONS)
         assert dossier.id is not None
+
+
+# -- appending to a loaded collection while other changes wait --------------------------------------------------------
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Owner(_Base):
+    __tablename__ = "t_written_owners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[list[_Tag]] = relationship(back_populates="owner", order_by="_Tag.id")
+    notes: Mapped[list[_Note]] = relationship(order_by="_Note.id")
+
+
+class _Tag(_Base):
+    """A row whose table has a unique constraint besides its key: one label per owner."""
+
+    __tablename__ = "t_written_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("t_written_owners.id"))
+    label: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[_Owner] = relationship(back_populates="tags")
+
+    __table_args__ = (UniqueConstraint("owner_id", "label", name="uq_t_written_tags_label"),)
+
+
+class _Note(_Base):
+    """A row whose table has no unique constraint but its key, as a dossier's history entry."""
+
+    __tablename__ = "t_written_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("t_written_owners.id"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+def _owner(runtime: Runtime) -> int:
+    _Base.metadata.create_all(runtime.db.engine)
+    with runtime.db.unit_of_work() as session:
+        owner = _Owner(name="owner", tags=[_Tag(label="a")])
+        session.add(owner)
+        session.flush()
+        return owner.id
+
+
+def test_changes_waiting_are_written_by_the_next_flush_behind_a_keyed_only_row(
+    runtime: Runtime, statements: list[str]
+) -> None:
+    """A new row without unique constraints is written at once, and the change waiting on its parent goes with the
+    next flush (one ``UPDATE`` with the others), not by an autoflush before the ``INSERT``."""
+    owner_id = _owner(runtime)
+    with runtime.db.unit_of_work() as session:
+        owner = session.get_one(_Owner, owner_id)
+        assert owner.notes == []  # loaded
+        owner.name = "renamed"
+        statements.clear()
+        append_new(session, owner, "notes", _Note(text="first"))
+        assert statements == ["INSERT"] and owner in session.dirty
+        owner.name = "renamed again"
+        session.flush()
+        assert statements == ["INSERT", "UPDATE"]
+    with runtime.db.unit_of_work() as session:
+        owner = session.get_one(_Owner, owner_id)
+        assert owner.name == "renamed again" and [n.text for n in owner.notes] == ["first"]
+
+
+def test_a_row_with_a_unique_constraint_is_written_after_the_changes_waiting(runtime: Runtime) -> None:
+    """Behind a unique constraint the order matters: the change waiting (freeing a label) is flushed before the new
+    row takes the label."""
+    owner_id = _owner(runtime)
+    with runtime.db.unit_of_work() as session:
+        owner = session.get_one(_Owner, owner_id)
+        owner.tags[0].label = "b"
+        append_new(session, owner, "tags", _Tag(label="a"))
+    with runtime.db.unit_of_work() as session:
+        assert [t.label for t in session.get_one(_Owner, owner_id).tags] == ["b", "a"]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, inspect
+from sqlalchemy import CursorResult, Insert, Table, UniqueConstraint, inspect
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_dict, set_committed_value
 
@@ -32,12 +32,15 @@ ADDED = "added_row_classes"
 @dataclass(frozen=True)
 class _Columns:
     """How a mapped class's rows are inserted: its table's ``INSERT`` (built once; the engine caches its compiled form
-    per set of columns given), each column as (attribute, column key, whether it has a server default), and the keys
-    of the primary key's columns in the table's order (that of ``CursorResult.inserted_primary_key``)."""
+    per set of columns given), each column as (attribute, column key, whether it has a server default), the keys of
+    the primary key's columns in the table's order (that of ``CursorResult.inserted_primary_key``), and whether the
+    table has no other unique constraint."""
 
     statement: Insert
     columns: tuple[tuple[str, str, bool], ...]
     primary_key: tuple[str, ...]
+    #: No unique constraint or unique index besides the primary key.
+    keyed_only: bool
 
 
 _COLUMNS: dict[type, _Columns] = {}
@@ -54,7 +57,10 @@ def _columns_of(kind: type) -> _Columns:
             for column in prop.columns[:1]
         )
         primary_key = tuple(column.key for column in table.primary_key)
-        found = _COLUMNS[kind] = _Columns(table.insert(), columns, primary_key)
+        keyed_only = not any(isinstance(c, UniqueConstraint) for c in table.constraints) and not any(
+            index.unique for index in table.indexes
+        )
+        found = _COLUMNS[kind] = _Columns(table.insert(), columns, primary_key, keyed_only)
     return found
 
 
@@ -124,13 +130,21 @@ def _references(parent: object, collection: str) -> list[tuple[str, Any]]:
 def append_new(session: Session, parent: object, collection: str, child: object) -> None:
     """Append the new ``child`` to ``parent``'s one-to-many ``collection``: written at once when
     :func:`writes_in_order` (:func:`insert_row`, then :func:`adopt_written`), otherwise by the unit of work's next
-    flush, as an append always was."""
+    flush, as an append always was.
+
+    Changes waiting on rows already in the database (the parent's new status, say) stay for the next flush, which
+    writes them with whatever else the unit of work changes, unless ``child``'s table has a unique constraint besides
+    its key: then they are flushed first, since the order of the two could matter to it."""
     if not writes_in_order(session, parent, collection):
         getattr(parent, collection).append(child)
         return
     for attribute, value in _references(parent, collection):
         setattr(child, attribute, value)
-    insert_row(session, child)
+    if _columns_of(type(child)).keyed_only:
+        with session.no_autoflush:
+            insert_row(session, child)
+    else:
+        insert_row(session, child)
     adopt_written(session, parent, collection, child)
 
 
