@@ -7,8 +7,7 @@ applies it to the stored dossier and raises the domain event.
 
 Two rules depend on the procedure: :func:`unpaid_blocks_result` (fees before results: while a fee is unpaid the
 result is not handed over, unless the procedure waives it; :func:`fees_hold_result` says whether a change is one the
-fees could hold back) and ``suspension_final`` (status 8 as a final stop: no
-event moves the dossier out of it).
+fees could hold back) and ``suspension_final`` (status 8 as a final stop: no event moves the dossier out of it).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ so that a read model knows which kinds a unit of work wrote; rows written at onc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -140,10 +141,7 @@ def append_new(session: Session, parent: object, collection: str, child: object)
         return
     for attribute, value in _references(parent, collection):
         setattr(child, attribute, value)
-    if _columns_of(type(child)).keyed_only:
-        with session.no_autoflush:
-            insert_row(session, child)
-    else:
+    with session.no_autoflush if _columns_of(type(child)).keyed_only else nullcontext():
         insert_row(session, child)
     adopt_written(session, parent, collection, child)
 
