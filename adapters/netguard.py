@@ -33,6 +33,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from adapters.netstream import KeptSocketStream
+
 __all__ = [
     "BLOCKED_NETWORKS",
     "AddressPolicy",
@@ -286,7 +288,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
     The check is made on the address actually connected to, so it covers redirects and names that resolve (or
     re-resolve) to a refused address. A name with any refused address is refused outright, before any connection.
-    TLS still verifies the original host name (httpcore passes it as the server name after connecting).
+    TLS still verifies the original host name (httpcore passes it as the server name after connecting). Its streams
+    keep their socket at hand (:class:`~adapters.netstream.KeptSocketStream`).
     """
 
     def __init__(self, policy: AddressPolicy) -> None:
@@ -309,11 +312,13 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception = httpcore.ConnectError(f"{host} has no address")
         for address in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
                 )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
+            else:
+                return KeptSocketStream(stream)
         raise last_error
 
     async def connect_unix_socket(
