@@ -9,6 +9,7 @@ a relative SQLite path absolute (the settings resolve it from the configuration 
 from __future__ import annotations
 
 import functools
+import select
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from ..config import ConfigError
 
@@ -172,7 +173,36 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
         return engine
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(parsed, echo=echo, pool_size=10, max_overflow=10)
+    event.listen(engine, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Checking out a pooled PostgreSQL connection: refuse one the server closed while it sat idle in the pool.
+
+    A server that stops, restarts or ends a session tells the client so and closes the socket; an idle connection
+    has nothing else to read. So a socket that is readable (or closed) at checkout belongs to a dead connection, and
+    raising :class:`~sqlalchemy.exc.DisconnectionError` makes the pool replace it with a new one before the unit of
+    work sees it, as a ``SELECT 1`` sent at each checkout would (``pool_pre_ping``), without its round trip.
+    Anything else an idle connection may receive (a notice, a changed server setting) only costs a new connection.
+    """
+    try:
+        dead = bool(dbapi_connection.closed or getattr(dbapi_connection, "broken", False))
+        dead = dead or _readable(dbapi_connection.fileno())
+    except Exception:  # noqa: BLE001 - a driver that cannot say which socket it had: a dead connection, replaced
+        dead = True
+    if dead:
+        raise DisconnectionError("the server closed the connection while it was idle")
+
+
+def _readable(fd: int) -> bool:
+    """Whether ``fd`` has something to read or is closed, without waiting."""
+    if not hasattr(select, "poll"):  # Windows: select() takes any socket there
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _alembic_config(engine: Engine | None) -> AlembicConfig:
