@@ -95,7 +95,11 @@ def test_every_command_of_the_table_is_defined_by_its_module() -> None:
     assert {name for name, _, _ in COMMANDS} <= defined
 
 
-@pytest.mark.parametrize(("name", "subcommands", "options"), list(_commands()), ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize(
+    ("name", "subcommands", "options"),
+    list(_commands()),
+    ids=lambda v: str(sorted(v) if isinstance(v, set) else v)[:30],
+)
 def test_every_command_subcommand_and_option_is_in_cli_md(name: str, subcommands: list[str], options: set[str]) -> None:
     named = re.compile(r"`" + re.escape(name) + r"[` ]")
     sections = [body for heading, body in _sections(_text("cli.md")) if named.search(heading)]
