@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from tests.api_support import ADMIN, Gateway, gateway_client, open_runtime
 from tests.servers import ServerThread
 from tests.test_dispatch import deliver_view
 from tests.test_soap_end_to_end import deliver_all, soap_document
+from tests.test_wsdl_loading import wsdl_importing
 
 DATA = Path(__file__).parent / "data" / "wsdl"
 
@@ -104,6 +108,28 @@ async def test_check_text_report_lists_repairs_and_exits_zero(
         "http://schemas.xmlsoap.org/wsdl/soap/",
     ]
     assert f"{DATA / 'axis-rpc-encoded.wsdl'}: loaded (1 document(s); SOAP 1.1)" in out
+
+
+def test_what_zeep_leaves_out_is_reported_not_printed_as_python_warnings(tmp_path: Path) -> None:
+    """A description whose messages name undefined elements: the operations left out are the report's warnings, in
+    its text and its JSON, and standard error stays empty (no Python warning with the library's file names)."""
+    (tmp_path / "enc.wsdl").write_bytes(
+        wsdl_importing(
+            "http://schemas.xmlsoap.org/soap/encoding/", namespace="http://schemas.xmlsoap.org/soap/encoding/"
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    command = [sys.executable, "-m", "gateway", "wsdl", "check", "enc.wsdl"]
+    text = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert (text.returncode, text.stderr) == (0, "")
+    assert (
+        "  warning: The wsdl:operation 'TiepNhanHoSo' was not found in the wsdl:portType "
+        "'{urn:dvc:motcua:1.0:wsdl}TiepNhanHoSoPortType'; left out"
+    ) in text.stdout.splitlines()
+    as_json = subprocess.run([*command, "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert (as_json.returncode, as_json.stderr) == (0, "")
+    (report,) = json.loads(as_json.stdout)
+    assert len(report["warnings"]) == 13 and all(warning.endswith("; left out") for warning in report["warnings"])
 
 
 async def test_a_local_description_reads_only_local_wsdl_and_schema_files(

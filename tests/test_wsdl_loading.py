@@ -7,6 +7,7 @@ Descriptions are served on 127.0.0.1 by a static server and loaded through the g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,6 +327,45 @@ async def test_a_well_known_schema_is_never_fetched(server: ServerThread) -> Non
     found = await inspect(f"{server.base_url}/encoding.wsdl")
     assert found.loaded, found.error
     assert found.documents == (f"{server.base_url}/encoding.wsdl",)
+
+
+async def test_what_zeep_leaves_out_is_a_warning_of_the_description(server: ServerThread) -> None:
+    """Messages whose parts name undefined elements, and the operations using them, are left out by zeep, which says
+    so with Python warnings: they are the description's warnings, and none reaches the process's own."""
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        found = await inspect(f"{server.base_url}/encoding.wsdl")
+    assert found.loaded, found.error
+    assert [str(item.message) for item in escaped] == []
+    assert (
+        "The wsdl:message for '{urn:dvc:motcua:1.0:wsdl}TiepNhanHoSoRequest' contains an invalid part ('parameters'): "
+        "invalid xsd type or elements; left out"
+    ) in found.warnings
+    assert (
+        "The wsdl:operation 'TiepNhanHoSo' was not found in the wsdl:portType "
+        "'{urn:dvc:motcua:1.0:wsdl}TiepNhanHoSoPortType'; left out"
+    ) in found.warnings
+    assert len(found.warnings) == len(set(found.warnings)) == 13  # 9 messages, 4 operations: each once
+    assert all(port.operations == () for service in found.services for port in service.ports)
+
+
+def test_warnings_from_elsewhere_are_passed_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While zeep parses, a warning that is not zeep's (another thread's, say) still reaches the process's filters."""
+    description = fetched(WSDL)
+    real = zeep.wsdl.Document
+
+    def warning_document(*args: object, **kwargs: object) -> object:
+        warnings.warn_explicit("part left out", UserWarning, "/site-packages/zeep/wsdl/wsdl.py", 353)
+        warnings.warn_explicit("part left out", UserWarning, "/site-packages/zeep/wsdl/wsdl.py", 353)
+        warnings.warn("something else entirely", DeprecationWarning, stacklevel=1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zeep.wsdl, "Document", warning_document)
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        built = _zeep(_Prepared(description, lenient=False))
+    assert built.warnings == ("part left out; left out",)
+    assert [(item.category, str(item.message)) for item in escaped] == [(DeprecationWarning, "something else entirely")]
 
 
 async def test_bindings_in_an_imported_document_are_reported(server: ServerThread) -> None:

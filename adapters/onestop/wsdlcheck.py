@@ -225,6 +225,6 @@ async def check_wsdl(
         f"OK: port {port.name} (SOAP {version}, {port.binding.default_style}) has "
         f"{', '.join(found[op] for op in OPERATIONS)}; SOAP versions: {', '.join(versions)}; "
         f"{len(fetched.documents)} document(s)"
-        + (f"; {len(built.warnings)} repair(s): {'; '.join(built.warnings)}" if built.warnings else "")
+        + (f"; {len(built.warnings)} warning(s): {'; '.join(built.warnings)}" if built.warnings else "")
     )
     return WsdlCheck(url=url, ok=True, message=message, **common)

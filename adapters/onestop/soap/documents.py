@@ -6,13 +6,16 @@ no DTDs, no entities), so zeep never fetches anything itself. The well-known sch
 from the copies shipped in :mod:`adapters.onestop.wsdl`: zeep's automatic import of SOAP encoding happens before
 its transport is asked (and ``forbid_external`` refuses it there), so each schema that has such a namespace in scope
 gets an explicit import of the shipped copy instead. When the description does not load as it is, a second attempt
-repairs its known defects (:mod:`.repairs`) and lists each repair as a warning.
+repairs its known defects (:mod:`.repairs`) and lists each repair as a warning. What zeep leaves out of a description
+it loads (a message whose part names an undefined element, an operation its port type lacks) it says with Python
+warnings; those become warnings of the description too, instead of lines on standard error.
 """
 
 from __future__ import annotations
 
 import logging
 import urllib.parse
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +77,8 @@ class _DocumentSource(zeep.Transport):
 
 @dataclass(frozen=True)
 class BuiltDocument:
-    """A parsed description and the repairs the lenient attempt made to load it (one warning each)."""
+    """A parsed description and its warnings: the repairs the lenient attempt made to load it, and what zeep left out
+    of it (one line each)."""
 
     document: zeep.wsdl.Document
     warnings: tuple[str, ...] = ()
@@ -184,9 +188,28 @@ class _Prepared:
         return text.replace(_PSEUDO_PREFIX + "shipped/", "(well-known schema) ")
 
 
-def _zeep(prepared: _Prepared) -> zeep.wsdl.Document:
+def _from_zeep(caught: warnings.WarningMessage) -> bool:
+    return "/zeep/" in caught.filename.replace("\\", "/")
+
+
+def _zeep(prepared: _Prepared) -> BuiltDocument:
+    """The description parsed by zeep, with ``prepared``'s repairs and what zeep warned it left out as warnings.
+
+    The warnings filters are the process's: a warning another thread raises meanwhile is caught here too, and
+    passed on as it would have been."""
     source: Any = _DocumentSource(prepared.served())  # zeep's annotation asks for a transport class
-    return zeep.wsdl.Document(prepared.root, source, settings=ZEEP_SETTINGS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        document = zeep.wsdl.Document(prepared.root, source, settings=ZEEP_SETTINGS)
+    left_out: list[str] = []
+    for item in caught:
+        if not _from_zeep(item):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
+            continue
+        text = f"{one_line(prepared.shown(str(item.message)), 300)}; left out"
+        if text not in left_out:
+            left_out.append(text)
+    return BuiltDocument(document, (*prepared.warnings, *left_out))
 
 
 def _lenient(fetched: FetchedWsdl) -> BuiltDocument:
@@ -195,7 +218,7 @@ def _lenient(fetched: FetchedWsdl) -> BuiltDocument:
     unresolved: set[str] = set()
     for _round in range(_MAX_UNRESOLVED + 1):
         try:
-            return BuiltDocument(_zeep(prepared), tuple(prepared.warnings))
+            return _zeep(prepared)
         except WsdlError:
             raise
         except Exception as exc:
@@ -215,9 +238,10 @@ def _refusal(exc: BaseException, prepared: _Prepared) -> WsdlError:
 
 def build_description(fetched: FetchedWsdl) -> BuiltDocument:
     """Parse a fetched description with zeep, without any network access: as it is, else (when that fails) with its
-    known defects repaired (:mod:`.repairs`), each repair a warning. :class:`WsdlError` in one line otherwise."""
+    known defects repaired (:mod:`.repairs`), each repair a warning, as is each part zeep left out. :class:`WsdlError`
+    in one line otherwise."""
     try:
-        return BuiltDocument(_zeep(_Prepared(fetched, lenient=False)))
+        return _zeep(_Prepared(fetched, lenient=False))
     except Exception as exc:  # noqa: BLE001 - zeep lets anything out (AssertionError, KeyError…)
         logger.info("Strict load of %s failed (%s): trying with repairs", shown(fetched.url), type(exc).__name__)
     return _lenient(fetched)  # refuses again what no repair can help (a DTD, a document that is not XML…)

@@ -81,7 +81,7 @@ async def load_wsdl(
         fetched = await _fetch_or_read(url, http, upstream=upstream, limits=limits, cache=cache)
         built = await asyncio.to_thread(build_description, fetched)
         for warning in built.warnings:
-            logger.warning("Service description %s loaded with a repair: %s", shown(url), warning)
+            logger.warning("Service description %s loaded with a warning: %s", shown(url), warning)
         return LoadedWsdl(
             url=url,
             document=built.document,
