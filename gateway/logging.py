@@ -16,6 +16,8 @@ Personal data never reaches the log:
   number (a run of 9 to 12 digits) and of e-mail addresses.
 
 :func:`setup_logging` installs the handler on the root logger (uvicorn's loggers propagate to it); it is idempotent.
+It also sends Python warnings there, as records of the ``py.warnings`` logger (``"message": "UserWarning: …"`` and
+``warned_at``, the file and line that warned), instead of two lines of plain text on stderr.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import logging
 import re
 import sys
 import traceback
+import warnings
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -120,6 +123,19 @@ class JsonFormatter(logging.Formatter):
 
 
 _HANDLER_NAME = "dvc-gateway-json"
+_warnings_log = logging.getLogger("py.warnings")
+
+
+def _log_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for a process that logs JSON lines: one record, without the warning's source text."""
+    _warnings_log.warning("%s: %s", category.__name__, message, extra={"warned_at": f"{filename}:{lineno}"})
 
 
 def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
@@ -141,4 +157,5 @@ def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    warnings.showwarning = _log_warning
     return handler

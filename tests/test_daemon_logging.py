@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -105,3 +107,24 @@ def test_certificate_subjects_are_not_logged(captured: io.StringIO) -> None:
 def test_formatter_survives_a_bad_format_string() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "broken %s %s", ("one",), None)
     assert json.loads(JsonFormatter().format(record))["message"] == "broken %s %s"
+
+
+def test_python_warnings_are_json_lines_without_source_text() -> None:
+    """A library's Python warning in a process that logs JSON lines is one such line (scrubbed), not two lines of text
+    quoting the library's source."""
+    program = (
+        "from gateway.logging import setup_logging\n"
+        "setup_logging()\n"
+        "import warnings\n"
+        "def library():\n"
+        "    warnings.warn('part left out for 001099012345', UserWarning)\n"
+        "library()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "")
+    [line] = done.stderr.splitlines()
+    entry = json.loads(line)
+    assert entry["logger"] == "py.warnings" and entry["level"] == "warning"
+    assert entry["message"] == "UserWarning: part left out for [redacted]"
+    assert entry["warned_at"] == "<string>:5"
+    assert "warnings.warn" not in line
