@@ -86,9 +86,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def _quiet_logging() -> None:
-    """Libraries' warnings (pyHanko explains every failed validation in its log) are not the user's output:
-    the command's report says what matters. Only errors reach stderr, as one line each."""
+    """Libraries' warnings (pyHanko explains every failed validation in its log, a library may raise a Python
+    warning) are not the user's output: the command's report says what matters. Only errors reach stderr, as one
+    line each. The daemons log everything as JSON lines instead (:func:`gateway.logging.setup_logging`)."""
     logging.basicConfig(level=logging.ERROR, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -162,3 +162,76 @@ def test_online_revocation_from_configuration_and_offline_override(pki, pki_serv
     code = main(["verify", "--json", "--offline", "--config", str(config), str(files["good"])])
     reports = json.loads(capsys.readouterr().out)
     assert (code, reports[0]["verdict"]) == (1, "untrusted")
+
+
+def _negative_serial_identity() -> tuple[bytes, str]:
+    """A self-signed RSA key and certificate (PEM) whose serial number is negative, as some old CAs issued them
+    (RFC 5280 forbids it; cryptography loads it with a deprecation warning). Built with asn1crypto: cryptography's
+    own builder refuses such a serial."""
+    import base64
+    from datetime import UTC, datetime
+
+    from asn1crypto import keys as asn1_keys
+    from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    name = asn1_x509.Name.build({"common_name": "Serial am"})
+    tbs = asn1_x509.TbsCertificate(
+        {
+            "version": "v3",
+            "serial_number": -12345,
+            "signature": {"algorithm": "sha256_rsa"},
+            "issuer": name,
+            "validity": {
+                "not_before": asn1_x509.Time({"utc_time": datetime(2025, 1, 1, tzinfo=UTC)}),
+                "not_after": asn1_x509.Time({"utc_time": datetime(2045, 1, 1, tzinfo=UTC)}),
+            },
+            "subject": name,
+            "subject_public_key_info": asn1_keys.PublicKeyInfo.load(public),
+        }
+    )
+    certificate = asn1_x509.Certificate(
+        {
+            "tbs_certificate": tbs,
+            "signature_algorithm": {"algorithm": "sha256_rsa"},
+            "signature_value": key.sign(tbs.dump(), padding.PKCS1v15(), hashes.SHA256()),
+        }
+    )
+    pem = (
+        "-----BEGIN CERTIFICATE-----\n"
+        + base64.encodebytes(certificate.dump()).decode()
+        + "-----END CERTIFICATE-----\n"
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, pem
+
+
+def test_a_library_warning_does_not_reach_the_user(tmp_path):
+    """An XML document signed with a certificate whose serial number is negative: cryptography warns while loading it
+    (twice: the gateway and signxml each load it); the report is the output, and stderr stays empty."""
+    import warnings
+
+    from lxml import etree
+    from signxml import XMLSigner
+
+    key, pem = _negative_serial_identity()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the same warning, while signing here
+        signed = XMLSigner().sign(etree.fromstring(b"<HoSo><MaHoSo>1</MaHoSo></HoSo>"), key=key, cert=[pem])
+    (tmp_path / "ho-so.xml").write_bytes(etree.tostring(signed, xml_declaration=True))
+    (tmp_path / "root.pem").write_text(pem)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway", "verify", "--json", "--trust-anchor", "root.pem", "ho-so.xml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    [report] = json.loads(proc.stdout)
+    assert (report["format"], report["verdict"]) == ("xmldsig", "valid")
