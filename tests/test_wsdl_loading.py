@@ -368,6 +368,43 @@ def test_warnings_from_elsewhere_are_passed_on(monkeypatch: pytest.MonkeyPatch) 
     assert [(item.category, str(item.message)) for item in escaped] == [(DeprecationWarning, "something else entirely")]
 
 
+def test_parses_in_two_threads_take_turns_and_leave_the_warning_settings_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``catch_warnings`` is not safe across threads: two overlapping parses would put back each other's settings
+    (leaving the process's warnings going to a dead list). Each parse waits for the other."""
+    import threading
+    import time
+
+    real = zeep.wsdl.Document
+    inside, peak, lock = [0], [0], threading.Lock()
+
+    def slow_document(*args: object, **kwargs: object) -> object:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0.3)  # long enough for the other thread to arrive
+        warnings.warn_explicit("part left out", UserWarning, "/site-packages/zeep/wsdl/wsdl.py", 353)
+        with lock:
+            inside[0] -= 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zeep.wsdl, "Document", slow_document)
+    before = (warnings.showwarning, list(warnings.filters))
+    results: list[tuple[str, ...]] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(_zeep(_Prepared(fetched(WSDL), lenient=False)).warnings))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [("part left out; left out",)] * 2
+    assert peak[0] == 1
+    assert (warnings.showwarning, list(warnings.filters)) == before
+
+
 async def test_bindings_in_an_imported_document_are_reported(server: ServerThread) -> None:
     url = f"{server.base_url}/dotnet/service.wsdl"
     settings = ClientSettings(base_url=url, address_policy=AddressPolicy(allow_private=True), timeout_seconds=5)

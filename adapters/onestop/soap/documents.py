@@ -14,6 +14,7 @@ warnings; those become warnings of the description too, instead of lines on stan
 from __future__ import annotations
 
 import logging
+import threading
 import urllib.parse
 import warnings
 from collections.abc import Mapping
@@ -188,6 +189,11 @@ class _Prepared:
         return text.replace(_PSEUDO_PREFIX + "shipped/", "(well-known schema) ")
 
 
+#: ``warnings.catch_warnings`` swaps the process's warning settings and puts them back on exit: two threads doing so
+#: at once could put back each other's, so the parses that catch zeep's warnings take turns.
+_catching = threading.Lock()
+
+
 def _from_zeep(caught: warnings.WarningMessage) -> bool:
     return "/zeep/" in caught.filename.replace("\\", "/")
 
@@ -196,9 +202,9 @@ def _zeep(prepared: _Prepared) -> BuiltDocument:
     """The description parsed by zeep, with ``prepared``'s repairs and what zeep warned it left out as warnings.
 
     The warnings filters are the process's: a warning another thread raises meanwhile is caught here too, and
-    passed on as it would have been."""
+    passed on as it would have been; two threads parsing at once take turns (:data:`_catching`)."""
     source: Any = _DocumentSource(prepared.served())  # zeep's annotation asks for a transport class
-    with warnings.catch_warnings(record=True) as caught:
+    with _catching, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         document = zeep.wsdl.Document(prepared.root, source, settings=ZEEP_SETTINGS)
     left_out: list[str] = []
