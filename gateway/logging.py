@@ -17,7 +17,10 @@ Personal data never reaches the log:
 
 :func:`setup_logging` installs the handler on the root logger (uvicorn's loggers propagate to it); it is idempotent.
 It also sends Python warnings there, as records of the ``py.warnings`` logger (``"message": "UserWarning: …"`` and
-``warned_at``, the file and line that warned), instead of two lines of plain text on stderr.
+``warned_at``, the file and line that warned), instead of two lines of plain text on stderr; and so are an exception
+no code caught in a thread and one Python could not raise (in a finaliser, say): one record each on the
+``gateway.uncaught`` logger, with the exception's type and frames as for any other record, never Python's own
+traceback text, which quotes the exception's message.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import logging
 import re
 import sys
+import threading
 import traceback
 import warnings
 from datetime import UTC, datetime
@@ -138,6 +142,25 @@ def _log_warning(
     _warnings_log.warning("%s: %s", category.__name__, message, extra={"warned_at": f"{filename}:{lineno}"})
 
 
+_uncaught_log = logging.getLogger("gateway.uncaught")
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """``threading.excepthook``: an exception that ended a thread, as one record."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "unknown"
+    exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+    _uncaught_log.error("uncaught exception in thread %s", name, exc_info=exc_info)  # type: ignore[arg-type]
+
+
+def _log_unraisable(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an exception Python could not raise (in a finaliser, a callback), as one record."""
+    exc_info = (unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback)
+    where = getattr(unraisable.object, "__qualname__", None) or type(unraisable.object).__name__  # code, not data
+    _uncaught_log.error("%s (in %s)", unraisable.err_msg or "Exception ignored", where, exc_info=exc_info)
+
+
 def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> logging.Handler:
     """Send every log record to ``stream`` (stderr) as JSON lines; quiet the libraries that say too much."""
     root = logging.getLogger()
@@ -158,4 +181,6 @@ def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None
         logger.handlers.clear()
         logger.propagate = True
     warnings.showwarning = _log_warning
+    threading.excepthook = _log_thread_exception
+    sys.unraisablehook = _log_unraisable
     return handler

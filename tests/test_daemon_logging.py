@@ -128,3 +128,31 @@ def test_python_warnings_are_json_lines_without_source_text() -> None:
     assert entry["message"] == "UserWarning: part left out for [redacted]"
     assert entry["warned_at"] == "<string>:5"
     assert "warnings.warn" not in line
+
+
+def test_uncaught_exceptions_in_threads_and_finalisers_are_json_lines_without_their_text() -> None:
+    """An exception that ends a thread, and one raised in a finaliser, are one JSON line each with the type and the
+    frames: not Python's traceback text on stderr, which would quote the exception's message (personal data here)."""
+    program = (
+        "from gateway.logging import setup_logging\n"
+        "setup_logging()\n"
+        "import gc, threading\n"
+        "def deliver():\n"
+        "    raise ValueError('applicant Nguyễn Văn A, 001099012345')\n"
+        "thread = threading.Thread(target=deliver, name='delivery-1')\n"
+        "thread.start(); thread.join()\n"
+        "class Handle:\n"
+        "    def __del__(self):\n"
+        "        raise KeyError('Trần Thị B')\n"
+        "handle = Handle(); del handle; gc.collect()\n"
+        "print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "still running\n")
+    thread, finaliser = (json.loads(line) for line in done.stderr.splitlines())
+    assert (thread["logger"], thread["level"], thread["exc_type"]) == ("gateway.uncaught", "error", "ValueError")
+    assert thread["message"] == "uncaught exception in thread delivery-1"
+    assert thread["traceback"][-1] == "<string>:5 in deliver"
+    assert (finaliser["logger"], finaliser["exc_type"]) == ("gateway.uncaught", "KeyError")
+    assert finaliser["message"] == "Exception ignored (in Handle.__del__)"
+    assert "Nguyễn" not in done.stderr and "Trần" not in done.stderr and "001099012345" not in done.stderr
