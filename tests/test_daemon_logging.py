@@ -109,18 +109,18 @@ def test_formatter_survives_a_bad_format_string() -> None:
     assert json.loads(JsonFormatter().format(record))["message"] == "broken %s %s"
 
 
+def logged(program: str) -> subprocess.CompletedProcess[str]:
+    """``program`` run by a new interpreter after ``setup_logging()``, as the daemons start (its lines 3 onwards)."""
+    setup = "from gateway.logging import setup_logging\nsetup_logging()\n"
+    return subprocess.run([sys.executable, "-c", setup + program], capture_output=True, text=True, timeout=60)
+
+
 def test_python_warnings_are_json_lines_without_source_text() -> None:
     """A library's Python warning in a process that logs JSON lines is one such line (scrubbed), not two lines of text
     quoting the library's source."""
-    program = (
-        "from gateway.logging import setup_logging\n"
-        "setup_logging()\n"
-        "import warnings\n"
-        "def library():\n"
-        "    warnings.warn('part left out for 001099012345', UserWarning)\n"
-        "library()\n"
+    done = logged(
+        "import warnings\ndef library():\n    warnings.warn('part left out for 001099012345', UserWarning)\nlibrary()\n"
     )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "")
     [line] = done.stderr.splitlines()
     entry = json.loads(line)
@@ -133,9 +133,7 @@ def test_python_warnings_are_json_lines_without_source_text() -> None:
 def test_uncaught_exceptions_in_threads_and_finalisers_are_json_lines_without_their_text() -> None:
     """An exception that ends a thread, and one raised in a finaliser, are one JSON line each with the type and the
     frames: not Python's traceback text on stderr, which would quote the exception's message (personal data here)."""
-    program = (
-        "from gateway.logging import setup_logging\n"
-        "setup_logging()\n"
+    done = logged(
         "import gc, threading\n"
         "def deliver():\n"
         "    raise ValueError('applicant Nguyễn Văn A, 001099012345')\n"
@@ -147,7 +145,6 @@ def test_uncaught_exceptions_in_threads_and_finalisers_are_json_lines_without_th
         "handle = Handle(); del handle; gc.collect()\n"
         "print('still running')\n"
     )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (0, "still running\n")
     thread, finaliser = (json.loads(line) for line in done.stderr.splitlines())
     assert (thread["logger"], thread["level"], thread["exc_type"]) == ("gateway.uncaught", "error", "ValueError")
