@@ -380,6 +380,9 @@ def test_json_expected_but_something_else_came():
     assert "Nguyễn" not in str(caught.value) and "001099012345" not in str(caught.value)
     with pytest.raises(BadResponseError, match="not valid JSON"):
         json_body(httpx.Response(200, content=b"{oops", headers={"Content-Type": "application/json"}), "agency:x")
+    for unstorable in (b'{"a": NaN}', b'{"a": 1e999}', b'{"note": "x\\u0000"}', b'{"note": "\\ud800"}'):
+        with pytest.raises(BadResponseError, match="not valid JSON"):  # read by json.loads, refused here
+            json_body(httpx.Response(200, content=unstorable, headers={"Content-Type": "application/json"}), "agency:x")
     with pytest.raises(BadResponseError, match="empty response"):
         json_body(httpx.Response(200), "agency:x")
     assert json_body(httpx.Response(204), "agency:x", allow_empty=True) is None

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from sqlalchemy import text as sql
 
 from gateway.api import create_app
 from gateway.runtime import Runtime
@@ -158,6 +159,47 @@ async def test_malformed_json_is_400(gw: Gateway) -> None:
         response = await gw.client.post("/api/v1/dossiers", content=body, headers=headers)
         assert response.status_code == 400, body[:20]
         assert response.json()["error"]["code"] == "malformed_request"
+
+
+async def test_what_no_database_can_store_is_refused_and_changes_nothing(any_gw: Gateway) -> None:
+    """JSON that the standard library reads but that could not be answered or stored: a number beyond a float's range
+    (read as infinity: 400, not a JSON number), U+0000 (PostgreSQL's text cannot hold it) and half a surrogate pair
+    (UTF-8 cannot encode it), in a field of the model or an extra one (422, with the field); and U+0000 in the
+    address (404 in the path, 422 in the query). No dossier, outbox message or audit entry is written."""
+
+    def counts(session: Any) -> tuple[int, ...]:
+        return tuple(session.scalar(sql(f"SELECT count(*) FROM {table}")) for table in ("dossiers", "outbox", "audit"))
+
+    before = await any_gw.db.run(counts)
+    good = json.dumps(submission())[:-1]
+    headers = {**PORTAL, "Content-Type": "application/json"}
+    for body, status, field, message in (
+        (good + ', "ghi_chu": 1e999}', 400, None, "the number 1e999 is out of range"),
+        (good + ', "so_luong": [1, -2.5e400]}', 400, None, "the number -2.5e400 is out of range"),
+        (good.replace('"summary": "', '"summary": "a\\u0000b') + "}", 422, "summary", "U+0000"),
+        (good + ', "ghi_chu": {"x\\u0000": 1}}', 422, "ghi_chu.x\\x00", "its name holds the character U+0000"),
+        (good + ', "ghi_chu": ["ok", "a\\ud800b"]}', 422, "ghi_chu[1]", "half of a UTF-16 surrogate pair"),
+    ):
+        assert json.loads(body)  # JSON the standard library reads
+        response = await any_gw.client.post("/api/v1/dossiers", content=body.encode(), headers=headers)
+        assert response.status_code == status, body[-40:]
+        error = response.json()["error"]
+        assert message in error["message"]
+        if field is None:
+            assert error["code"] == "malformed_request"
+        else:
+            assert error["code"] == "validation_failed" and [d["field"] for d in error["details"]] == [field]
+    for path in ("/api/v1/dossiers/a%00b", "/api/v1/lookup/a%00b"):
+        response = await any_gw.client.get(path, headers=PORTAL)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
+    response = await any_gw.client.get("/api/v1/admin/outbox?state=%00", headers=ADMIN)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {"field": "query", "message": "holds the character U+0000, which cannot be stored"}
+    ]
+    assert await any_gw.db.run(counts) == before
+    assert (await any_gw.submit()).status_code == 201  # and the gateway still takes a dossier in
 
 
 async def test_json_endpoints_need_a_json_content_type(gw: Gateway) -> None:

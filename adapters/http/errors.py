@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
+from adapters import jsonguard
 from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError, UpstreamError
 from adapters.netguard import BlockedAddressError
 
@@ -85,7 +85,7 @@ def json_body(response: httpx.Response, upstream: str, *, allow_empty: bool = Fa
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise BadResponseError(f"expected JSON, got {shortened(media_type, 80)}", upstream=upstream)
     try:
-        return json.loads(content)
+        return jsonguard.loads(content)
     except (ValueError, RecursionError) as exc:
         raise BadResponseError("the response is not valid JSON", upstream=upstream) from exc
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
+
+from adapters import jsonguard
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -119,10 +120,6 @@ def verify_signature(raw_body: bytes, signature_header: str | None, secret: str 
         raise InvalidSignature("the X-Signature does not match the body")
 
 
-def _no_constants(name: str) -> Any:
-    raise InvalidEvent(f"not JSON: {name}")
-
-
 def parse_event(value: Any) -> TrackingEvent:
     """The tracking event a decoded JSON value holds; :class:`InvalidEvent` otherwise."""
     if not isinstance(value, Mapping):
@@ -165,9 +162,7 @@ def verify_webhook(raw_body: bytes, signature_header: str | None, secret: str | 
         raise InvalidEvent(f"body larger than {MAX_BODY_BYTES} bytes")
     verify_signature(raw, signature_header, secret)
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, InvalidEvent):
-            raise
+        value = jsonguard.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise InvalidEvent("the body is not valid UTF-8 JSON") from None
     return parse_event(value)

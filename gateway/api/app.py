@@ -1,6 +1,6 @@
 """The HTTP API: :func:`create_app` builds the FastAPI application on a :class:`Runtime`.
 
-Middleware, outermost first, both pure ASGI (they never buffer a body):
+Middleware, outermost first, all pure ASGI (they never buffer a body):
 
 - :class:`AccessLog`: one structured JSON line per request on the ``gateway.access`` logger (method, route
   *template*, status, duration, request id, the caller's role), never a body, a query string or a header value;
@@ -9,6 +9,9 @@ Middleware, outermost first, both pure ASGI (they never buffer a body):
   its message, which could quote personal data).
   The request id is the caller's ``X-Request-ID`` when it is a plain token of at most 64 characters, else a new one;
   it is echoed in the answer's ``X-Request-ID``.
+- :class:`NoNulAddress`: no code, key or filter of this API contains the character U+0000 (``%00``), and
+  PostgreSQL's text cannot hold it (a look-up would fail, not answer): a path holding it is answered 404 (no such
+  resource), a query string holding it 422 (``validation_failed``, field ``query``), before any route sees them.
 - :class:`BodyLimit`: a body over ``runtime.max_body_bytes`` is refused with 413: at once when ``Content-Length``
   says so (nothing is read), else as soon as the stream passes the limit (the rest is never read).
 
@@ -57,14 +60,21 @@ from .errors import BodyTooLarge, error_body, install_handlers, log_exception
 from .routes_common import BODY_MODELS
 from .schemas import error_responses
 
-__all__ = ["AccessLog", "BodyLimit", "create_app"]
+__all__ = ["AccessLog", "BodyLimit", "NoNulAddress", "create_app"]
 
 access_log = logging.getLogger("gateway.access")
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, request_id: str | None = None) -> None:
-    body = json.dumps(error_body(code, message), ensure_ascii=False).encode("utf-8")
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    details: list[dict[str, str]] | None = None,
+) -> None:
+    body = json.dumps(error_body(code, message, details), ensure_ascii=False).encode("utf-8")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if request_id:
         headers.append((b"x-request-id", request_id.encode()))
@@ -72,6 +82,25 @@ async def _send_error(send: Send, status: int, code: str, message: str, request_
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class NoNulAddress:
+    """Answer requests whose path (404) or query string (422) holds U+0000, before any route sees them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif "\x00" in scope.get("path", ""):
+            await _send_error(send, 404, "not_found", "no such resource")
+        elif b"%00" in scope.get("query_string", b""):
+            reason = "holds the character U+0000, which cannot be stored"
+            details = [{"field": "query", "message": reason}]
+            await _send_error(send, 422, "validation_failed", f"query: {reason}", details=details)
+        else:
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -273,5 +302,6 @@ def create_app(runtime: Runtime, *, clock: Callable[[], datetime] | None = None)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     # Added last = outermost: the access log sees the body limit's 413s.
     app.add_middleware(BodyLimit, limit=runtime.max_body_bytes)
+    app.add_middleware(NoNulAddress)
     app.add_middleware(AccessLog, metrics=app.state.metrics)
     return app

@@ -23,8 +23,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from adapters import jsonguard
+
 from ..auth import Principal, TokenStore
 from ..bootstrap import context_of
+from ..errors import Invalid, problem
 from ..runtime import Runtime
 from ..services.context import Context
 from .errors import ApiError
@@ -108,25 +111,15 @@ def is_json(kind: str) -> bool:
     return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
-def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def parse_json(body: bytes) -> Any:
-    """The JSON document ``body`` holds; ``ApiError(400)`` for anything else."""
+    """The JSON document ``body`` holds; :class:`~gateway.errors.Invalid` (422) for JSON with text no database can
+    store (U+0000, half a surrogate pair), ``ApiError(400)`` for anything else."""
     if not body.strip():
         raise ApiError(400, "the request body is empty (expected a JSON document)")
     try:
-        return json.loads(body, object_pairs_hook=_refuse_duplicates, parse_constant=_no_constants)
+        return jsonguard.loads(body, unique_keys=True)
+    except jsonguard.UnstorableText as exc:  # JSON, but content no database takes: like any invalid field
+        raise Invalid([problem(exc.field, exc.reason)]) from None
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -23,13 +23,13 @@ The national payment platform notifies ``POST /api/v1/payments/notify/national``
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from adapters import jsonguard
 from adapters.payment import InvalidNotification, InvalidSignature, IpnCode, Notification, ipn_answer
 from adapters.payment.national_wire import notification_answer
 
@@ -81,8 +81,8 @@ async def _params(request: Request) -> dict[str, str]:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
-            document = json.loads(body)
-        except ValueError:
+            document = jsonguard.loads(body)
+        except (ValueError, RecursionError):
             raise _Malformed("malformed JSON") from None
         if not isinstance(document, dict):
             raise _Malformed("expected a JSON object")
@@ -155,8 +155,8 @@ async def _national_params(request: Request) -> dict[str, Any]:
     if len(body) > _MAX_BODY:
         raise _Malformed("body too large for a notification")
     try:
-        document = json.loads(body)
-    except ValueError:
+        document = jsonguard.loads(body)
+    except (ValueError, RecursionError):
         raise _Malformed("malformed JSON") from None
     if not isinstance(document, dict):
         raise _Malformed("expected a JSON object")
