@@ -8,7 +8,6 @@ refusal is one line naming the file, the entry and the field.
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,8 @@ from pydantic import (
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from adapters import jsonguard
 
 from .domain.codes import is_valid_agency_code
 from .store.models import Procedure
@@ -175,24 +176,11 @@ def _one_line(problems: list[dict[str, str]]) -> str:
 # --- loading --------------------------------------------------------------------------------------------------------
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
-def _parse_json(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
-
-
 def _read_entries(text: str, source: str, fmt: str) -> list[Any]:
     if fmt == "json":
         try:
-            data = _parse_json(text)
-        except ValueError as exc:  # JSONDecodeError is a ValueError, as is a duplicate key
+            data = jsonguard.loads(text, unique_keys=True)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError, as is a duplicate key
             raise CatalogueError(f"{source}: not valid JSON: {exc}") from exc
         if not isinstance(data, list):
             raise CatalogueError(f"{source}: expected a JSON list of procedures, got a {type(data).__name__}")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import re
 import tomllib
 from collections.abc import Callable, Collection, Mapping
@@ -43,6 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from sqlalchemy import Text as SqlText
 from sqlalchemy import bindparam, cast, select
 from sqlalchemy.orm import Session
+
+from adapters import jsonguard
 
 from .catalogue import AgencyCode, Code, Name
 from .config import ConfigError, resolve_secret
@@ -486,15 +487,6 @@ def remove_agency(session: Session, code: str) -> bool:
 # --- files -----------------------------------------------------------------------------------------------------------
 
 
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def load_registration_file(path: str | Path) -> dict[str, Any]:
     """The registration document in ``path``: ``.json`` or ``.toml``, any other suffix recognised by content."""
     file = Path(path)
@@ -515,8 +507,8 @@ def load_registration_file(path: str | Path) -> dict[str, Any]:
         fmt = "json" if text.lstrip("\ufeff \t\r\n").startswith("{") else "toml"
     if fmt == "json":
         try:
-            data = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
-        except ValueError as exc:
+            data = jsonguard.loads(text, unique_keys=True)
+        except (ValueError, RecursionError) as exc:
             raise refuse(f"not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise refuse(f"expected a JSON object, got a {type(data).__name__}")

@@ -191,6 +191,19 @@ def test_duplicate_keys_in_json_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[{"code": "1.009794", "processing_days": 1e999}]', "the number 1e999 is out of range"),
+        ('[{"code": "1.009794", "name": "Th\\u1ee7 t\\u1ee5c\\u0000"}]', r"\[0\]\.name: holds the character U\+0000"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ],
+)
+def test_json_no_database_can_store_is_refused(tmp_path, text, message):
+    with pytest.raises(CatalogueError, match=message):
+        load_catalogue(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
     ("name", "text", "message"),
     [
         ("c.json", "[{", "c.json: not valid JSON"),

@@ -573,6 +573,9 @@ def test_json_and_toml_files_give_the_same_registration(tmp_path):
         ("a.json", "{", "not valid JSON"),
         ("a.json", "[]", "expected a JSON object, got a list"),
         ("a.json", '{"code": "a", "code": "b"}', "duplicate key 'code'"),
+        ("a.json", '{"code": "a", "timeout_seconds": 1e999}', "the number 1e999 is out of range"),
+        ("a.json", '{"code": "a\\u0000"}', r"code: holds the character U\+0000"),
+        ("a.json", "[" * 100_000 + "]" * 100_000, "not valid JSON"),
         ("a.toml", "code = ", "not valid TOML"),
     ],
 )
