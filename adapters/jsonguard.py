@@ -71,22 +71,43 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _refuse_unstorable(document: Any) -> None:
-    pending: list[tuple[Any, str]] = [(document, "")]
+def _nodes(document: Any, path: str = "") -> Any:
+    """Every string of ``document`` (values and keys) with the path that names it; a key's path is its value's, and
+    paths are built only as far as the caller iterates."""
+    pending: list[tuple[Any, str]] = [(document, path)]
     while pending:
         item, path = pending.pop()
         if isinstance(item, str):
-            reason = _unstorable(item)
-            if reason is not None:
-                raise UnstorableText(path, reason)
+            yield item, path, False
         elif isinstance(item, dict):
             for key, value in item.items():
-                reason = _unstorable(key)
-                if reason is not None:
-                    raise UnstorableText(_child(path, ascii(key)[1:-1]), f"its name {reason}")
+                yield key, _child(path, ascii(key)[1:-1]), True
                 pending.append((value, _child(path, key)))
         elif isinstance(item, list):
             pending.extend((value, _child(path, index)) for index, value in enumerate(item))
+
+
+def _strings(document: Any) -> Any:
+    """Every string of ``document`` (values and keys), without paths: the cheap pass every document takes."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            yield from item
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
+def _refuse_unstorable(document: Any) -> None:
+    if all(_unstorable(text) is None for text in _strings(document)):
+        return
+    for text, path, is_key in _nodes(document):  # only for a document refused: where it is
+        reason = _unstorable(text)
+        if reason is not None:
+            raise UnstorableText(path, f"its name {reason}" if is_key else reason)
 
 
 def loads(data: str | bytes, *, unique_keys: bool = False) -> Any:
