@@ -4,15 +4,19 @@ from __future__ import annotations
 
 
 class UpstreamError(Exception):
-    """An upstream call failed; ``retryable`` says whether trying again later may succeed."""
+    """An upstream call failed; ``retryable`` says whether trying again later may succeed, and ``retry_after`` how
+    many seconds the upstream itself asked callers to wait first (its ``Retry-After``), when it said."""
 
     retryable: bool = False
 
-    def __init__(self, message: str, *, upstream: str = "", status_code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, upstream: str = "", status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.upstream = upstream
         self.status_code = status_code
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         where = f"{self.upstream}: " if self.upstream else ""

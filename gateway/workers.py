@@ -14,7 +14,9 @@ Isolation between agencies (``target``): each target has its own concurrency lim
 workers, and a semaphore in this process) and its own circuit breaker, which opens after N consecutive retryable
 failures; while it is open that target's messages are not claimed (they wait in the outbox, their attempts not
 spent), and messages for every other target keep flowing. After the cooldown one probe message is let through
-(half-open): success closes the breaker, failure opens it again.
+(half-open): success closes the breaker, failure opens it again. A target that answers with ``Retry-After`` (a 429
+or a 5xx) is held the same way for as long as it asked (at most the policy's longest backoff), and the message's next
+attempt waits at least as long.
 
 Outcomes: return → ``done``; :class:`~adapters.errors.PermanentError` (and any non-retryable
 :class:`~adapters.errors.UpstreamError`) → ``dead`` at once; :class:`~adapters.errors.TransientError`, a delivery
@@ -141,16 +143,40 @@ class CircuitBreakers:
         self._monotonic = monotonic
         self._failures: dict[str, int] = {}
         self._open_until: dict[str, float] = {}
+        self._held_until: dict[str, float] = {}
 
     def state(self, target: str) -> str:
+        if self._held(target):
+            return OPEN
         until = self._open_until.get(target)
         if until is None:
             return CLOSED
         return OPEN if self._monotonic() < until else HALF_OPEN
 
     def limits(self) -> dict[str, int]:
-        """The in-flight limit the breakers impose: 0 while open, one probe when half-open."""
-        return {target: 0 if self.state(target) == OPEN else 1 for target in self._open_until}
+        """The in-flight limit the breakers impose: 0 while open or held, one probe when half-open."""
+        limits = {target: 0 if self.state(target) == OPEN else 1 for target in self._open_until}
+        limits.update({target: 0 for target in list(self._held_until) if self._held(target)})
+        return limits
+
+    def _held(self, target: str) -> bool:
+        until = self._held_until.get(target)
+        if until is None:
+            return False
+        if self._monotonic() < until:
+            return True
+        del self._held_until[target]
+        return False
+
+    def hold(self, target: str, seconds: float) -> None:
+        """Send ``target`` nothing for ``seconds`` (it asked to be left alone that long: ``Retry-After``); deliveries
+        already under way that succeed meanwhile do not end the hold."""
+        if seconds <= 0:
+            return
+        until = self._monotonic() + seconds
+        if until > self._held_until.get(target, 0.0):
+            self._held_until[target] = until
+            log.warning("circuit held at the upstream's request", extra={"target": target, "seconds": seconds})
 
     def success(self, target: str) -> None:
         self._failures.pop(target, None)
@@ -175,6 +201,7 @@ class _Outcome:
     ok: bool
     retryable: bool = False
     error: str = ""
+    retry_after: float | None = None  # seconds the upstream asked to wait (Retry-After)
 
 
 @dataclass
@@ -195,7 +222,7 @@ def classify(exc: BaseException) -> _Outcome:
     """A failed delivery's outcome: retryable unless the error says it is permanent."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, UpstreamError):
-        return _Outcome(ok=False, retryable=exc.retryable, error=text)
+        return _Outcome(ok=False, retryable=exc.retryable, error=text, retry_after=exc.retry_after)
     return _Outcome(ok=False, retryable=True, error=text)
 
 
@@ -413,6 +440,8 @@ class OutboxWorker:
                 self.breakers.success(view.target)
             elif outcome.retryable:
                 self.breakers.failure(view.target)
+                if outcome.retry_after is not None:
+                    self.breakers.hold(view.target, min(outcome.retry_after, self.policy.max_seconds))
             else:  # the agency answered (a refusal): it is reachable
                 self.breakers.success(view.target)
             await self._record(view, outcome, seconds)
@@ -472,6 +501,7 @@ class OutboxWorker:
                             now=now,
                             policy=self.policy,
                             attempt=item.view.attempts,
+                            retry_after=item.outcome.retry_after,
                         )
                 return states, claimer(session) if claimer is not None else []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from adapters.http.auth import BasicAuth, BearerAuth, OAuth2ClientCredentials, SecretSource, basic, bearer
 from adapters.http.documents import auth_from_document, client_cert_from_document, settings_from_document
-from adapters.http.errors import error_for_response, json_body, map_http_errors, raise_for_status
+from adapters.http.errors import error_for_response, json_body, map_http_errors, raise_for_status, retry_after
 from adapters.http.factory import ClientFactory, TransportWrapper, default_factory
 from adapters.http.settings import ClientSettings, build_ssl_context
 from adapters.http.transport import (
@@ -43,5 +43,6 @@ __all__ = [
     "map_http_errors",
     "raise_for_status",
     "response_limit",
+    "retry_after",
     "settings_from_document",
 ]

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from adapters import jsonguard
 from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError, UpstreamError
 from adapters.netguard import BlockedAddressError
 
-__all__ = ["error_for_response", "json_body", "map_http_errors", "raise_for_status", "shortened"]
+__all__ = ["error_for_response", "json_body", "map_http_errors", "raise_for_status", "retry_after", "shortened"]
 
 #: Body excerpts in error messages (non-2xx answers only) are cut to this many characters.
 _EXCERPT_CHARS = 200
@@ -44,8 +46,27 @@ def _excerpt(response: httpx.Response) -> str:
     return shortened(content[: _EXCERPT_CHARS * 4].decode("utf-8", errors="replace"))
 
 
+def retry_after(response: httpx.Response, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
+    """The seconds a response's ``Retry-After`` asks to wait (RFC 9110 §10.2.3: a number of seconds or an HTTP
+    date), 0 for a date already past; None without the header or when it is neither (a caller then keeps its own
+    backoff)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)  # callers cap it (an absurd number reads as infinity)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": the date is in UTC, its zone unsaid
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now()).total_seconds())
+
+
 def error_for_response(response: httpx.Response, upstream: str) -> UpstreamError | None:
-    """The error a response status means (``None`` for 2xx); non-2xx messages carry a short body excerpt."""
+    """The error a response status means (``None`` for 2xx); non-2xx messages carry a short body excerpt, and a 429
+    or 5xx answer its ``Retry-After`` (:func:`retry_after`)."""
     status = response.status_code
     if 200 <= status < 300:
         return None
@@ -54,9 +75,11 @@ def error_for_response(response: httpx.Response, upstream: str) -> UpstreamError
     if status in (401, 403):
         return AuthError(f"credentials refused{detail}", upstream=upstream, status_code=status)
     if status == 429:
-        return TransientError(f"rate limited{detail}", upstream=upstream, status_code=status)
+        wait = retry_after(response)
+        return TransientError(f"rate limited{detail}", upstream=upstream, status_code=status, retry_after=wait)
     if status >= 500:
-        return TransientError(f"server error{detail}", upstream=upstream, status_code=status)
+        wait = retry_after(response)
+        return TransientError(f"server error{detail}", upstream=upstream, status_code=status, retry_after=wait)
     if 400 <= status < 500:
         return PermanentError(f"request refused{detail}", upstream=upstream, status_code=status)
     # 1xx reaching here, 3xx (redirects are not followed): a login page or a moved endpoint, not an answer.

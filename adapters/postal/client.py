@@ -13,7 +13,9 @@ Requests are signed with the shared secret: ``X-Signature`` is the hex HMAC-SHA2
 webhook with the same secret (:mod:`adapters.postal.webhook`).
 
 Both calls are safe to repeat (order creation carries the caller's idempotency key), so transient failures are
-retried here a few times with jittered backoff; other failures are :mod:`adapters.errors`. Names, phones and
+retried here a few times with jittered backoff, never sooner than the service's ``Retry-After``; a failure whose
+``Retry-After`` is longer than the longest backoff is not retried here but raised at once (the caller's outbox waits
+that long); other failures are :mod:`adapters.errors`. Names, phones and
 addresses are never logged.
 """
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from adapters.errors import BadResponseError, TransientError
 from adapters.http import json_body, map_http_errors, raise_for_status
@@ -212,11 +214,22 @@ class PostalClient:
 
     # -- plumbing ------------------------------------------------------------------------------------------------------
 
+    def _retried_here(self, exc: BaseException) -> bool:
+        """A transient failure is retried here unless the service asked for a longer wait than this client's."""
+        return isinstance(exc, TransientError) and (exc.retry_after or 0.0) <= self.max_backoff_seconds
+
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        backoff = wait_random_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            failure = state.outcome.exception() if state.outcome else None
+            asked = failure.retry_after if isinstance(failure, TransientError) else None
+            return max(backoff(state), asked or 0.0)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=self.backoff_seconds, max=self.max_backoff_seconds),
-            retry=retry_if_exception_type(TransientError),
+            wait=wait,
+            retry=retry_if_exception(self._retried_here),
             reraise=True,
             before_sleep=lambda state: logger.info(
                 "Postal call failed (%s), attempt %d of %d: retrying",

@@ -174,9 +174,12 @@ def fail(
     now: datetime | None = None,
     policy: RetryPolicy | None = None,
     attempt: int | None = None,
+    retry_after: float | None = None,
 ) -> Literal["pending", "dead"] | None:
     """Record a failed delivery: back to ``pending`` at ``now + backoff``, or ``dead`` when the error is permanent or
-    the attempts are used up. Returns the new state, or None (nothing changes) when the claim is no longer held."""
+    the attempts are used up. ``retry_after``: the seconds the upstream asked to wait, which the backoff never
+    undercuts (up to the policy's longest delay). Returns the new state, or None (nothing changes) when the claim
+    is no longer held."""
     now = now or utcnow()
     policy = policy or RetryPolicy()
     select_held = select(OutboxMessage.attempts).where(_held(message_id, worker_id, attempt))
@@ -190,7 +193,7 @@ def fail(
     if not retryable or attempts >= policy.max_attempts:
         changed = _update(session, held, state=DEAD, lease_until=None, last_error=text)
         return DEAD if changed else None
-    retry_at = now + timedelta(seconds=policy.backoff_seconds(attempts))
+    retry_at = now + timedelta(seconds=policy.retry_wait(attempts, retry_after))
     changed = _update(
         session, held, state=PENDING, next_attempt_at=retry_at, claimed_by=None, lease_until=None, last_error=text
     )

@@ -31,7 +31,8 @@ class RetryPolicy:
     """How often and how patiently a message is retried (the ``[outbox]`` configuration section).
 
     Attempt *n* failing transiently is retried after ``initial · 2^(n-1) + uniform(0, jitter)`` seconds, at most
-    ``max_seconds``; after ``max_attempts`` attempts the message is dead.
+    ``max_seconds``, or after the upstream's ``Retry-After`` when it asked for longer (:meth:`retry_wait`, at most
+    ``max_seconds`` too); after ``max_attempts`` attempts the message is dead.
     """
 
     max_attempts: int = 8
@@ -91,6 +92,14 @@ class RetryPolicy:
         state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(1, attempt)
         return float(_wait_strategy(self.initial_seconds, self.max_seconds, self.jitter_seconds)(state))
+
+    def retry_wait(self, attempt: int, retry_after: float | None = None) -> float:
+        """The wait after attempt ``attempt`` failed: :meth:`backoff_seconds`, or longer when the upstream asked
+        for ``retry_after`` seconds (its ``Retry-After``), never longer than ``max_seconds`` for that."""
+        wait = self.backoff_seconds(attempt)
+        if retry_after is None or not retry_after > wait:
+            return wait
+        return max(wait, min(retry_after, self.max_seconds))
 
     def backoff_bounds(self, attempt: int) -> tuple[float, float]:
         """The smallest and largest wait ``backoff_seconds(attempt)`` can give."""
