@@ -222,6 +222,46 @@ async def test_a_rest_agency_is_polled_for_its_open_dossiers(gw: Gateway) -> Non
             await dispatcher.aclose()
 
 
+def busy_on_first_get(app: Any, retry_after: str) -> Any:
+    """``app``, but its first ``GET`` is answered ``429`` with ``Retry-After: retry_after``."""
+    left = [1]
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and left[0]:
+            left[0] -= 1
+            headers = [(b"retry-after", retry_after.encode()), (b"content-type", b"text/plain")]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": b"too many polls"})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+@pytest.mark.parametrize(("asked", "wait"), [("600", 600), ("30", INTERVAL), ("86400", 3600)])
+async def test_an_agency_asking_to_be_left_alone_is_polled_again_after_its_wait(
+    gw: Gateway, asked: str, wait: int
+) -> None:
+    rest_app = create_rest_simulator()
+    with ServerThread(busy_on_first_get(rest_app, asked)) as rest:
+        sim = rest_app.state.simulator
+        register_document(gw.runtime, polled(rest.base_url, protocol="rest"))
+        dispatcher = Composition(gw.runtime)
+        try:
+            code = await delivered(gw, sim, dispatcher)
+            due = await first_due(gw.runtime, dispatcher, NOW + timedelta(minutes=1))
+            await clerk(rest.base_url, code, "received", NOW + timedelta(minutes=2))
+            assert await poll_due(dispatcher.poller, now=due) == 0
+            row = poll_row(gw.runtime)
+            assert row.last_error and "rate limited" in row.last_error
+            # The longer of its interval and its wait (at most an hour).
+            assert row.next_poll_at == due + timedelta(seconds=wait)
+            assert await poll_due(dispatcher.poller, now=row.next_poll_at) == 1
+            assert (await gw.get(code))["status"] == "received"
+        finally:
+            await dispatcher.aclose()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_two_processes_never_poll_one_agency_at_once(backend: str, tmp_path: Path) -> None:
     with open_runtime(backend, tmp_path) as runtime, ServerThread(create_soap_app()) as soap:

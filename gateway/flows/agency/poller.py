@@ -187,6 +187,7 @@ class Poller:
         applied = 0
         position = claim.position
         error: str | None = None
+        asked_wait: float | None = None
         try:
             changes = await self._changes(claim)
             for change in changes:
@@ -196,14 +197,14 @@ class Poller:
             extra = {"agency_code": claim.agency_code, "changes": len(changes), "applied": applied}
             log.info("agency polled", extra=extra)
         except UpstreamError as exc:
-            error = str(exc)
+            error, asked_wait = str(exc), exc.retry_after
             log.warning("agency poll failed", extra={"agency_code": claim.agency_code, "error": error})
         except Exception as exc:  # noqa: BLE001 - one agency's failure never stops the others' polls
             error = f"{type(exc).__name__} while polling"
             log.warning("agency poll failed", extra={"agency_code": claim.agency_code, "error": error})
         if error is not None:
             position = claim.position  # asked again from where it was
-        done = functools.partial(release, claim, now=now, position=position, error=error)
+        done = functools.partial(release, claim, now=now, position=position, error=error, asked_wait=asked_wait)
         if not await self.ctx.db.write(done):
             log.warning(
                 "agency poll outlived its lease: outcome not recorded", extra={"agency_code": claim.agency_code}

@@ -132,8 +132,22 @@ def claim_due(session: Session, *, now: datetime, lease: timedelta) -> list[Clai
     return claims
 
 
-def release(claim: Claim, session: Session, *, now: datetime, position: datetime | None, error: str | None) -> bool:
-    """Record the poll's outcome and drop its lease: ``False`` when the lease was lost (nothing written)."""
+#: The longest an agency's ``Retry-After`` may put its next poll off (beyond its interval).
+LONGEST_ASKED_WAIT = timedelta(hours=1)
+
+
+def release(
+    claim: Claim,
+    session: Session,
+    *,
+    now: datetime,
+    position: datetime | None,
+    error: str | None,
+    asked_wait: float | None = None,
+) -> bool:
+    """Record the poll's outcome and drop its lease: ``False`` when the lease was lost (nothing written). The next
+    poll is an interval later, or later still when the agency asked to be left alone longer (``asked_wait``
+    seconds: its ``Retry-After``, at most :data:`LONGEST_ASKED_WAIT`)."""
     lock_for_write(session)
     statement = select(AgencyPoll).where(AgencyPoll.agency_code == claim.agency_code)
     if session.get_bind().dialect.name == "postgresql":
@@ -144,7 +158,10 @@ def release(claim: Claim, session: Session, *, now: datetime, position: datetime
     if position is not None and (row.position is None or position > row.position):
         row.position = position
     row.last_polled_at = now
-    row.next_poll_at = now + claim.interval
+    wait = claim.interval
+    if asked_wait is not None:
+        wait = max(wait, min(timedelta(seconds=min(asked_wait, 1e9)), LONGEST_ASKED_WAIT))
+    row.next_poll_at = now + wait
     row.lease_until = None
     row.last_error = error[:_ERROR_LIMIT] if error else None
     return True
