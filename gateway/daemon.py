@@ -157,6 +157,7 @@ async def run_daemon(
                 worker = OutboxWorker.from_settings(runtime.db, active, runtime.settings.outbox, **options)
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+            runtime.metrics.watch_circuits(worker.breakers.held_back)
         notify = _outbox_notifier(loop, worker)
         runtime.extras["notify_outbox"] = notify
         if api:

@@ -6,6 +6,7 @@ Two kinds of figures:
 - **events of this process**, counted when they happen: HTTP requests and their latency (by route *template* and
   status), intake latency, deliveries and their latency by upstream and outcome, retries, dead letters, signature
   verdicts, agency events, and each upstream's availability as its last delivery saw it;
+- **the outbox worker's circuit breakers**, read at each scrape: which upstreams this process holds back;
 - **the state of the database**, read at each scrape (:meth:`GatewayMetrics.set_snapshot`), so that every process
   sharing a database reports the same: outbox depth and oldest message's age by upstream and state, dossiers the
   deadline watch found by agency and condition (overdue and unacknowledged among them).
@@ -15,10 +16,11 @@ Labels carry codes only (route templates, agency codes, states), never a dossier
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 from gateway import outbox
 from gateway.outbox import STATES
@@ -49,6 +51,25 @@ class DeliveryOutcome:
     DEAD = "dead"
 
 
+class _Circuits:
+    """``dvc_gateway_circuit_open``, read from a worker's breakers at each scrape (none until one is watched)."""
+
+    NAME = "dvc_gateway_circuit_open"
+    HELP = (
+        "1 while this process's outbox worker sends the upstream nothing (its circuit breaker is open after failures, "
+        "or the upstream asked to wait with Retry-After), 0 when it is closed or lets a probe through"
+    )
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, bool]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["upstream"])
+        for upstream, is_open in sorted(self.source().items()):
+            family.add_metric([upstream], 1.0 if is_open else 0.0)
+        yield family
+
+
 class GatewayMetrics:
     """Every instrument of the gateway, in a registry of its own (tests build many gateways in one process)."""
 
@@ -57,6 +78,13 @@ class GatewayMetrics:
         self._requests_and_intake(self.registry)
         self._deliveries(self.registry)
         self._database_state(self.registry)
+        self._circuits = _Circuits()
+        self.registry.register(self._circuits)
+
+    def watch_circuits(self, source: Callable[[], Mapping[str, bool]]) -> None:
+        """Report ``source()`` (upstream → whether its breaker holds it back) at each scrape: the outbox worker's
+        :meth:`~gateway.workers.CircuitBreakers.held_back`."""
+        self._circuits.source = source
 
     def _requests_and_intake(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(

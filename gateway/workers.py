@@ -159,6 +159,11 @@ class CircuitBreakers:
         limits.update({target: 0 for target in list(self._held_until) if self._held(target)})
         return limits
 
+    def held_back(self) -> dict[str, bool]:
+        """Every target this process knows a breaker state of, and whether it is sent nothing now (open or held)."""
+        known = {*self._failures, *self._open_until, *self._held_until}
+        return {target: self.state(target) == OPEN for target in sorted(known)}
+
     def _held(self, target: str) -> bool:
         until = self._held_until.get(target)
         if until is None:

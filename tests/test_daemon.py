@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import os
@@ -20,7 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -500,20 +502,26 @@ def test_serve_refuses_an_unmigrated_postgresql_database(tmp_path: Path, in_proc
 # In process: the API wakes the worker
 
 
-async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
-    sim_app = create_simulator(token=OUTBOUND_TOKEN)
+@contextlib.asynccontextmanager
+async def daemon_beside(
+    sim_app: Any, tmp_path: Path, *, backoff_max_seconds: int = 1
+) -> AsyncIterator[tuple[Runtime, str]]:
+    """The daemon (API and worker, the worker polling only every 60 s) in this process, delivering to ``sim_app``
+    served on 127.0.0.1: its runtime and its URL, once it is ready."""
     sim_sock = listen_socket("127.0.0.1", 0)
     sim_stop = asyncio.Event()
     sim_task = asyncio.create_task(serve_asgi(sim_app, sim_sock, stop=sim_stop))
     sim_url = f"http://127.0.0.1:{sim_sock.getsockname()[1]}"
     gateway_sock = listen_socket("127.0.0.1", 0)
     config_path = write_config(tmp_path, gateway_sock.getsockname()[1])
+    config = config_path.read_text(encoding="utf-8")
+    config = config.replace("backoff_max_seconds = 1\n", f"backoff_max_seconds = {backoff_max_seconds}\n")
+    config_path.write_text(config, encoding="utf-8")
     prepare_database(config_path, sim_url)
     settings = load_settings(config_path, environ={})
     runtime = Runtime.from_settings(settings, Database.connect(settings.database.url))
     ready = asyncio.Event()
     stop = asyncio.Event()
-    # The worker would poll only every 60 s: a prompt delivery means the API woke it.
     daemon = asyncio.create_task(
         run_daemon(
             runtime,
@@ -526,9 +534,25 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
     try:
         with anyio.fail_after(20):
             await ready.wait()
-            await asyncio.sleep(0.3)  # the worker's first (empty) poll is behind it
+        await asyncio.sleep(0.3)  # the worker's first (empty) poll is behind it
+        yield runtime, f"http://127.0.0.1:{gateway_sock.getsockname()[1]}"
+    finally:
+        stop.set()
+        sim_stop.set()
+        with anyio.fail_after(30):
+            await daemon
+            await sim_task
+        gateway_sock.close()
+        sim_sock.close()
+
+
+async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
+    sim_app = create_simulator(token=OUTBOUND_TOKEN)
+    async with daemon_beside(sim_app, tmp_path) as (runtime, url):
+        # The worker would poll only every 60 s: a prompt delivery means the API woke it.
+        with anyio.fail_after(20):
             assert "notify_outbox" in runtime.extras
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_sock.getsockname()[1]}") as client:
+            async with httpx.AsyncClient(base_url=url) as client:
                 response = await client.post(
                     "/api/v1/dossiers",
                     json=submission(1),
@@ -538,15 +562,46 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
                 code = response.json()["code"]
             while code not in sim_app.state.simulator.dossiers:
                 await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        sim_stop.set()
-        with anyio.fail_after(30):
-            await daemon
-            await sim_task
-        gateway_sock.close()
-        sim_sock.close()
     assert "notify_outbox" not in runtime.extras
+
+
+async def test_an_agency_asking_to_wait_shows_as_an_open_circuit_in_the_metrics(tmp_path: Path) -> None:
+    simulator = create_simulator(token=OUTBOUND_TOKEN)
+    asked: list[str] = []
+
+    async def busy(scope: Any, receive: Any, send: Any) -> None:  # every delivery: 429, come back in 10 minutes
+        if scope["type"] == "http" and scope["method"] == "POST":
+            asked.append(scope["path"])
+            await send({"type": "http.response.start", "status": 429, "headers": [(b"retry-after", b"600")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await simulator(scope, receive, send)
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    circuit = f'dvc_gateway_circuit_open{{upstream="{AGENCY}"}} '
+    beside = daemon_beside(busy, tmp_path, backoff_max_seconds=900)
+    async with beside as (runtime, url), httpx.AsyncClient(base_url=url) as client:
+        assert circuit not in (await client.get("/metrics", headers=admin)).text  # nothing known yet
+        response = await client.post(
+            "/api/v1/dossiers", json=submission(1), headers={"Authorization": f"Bearer {PORTAL_TOKEN}"}
+        )
+        assert response.status_code == 201, response.text
+        with anyio.fail_after(20):
+            while circuit + "1.0" not in (await client.get("/metrics", headers=admin)).text:
+                await asyncio.sleep(0.05)
+
+        def retried() -> list[tuple[int, str, datetime]]:
+            with runtime.db.unit_of_work() as session:
+                pending = outbox.list_messages(session, outbox.PENDING, limit=10)
+                return [(m.attempts, m.last_error or "", m.next_attempt_at) for m in pending if m.attempts]
+
+        with anyio.fail_after(20):  # the hold is set when the answer comes, the outcome recorded just after
+            while not retried():
+                await asyncio.sleep(0.05)
+        [(attempts, error, due)] = retried()
+        assert attempts == 1 and "rate limited" in error
+        assert due.replace(tzinfo=due.tzinfo or UTC) - utcnow() > timedelta(seconds=500)  # asked 10 minutes
+    assert asked == ["/dossiers"]
 
 
 def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path: Path, in_process: InProcess) -> None:

@@ -289,5 +289,7 @@ def test_a_hold_outlasts_a_success_already_under_way() -> None:
     breakers.hold(TARGET, 60)
     breakers.success(TARGET)  # a delivery sent before the agency asked to be left alone
     assert breakers.state(TARGET) == OPEN and breakers.limits() == {TARGET: 0}
+    assert breakers.held_back() == {TARGET: True}  # what /metrics reports (dvc_gateway_circuit_open)
     clock.advance(61)
     assert breakers.state(TARGET) == CLOSED and breakers.limits() == {}
+    assert breakers.held_back() == {}
