@@ -10,6 +10,7 @@ the block before registering it.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -56,9 +57,13 @@ _FIELD_NAMES = {
     "TenTep": ["fileName"],
 }
 _ACCEPT = 0.8
+#: In a description with more element names than this, those outside the operations' messages (the other global
+#: types' children) are matched only when equal or contained, not by spelling (which costs names × references).
+_SPELLING_LIMIT = 2000
 _NOT_THEIRS = frozenset({*_shipped.WELL_KNOWN, "http://www.w3.org/2001/XMLSchema"})
 
 
+@functools.lru_cache(maxsize=65536)
 def normalise(name: str) -> str:
     """``name`` without diacritics (đ as d), case, separators or a namespace prefix."""
     local = name.rsplit("}", 1)[-1].rsplit(":", 1)[-1].replace("đ", "d").replace("Đ", "D")
@@ -66,19 +71,41 @@ def normalise(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", plain.lower())
 
 
-def similarity(name: str, candidates: Iterable[str]) -> float:
-    """How close ``name`` is to the closest of ``candidates`` (1: the same name once normalised)."""
+#: A name held inside another counts as a near match only when it is this long, and at least this share of the other
+#: (``HoSo`` is not ``ThanhPhanHoSo``; ``a`` or ``id`` is nothing).
+_CONTAINED_LENGTH, _CONTAINED_SHARE = 5, 0.4
+
+
+@functools.lru_cache(maxsize=262144)
+def _pair(ours: str, theirs: str, floor: float) -> float:
+    """The similarity of two normalised names; below ``floor`` it may be given as 0 (cached: large descriptions
+    repeat their names in many places)."""
+    if ours == theirs:
+        return 1.0
+    shorter, longer = sorted((len(ours), len(theirs)))
+    contained = shorter >= _CONTAINED_LENGTH and shorter >= _CONTAINED_SHARE * longer
+    if contained and (ours in theirs or theirs in ours):
+        return max(0.85, difflib.SequenceMatcher(None, ours, theirs).ratio())
+    if floor >= 1.0 or 2 * shorter / (shorter + longer) < floor:  # the best ratio names of these lengths reach
+        return 0.0
+    matcher = difflib.SequenceMatcher(None, ours, theirs)
+    if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+        return 0.0
+    return matcher.ratio()
+
+
+def similarity(name: str, candidates: Iterable[str], *, floor: float = 0.0) -> float:
+    """How close ``name`` is to the closest of ``candidates`` (1: the same name once normalised); a similarity
+    below ``floor`` may be given as 0."""
     ours, best = normalise(name), 0.0
+    if not ours:
+        return best
     for candidate in candidates:
         theirs = normalise(candidate)
-        if not theirs or not ours:
-            continue
-        if ours == theirs:
-            return 1.0
-        score = difflib.SequenceMatcher(None, ours, theirs).ratio()
-        if len(theirs) >= 5 and (theirs in ours or ours in theirs):
-            score = max(score, 0.85)
-        best = max(best, score)
+        if theirs:
+            best = max(best, _pair(ours, theirs, floor))
+            if best == 1.0:
+                break
     return best
 
 
@@ -128,7 +155,9 @@ def _operations(theirs: dict[str, set[str]], ours: dict[str, set[str]]) -> dict[
         for name, elements in theirs.items():
             by_name = similarity(name, [reference, *_OPERATION_NAMES[operation]])
             wanted = ours[reference]
-            shared = sum(1 for ref in wanted if similarity(ref, [*elements]) >= _ACCEPT) / max(len(wanted), 1)
+            shared = sum(1 for ref in wanted if similarity(ref, elements, floor=_ACCEPT) >= _ACCEPT) / max(
+                len(wanted), 1
+            )
             scored.append((0.75 * by_name + 0.25 * shared, operation, name))
     chosen: dict[str, tuple[str, float]] = {}
     for score, operation, name in sorted(scored, reverse=True):
@@ -137,12 +166,15 @@ def _operations(theirs: dict[str, set[str]], ours: dict[str, set[str]]) -> dict[
     return chosen
 
 
-def _fields(ours: set[str], theirs: set[str]) -> dict[str, tuple[str, float]]:
+def _fields(ours: set[str], theirs: set[str], near_only: set[str]) -> dict[str, tuple[str, float]]:
+    """The reference element names missing from ``theirs`` paired with their closest names; only names of
+    ``near_only`` are compared by spelling, the others only as equal or contained names."""
     missing, free = sorted(ours - theirs), sorted(theirs - ours)
     scored = []
     for reference in missing:
         for name in free:
-            score = similarity(name, [reference, *_FIELD_NAMES.get(reference, [])])
+            floor = _ACCEPT if name in near_only else 1.0
+            score = similarity(name, [reference, *_FIELD_NAMES.get(reference, [])], floor=floor)
             if score >= _ACCEPT:
                 scored.append((score, reference, name))
     chosen: dict[str, tuple[str, float]] = {}
@@ -162,9 +194,10 @@ def suggest_mapping(document: Any, reference: Any) -> Suggestion:
     theirs, ours = _names(port), _names(reference_port)
     operations = _operations(theirs, ours)
     confidence = {f"operations.{op}": score for op, (_name, score) in operations.items()}
-    their_names = set().union(*theirs.values(), _global_names(document, theirs))
+    in_messages = set().union(*theirs.values())
+    their_names = in_messages | _global_names(document, theirs)
     our_names = set().union(*ours.values(), _global_names(reference, ours))
-    fields = _fields(our_names, their_names)
+    fields = _fields(our_names, their_names, their_names if len(their_names) <= _SPELLING_LIMIT else in_messages)
     confidence.update({f"fields.{ref}": score for ref, (_name, score) in fields.items()})
     mapping: dict[str, Any] = {
         "operations": {op: name for op, (name, _score) in operations.items()},

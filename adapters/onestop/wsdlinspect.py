@@ -23,7 +23,11 @@ from adapters.onestop.soap.explain import explain
 from adapters.onestop.soap.schema import soap_version_of
 
 __all__ = [
+    "ABSOLUTE_PATH",
     "LOCAL_BASE",
+    "LOCAL_ROOT",
+    "NOT_LOCAL",
+    "NO_SUCH_FILE",
     "Inspection",
     "PortInfo",
     "ServiceInfo",
@@ -166,26 +170,36 @@ async def inspect_wsdl(
     return found
 
 
+#: Local files are served under this first path segment: a reference by absolute path (``/etc/x.xsd``), which
+#: resolves to the same host without it, is told apart from a relative one.
+LOCAL_ROOT = LOCAL_BASE + "~local~/"
+#: The statuses :func:`local_files_client` answers what it does not serve with: another host or scheme, an absolute
+#: path, a file that does not exist.
+NOT_LOCAL, ABSOLUTE_PATH, NO_SUCH_FILE = 421, 403, 404
+
+
 def local_url(path: str | Path) -> str:
-    """The URL :func:`local_files_client` serves the file ``path`` at (its absolute path under :data:`LOCAL_BASE`)."""
-    return LOCAL_BASE + urllib.parse.quote(str(Path(path).resolve()).lstrip("/"))
+    """The URL :func:`local_files_client` serves the file ``path`` at (its absolute path under :data:`LOCAL_ROOT`)."""
+    return LOCAL_ROOT + urllib.parse.quote(str(Path(path).resolve()).lstrip("/"))
 
 
 def local_files_client() -> httpx.AsyncClient:
     """A client serving local files at their :func:`local_url`, and nothing else.
 
     A description kept in files is loaded like one on a server: its relative imports are read from the files they
-    name (each must be a WSDL or XML Schema document, as always), and any absolute reference (another host,
-    ``file:``) is refused as usual.
+    name (each must be a WSDL or XML Schema document, as always); a reference by absolute path is refused
+    (:data:`ABSOLUTE_PATH`), and so is any other absolute reference (another host: :data:`NOT_LOCAL`; ``file:``).
     """
 
     def serve(request: httpx.Request) -> httpx.Response:
         url = str(request.url)
         if not url.startswith(LOCAL_BASE):
-            return httpx.Response(404, text="only local files are read for a local description")
-        path = Path("/" + urllib.parse.unquote(url[len(LOCAL_BASE) :].split("?", 1)[0]))
+            return httpx.Response(NOT_LOCAL, text="only local files are read for a local description")
+        if not url.startswith(LOCAL_ROOT):
+            return httpx.Response(ABSOLUTE_PATH, text="a local description's imports must be relative")
+        path = Path("/" + urllib.parse.unquote(url[len(LOCAL_ROOT) :].split("?", 1)[0]))
         if not path.is_file():
-            return httpx.Response(404, text="no such file")
+            return httpx.Response(NO_SUCH_FILE, text="no such file")
         return httpx.Response(200, content=path.read_bytes(), headers={"Content-Type": "application/xml"})
 
     return httpx.AsyncClient(transport=httpx.MockTransport(serve), timeout=10)

@@ -27,16 +27,37 @@ from adapters.http import ClientSettings, default_factory
 from adapters.netguard import AddressPolicy
 from adapters.onestop.soap import WsdlError, WsdlLimits, reference_document
 from adapters.onestop.suggest import suggest_mapping
-from adapters.onestop.wsdlinspect import LOCAL_BASE, Inspection, inspect_wsdl, local_files_client, local_url
+from adapters.onestop.wsdlinspect import (
+    ABSOLUTE_PATH,
+    LOCAL_BASE,
+    LOCAL_ROOT,
+    NO_SUCH_FILE,
+    NOT_LOCAL,
+    Inspection,
+    inspect_wsdl,
+    local_files_client,
+    local_url,
+)
 
 from ..bootstrap.agency_clients import wsdl_limits
-from ..errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
+from ..errors import EXIT_CHECK_FAILED, EXIT_OK
 from ..settings import load_settings
 from .db import config_argument
 from .wsdl_reference import add_reference
 
 #: What the local-files client answers for a document it does not serve (missing, or on another host).
-_NOT_SERVED = re.compile(r"HTTP 404 fetching (\S+)")
+#: What the local files' client answered, as people read it.
+_NOT_SERVED = (
+    (
+        re.compile(rf"HTTP {NOT_LOCAL} fetching (\S+)"),
+        r"\1 is not a local file (a local description is read only from files)",
+    ),
+    (
+        re.compile(rf"HTTP {ABSOLUTE_PATH} fetching (\S+)"),
+        r"\1 is named by an absolute path (a local description's imports must be relative)",
+    ),
+    (re.compile(rf"HTTP {NO_SUCH_FILE} fetching (\S+)"), r"\1 does not exist"),
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -93,8 +114,9 @@ async def load_source(source: str, *, policy: AddressPolicy, limits: WsdlLimits)
         found = await inspect_wsdl(local_url(path), http, limits=limits)
 
     def local(text: str) -> str:
-        text = _NOT_SERVED.sub(r"\1 is not a local file (a local description is read only from files)", text)
-        return urllib.parse.unquote(text.replace(LOCAL_BASE, "/"))
+        for pattern, meaning in _NOT_SERVED:
+            text = pattern.sub(meaning, text)
+        return urllib.parse.unquote(text.replace(LOCAL_ROOT, "/").replace(LOCAL_BASE, "/"))
 
     return Inspection(
         source=source,
@@ -174,8 +196,13 @@ def run_suggest(args: argparse.Namespace) -> int:
         return EXIT_CHECK_FAILED
     try:
         suggestion = suggest_mapping(found.document, reference_document())
-    except WsdlError as exc:
-        raise UsageError(f"{found.source}: {exc.message}") from None
+    except WsdlError as exc:  # loaded, but nothing to map (no SOAP port): the description is at fault
+        print(f"dvc-gateway: error: {found.source}: {exc.message}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except RecursionError:
+        reason = "its schemas refer to each other too deeply to be read"
+        print(f"dvc-gateway: error: {found.source}: {reason}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
     json.dump(suggestion.as_json(), sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
     return EXIT_OK

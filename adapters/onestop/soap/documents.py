@@ -8,7 +8,8 @@ its transport is asked (and ``forbid_external`` refuses it there), so each schem
 gets an explicit import of the shipped copy instead. When the description does not load as it is, a second attempt
 repairs its known defects (:mod:`.repairs`) and lists each repair as a warning. What zeep leaves out of a description
 it loads (a message whose part names an undefined element, an operation its port type lacks) it says with Python
-warnings; those become warnings of the description too, instead of lines on standard error.
+warnings; those become warnings of the description too, instead of lines on standard error, and so do the ports it
+drops without a word (:mod:`.ports`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from adapters.onestop.soap import repairs
 from adapters.onestop.soap.errors import WsdlError, one_line
 from adapters.onestop.soap.explain import explain, qname_of
 from adapters.onestop.soap.fetch import FetchedWsdl, absolute, digest, parse_document, references, shown
+from adapters.onestop.soap.ports import ports_left_out
 
 __all__ = ["ZEEP_SETTINGS", "BuiltDocument", "build_description", "build_document", "reference_document"]
 
@@ -215,6 +217,7 @@ def _zeep(prepared: _Prepared) -> BuiltDocument:
         text = f"{one_line(prepared.shown(str(item.message)), 300)}; left out"
         if text not in left_out:
             left_out.append(text)
+    left_out.extend(ports_left_out(prepared.trees.values(), document))
     return BuiltDocument(document, (*prepared.warnings, *left_out))
 
 

@@ -94,7 +94,8 @@ def _unexpected(exc: BaseException) -> str:
         return "something it refers to is missing (a message, part, port type or type that is not defined)"
     if isinstance(exc, IndexError):
         return "an element it needs is missing (a part, an operation's input or output, or a schema's content)"
-    words = f" ({one_line(detail, 100)})" if detail else ""
+    whole = _ADDRESS.sub("", str(exc)).strip()  # quoted names kept whole
+    words = f" ({one_line(whole, 100)})" if whole else ""
     return f"it has a construct the WSDL reader cannot interpret: {type(exc).__name__}{words}"
 
 

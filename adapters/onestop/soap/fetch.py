@@ -78,14 +78,26 @@ class FetchedWsdl:
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+#: A long URL in a message keeps this many characters of its start and of its end (the document's name).
+_SHOWN_HEAD, _SHOWN_TAIL = 40, 100
+
+
 def shown(url: str) -> str:
-    """A URL as shown in messages (no query credentials expected; cut when long)."""
-    return one_line(url, 120)
+    """A URL as shown in messages (no query credentials expected): one line, a long one cut in its middle so that
+    both its host and the document's name remain."""
+    flat = " ".join(url.split())
+    if len(flat) <= _SHOWN_HEAD + _SHOWN_TAIL + 1:
+        return flat
+    return f"{flat[:_SHOWN_HEAD]}…{flat[-_SHOWN_TAIL:]}"
 
 
 def digest(data: bytes | str) -> str:
     """The SHA-256 of ``data`` (text as UTF-8), in hexadecimal."""
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+#: libxml2's nesting limit without ``huge_tree`` (which stays off).
+_MAX_DEPTH = 256
 
 
 def _hardened_parser() -> etree.XMLParser:
@@ -94,8 +106,16 @@ def _hardened_parser() -> etree.XMLParser:
     )
 
 
+_DTD_REFUSED = "carries a DTD (refused: no DTDs or entities in service descriptions)"
+
+
 def _xml_error(url: str, exc: etree.XMLSyntaxError) -> WsdlError:
-    return WsdlError(f"{shown(url)} is not well-formed XML ({one_line(exc.msg or 'syntax error', 80)})")
+    message = exc.msg or "syntax error"
+    if "amplification" in message or "entit" in message.lower():  # an entity bomb, stopped by libxml2 itself
+        return WsdlError(f"{shown(url)} {_DTD_REFUSED}")
+    if "Excessive depth" in message:
+        return WsdlError(f"{shown(url)} is nested more than {_MAX_DEPTH} elements deep (the limit)")
+    return WsdlError(f"{shown(url)} is not well-formed XML ({one_line(message, 80)})")
 
 
 def parse_document(content: bytes, url: str, *, lenient: bool = False) -> etree._Element:
@@ -120,7 +140,7 @@ def parse_document(content: bytes, url: str, *, lenient: bool = False) -> etree.
         raise WsdlError(f"{shown(url)} is not XML the gateway can read ({one_line(str(exc), 80)})") from exc
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
-        raise WsdlError(f"{shown(url)} carries a DTD (refused: no DTDs or entities in service descriptions)")
+        raise WsdlError(f"{shown(url)} {_DTD_REFUSED}")
     qname = etree.QName(root)
     if qname.namespace == _WSDL20_NS:
         raise WsdlError(f"{shown(url)} is a WSDL 2.0 description (only WSDL 1.1 is supported)")
