@@ -187,3 +187,27 @@ def test_an_unexpected_construct_is_quoted_whole() -> None:
         "it has a construct the WSDL reader cannot interpret: AttributeError "
         "('lxml.etree.QName' object has no attribute 'resolve')"
     )
+
+
+def test_mtom_and_ws_addressing_schemas_are_served_from_the_shipped_copies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """.NET and Java stacks import MTOM's ``xmime`` and WS-Addressing by their public address; neither is fetched,
+    both are served from the gateway's copies (and a processing instruction inside a schema is no obstacle)."""
+    schema = """<?generator wsdl-tool 2.1?>
+      <xs:import namespace="http://www.w3.org/2005/05/xmlmime" schemaLocation="http://www.w3.org/2005/05/xmlmime"/>
+      <xs:import namespace="http://www.w3.org/2005/08/addressing"
+                 schemaLocation="http://www.w3.org/2006/03/addressing/ws-addr.xsd"/>
+      <xs:element name="Attachment" type="xmime:base64Binary"/>
+      <xs:element name="ReplyTo" type="wsa:EndpointReferenceType"/>"""
+    path = tmp_path / "mtom.wsdl"
+    text = description(schema=schema).replace(
+        'xmlns:tns="urn:t"',
+        'xmlns:tns="urn:t" xmlns:xmime="http://www.w3.org/2005/05/xmlmime" '
+        'xmlns:wsa="http://www.w3.org/2005/08/addressing"',
+    )
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run(capsys, "wsdl", "check", "--json", str(path))
+    assert (code, err) == (0, "")
+    [report] = json.loads(out)
+    assert report["loaded"] and report["warnings"] == []

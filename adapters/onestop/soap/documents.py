@@ -104,7 +104,11 @@ def _import_well_known(root: etree._Element) -> None:
     well-known schema imports itself (by the same location it is served under) for the same reason.
     """
     for schema in root.iter(*(f"{{{ns}}}schema" for ns in _XSD_NAMESPACES)):
-        imported = {child.get("namespace") for child in schema if etree.QName(child).localname == "import"}
+        imported = {
+            child.get("namespace")
+            for child in schema
+            if isinstance(child.tag, str) and etree.QName(child).localname == "import"
+        }
         for namespace in sorted(set(schema.nsmap.values()) & set(_shipped.WELL_KNOWN)):
             if namespace in imported:
                 continue

@@ -7,7 +7,8 @@
 * ``xml.xsd``: the schema of the ``xml:`` attributes, served locally to WSDLs that import that namespace without a
   location (zeep would otherwise fetch it from w3.org);
 * the other well-known schemas a description may refer to without shipping them (:data:`WELL_KNOWN`: SOAP 1.1 and
-  1.2 encoding and envelope, WSDL 1.1), served from these copies and never fetched.
+  1.2 encoding and envelope, WSDL 1.1, the XML namespace, MTOM's ``xmime`` and WS-Addressing 1.0), served from these
+  copies and never fetched.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ WELL_KNOWN: dict[str, str] = {
     "http://www.w3.org/2003/05/soap-encoding": "soap12-encoding.xsd",
     "http://www.w3.org/2003/05/soap-envelope": "soap12-envelope.xsd",
     "http://schemas.xmlsoap.org/wsdl/": "wsdl.xsd",
+    "http://www.w3.org/2005/05/xmlmime": "xmlmime.xsd",
+    "http://www.w3.org/2005/08/addressing": "ws-addr.xsd",
 }
 
 _NAMES = frozenset({REFERENCE_WSDL, REFERENCE_XSD, *WELL_KNOWN.values()})
