@@ -36,6 +36,7 @@ from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from pyhanko_certvalidator.sig_validate import DefaultSignatureValidator
 
+from .asn1types import register_object_identifiers
 from .evidence import result_from_status
 from .ltv import FROM_RESULT, require_revocation_within_validity
 from .pyhanko_logs import quiet_expected_outcomes
@@ -43,6 +44,7 @@ from .report import Revocation, SignatureResult, SubIndication, format_failure
 from .trust import TIME_TOLERANCE, PathCache
 
 quiet_expected_outcomes()  # the report carries pyHanko's verdicts: no traceback (and signer's name) in the log
+register_object_identifiers()  # names registered by pyHanko's imports, also for values parsed before (the sniffer)
 
 
 async def validate_signed_data(
@@ -136,10 +138,18 @@ def _fallback_cert(
 def crl_issuer_key(signed_data: cms.SignedData) -> tuple[bytes, ...]:
     """What a document supplies that may decide who issued a CRL: the certificates in its signed data and in its
     signers' unsigned attributes (where signature timestamps carry theirs)."""
-    material = hashlib.sha256(signed_data["certificates"].dump())
-    for signer_info in signed_data["signer_infos"]:
-        material.update(signer_info["unsigned_attrs"].dump())
+    material = hashlib.sha256()
+    for part in (signed_data["certificates"], *(info["unsigned_attrs"] for info in signed_data["signer_infos"])):
+        encoded = _as_read(part)
+        material.update(len(encoded).to_bytes(8, "big") + encoded)
     return (b"crl-issuers", material.digest())
+
+
+def _as_read(value: core.Asn1Value) -> bytes:
+    """``value``'s encoding as read: never re-encoded, since re-encoding a BER value (``dump``) rewrites the parsed
+    structure in place, certificates included, under the validation that follows."""
+    contents = value.contents
+    return contents if contents is not None else value.dump()
 
 
 def _handlers(

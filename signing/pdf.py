@@ -8,7 +8,8 @@ store's one :class:`SignatureValidationSpec`. This module adds what is specific 
 * coverage and difference analysis: the signed byte range must cover the whole signed revision, and every later
   incremental update must pass pyHanko's difference analysis and the signer's DocMDP permission. Between two
   signatures, form filling is allowed (the later signature covers it: an agency countersigning a form the citizen
-  filled and signed); after the last signature only validation data may be added (DSS, document timestamps). A form
+  filled and signed); after the last signature only validation data may be added (DSS, document timestamps, as
+  :mod:`signing.pdfdiff` rates them). A form
   field changed after the last signature, or anything else (a swapped page content stream or XObject: a "shadow"
   attack), makes the signature ``modified``, the changed fields named in its warnings;
 * bytes after the last ``%%EOF`` that no signature covers make ``covers_whole_document`` false.
@@ -32,7 +33,7 @@ from typing import Any
 from asn1crypto import cms, crl, ocsp, x509
 from pyhanko.pdf_utils.decode_limits import DecodePurpose
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import DEFAULT_DIFF_POLICY, ModificationLevel, SuspiciousModification
+from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
 from pyhanko.sign.fields import enumerate_sig_fields
 from pyhanko.sign.general import NonexistentAttributeError, find_unique_cms_attribute
 from pyhanko.sign.validation.dss import DocumentSecurityStore
@@ -46,6 +47,7 @@ from pyhanko_certvalidator.revinfo.archival import CRLContainer, OCSPContainer
 from .adesval import validate_signed_data
 from .limits import carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
 from .lta import with_document_timestamps
+from .pdfdiff import DIFF_POLICY
 from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
 from .trust import TrustStore
 
@@ -86,7 +88,7 @@ async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> Sig
             return failed_report(file, Format.PADES, "the file carries a signature dictionary that cannot be read")
         return SignatureReport(file=file, format=Format.PADES)
     file_spec, file_warnings = _with_file_revinfo(store.spec, reader)
-    spec = PdfSignatureValidationSpec(file_spec, diff_policy=DEFAULT_DIFF_POLICY)
+    spec = PdfSignatureValidationSpec(file_spec, diff_policy=DIFF_POLICY)
     timing = ValidationTimingInfo.now()
     checked: list[tuple[SignatureResult, EmbeddedPdfSignature | None, dict[str, Any] | None]] = []
     for entry in entries:

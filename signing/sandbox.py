@@ -27,6 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
+from .asn1types import register_object_identifiers
 from .limits import DEFAULT_BUDGET, Budget
 from .report import Format, SignatureReport, failed_report
 from .trust import TrustStore
@@ -122,6 +123,9 @@ def _worker_main(conn: Connection, work: Work, store: TrustStore | dict[str, Any
 
 
 def _serve(conn: Connection, work: Work, store: TrustStore | dict[str, Any], budget: Budget) -> None:
+    # pyHanko's object identifiers before the worker parses anything (the trust material here, or a document), and
+    # completed if the parent parsed certificates before it registered them (a forked worker inherits its tables).
+    register_object_identifiers()
     trust = store if isinstance(store, TrustStore) else _store_from(store)
     limit = apply_memory_limit(budget.memory_bytes)
     parent = os.getppid()

@@ -155,9 +155,13 @@ def sniff_content_type(data: bytes) -> str:
     """The content type the bytes show (a small magic-number table); ``application/octet-stream`` when unknown.
 
     PDF, XML, PNG, JPEG, GIF, TIFF, ZIP-based office formats (OOXML, OpenDocument) and plain ZIP, OLE2 (legacy
-    office), and CMS/PKCS#7 signed data.
+    office), and CMS/PKCS#7 signed data. DER or BER CMS SignedData is recognised before the PDF header is looked
+    for (anywhere in the first 1024 bytes, as PDF readers do), since the signed content it carries may be a PDF.
     """
     head = data[:1024]
+    if head[:1] == b"\x30" and looks_like_cms(data):
+        # CMS SignedData first: an attached signature (``.p7m``) over a PDF carries ``%PDF-`` near its start.
+        return PKCS7
     if head.find(b"%PDF-") != -1:
         return PDF
     for magic, kind in _MAGIC:

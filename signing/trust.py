@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from asn1crypto import crl, ocsp, pem, x509
 
+from .asn1types import register_object_identifiers
 from .limits import DEFAULT_LIMITS, Limits
 from .settings import TrustSettings
 
@@ -54,6 +55,7 @@ def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 def load_certificates(paths: Iterable[str | Path]) -> list[x509.Certificate]:
     """Certificates from PEM/DER files or directories of them."""
+    register_object_identifiers(validators=False)  # before parsing; the validators' names come with them
     certs: list[x509.Certificate] = []
     for entry in paths:
         for file in _files(Path(entry), CERT_SUFFIXES):
@@ -69,6 +71,7 @@ def load_certificates(paths: Iterable[str | Path]) -> list[x509.Certificate]:
 
 def load_crls(paths: Iterable[str | Path]) -> list[crl.CertificateList]:
     """CRLs from PEM/DER files or directories of them."""
+    register_object_identifiers(validators=False)
     crls: list[crl.CertificateList] = []
     for entry in paths:
         for file in _files(Path(entry), CRL_SUFFIXES):

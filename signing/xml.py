@@ -389,8 +389,10 @@ async def _validate_signature(
     except InvalidCertificate as exc:
         return _Outcome(format_failure(f"signature could not be processed: {exc}"))
     except cryptography.exceptions.InvalidSignature as exc:
-        reason = str(exc) or "the signature value does not verify"
-        return _failed(Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE, reason, candidates[0])
+        if all(c.ca for c in certs):
+            # Only CA certificates to try, and none verifies: the signer's own certificate is not in the KeyInfo.
+            return _failed(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND, _missing_signer(certs))
+        return _failed(Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE, _crypto_reason(exc), candidates[0])
     except ValueError as exc:  # signxml's InvalidInput, unknown algorithms, bad base64
         return _Outcome(format_failure(f"signature could not be processed: {exc}"))
 
@@ -410,6 +412,23 @@ async def _validate_signature(
     others = [c for c in certs if c is not signer]
     result = await _trusted_result(signer, others, store, timing)
     return _Outcome(replace(result, signing_time=_signing_time(results)), parts, covered)
+
+
+def _missing_signer(certs: list[_Signer]) -> str:
+    names = ", ".join(repr(c.signer.common_name or c.issuer or "?") for c in certs)
+    return (
+        "the signer's certificate is missing: the signature's KeyInfo carries only CA certificates "
+        f"({names}), whose keys do not verify the signature"
+    )
+
+
+def _crypto_reason(exc: Exception) -> str:
+    """signxml's message for a signature value that does not verify, never empty (it ends in the empty text of
+    cryptography's exception)."""
+    text = str(exc).strip().rstrip(":").strip()
+    if not text or text == "Signature verification failed":
+        return "Signature verification failed: the signature value does not verify with the signer's certificate"
+    return text
 
 
 async def _trusted_result(

@@ -174,6 +174,7 @@ def issue_cert(
     ocsp_nocheck: bool = False,
     hash_alg: hashes.HashAlgorithm | None = hashes.SHA256(),  # noqa: B008 - immutable
     extra_subject: Iterable[x509.NameAttribute] | None = None,
+    extensions: Iterable[x509.ExtensionType] = (),
 ) -> Identity:
     """Issue a certificate (self-signed when ``issuer`` is ``None``) and write it and its key to ``directory``.
 
@@ -187,6 +188,7 @@ def issue_cert(
     * validity: ``not_before`` defaults to now-1d, ``not_after`` to now+2y (now+10y for CAs).
     * ``ocsp_url`` / ``crl_url``: AIA OCSP and CRLDistributionPoints entries, left out when ``None``.
     * ``hash_alg``: the issuer's signature hash (``None`` for Ed25519 issuers).
+    * ``extensions``: further non-critical extensions (an :class:`x509.UnrecognizedExtension` for any other kind).
     """
     now = _now()
     key = key if key is not None else rsa_key()
@@ -237,6 +239,8 @@ def issue_cert(
         builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
     if ocsp_nocheck:
         builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
 
     try:
         cert = builder.sign(signing_key, hash_alg)

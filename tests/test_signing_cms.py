@@ -250,3 +250,13 @@ async def test_crl_issuers_are_shared_only_while_the_store_knows_all_revocation_
         anchors=store.anchors, intermediates=store.intermediates, crls=store.crls, online_revocation=True
     )
     assert online.crl_issuer_cache(online.spec) is None
+
+
+async def test_attached_signature_over_a_pdf_is_validated_as_cms(pki, store):
+    """A ``.pdf.p7m``: the PDF it carries starts within its first bytes, but the file is a CMS signature."""
+    pdf = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+    signature = await sign(pki.good, pdf, detached=False)
+    assert b"%PDF-" in signature[:1024]
+    report = await verify_document(signature, store, filename="don.pdf.p7m")
+    assert report.format is Format.CADES
+    assert report.verdict is Verdict.VALID, report.to_json()

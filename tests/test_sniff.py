@@ -81,6 +81,32 @@ def test_der_cms_signed_data_is_pkcs7(cms_signature: bytes) -> None:
     assert detect_format(cms_signature, "giay-to.p7s") == "cms"
 
 
+PDF_CONTENT = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def cms_over_a_pdf(pki) -> bytes:
+    """An attached CAdES signature (``.pdf.p7m``) carrying a PDF: ``%PDF-`` is in its first bytes."""
+    import asyncio
+
+    signer = pki.good.pyhanko_signer()
+    info = asyncio.run(signer.async_sign_general_data(PDF_CONTENT, "sha256", detached=False, use_cades=True))
+    return info.dump()
+
+
+def test_attached_cms_carrying_a_pdf_is_pkcs7(cms_over_a_pdf: bytes) -> None:
+    assert cms_over_a_pdf[:1] == b"\x30" and b"%PDF-" in cms_over_a_pdf[:1024]
+    assert sniff_content_type(cms_over_a_pdf) == "application/pkcs7-mime"
+    assert detect_format(cms_over_a_pdf, "don.pdf.p7m") == "cms"
+
+
+@pytest.mark.parametrize("junk", [b"\x30\x80\x00\x00", b"0000", b"\x30\x82\x01\x00", b"\x00\x01\x02"])
+def test_a_pdf_after_a_few_junk_bytes_is_still_a_pdf(junk: bytes) -> None:
+    data = junk + PDF_CONTENT
+    assert sniff_content_type(data) == "application/pdf"
+    assert detect_format(data, "don.bin") == "pdf"
+
+
 @pytest.mark.parametrize(
     ("data", "name", "kind"),
     [
