@@ -1,7 +1,8 @@
 """``dvc-gateway cassette import-har|import-vcr|export-har|show|redact``: manage recorded exchanges.
 
 * ``import-har FILE [--into DIR]``: a HAR capture (a browser's, another tool's) becomes a cassette of ``DIR``,
-  redacted on the way in with that directory's salt;
+  redacted on the way in with that directory's salt, as ``DIR/<stem>.har`` or, when that name is taken, the next
+  free ``<stem>-N.har`` (an import never replaces a cassette);
 * ``import-vcr FILE [--into DIR]``: the same for a VCR.py YAML cassette (read with ``yaml.safe_load`` only: a
   cassette is untrusted input, and a YAML tag that would build a Python object is refused);
 * ``export-har DIR [--out FILE]``: every exchange of a directory as one HAR 1.2 document (stdout without ``--out``);
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
+import itertools
 import json
 import sys
 from collections.abc import Mapping
@@ -27,7 +30,8 @@ from rich.progress import Progress
 
 from ..config import ConfigError
 from ..errors import EXIT_OK, UsageError
-from ..recording.har import Exchange, HarError, dumps_har, har_files, load_har, write_har
+from ..recording.bodies import decoded_response
+from ..recording.har import Exchange, HarError, dumps_har, har_files, load_har, write_har, write_new_file
 from ..recording.settings import RecordingSettings
 from ..settings import load_settings
 
@@ -113,10 +117,13 @@ def _vcr_headers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _vcr_body(value: Any) -> bytes | None:
+def _vcr_body(value: Any, where: str) -> bytes | None:
     if isinstance(value, Mapping):
         if "base64_string" in value:
-            return base64.b64decode(str(value["base64_string"]))
+            try:
+                return base64.b64decode(str(value["base64_string"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise UsageError(f"{where}: body.base64_string is not valid base64") from None
         value = value.get("string")
     if value is None:
         return None
@@ -130,9 +137,15 @@ def load_vcr(path: Path) -> list[Exchange]:
     except ImportError:
         raise UsageError("import-vcr needs PyYAML (pip install pyyaml)") from None
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # Bytes, so PyYAML reads what YAML allows: UTF-8, or UTF-16/32 with a byte order mark.
+        document = yaml.safe_load(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"{path}: {exc.strerror}") from None
+    except yaml.reader.ReaderError as exc:
+        raise UsageError(
+            f"{path.name}: not UTF-8 or UTF-16 text, as YAML must be ({exc.reason} at byte {exc.position}); convert "
+            "it to UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -153,16 +166,23 @@ def load_vcr(path: Path) -> list[Exchange]:
         code = status.get("code") if isinstance(status, Mapping) else status
         if not isinstance(method, str) or not isinstance(uri, str) or not isinstance(code, int):
             raise UsageError(f"{where}: request.method, request.uri and response.status.code are required")
+        # VCR.py keeps a compressed body as it came (unless decode_compressed_response): decoded here, so redaction
+        # reads the text and the cassette holds the decoded body HAR 1.2 expects.
+        response_headers, response_body = decoded_response(
+            _vcr_headers(response.get("headers"), where),
+            _vcr_body(response.get("body"), f"{where}: response") or b"",
+            har=False,
+        )
         exchanges.append(
             Exchange(
                 method=method.upper(),
                 url=uri,
                 request_headers=_vcr_headers(request.get("headers"), where),
-                request_body=_vcr_body(request.get("body")),
+                request_body=_vcr_body(request.get("body"), f"{where}: request"),
                 status=code,
                 status_text=str(status.get("message", "")) if isinstance(status, Mapping) else "",
-                response_headers=_vcr_headers(response.get("headers"), where),
-                response_body=_vcr_body(response.get("body")) or b"",
+                response_headers=response_headers,
+                response_body=response_body,
                 source=where,
             )
         )
@@ -199,25 +219,49 @@ def run_import(args: argparse.Namespace) -> int:
     else:
         exchanges = load_vcr(source)
     directory = _directory(args, settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    redactor = settings.redactor(directory)
-    target = directory / f"{source.stem}.har"
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"--into {directory}: not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        redactor = settings.redactor(directory)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--into {directory}: {_reason(exc)}") from None
     redacted = []
     with _progress(len(exchanges)) as progress:
         task = progress.add_task("Redacting", total=len(exchanges))
         for exchange in exchanges:
             redacted.append(redactor.exchange(exchange))
             progress.advance(task)
-    write_har(target, redacted, comment=f"imported from {source.name}")
-    print(f"{len(exchanges)} exchange(s) imported into {target}")
+    # A cassette already there is never replaced: the import takes the next free name (capture-2.har) and says so.
+    wanted = directory / f"{source.stem}.har"
+    candidates = (directory / f"{source.stem}-{n}.har" for n in itertools.count(2))
+    data = dumps_har(redacted, comment=f"imported from {source.name}")
+    try:
+        target = write_new_file(itertools.chain([wanted], candidates), data)
+    except OSError as exc:
+        raise UsageError(f"--into {directory}: {_reason(exc)}") from None
+    taken = f" ({wanted.name} already exists)" if target != wanted else ""
+    print(f"{len(exchanges)} exchange(s) imported into {target}{taken}")
     return EXIT_OK
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def run_export(args: argparse.Namespace) -> int:
     exchanges = _load(args.directory)
     data = dumps_har(exchanges, comment=f"exported from {Path(args.directory).name}")
     if args.out:
-        Path(args.out).write_bytes(data)
+        out = Path(args.out)
+        if out.is_dir():
+            raise UsageError(f"--out {out}: is a directory")
+        if not out.parent.is_dir():
+            raise UsageError(f"--out {out}: no such directory {out.parent}")
+        try:
+            out.write_bytes(data)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: {_reason(exc)}") from None
         print(f"{len(exchanges)} exchange(s) exported to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(data.decode("utf-8") + "\n")

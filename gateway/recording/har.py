@@ -5,8 +5,10 @@ bodySize, cache, timings...), so standard HAR tools read our cassettes. Reading 
 omit or garble optional fields, and only what replay needs is required (``request.method``, ``request.url``,
 ``response.status``); a missing required field is one clear line naming the file and the entry.
 
-Bodies are bytes in memory; on disk a body is ``text`` when it is UTF-8 text, else base64 with ``encoding:
-"base64"`` (HAR's own convention for binary content). A failed exchange (no response: connection refused, timeout)
+Bodies are bytes in memory; on disk a body is ``text`` when it is text in the charset its ``Content-Type`` declares
+(UTF-8 without one), else base64 with ``encoding: "base64"`` (HAR's own convention for binary content). A response
+body is kept decoded, as HAR 1.2 says: :func:`~gateway.recording.bodies.decoded_response` drops ``Content-Encoding``
+and decodes a body some tool stored still encoded. A failed exchange (no response: connection refused, timeout)
 is an entry with ``response.status`` 0 and our custom field ``response._error`` naming the httpx exception.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import os
 import tempfile
@@ -23,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from .bodies import bytes_to_text, decoded_response, text_to_bytes
 
 __all__ = [
     "HAR_VERSION",
@@ -36,6 +41,7 @@ __all__ = [
     "load_har",
     "loads_har",
     "write_har",
+    "write_new_file",
 ]
 
 HAR_VERSION = "1.2"
@@ -104,14 +110,13 @@ def _is_text(mime: str) -> bool:
 
 
 def _content(body: bytes, mime: str) -> dict[str, Any]:
-    """HAR ``text`` (+ ``encoding``) for a body: plain when it is UTF-8 text, base64 otherwise."""
+    """HAR ``text`` (+ ``encoding``) for a body: plain when it is text in its charset, base64 otherwise."""
     if not body:
         return {"text": ""}
     if _is_text(mime) or not mime:
-        try:
-            return {"text": body.decode("utf-8")}
-        except UnicodeDecodeError:
-            pass
+        text = bytes_to_text(body, mime)
+        if text is not None:
+            return {"text": text}
     return {"text": base64.b64encode(body).decode("ascii"), "encoding": "base64"}
 
 
@@ -210,6 +215,31 @@ def write_bytes_atomically(path: Path, data: bytes) -> int:
     return len(data)
 
 
+def write_new_file(candidates: Iterable[Path], data: bytes) -> Path:
+    """Write ``data`` to the first of ``candidates`` that does not exist, atomically, never replacing a file (two
+    writers racing for one name get two names); the path written."""
+    paths = iter(candidates)
+    first = next(paths)
+    first.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{first.name}.", dir=first.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        for path in itertools.chain([first], paths):
+            try:
+                os.link(temporary, path)  # fails when the name is taken: no window between a check and a write
+            except FileExistsError:
+                continue
+            except OSError:  # a file system without hard links: check, then move
+                if path.exists():
+                    continue
+                os.replace(temporary, path)
+            return path
+        raise FileExistsError("no free name")
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Reading
 # ----------------------------------------------------------------------------------------------------------------------
@@ -229,7 +259,8 @@ def _read_headers(value: Any, where: str) -> Headers:
     return tuple((name, value) for name, value in result if not name.startswith(":"))
 
 
-def _read_content(content: Any, where: str) -> bytes:
+def _read_content(content: Any, where: str, mime: str = "") -> bytes:
+    """The bytes of a HAR ``content`` or ``postData``: base64, or text in the charset of ``mime``."""
     if not isinstance(content, Mapping):
         return b""
     text = content.get("text")
@@ -242,7 +273,7 @@ def _read_content(content: Any, where: str) -> bytes:
             return base64.b64decode(text, validate=False)
         except (binascii.Error, ValueError) as exc:
             raise HarError(f"{where}: invalid base64 content") from exc
-    return text.encode("utf-8")
+    return text_to_bytes(text, mime)
 
 
 def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
@@ -257,7 +288,7 @@ def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
             raise HarError(f"{where}: params must be a list")
         pairs = [(p.get("name", ""), p.get("value", "")) for p in post["params"] if isinstance(p, Mapping)]
         return urlencode(pairs).encode("ascii"), mime
-    return _read_content(post, where), mime
+    return _read_content(post, where, mime or ""), mime
 
 
 def _check_unicode(value: Any, where: str) -> None:
@@ -310,6 +341,9 @@ def entry_to_exchange(entry: Any, where: str) -> Exchange:
         and not any(name.lower() == "content-type" for name, _ in response_headers)
     ):
         response_headers = (*response_headers, ("Content-Type", response_mime))
+    content_type = next((v for k, v in response_headers if k.lower() == "content-type"), "")
+    response_body = _read_content(content, f"{where}: response.content", content_type)
+    response_headers, response_body = decoded_response(response_headers, response_body, har=True)
     elapsed = entry.get("time", 0)
     error = response.get("_error")
     return Exchange(
@@ -320,7 +354,7 @@ def entry_to_exchange(entry: Any, where: str) -> Exchange:
         status=int(status),
         status_text=str(response.get("statusText") or ""),
         response_headers=response_headers,
-        response_body=_read_content(content, f"{where}: response.content"),
+        response_body=response_body,
         started=str(entry.get("startedDateTime") or ""),
         time_ms=float(elapsed) if isinstance(elapsed, int | float) and not isinstance(elapsed, bool) else 0.0,
         http_version=str(request.get("httpVersion") or "HTTP/1.1"),

@@ -124,7 +124,12 @@ def normalise_url(url: str, settings: MatchSettings) -> str:
     if settings.sort_query:
         pairs.sort()
     query = urllib.parse.urlencode(pairs)
-    path = urllib.parse.unquote(parts.path) or "/"
+    # Decoded segment by segment: "%2F" inside a segment stays a different path from a "/" (written "%2F" again,
+    # and a literal "%" as "%25", so the form is unambiguous).
+    path = "/".join(
+        urllib.parse.unquote(segment).replace("%", "%25").replace("/", "%2F") for segment in parts.path.split("/")
+    )
+    path = path or "/"
     if settings.ignore_host:
         return f"{path}?{query}" if query else path
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())

@@ -31,6 +31,7 @@ from lxml import etree
 
 from adapters.xmlguard import hardened_parser
 
+from .bodies import bodiless, bytes_to_text, text_to_bytes
 from .har import Exchange, Headers
 
 __all__ = [
@@ -290,8 +291,12 @@ class Redactor:
 
     def redact_url(self, url: str, known: Known = frozenset()) -> str:
         parts = urllib.parse.urlsplit(url)
-        path = self.text(urllib.parse.unquote(parts.path), known)
-        path = urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~<>")
+        # Segment by segment: an encoded slash (%2F) inside a segment is data (GitLab's "group%2Fproject"), not a
+        # separator, and stays encoded.
+        path = "/".join(
+            urllib.parse.quote(self.text(urllib.parse.unquote(segment), known), safe=":@!$&'()*+,;=-._~<>")
+            for segment in parts.path.split("/")
+        )
         query = self._form(parts.query, known) if parts.query else ""
         return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
@@ -310,7 +315,7 @@ class Redactor:
             try:
                 value = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError):
-                return self._raw(body, known)
+                return self._raw(body, known, content_type)
             return json.dumps(self._json(value, known), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if kind == "xml":
             return self._xml(body, known)
@@ -318,8 +323,8 @@ class Redactor:
             try:
                 return self._form(body.decode("ascii"), known).encode("ascii")
             except UnicodeDecodeError:
-                return self._raw(body, known)
-        return self._raw(body, known)
+                return self._raw(body, known, content_type)
+        return self._raw(body, known, content_type)
 
     def redact_request(
         self, url: str, headers: Headers, body: bytes | None
@@ -330,12 +335,12 @@ class Redactor:
         redacted_body = self.redact_body(body, content_type, known)
         return self.redact_url(url, known), self.redact_headers(headers, known), redacted_body, known
 
-    def _raw(self, body: bytes, known: Known = frozenset()) -> bytes:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
+    def _raw(self, body: bytes, known: Known = frozenset(), content_type: str = "") -> bytes:
+        """Text in its declared charset (UTF-8 without one) with free text redacted; anything else as it is."""
+        text = bytes_to_text(body, content_type)
+        if text is None:
             return body  # binary (a PDF...): left as it is; its personal data is not in a searchable form
-        return self.text(text, known).encode("utf-8")
+        return text_to_bytes(self.text(text, known), content_type)
 
     def _json(self, value: Any, known: Known = frozenset()) -> Any:
         if isinstance(value, dict):
@@ -379,18 +384,22 @@ class Redactor:
         return etree.tostring(root, encoding="utf-8", xml_declaration=declaration)
 
     def exchange(self, exchange: Exchange) -> Exchange:
-        """``exchange`` with everything redacted (request and response); its Content-Length headers corrected."""
+        """``exchange`` with everything redacted (request and response); its Content-Length headers corrected, but
+        for an answer without a body (HEAD, 304), whose recorded Content-Length is the size of the resource."""
         url, request_headers, request_body, known = self.redact_request(
             exchange.url, exchange.request_headers, exchange.request_body
         )
         known = known | self.learn_headers(exchange.response_headers)
         known = known | self.learn_body(exchange.response_body, exchange.response_type)
         response_body = self.redact_body(exchange.response_body, exchange.response_type, known) or b""
+        response_headers = self.redact_headers(exchange.response_headers, known)
+        if not bodiless(exchange.method, exchange.status):
+            response_headers = _fix_length(response_headers, response_body)
         return exchange.with_(
             url=url,
             request_headers=_fix_length(request_headers, request_body),
             request_body=request_body,
-            response_headers=_fix_length(self.redact_headers(exchange.response_headers, known), response_body),
+            response_headers=response_headers,
             response_body=response_body,
             error=self.text(exchange.error, known) if exchange.error else None,
         )

@@ -8,11 +8,16 @@ difference; a recorded or injected failure (connection refused, timeout) gets ``
 A replayed answer carries its recorded ``Date`` (the current time when it has none, and on a miss or a failure):
 serve the app with the server's own ``Date`` header off (uvicorn's ``date_header=False``, as ``replay serve`` does),
 or answers carry two.
+
+The recorded headers are sent as recorded: a repeated one (two ``Set-Cookie``) stays two headers, and text outside
+ASCII goes out as its UTF-8 bytes. HEAD, 1xx, 204 and 304 answers carry no body (a HEAD answer keeps its recorded
+Content-Length). The live request's path is taken as it came (``raw_path``), so ``%2F`` is not read as ``/``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from email.utils import formatdate
@@ -22,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .bodies import bodiless
 from .match import NoMatch
 from .transport import FaultRule, RecordingSettings, Replayer
 
@@ -29,6 +35,11 @@ __all__ = ["create_replay_app"]
 
 #: Request headers of the client that never take part in matching (they name this server, not the upstream).
 _HOST_HEADERS = frozenset({"host", "content-length"})
+#: Recorded response headers not sent as they are (the server frames the body it sends).
+_FRAMING_HEADERS = frozenset({b"content-length", b"content-encoding", b"transfer-encoding", b"connection"})
+#: An HTTP header name is a token (RFC 9110); a value has no control characters but tab.
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _ReplayApp:
@@ -55,7 +66,7 @@ class _ReplayApp:
     async def _answer(self, request: Request) -> Response:
         body = await request.body()
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOST_HEADERS]
-        live = httpx.Request(request.method, str(request.url), headers=headers, content=body)
+        live = httpx.Request(request.method, _live_url(request), headers=headers, content=body)
         try:
             answer = await self.replayer.answer(live)
         except NoMatch as exc:
@@ -68,11 +79,32 @@ class _ReplayApp:
                 {"error": "replayed_failure", "detail": str(exc)}, status_code=502, headers={"X-Replay": "failure"}
             )
         await answer.aread()
-        headers_out = {
-            k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-encoding")
-        }
-        headers_out["X-Replay"] = "hit"
-        return Response(answer.content, status_code=answer.status_code, headers=headers_out)
+        no_body = bodiless(request.method, answer.status_code)
+        response = Response(b"" if no_body else answer.content, status_code=answer.status_code)
+        if no_body:
+            # Starlette counted the empty body. A HEAD answer keeps the recorded size of the resource; other bodiless
+            # answers (304...) go without one, as the server cannot send a length it does not follow.
+            response.raw_headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+            length = answer.headers.get("content-length", "")
+            if request.method == "HEAD" and length.isascii() and length.isdigit():
+                response.raw_headers.append((b"content-length", length.encode("ascii")))
+        for name, value in answer.headers.raw:
+            lower = name.lower()
+            if lower not in _FRAMING_HEADERS and _TOKEN.fullmatch(lower):
+                response.raw_headers.append((lower, _CONTROL.sub(b" ", value)))
+        response.raw_headers.append((b"x-replay", b"hit"))
+        return response
+
+
+def _live_url(request: Request) -> str:
+    """The request's URL with its path as sent (``raw_path``: ``%2F`` stays ``%2F``, not a ``/``)."""
+    raw_path = request.scope.get("raw_path")
+    if not raw_path:
+        return str(request.url)
+    url = request.url
+    query = request.scope.get("query_string", b"")
+    target = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    return f"{url.scheme}://{url.netloc}{target}"
 
 
 def create_replay_app(

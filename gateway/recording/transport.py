@@ -27,6 +27,7 @@ import httpx
 
 from adapters.http import ClientFactory, TransportWrapper
 
+from .bodies import bodiless, decoded_response
 from .har import (
     Exchange,
     dumps_har,
@@ -171,11 +172,13 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             raise
         elapsed = (time.perf_counter() - begin) * 1000
         http_version = response.extensions.get("http_version", b"HTTP/1.1")
+        # The cassette keeps the decoded body (HAR 1.2's content.text), so redaction reads the real text.
+        headers, decoded = decoded_response(headers_from(response.headers.multi_items()), raw, har=False)
         exchange = base.with_(
             status=response.status_code,
             status_text=response.reason_phrase,
-            response_headers=headers_from(response.headers.multi_items()),
-            response_body=raw,
+            response_headers=headers,
+            response_body=decoded,
             time_ms=elapsed,
             http_version=http_version.decode("ascii", "replace") if isinstance(http_version, bytes) else "HTTP/1.1",
         )
@@ -287,8 +290,16 @@ def response_of(exchange: Exchange, request: httpx.Request) -> httpx.Response:
     if exchange.error or exchange.status == 0:
         name, _, message = (exchange.error or "ConnectError: no response recorded").partition(": ")
         raise _ERRORS.get(name, httpx.ConnectError)(f"{message or name} (replayed)", request=request)
-    headers = [(k, v) for k, v in exchange.response_headers if k.lower() not in _HOP_HEADERS]
-    headers.append(("Content-Length", str(len(exchange.response_body))))
+    # Header values as UTF-8 bytes: what servers send for text outside ASCII (a file name in Content-Disposition).
+    headers = [
+        (k.encode("utf-8"), v.encode("utf-8")) for k, v in exchange.response_headers if k.lower() not in _HOP_HEADERS
+    ]
+    recorded_length = exchange.header("content-length", response=True)
+    if bodiless(exchange.method, exchange.status) and recorded_length is not None:
+        # HEAD and 304 answers carry the size of the resource, not of their (empty) body.
+        headers.append((b"Content-Length", recorded_length.encode("utf-8")))
+    else:
+        headers.append((b"Content-Length", str(len(exchange.response_body)).encode("ascii")))
     return httpx.Response(
         exchange.status,
         headers=headers,
