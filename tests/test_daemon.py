@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -563,45 +562,6 @@ async def test_api_writes_wake_the_worker(tmp_path: Path) -> None:
             while code not in sim_app.state.simulator.dossiers:
                 await asyncio.sleep(0.02)
     assert "notify_outbox" not in runtime.extras
-
-
-async def test_an_agency_asking_to_wait_shows_as_an_open_circuit_in_the_metrics(tmp_path: Path) -> None:
-    simulator = create_simulator(token=OUTBOUND_TOKEN)
-    asked: list[str] = []
-
-    async def busy(scope: Any, receive: Any, send: Any) -> None:  # every delivery: 429, come back in 10 minutes
-        if scope["type"] == "http" and scope["method"] == "POST":
-            asked.append(scope["path"])
-            await send({"type": "http.response.start", "status": 429, "headers": [(b"retry-after", b"600")]})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await simulator(scope, receive, send)
-
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    circuit = f'dvc_gateway_circuit_open{{upstream="{AGENCY}"}} '
-    beside = daemon_beside(busy, tmp_path, backoff_max_seconds=900)
-    async with beside as (runtime, url), httpx.AsyncClient(base_url=url) as client:
-        assert circuit not in (await client.get("/metrics", headers=admin)).text  # nothing known yet
-        response = await client.post(
-            "/api/v1/dossiers", json=submission(1), headers={"Authorization": f"Bearer {PORTAL_TOKEN}"}
-        )
-        assert response.status_code == 201, response.text
-        with anyio.fail_after(20):
-            while circuit + "1.0" not in (await client.get("/metrics", headers=admin)).text:
-                await asyncio.sleep(0.05)
-
-        def retried() -> list[tuple[int, str, datetime]]:
-            with runtime.db.unit_of_work() as session:
-                pending = outbox.list_messages(session, outbox.PENDING, limit=10)
-                return [(m.attempts, m.last_error or "", m.next_attempt_at) for m in pending if m.attempts]
-
-        with anyio.fail_after(20):  # the hold is set when the answer comes, the outcome recorded just after
-            while not retried():
-                await asyncio.sleep(0.05)
-        [(attempts, error, due)] = retried()
-        assert attempts == 1 and "rate limited" in error
-        assert due.replace(tzinfo=due.tzinfo or UTC) - utcnow() > timedelta(seconds=500)  # asked 10 minutes
-    assert asked == ["/dossiers"]
 
 
 def test_serve_refuses_an_unusable_integration_section_before_starting(tmp_path: Path, in_process: InProcess) -> None:

@@ -4,17 +4,19 @@ A REST agency answering ``429`` and a SOAP agency answering ``503``, each with `
 date), are real servers on 127.0.0.1 reached through the real adapters; an :class:`~gateway.workers.OutboxWorker`
 delivers to them. The message's next attempt waits at least as long as the agency asked (at most the policy's longest
 backoff), the agency is sent nothing more meanwhile, and the delivery goes through once the wait is over. Time in
-the outbox and in the breakers is a controlled clock.
+the outbox and in the breakers is a controlled clock. Last, the daemon's ``/metrics`` shows the agency held back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
@@ -30,9 +32,11 @@ from gateway.outbox import RetryPolicy
 from gateway.simulators import agency as agency_sim
 from gateway.simulators.soap_agency import create_soap_app
 from gateway.store.database import Database
+from gateway.store.models import utcnow
 from gateway.workers import CLOSED, OPEN, CircuitBreakers, CircuitBreakerSettings, MessageView, OutboxWorker
 from tests.servers import ServerThread
 from tests.soap_support import dossier
+from tests.test_daemon import ADMIN_TOKEN, OUTBOUND_TOKEN, PORTAL_TOKEN, daemon_beside, submission
 
 AGENCY = "000.00.23.H38"
 TOKEN = "retry-after-test-token"
@@ -293,3 +297,46 @@ def test_a_hold_outlasts_a_success_already_under_way() -> None:
     clock.advance(61)
     assert breakers.state(TARGET) == CLOSED and breakers.limits() == {}
     assert breakers.held_back() == {}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The daemon: what /metrics says
+
+
+async def test_an_agency_asking_to_wait_shows_as_an_open_circuit_in_the_metrics(tmp_path: Path) -> None:
+    simulator = agency_sim.create_app(token=OUTBOUND_TOKEN)
+    asked: list[str] = []
+
+    async def busy(scope: Any, receive: Any, send: Any) -> None:  # every delivery: 429, come back in 10 minutes
+        if scope["type"] == "http" and scope["method"] == "POST":
+            asked.append(scope["path"])
+            await send({"type": "http.response.start", "status": 429, "headers": [(b"retry-after", b"600")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await simulator(scope, receive, send)
+
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    circuit = f'dvc_gateway_circuit_open{{upstream="{AGENCY}"}} '
+    beside = daemon_beside(busy, tmp_path, backoff_max_seconds=900)
+    async with beside as (runtime, url), httpx.AsyncClient(base_url=url) as client:
+        assert circuit not in (await client.get("/metrics", headers=admin)).text  # nothing known yet
+        response = await client.post(
+            "/api/v1/dossiers", json=submission(1), headers={"Authorization": f"Bearer {PORTAL_TOKEN}"}
+        )
+        assert response.status_code == 201, response.text
+        with anyio.fail_after(20):
+            while circuit + "1.0" not in (await client.get("/metrics", headers=admin)).text:
+                await asyncio.sleep(0.05)
+
+        def retried() -> list[tuple[int, str, datetime]]:
+            with runtime.db.unit_of_work() as session:
+                pending = outbox.list_messages(session, outbox.PENDING, limit=10)
+                return [(m.attempts, m.last_error or "", m.next_attempt_at) for m in pending if m.attempts]
+
+        with anyio.fail_after(20):  # the hold is set when the answer comes, the outcome recorded just after
+            while not retried():
+                await asyncio.sleep(0.05)
+        [(attempts, error, due)] = retried()
+        assert attempts == 1 and "rate limited" in error
+        assert due.replace(tzinfo=due.tzinfo or UTC) - utcnow() > timedelta(seconds=500)  # asked 10 minutes
+    assert asked == ["/dossiers"]
