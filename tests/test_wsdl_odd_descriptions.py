@@ -211,3 +211,16 @@ def test_mtom_and_ws_addressing_schemas_are_served_from_the_shipped_copies(
     assert (code, err) == (0, "")
     [report] = json.loads(out)
     assert report["loaded"] and report["warnings"] == []
+
+
+def test_a_description_without_a_service_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "abstract.wsdl"
+    text = description()
+    path.write_text(text[: text.index("  <wsdl:service")] + "</wsdl:definitions>", encoding="utf-8")
+    code, out, err = run(capsys, "wsdl", "check", "--json", str(path))
+    assert (code, err) == (0, "")
+    [report] = json.loads(out)
+    assert report["services"] == []
+    assert report["warnings"] == [
+        "the description defines no wsdl:service, so no address to call (an abstract part another description imports?)"
+    ]

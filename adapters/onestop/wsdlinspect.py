@@ -104,6 +104,11 @@ class Inspection:
         }
 
 
+_NO_SERVICE = (
+    "the description defines no wsdl:service, so no address to call (an abstract part another description imports?)"
+)
+
+
 def _local(name: Any) -> str:
     return str(name).rsplit("}", 1)[-1]
 
@@ -136,11 +141,15 @@ def describe(document: Any) -> tuple[ServiceInfo, ...]:
 async def _load(url: str, http: httpx.AsyncClient, limits: WsdlLimits, upstream: str) -> Inspection:
     fetched = await fetch_wsdl_documents(url, http, upstream=upstream, limits=limits)
     built = await asyncio.to_thread(build_description, fetched)
+    services = describe(built.document)
+    warnings = built.warnings
+    if not services:
+        warnings += (_NO_SERVICE,)
     return Inspection(
         source=url,
         loaded=True,
-        services=describe(built.document),
-        warnings=built.warnings,
+        services=services,
+        warnings=warnings,
         documents=tuple(fetched.documents),
         document=built.document,
     )
