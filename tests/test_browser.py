@@ -172,12 +172,15 @@ def _alert_id(runtime: Runtime) -> int | None:
 
 
 def test_operator_redrives_a_dead_letter_and_a_citizen_looks_up(
-    tmp_path: Path, driver: Any, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, driver: Any, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     screenshots = tmp_path_factory.mktemp("screenshots")
     receiver = Receiver()
+    # The daemon's own deadline watch waits a whole interval before its first look (not a random part of it): run
+    # during the test, it would resolve the alert the test fired a week ahead, and post that too.
+    monkeypatch.setattr("gateway.periodic.random.uniform", lambda _low, high: high)
     with ServerThread(receiver.app) as hook:
-        settings = {"alerts": {"webhook_url": f"{hook.base_url}/hook"}}
+        settings = {"alerts": {"webhook_url": f"{hook.base_url}/hook"}, "watch": {"interval_seconds": 86400}}
         with open_runtime("sqlite", tmp_path, **settings) as runtime, DaemonThread(runtime) as daemon:
             answer = httpx.post(f"{daemon.url}/api/v1/dossiers", json=submission(), headers=PORTAL, timeout=30)
             assert answer.status_code == 201, answer.text
