@@ -224,3 +224,11 @@ def test_a_description_without_a_service_says_so(tmp_path: Path, capsys: pytest.
     assert report["warnings"] == [
         "the description defines no wsdl:service, so no address to call (an abstract part another description imports?)"
     ]
+
+
+def test_an_import_of_xml_schema_itself_is_not_fetched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "asmx.wsdl"
+    schema = '<xs:import namespace="http://www.w3.org/2001/XMLSchema" schemaLocation="http://www.w3.org/2001/XMLSchema.xsd"/>'
+    path.write_text(description(schema=schema), encoding="utf-8")
+    code, out, err = run(capsys, "wsdl", "check", str(path))
+    assert (code, err) == (0, "") and "operations: Ping" in out

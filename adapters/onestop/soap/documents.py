@@ -168,7 +168,10 @@ class _Prepared:
     def _rewrite(self, tree: etree._Element, url: str) -> None:
         for reference in references(tree):
             if reference.location is None:
-                reference.element.set(reference.attribute, _well_known(str(reference.namespace)))
+                if reference.namespace not in _shipped.WELL_KNOWN:  # XML Schema itself: built in, nothing to load
+                    reference.element.attrib.pop(reference.attribute, None)
+                else:
+                    reference.element.set(reference.attribute, _well_known(str(reference.namespace)))
                 continue
             target = absolute(reference.location, url)
             if target not in self.names:  # fetched elsewhere than this entry (a damaged cache entry)

@@ -166,7 +166,8 @@ def references(root: etree._Element) -> Iterator[Reference]:
     """The imports and includes of a WSDL or XSD document (in WSDL types too).
 
     An ``xsd:import`` of a well-known namespace (:data:`adapters.onestop.wsdl.WELL_KNOWN`: SOAP encoding and
-    envelope, the XML namespace, WSDL) has no location, whatever its ``schemaLocation`` says: the shipped copy is used.
+    envelope, the XML namespace, WSDL…) has no location, whatever its ``schemaLocation`` says: the shipped copy is used;
+    nor has an import of XML Schema's own namespace, which every schema reader knows.
     """
     for element in root.iter(etree.Element):
         qname = etree.QName(element)
@@ -177,7 +178,7 @@ def references(root: etree._Element) -> Iterator[Reference]:
         elif qname.namespace in _XSD_NAMESPACES and qname.localname in ("import", "include", "redefine"):
             location = element.get("schemaLocation")
             namespace = element.get("namespace")
-            if qname.localname == "import" and namespace in _shipped.WELL_KNOWN:
+            if qname.localname == "import" and (namespace in _shipped.WELL_KNOWN or namespace in _XSD_NAMESPACES):
                 yield Reference(element, "schemaLocation", None, namespace)
             elif location:
                 yield Reference(element, "schemaLocation", location.strip(), namespace)
