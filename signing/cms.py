@@ -15,6 +15,7 @@ from pyhanko.sign.general import get_pyca_cryptography_hash
 from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
 
 from .adesval import validate_signed_data
+from .reasons import explain
 from .report import Format, SignatureReport, SignatureResult, format_failure
 from .sniff import NotCMSError, looks_like_cms, parse_signed_data
 from .trust import TrustStore
@@ -100,7 +101,7 @@ async def validate_cms(
             result = await validate_signer(one, content, store, timing=timing)
         except Exception as exc:  # noqa: BLE001 - the per-signer boundary: an error is never `valid`
             logger.warning("CMS signature could not be validated: %s", type(exc).__name__)
-            result = format_failure(f"signer {index + 1} could not be processed: {type(exc).__name__}: {exc}")
+            result = format_failure(f"signer {index + 1} could not be processed: {explain(exc)}")
         results.append(result)
     return _report(file, *results)
 

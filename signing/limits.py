@@ -15,6 +15,7 @@ processed is reported as broken (``invalid``), never as ``unsigned``. Standard l
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,18 +68,40 @@ class _Sized(Protocol):
 @dataclass(frozen=True)
 class Budget:
     """What one document may cost: ``memory_bytes`` of address space over the validating worker's own, and
-    ``base_seconds`` plus ``seconds_per_mib`` per MiB of input of wall-clock time."""
+    ``base_seconds`` plus ``seconds_per_mib`` per MiB of input of the worker's CPU time (processing, so a verdict does
+    not depend on how busy the machine is). A worker that does not answer within ``safety_factor`` times that budget
+    of wall-clock time (one that waits without working) is stopped too; where a CPU-time limit is not available the
+    budget is wall-clock time."""
 
     memory_bytes: int = 768 * MiB
     base_seconds: float = 30.0
     seconds_per_mib: float = 0.25
+    safety_factor: float = 4.0
 
     def seconds_for(self, doc: _Sized) -> float:
+        """The CPU time ``doc`` may take."""
         size = len(doc.data) + len(doc.detached_signature or b"")
         return self.base_seconds + self.seconds_per_mib * size / MiB
 
+    def safety_seconds_for(self, doc: _Sized) -> float:
+        """The wall-clock time after which a worker validating ``doc`` under a CPU-time limit is stopped anyway."""
+        return self.seconds_for(doc) * self.safety_factor
+
     def memory_exceeded(self) -> str:
         return f"memory budget exceeded (limit {self.memory_bytes // MiB} MiB per document)"
+
+    def time_exceeded(self, seconds: float, *, processing: bool = True, waited: float | None = None) -> str:
+        """The reason for a document over its time budget of ``seconds``: of processing (CPU time), or of wall-clock
+        time (``processing=False``); ``waited``: the safety stop's wall-clock time, when that is what ended it."""
+        limit = math.ceil(seconds)
+        if not processing:
+            return f"time budget exceeded (limit {limit} s for this document)"
+        if waited is not None:
+            return (
+                f"time budget exceeded (limit {limit} s of processing for this document; "
+                f"no answer after {math.ceil(waited)} s)"
+            )
+        return f"time budget exceeded (limit {limit} s of processing for this document)"
 
 
 DEFAULT_BUDGET = Budget()

@@ -48,6 +48,7 @@ from .adesval import validate_signed_data
 from .limits import carries_pdf_signature, oversized_hex_string, trailing_bytes_after_eof
 from .lta import with_document_timestamps
 from .pdfdiff import DIFF_POLICY
+from .reasons import explain
 from .report import Format, Indication, SignatureReport, SignatureResult, SubIndication, failed_report, format_failure
 from .trust import TrustStore
 
@@ -82,7 +83,7 @@ async def validate_pdf(data: bytes, store: TrustStore, *, file: str = "") -> Sig
                 reader.decrypt(b"")
         entries, any_signature = _signatures(reader)
     except Exception as exc:  # noqa: BLE001 - the file-level boundary: an unreadable PDF is a format failure
-        return failed_report(file, Format.PADES, f"not a readable PDF: {_brief(exc)}")
+        return failed_report(file, Format.PADES, f"not a readable PDF ({_brief(exc)})")
     if not entries:
         if not any_signature and carries_pdf_signature(data):
             return failed_report(file, Format.PADES, "the file carries a signature dictionary that cannot be read")
@@ -202,7 +203,7 @@ def _with_file_revinfo(
     except NoDSSFoundError:
         return spec, []
     except Exception as exc:  # noqa: BLE001 - an unreadable DSS adds nothing; revocation may then be unknown
-        return spec, [f"unreadable Document Security Store ignored ({type(exc).__name__})"]
+        return spec, [f"unreadable Document Security Store ignored: {_brief(exc)}"]
     extra = LocalKnowledge()
     skipped = 0
     for kind, refs in (("cert", dss.certs.values()), ("crl", dss.crls), ("ocsp", dss.ocsps)):
@@ -343,6 +344,5 @@ def _name(value: Any) -> str:
 
 
 def _brief(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one short line for a report's warnings."""
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """An exception as one short, readable line for a report's warnings."""
+    return explain(exc, limit)

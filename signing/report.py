@@ -16,6 +16,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from .reasons import one_line
+
 
 class Indication(StrEnum):
     TOTAL_PASSED = "TOTAL_PASSED"
@@ -196,7 +198,8 @@ class SignatureResult:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "chain", tuple(self.chain))
-        object.__setattr__(self, "warnings", tuple(self.warnings))
+        # Every warning a single line (a parser's multi-line message included): reports are read line by line.
+        object.__setattr__(self, "warnings", tuple(one_line(warning) for warning in self.warnings))
 
     @property
     def verdict(self) -> Verdict:
@@ -334,7 +337,7 @@ def format_failure(reason: str) -> SignatureResult:
 
 def failed_report(file: str, fmt: Format, reason: str) -> SignatureReport:
     """The report for a document whose signature structure could not be read at all."""
-    return SignatureReport(file=file, format=fmt, signatures=(format_failure(reason),), error=reason)
+    return SignatureReport(file=file, format=fmt, signatures=(format_failure(reason),), error=one_line(reason))
 
 
 # --- the clerk's sentence, in English and Vietnamese -------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 Parsing an untrusted file is the one step whose cost the file decides. Each document is validated in a worker
 process whose address space is capped (``RLIMIT_AS``: the worker's size when it starts plus
-:attr:`Budget.memory_bytes`) and whose answer is awaited only until a deadline (:meth:`Budget.seconds_for`). A
-worker that runs out of memory answers ``invalid``/``FORMAT_FAILURE`` with that reason; one that misses its
-deadline, or dies, is killed and replaced, and the document gets the same verdict. The other documents of a batch
-are not affected.
+:attr:`Budget.memory_bytes`) and whose CPU time is capped (``RLIMIT_CPU``: before each document, its soft limit is
+set to the CPU time used so far plus :meth:`Budget.seconds_for`, rounded up; the kernel then ends the worker with
+``SIGXCPU``). The time budget is one of processing, not of waiting, so a verdict does not depend on how loaded the
+machine is; the parent still stops a worker that has not answered after :meth:`Budget.safety_seconds_for` of
+wall-clock time (one that waits without working). Where there is no CPU-time limit, the budget is wall-clock time. A
+worker that runs out of memory answers ``invalid``/``FORMAT_FAILURE`` with that reason; one that goes over its time
+budget, or dies, is killed and replaced, and the document gets the same verdict, in the format its bytes show. The
+other documents of a batch are not affected.
 
 Workers are long-lived (one per concurrent validation). By default they come from a fork server that has the
 validators imported (``forkserver``; ``spawn`` where there is none), so they inherit nothing from a long-running,
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +36,7 @@ from typing import Any, Protocol
 from .asn1types import register_object_identifiers
 from .limits import DEFAULT_BUDGET, Budget
 from .report import Format, SignatureReport, failed_report
+from .sniff import signature_format
 from .trust import TrustStore
 
 logger = logging.getLogger(__name__)
@@ -51,6 +58,8 @@ Work = Callable[[Any, TrustStore], SignatureReport]
 
 
 _STARTING = threading.Lock()
+#: The signal the kernel sends a process past its CPU-time limit (``None`` where there is no such limit).
+_SIGXCPU: int | None = getattr(signal, "SIGXCPU", None)
 
 
 class _WorkerLost(Exception):
@@ -85,6 +94,43 @@ def apply_memory_limit(budget_bytes: int) -> int | None:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     return limit
+
+
+def cpu_limit_available() -> bool:
+    """Whether this platform can cap a process's CPU time (``RLIMIT_CPU``)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    return hasattr(resource, "RLIMIT_CPU")
+
+
+def apply_cpu_limit(seconds: float) -> int | None:
+    """Let this process use ``seconds`` more CPU time: ``RLIMIT_CPU``'s soft limit set to the CPU time used so far
+    plus ``seconds``, rounded up (past it the kernel sends ``SIGXCPU``, whose default action ends the process). The
+    limit in seconds, or ``None`` if the platform has none."""
+    if not cpu_limit_available():
+        return None
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    limit = max(1, math.ceil(usage.ru_utime + usage.ru_stime + seconds))
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
+    return limit
+
+
+def lift_cpu_limit() -> None:
+    """No CPU-time limit (up to the hard one) for this process: a worker waiting for its next document is not
+    charged for the time it spends idle."""
+    if not cpu_limit_available():
+        return
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
 
 
 def _store_material(store: TrustStore) -> dict[str, Any]:
@@ -129,7 +175,7 @@ def _serve(conn: Connection, work: Work, store: TrustStore | dict[str, Any], bud
     trust = store if isinstance(store, TrustStore) else _store_from(store)
     limit = apply_memory_limit(budget.memory_bytes)
     parent = os.getppid()
-    conn.send(limit)
+    conn.send((limit, cpu_limit_available()))
     while True:
         try:
             while not conn.poll(1.0):
@@ -141,12 +187,23 @@ def _serve(conn: Connection, work: Work, store: TrustStore | dict[str, Any], bud
         if doc is None:
             return
         try:
+            apply_cpu_limit(budget.seconds_for(doc))
             report = work(doc, trust)
             if _ran_out_of_memory(report):
                 report = failed_report(doc.filename, report.format, budget.memory_exceeded())
         except MemoryError:
-            report = failed_report(doc.filename, Format.NONE, budget.memory_exceeded())
+            report = failed_report(doc.filename, _format_of(doc), budget.memory_exceeded())
+        finally:
+            lift_cpu_limit()
         conn.send(report)
+
+
+def _format_of(doc: Document) -> Format:
+    """The signature format ``doc``'s bytes show, for a report written without its validator's answer."""
+    try:
+        return signature_format(doc.data, doc.filename, doc.detached_signature)
+    except Exception:  # noqa: BLE001 - the format is only a label: an unreadable document still gets its report
+        return Format.NONE
 
 
 def _ran_out_of_memory(report: SignatureReport) -> bool:
@@ -180,19 +237,37 @@ class _Worker:
             self.process = context.Process(target=_worker_main, args=(child, work, payload, budget), daemon=True)
             self.process.start()
             child.close()
-        #: The address-space cap the worker applied to itself (``None``: none available).
-        self.memory_limit: int | None = self.conn.recv()
+        started: tuple[int | None, bool] = self.conn.recv()
+        #: The address-space cap the worker applied to itself (``None``: none available), and whether it caps its
+        #: CPU time for each document (else the time budget is wall-clock time, counted here).
+        self.memory_limit, self.cpu_limited = started
 
-    def run(self, doc: Document, seconds: float) -> SignatureReport:
+    def run(self, doc: Document, budget: Budget) -> SignatureReport:
+        seconds = budget.seconds_for(doc)
+        wait = budget.safety_seconds_for(doc) if self.cpu_limited else seconds
         try:
             self.conn.send(doc)
-            if not self.conn.poll(seconds):
-                raise _WorkerLost(f"time budget exceeded (limit {seconds:.0f} s for this document)")
+            if not self.conn.poll(wait):
+                waited = wait if self.cpu_limited else None
+                raise _WorkerLost(budget.time_exceeded(seconds, processing=self.cpu_limited, waited=waited))
             report = self.conn.recv()
         except (EOFError, OSError) as exc:
+            if _SIGXCPU is not None and self._exit_code() == -_SIGXCPU:
+                raise _WorkerLost(budget.time_exceeded(seconds)) from exc
             raise _WorkerLost("the validator process stopped (memory or time budget exceeded)") from exc
         assert isinstance(report, SignatureReport)
         return report
+
+    def _exit_code(self, patience: float = 2.0) -> int | None:
+        """The worker's exit code once it has ended (it is ending when its pipe closed), or ``None``."""
+        # Polled rather than joined: a sibling forked later holds a copy of this process's sentinel.
+        deadline = time.monotonic() + patience
+        while self.process.exitcode is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.process.exitcode
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
 
     def stop(self, *, kill: bool = False) -> None:
         if not kill:
@@ -237,13 +312,13 @@ class SandboxPool:
                 worker = self._take()
             except (OSError, EOFError) as exc:
                 logger.error("no signature validation worker could be started: %s", type(exc).__name__)
-                return failed_report(doc.filename, Format.NONE, "the validator process could not be started")
+                return failed_report(doc.filename, _format_of(doc), "the validator process could not be started")
             try:
-                report = worker.run(doc, self.budget.seconds_for(doc))
+                report = worker.run(doc, self.budget)
             except _WorkerLost as lost:
                 logger.warning("signature validation stopped: %s", lost)
                 worker.stop(kill=True)
-                return failed_report(doc.filename, Format.NONE, str(lost))
+                return failed_report(doc.filename, _format_of(doc), str(lost))
             except BaseException:
                 worker.stop(kill=True)
                 raise
@@ -258,9 +333,14 @@ class SandboxPool:
             return worker.memory_limit
 
     def _take(self) -> _Worker:
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                worker = self._idle.pop()
+            if worker.alive():
+                return worker
+            worker.stop(kill=True)  # ended while idle (killed from outside): not given a document
         return _Worker(self.work, self.store, self.budget, self.start_method)
 
     def _give_back(self, worker: _Worker) -> None:

@@ -2,7 +2,9 @@
 
 :func:`sniff_content_type` reads a small magic-number table (PDF, XML, images, ZIP-based office formats, OLE2 and
 CMS/PKCS#7); :func:`detect_format` derives from that answer which validator a document goes to, so intake and
-signature verification never disagree about a file. It imports only the standard library and asn1crypto.
+signature verification never disagree about a file; :func:`signature_format` names the signature format a
+document's validator would report, for a report written without its answer (a validator error, a budget exceeded). It
+imports only the standard library, asn1crypto and this package's modules that import nothing else.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from typing import Literal
 
 from asn1crypto import cms, pem
 
-from .limits import BASE64_CMS
+from .containers import signed_container
+from .limits import BASE64_CMS, carries_cms_signature, carries_pdf_signature
+from .reasons import explain
+from .report import Format
 
 __all__ = [
     "ALIASES",
@@ -30,6 +35,7 @@ __all__ = [
     "looks_like_cms",
     "parse_signed_data",
     "reconcile_content_type",
+    "signature_format",
     "sniff_content_type",
 ]
 
@@ -112,7 +118,7 @@ def parse_signed_data(signature: bytes) -> cms.SignedData:
     except NotCMSError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, binascii.Error) as exc:
-        raise NotCMSError(f"not a CMS signature: {exc}") from exc
+        raise NotCMSError(f"not a CMS signature: {explain(exc)}") from exc
     assert isinstance(signed, cms.SignedData)
     return signed
 
@@ -190,6 +196,36 @@ def detect_format(data: bytes, filename: str = "") -> SignatureFormat:
     if filename.lower().endswith(".xml"):
         return "xml"
     return "other"
+
+
+#: The XAdES namespaces (v1.3.2 and v1.4.1): an XML document naming one carries XAdES, not plain XML-DSig.
+_XADES_NAMESPACES = (b"http://uri.etsi.org/01903/v1.3.2#", b"http://uri.etsi.org/01903/v1.4.1#")
+
+
+def signature_format(data: bytes, filename: str = "", detached_signature: bytes | None = None) -> Format:
+    """The signature format of the validator ``data`` goes to (as :func:`signing.verify.verify_document` routes it),
+    judged from the bytes alone: ``pades``, ``cades`` (a detached signature too), ``xades`` when an XML document
+    names the XAdES namespace, else ``xmldsig``, the container's for a signed ASiC or OpenDocument file; ``none``
+    for a file of no signature format."""
+    if detached_signature is not None:
+        return Format.CADES
+    kind = detect_format(data, filename)
+    if kind == "pdf":
+        return Format.PADES
+    if kind == "cms":
+        return Format.CADES
+    if kind == "xml":
+        return Format.XADES if any(namespace in data for namespace in _XADES_NAMESPACES) else Format.XMLDSIG
+    sniffed = sniff_content_type(data)
+    if sniffed in ZIP_TYPES:
+        container = signed_container(data)
+        return container.format if container is not None else Format.NONE
+    if sniffed == OCTET_STREAM:
+        if carries_pdf_signature(data):
+            return Format.PADES
+        if carries_cms_signature(data, filename):
+            return Format.CADES
+    return Format.NONE
 
 
 def canonical_content_type(value: str) -> str:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from .containers import signed_container
 from .limits import DEFAULT_BUDGET, DEFAULT_LIMITS, Budget, Limits, carries_cms_signature, carries_pdf_signature
+from .reasons import explain
 from .report import Format, SignatureReport, failed_report
 from .sandbox import SandboxPool
-from .sniff import OCTET_STREAM, ZIP_TYPES, detect_format, sniff_content_type
+from .sniff import OCTET_STREAM, ZIP_TYPES, detect_format, signature_format, sniff_content_type
 from .trust import TrustSettings, TrustStore
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,16 @@ async def verify_document(
         return await _verify(data, store, filename=filename, detached_signature=detached_signature)
     except Exception as exc:  # noqa: BLE001 - the validation boundary: an error is never `valid`
         logger.warning("signature validation failed with %s", type(exc).__name__)
-        return failed_report(filename, Format.NONE, f"validator error: {type(exc).__name__}: {exc}")
+        fmt = _format_of(data, filename, detached_signature)
+        return failed_report(filename, fmt, f"validator error: {explain(exc)}")
+
+
+def _format_of(data: bytes, filename: str, detached_signature: bytes | None) -> Format:
+    """The format the document's validator would have reported (``none`` if even that cannot be told)."""
+    try:
+        return signature_format(data, filename, detached_signature)
+    except Exception:  # noqa: BLE001 - only a label for a report that says the validation failed
+        return Format.NONE
 
 
 async def _verify(
@@ -173,8 +183,9 @@ class Verifier:
     ``await verifier.verify(doc)`` waits in a worker thread (its own event loop there), so an ASGI handler never
     blocks; ``verify_batch`` spreads a batch over ``workers`` and returns the reports in input order: the same
     :class:`SignatureReport` as ``verify``. With a ``budget`` (the default) every document is validated in a worker
-    process with a memory cap and a deadline (:mod:`signing.sandbox`, workers started by ``start_method``: a fork
-    server by default); with ``budget=None`` in this process, and a batch on a process pool loading ``settings``.
+    process with a memory cap and a CPU-time budget (:mod:`signing.sandbox`, workers started by ``start_method``: a
+    fork server by default); with ``budget=None`` in this process, and a batch on a process pool loading
+    ``settings``.
     """
 
     def __init__(

@@ -50,6 +50,7 @@ from .evidence import chain_labels, revocation_state, translate
 from .identity import describe_name, signer_from_certificate
 from .ltv import require_revocation_within_validity
 from .policy import weak_digest_reason, weak_key_reason
+from .reasons import explain
 from .report import (
     Format,
     Indication,
@@ -204,7 +205,7 @@ def _keyinfo_certificates(signature: etree._Element) -> list[_Signer]:
             der = base64.b64decode("".join((node.text or "").split()), validate=True)
             certs.append(_load_certificate(der))
         except (binascii.Error, ValueError) as exc:
-            raise InvalidInput(f"unreadable certificate in KeyInfo: {exc}") from exc
+            raise InvalidInput(f"unreadable certificate in KeyInfo: {explain(exc)}") from exc
     return certs
 
 
