@@ -113,6 +113,8 @@ def _vcr_headers(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     pairs = []
     for name, values in value.items():
         for item in values if isinstance(values, list) else [values]:
+            if item is None:  # a header listed without a value: the empty string, never "None"
+                item = ""
             pairs.append((str(name), item.decode("latin-1") if isinstance(item, bytes) else str(item)))
     return tuple(pairs)
 
@@ -128,6 +130,26 @@ def _vcr_body(value: Any, where: str) -> bytes | None:
     if value is None:
         return None
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _vcr_code(value: Any) -> int | None:
+    """A status code: an integer, or digits in a string (``code: '200'``, which VCR.py reads too)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 999 else None
+
+
+def _vcr_shape(request: Mapping[str, Any], response: Mapping[str, Any]) -> str:
+    """Why an interaction is not read: what it holds, and what a VCR.py interaction has."""
+
+    def keys(part: Mapping[str, Any]) -> str:
+        return ", ".join(sorted(str(key) for key in part)) or "nothing"
+
+    return (
+        f"not a VCR.py interaction this version reads: found request keys {keys(request)} and response keys "
+        f"{keys(response)}; expected request.method and request.uri (text) and response.status.code (a number), "
+        "or vcrpy's older httpx form with response.status_code"
+    )
 
 
 def load_vcr(path: Path) -> list[Exchange]:
@@ -162,17 +184,27 @@ def load_vcr(path: Path) -> list[Exchange]:
         if not isinstance(request, Mapping) or not isinstance(response, Mapping):
             raise UsageError(f"{where}: request or response is missing")
         method, uri = request.get("method"), request.get("uri")
-        status = response.get("status")
-        code = status.get("code") if isinstance(status, Mapping) else status
-        if not isinstance(method, str) or not isinstance(uri, str) or not isinstance(code, int):
-            raise UsageError(f"{where}: request.method, request.uri and response.status.code are required")
-        # VCR.py keeps a compressed body as it came (unless decode_compressed_response): decoded here, so redaction
-        # reads the text and the cassette holds the decoded body HAR 1.2 expects.
-        response_headers, response_body = decoded_response(
-            _vcr_headers(response.get("headers"), where),
-            _vcr_body(response.get("body"), f"{where}: response") or b"",
-            har=False,
-        )
+        old_httpx = "status_code" in response and "status" not in response
+        status = response.get("status_code") if old_httpx else response.get("status")
+        code = _vcr_code(status.get("code") if isinstance(status, Mapping) else status)
+        if not isinstance(method, str) or not isinstance(uri, str) or code is None:
+            raise UsageError(f"{where}: {_vcr_shape(request, response)}")
+        body_where = f"{where}: response"
+        if old_httpx:
+            # vcrpy's older httpx format: "status_code" and "content", the body as httpx decoded it (no content
+            # coding left, whatever Content-Encoding says), as VCR.py itself still reads it.
+            body = _vcr_body(response.get("content"), body_where) or b""
+            response_headers, response_body = decoded_response(
+                _vcr_headers(response.get("headers"), where), body, har=True
+            )
+        else:
+            # VCR.py keeps a compressed body as it came (unless decode_compressed_response): decoded here, so
+            # redaction reads the text and the cassette holds the decoded body HAR 1.2 expects.
+            response_headers, response_body = decoded_response(
+                _vcr_headers(response.get("headers"), where),
+                _vcr_body(response.get("body"), body_where) or b"",
+                har=False,
+            )
         exchanges.append(
             Exchange(
                 method=method.upper(),
@@ -227,10 +259,11 @@ def run_import(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise UsageError(f"--into {directory}: {_reason(exc)}") from None
     redacted = []
+    cookies = redactor.cookie_values(exchanges)  # a session id set by one answer, echoed by another
     with _progress(len(exchanges)) as progress:
         task = progress.add_task("Redacting", total=len(exchanges))
         for exchange in exchanges:
-            redacted.append(redactor.exchange(exchange))
+            redacted.append(redactor.exchange(exchange, cookies))
             progress.advance(task)
     # A cassette already there is never replaced: the import takes the next free name (capture-2.har) and says so.
     wanted = directory / f"{source.stem}.har"
@@ -313,7 +346,8 @@ def run_redact(args: argparse.Namespace) -> int:
                 exchanges = load_har(path)
             except HarError as exc:
                 raise UsageError(str(exc)) from None
-            write_har(path, [redactor.exchange(exchange) for exchange in exchanges])
+            cookies = redactor.cookie_values(exchanges)
+            write_har(path, [redactor.exchange(exchange, cookies) for exchange in exchanges])
             total += len(exchanges)
             progress.advance(task)
     print(f"{total} exchange(s) in {len(files)} file(s) redacted")

@@ -6,7 +6,9 @@ omit or garble optional fields, and only what replay needs is required (``reques
 ``response.status``); a missing required field is one clear line naming the file and the entry.
 
 Bodies are bytes in memory; on disk a body is ``text`` when it is text in the charset its ``Content-Type`` declares
-(UTF-8 without one), else base64 with ``encoding: "base64"`` (HAR's own convention for binary content). A response
+(UTF-8 without one), else base64 with ``encoding: "base64"`` (HAR's own convention for binary content). A request
+body (``postData``, which has no ``encoding`` in HAR 1.2) that is not text is written as browsers export it, as
+UTF-8 text with U+FFFD for the bytes that are not, with its exact bytes in the custom field ``_base64``. A response
 body is kept decoded, as HAR 1.2 says: :func:`~gateway.recording.bodies.decoded_response` drops ``Content-Encoding``
 and decodes a body some tool stored still encoded. A failed exchange (no response: connection refused, timeout)
 is an entry with ``response.status`` 0 and our custom field ``response._error`` naming the httpx exception.
@@ -120,6 +122,18 @@ def _content(body: bytes, mime: str) -> dict[str, Any]:
     return {"text": base64.b64encode(body).decode("ascii"), "encoding": "base64"}
 
 
+def _post_data(body: bytes, mime: str) -> dict[str, Any]:
+    """HAR ``postData`` ``text`` for a request body. HAR 1.2 has no ``encoding`` there, so a body that is not text in
+    its charset (multipart with a file's bytes) gets ``text`` as browsers export it (UTF-8, U+FFFD for bytes that are
+    not), and its exact bytes in base64 in the custom field ``_base64``, which :func:`_read_post_data` prefers."""
+    if not body:
+        return {"text": ""}
+    text = bytes_to_text(body, mime)
+    if text is not None:
+        return {"text": text}
+    return {"text": body.decode("utf-8", "replace"), "_base64": base64.b64encode(body).decode("ascii")}
+
+
 def _query(url: str) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
 
@@ -146,7 +160,7 @@ def exchange_to_entry(exchange: Exchange) -> dict[str, Any]:
     }
     if exchange.request_body is not None:
         mime = exchange.request_type or "application/octet-stream"
-        request["postData"] = {"mimeType": mime, "params": [], **_content(exchange.request_body, mime)}
+        request["postData"] = {"mimeType": mime, "params": [], **_post_data(exchange.request_body, mime)}
     mime = exchange.response_type
     response: dict[str, Any] = {
         "status": exchange.status,
@@ -245,6 +259,11 @@ def write_new_file(candidates: Iterable[Path], data: bytes) -> Path:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _text(value: Any) -> str:
+    """A header or form value as text: ``null`` (or absent) is the empty string, never ``"None"``."""
+    return "" if value is None else str(value)
+
+
 def _read_headers(value: Any, where: str) -> Headers:
     if value is None:
         return ()
@@ -254,7 +273,7 @@ def _read_headers(value: Any, where: str) -> Headers:
     for item in value:
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             raise HarError(f"{where}: a header without a name")
-        result.append((item["name"], str(item.get("value", ""))))
+        result.append((item["name"], _text(item.get("value"))))
     # HTTP/2 captures carry pseudo-headers (":authority"...): not headers to send or compare.
     return tuple((name, value) for name, value in result if not name.startswith(":"))
 
@@ -276,7 +295,7 @@ def _read_content(content: Any, where: str, mime: str = "") -> bytes:
     return text_to_bytes(text, mime)
 
 
-def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
+def _read_post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
     if post is None:
         return None, None
     if not isinstance(post, Mapping):
@@ -286,8 +305,11 @@ def _post_data(post: Any, where: str) -> tuple[bytes | None, str | None]:
         # Browsers may give a form as params only.
         if not isinstance(post["params"], list):
             raise HarError(f"{where}: params must be a list")
-        pairs = [(p.get("name", ""), p.get("value", "")) for p in post["params"] if isinstance(p, Mapping)]
+        pairs = [(_text(p.get("name")), _text(p.get("value"))) for p in post["params"] if isinstance(p, Mapping)]
         return urlencode(pairs).encode("ascii"), mime
+    exact = post.get("_base64")
+    if isinstance(exact, str):  # a binary body as we write it: the exact bytes beside the readable text
+        return _read_content({"text": exact, "encoding": "base64"}, where), mime
     return _read_content(post, where, mime or ""), mime
 
 
@@ -329,7 +351,7 @@ def entry_to_exchange(entry: Any, where: str) -> Exchange:
     if isinstance(status, bool) or not isinstance(status, int | float) or not 0 <= status <= 999:
         raise HarError(f"{where}: response.status is missing or not a number")
     request_headers = _read_headers(request.get("headers"), f"{where}: request")
-    body, mime = _post_data(request.get("postData"), f"{where}: request.postData")
+    body, mime = _read_post_data(request.get("postData"), f"{where}: request.postData")
     if mime and not any(name.lower() == "content-type" for name, _ in request_headers):
         request_headers = (*request_headers, ("Content-Type", mime))
     response_headers = _read_headers(response.get("headers"), f"{where}: response")

@@ -9,8 +9,11 @@ salt with the cassettes, out of wider reach when the cassettes hold real traffic
 
 What is redacted: configured headers, JSON keys (at any depth, case-insensitive), XML elements and attributes by
 local name (any namespace), form fields and query parameters; every value found there wherever else it appears in
-the same exchange (the applicant's name repeated in a signature report); and, in any remaining text, Vietnamese ID
-numbers (9 or 12 digits), phone numbers (0 or 84 followed by 9-10 digits) and e-mail addresses.
+the same exchange (the applicant's name repeated in a signature report); each cookie value (8 characters or more) of
+a redacted ``Cookie``/``Set-Cookie`` header wherever else it appears in the exchange, and in the cassette's other
+answers; and, in any remaining text, Vietnamese ID numbers (9 or 12 digits, not a UUID's last group), phone numbers
+(0 or 84 followed by 9-10 digits) and e-mail addresses. Only what is redacted changes: a URL's segments and query
+parameters and a form's fields stay as recorded otherwise; a form body that is not ``name=value`` pairs is text.
 """
 
 from __future__ import annotations
@@ -131,8 +134,10 @@ DEFAULT_REDACT_PARAMS = (
 )
 
 # Digits not touching other digits or letters (a dossier code, a timestamp or an amount of another length is kept).
-_ID_NUMBER = r"(?<![\w.])(?:\d{12}|\d{9})(?![\w.])"
-_PHONE = r"(?<![\w.+])(?:\+?84|0)\d{9,10}(?![\w.])"
+# Nor the last group of a UUID (8-4-4-4-12 hex digits), which may be all digits.
+_NOT_UUID_TAIL = r"(?<![0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-)"
+_ID_NUMBER = _NOT_UUID_TAIL + r"(?<![\w.])(?:\d{12}|\d{9})(?![\w.])"
+_PHONE = _NOT_UUID_TAIL + r"(?<![\w.+])(?:\+?84|0)\d{9,10}(?![\w.])"
 _EMAIL = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 _FREE_TEXT = re.compile(f"{_EMAIL}|{_PHONE}|{_ID_NUMBER}")
 
@@ -211,10 +216,24 @@ class Redactor:
     def learn_headers(self, headers: Headers) -> set[str]:
         found: set[str] = set()
         for name, value in headers:
-            if name.lower() in self.headers:
+            lower = name.lower()
+            if lower in self.headers:
                 scheme, _, credentials = value.partition(" ")
                 _add(found, credentials if credentials and scheme.isalpha() and len(scheme) <= 16 else value)
+                if lower in _COOKIE_HEADERS:
+                    found |= cookie_values(value, set_cookie=lower == "set-cookie")
         return found
+
+    def cookie_values(self, exchanges: Iterable[Exchange]) -> frozenset[str]:
+        """The cookie values of every redacted ``Cookie`` and ``Set-Cookie`` header of ``exchanges`` (a cassette):
+        given to :meth:`exchange` as ``elsewhere``, they are redacted in every response of the cassette too."""
+        found: set[str] = set()
+        for exchange in exchanges:
+            for name, value in (*exchange.request_headers, *exchange.response_headers):
+                lower = name.lower()
+                if lower in _COOKIE_HEADERS and lower in self.headers:
+                    found |= cookie_values(value, set_cookie=lower == "set-cookie")
+        return frozenset(found)
 
     def learn_url(self, url: str) -> set[str]:
         query = urllib.parse.urlsplit(url).query
@@ -293,19 +312,36 @@ class Redactor:
         parts = urllib.parse.urlsplit(url)
         # Segment by segment: an encoded slash (%2F) inside a segment is data (GitLab's "group%2Fproject"), not a
         # separator, and stays encoded.
-        path = "/".join(
-            urllib.parse.quote(self.text(urllib.parse.unquote(segment), known), safe=":@!$&'()*+,;=-._~<>")
-            for segment in parts.path.split("/")
-        )
+        path = "/".join(self._segment(segment, known) for segment in parts.path.split("/"))
         query = self._form(parts.query, known) if parts.query else ""
+        if path == parts.path and query == parts.query and not parts.fragment:
+            return url  # nothing redacted: the URL as recorded (a trailing "?" too)
         return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
+    def _segment(self, segment: str, known: Known) -> str:
+        """A path segment as recorded, or re-encoded when something in it is redacted."""
+        decoded = urllib.parse.unquote(segment)
+        redacted = self.text(decoded, known)
+        return segment if redacted == decoded else urllib.parse.quote(redacted, safe=":@!$&'()*+,;=-._~<>")
+
     def _form(self, text: str, known: Known = frozenset()) -> str:
-        pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
-        redacted = [
-            (k, self.placeholder(v) if k.lower() in self.params and v else self.text(v, known)) for k, v in pairs
-        ]
-        return urllib.parse.urlencode(redacted, safe="<>:")
+        """A query string or form body with its redacted parameters' values replaced, and nothing else changed:
+        a part where nothing is redacted stays as recorded (``delimiter=/``, ``%3A``, a bare ``notify_self``)."""
+        parts = []
+        for part in text.split("&"):
+            name, equals, value = part.partition("=")
+            if not equals:
+                decoded = urllib.parse.unquote_plus(name)
+                redacted = self.text(decoded, known)
+                parts.append(part if redacted == decoded else _form_quote(redacted))
+                continue
+            decoded = urllib.parse.unquote_plus(value)
+            if urllib.parse.unquote_plus(name).lower() in self.params and decoded:
+                redacted = self.placeholder(decoded)
+            else:
+                redacted = self.text(decoded, known)
+            parts.append(part if redacted == decoded else f"{name}={_form_quote(redacted)}")
+        return "&".join(parts)
 
     def redact_body(self, body: bytes | None, content_type: str, known: Known = frozenset()) -> bytes | None:
         if not body:
@@ -318,7 +354,7 @@ class Redactor:
                 return self._raw(body, known, content_type)
             return json.dumps(self._json(value, known), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if kind == "xml":
-            return self._xml(body, known)
+            return self._xml(body, known, content_type)
         if kind == "form":
             try:
                 return self._form(body.decode("ascii"), known).encode("ascii")
@@ -358,10 +394,10 @@ class Redactor:
             return self.text(value, known)
         return value
 
-    def _xml(self, body: bytes, known: Known = frozenset()) -> bytes:
+    def _xml(self, body: bytes, known: Known = frozenset(), content_type: str = "") -> bytes:
         root = _parse_xml(body)
         if root is None:
-            return self._raw(body, known)
+            return self._raw(body, known, content_type)  # HTML, or broken XML: text in its declared charset
         for element in root.iter():
             if not isinstance(element.tag, str):
                 if element.text:  # comments and processing instructions
@@ -383,13 +419,17 @@ class Redactor:
         declaration = body.lstrip().startswith(b"<?xml")
         return etree.tostring(root, encoding="utf-8", xml_declaration=declaration)
 
-    def exchange(self, exchange: Exchange) -> Exchange:
+    def exchange(self, exchange: Exchange, elsewhere: Known = frozenset()) -> Exchange:
         """``exchange`` with everything redacted (request and response); its Content-Length headers corrected, but
-        for an answer without a body (HEAD, 304), whose recorded Content-Length is the size of the resource."""
+        for an answer without a body (HEAD, 304), whose recorded Content-Length is the size of the resource.
+
+        ``elsewhere``: values learned from other exchanges of the cassette (:meth:`cookie_values`), redacted in the
+        response too. The request is redacted with its own values only, so a live request still matches it.
+        """
         url, request_headers, request_body, known = self.redact_request(
             exchange.url, exchange.request_headers, exchange.request_body
         )
-        known = known | self.learn_headers(exchange.response_headers)
+        known = known | elsewhere | self.learn_headers(exchange.response_headers)
         known = known | self.learn_body(exchange.response_body, exchange.response_type)
         response_body = self.redact_body(exchange.response_body, exchange.response_type, known) or b""
         response_headers = self.redact_headers(exchange.response_headers, known)
@@ -409,6 +449,28 @@ class Redactor:
 Known = frozenset[str]
 #: Shorter values are not replaced elsewhere (they would match too much); their own field is still redacted.
 MIN_KNOWN_LENGTH = 4
+
+
+#: Headers carrying cookies: besides the whole header, each cookie value is redacted wherever else it appears.
+_COOKIE_HEADERS = frozenset({"cookie", "set-cookie"})
+#: Shorter cookie values (``lang=vi``, ``consent=1``) are not secrets and would match too much.
+MIN_COOKIE_LENGTH = 8
+
+
+def cookie_values(value: str, *, set_cookie: bool) -> set[str]:
+    """The values of a ``Cookie`` header (``a=1; b=2``) or of a ``Set-Cookie`` header (``a=1; Path=/``, one cookie a
+    line when a capture joins several), as sent and percent-decoded, of at least :data:`MIN_COOKIE_LENGTH`."""
+    pairs = [line.split(";", 1)[0] for line in value.splitlines()] if set_cookie else value.split(";")
+    found: set[str] = set()
+    for pair in pairs:
+        _, equals, cookie = pair.partition("=")
+        cookie = cookie.strip().strip('"')
+        if not equals:
+            continue
+        for variant in {cookie, urllib.parse.unquote(cookie)}:
+            if len(variant) >= MIN_COOKIE_LENGTH and not PLACEHOLDER.search(variant):
+                found.add(variant)
+    return found
 
 
 def _add(found: set[str], value: str) -> None:
@@ -441,15 +503,35 @@ def _fix_length(headers: Headers, body: bytes | None) -> Headers:
     )
 
 
+def _form_quote(value: str) -> str:
+    return urllib.parse.quote_plus(value, safe="<>:")
+
+
+#: A part of a form body: a name without spaces, quotes, brackets or braces as sent (browsers encode them), and
+#: ``=value`` or nothing.
+_FORM_PART = re.compile(r"[^=\s\"'{}\[\]<>]*(?:=.*)?", re.DOTALL)
+
+
+def is_form(body: bytes) -> bool:
+    """Whether a body is ``name=value`` pairs (at least one ``=``; Google's ``[[1,null,...`` sent as a form is not)."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    parts = [part for part in text.split("&") if part]
+    return any("=" in part for part in parts) and all(_FORM_PART.fullmatch(part) for part in parts)
+
+
 def body_kind(body: bytes, content_type: str) -> str:
-    """``json``, ``xml``, ``form`` or ``raw``: how a body is redacted and compared."""
+    """``json``, ``xml``, ``form`` or ``raw``: how a body is redacted and compared (a body sent as a form that is
+    not ``name=value`` pairs is text, ``raw``)."""
     mime = content_type.lower()
     if "json" in mime:
         return "json"
     if "xml" in mime:
         return "xml"
     if "x-www-form-urlencoded" in mime:
-        return "form"
+        return "form" if is_form(body) else "raw"
     head = body[:64].lstrip()
     if head.startswith((b"{", b"[")):
         return "json"

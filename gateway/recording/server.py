@@ -12,6 +12,10 @@ or answers carry two.
 The recorded headers are sent as recorded: a repeated one (two ``Set-Cookie``) stays two headers, and text outside
 ASCII goes out as its UTF-8 bytes. HEAD, 1xx, 204 and 304 answers carry no body (a HEAD answer keeps its recorded
 Content-Length). The live request's path is taken as it came (``raw_path``), so ``%2F`` is not read as ``/``.
+
+A recorded 1xx answer (a WebSocket handshake's ``101 Switching Protocols``) cannot be replayed as an HTTP answer:
+it gets ``501`` with ``X-Replay: unsupported`` and a one-line reason, and so does a live WebSocket handshake (the
+frames a capture lists are not replayed).
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class _ReplayApp:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, send)
+            return
         if scope["type"] != "http":
             return
         request = Request(scope, receive)
@@ -79,6 +86,8 @@ class _ReplayApp:
                 {"error": "replayed_failure", "detail": str(exc)}, status_code=502, headers={"X-Replay": "failure"}
             )
         await answer.aread()
+        if answer.status_code < 200:
+            return _unsupported(f"{request.method} {request.url.path}: {_interim(answer.status_code)}")
         no_body = bodiless(request.method, answer.status_code)
         response = Response(b"" if no_body else answer.content, status_code=answer.status_code)
         if no_body:
@@ -94,6 +103,30 @@ class _ReplayApp:
                 response.raw_headers.append((lower, _CONTROL.sub(b" ", value)))
         response.raw_headers.append((b"x-replay", b"hit"))
         return response
+
+
+def _interim(status: int) -> str:
+    if status == 101:
+        return "the recorded answer is 101 Switching Protocols (a WebSocket handshake); WebSockets are not replayed"
+    return f"the recorded answer is an interim {status} without a final answer; it cannot be replayed"
+
+
+def _unsupported(detail: str) -> Response:
+    return JSONResponse(
+        {"error": "unsupported", "detail": detail}, status_code=501, headers={"X-Replay": "unsupported"}
+    )
+
+
+async def _refuse_websocket(scope: Scope, send: Send) -> None:
+    """A live WebSocket handshake: refused with 501 where the server can send an HTTP answer, else closed (403)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    response = _unsupported(f"{scope.get('path', '/')}: WebSocket connections are not replayed")
+    # The server closes the connection after a refused handshake: the client must not send another request on it.
+    headers = [*response.raw_headers, (b"connection", b"close")]
+    await send({"type": "websocket.http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": response.body})
 
 
 def _live_url(request: Request) -> str:

@@ -117,13 +117,17 @@ class _Recorder:
         self.entries: list[bytes] = []
         self._size = 0
         self._lock = threading.Lock()
+        self._cookies: frozenset[str] = frozenset()  # cookie values seen in this run, redacted in later answers too
 
     @property
     def path(self) -> Path:
         return self.directory / f"{_safe_name(self.upstream)}-{self.run}-{self.part:03d}.har"
 
     def record(self, exchange: Exchange) -> None:
-        redacted = self.redactor.exchange(exchange)  # before anything touches disk
+        with self._lock:
+            self._cookies |= self.redactor.cookie_values([exchange])
+            cookies = self._cookies
+        redacted = self.redactor.exchange(exchange, cookies)  # before anything touches disk
         # Each entry is serialised once; a rewrite joins the pieces (no re-serialisation of the whole file).
         entry = json.dumps(exchange_to_entry(redacted), ensure_ascii=False, indent=1).encode("utf-8")
         with self._lock:
