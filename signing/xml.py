@@ -46,6 +46,7 @@ from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
 from adapters.xmlguard import XMLRefusedError, hardened_parser, parse_xml
 
 from .adesval import path_lacks_revocation, revocation_unknown
+from .countersign import counter_signature_problem
 from .evidence import chain_labels, revocation_state, translate
 from .identity import describe_name, signer_from_certificate
 from .ltv import require_revocation_within_validity
@@ -406,6 +407,9 @@ async def _validate_signature(
         for reference, result in zip(references, results, strict=True)
         if not _is_machinery(result.signed_xml)
     )
+    problem = counter_signature_problem(signature, references, covered)
+    if problem is not None:
+        return _failed(Indication.INDETERMINATE, SubIndication.FORMAT_FAILURE, problem, signer)
     weak = signer.weak_key
     if weak:
         failed = _result(Indication.TOTAL_FAILED, SubIndication.CRYPTO_CONSTRAINTS_FAILURE, signer=signer, reason=weak)
