@@ -51,7 +51,7 @@ from .evidence import chain_labels, revocation_state, translate
 from .identity import describe_name, signer_from_certificate
 from .ltv import require_revocation_within_validity
 from .policy import weak_digest_reason, weak_key_reason
-from .reasons import explain
+from .reasons import explain, one_line
 from .report import (
     Format,
     Indication,
@@ -228,7 +228,7 @@ def _signature_algorithms(signature: etree._Element) -> list[str]:
 
 
 def _verify_crypto(
-    data: bytes, index: int, xades: bool, candidates: list[_Signer]
+    data: bytes, index: int, xades: bool, candidates: list[_Signer], *, schema: bool = True
 ) -> tuple[_Signer, list[VerifyResult], XMLVerifier]:
     """Check the signature value and every reference digest with signxml; the certificate is only a key holder.
 
@@ -247,7 +247,9 @@ def _verify_crypto(
             verification_time=candidate.cert.not_valid_before_utc,
         )
         try:
-            results = verifier.verify(data, x509_cert=candidate.cert, parser=hardened_parser(), expect_config=config)
+            results = verifier.verify(
+                data, x509_cert=candidate.cert, parser=hardened_parser(), expect_config=config, validate_schema=schema
+            )
         except (InvalidDigest, InvalidCertificate):
             raise
         except cryptography.exceptions.InvalidSignature as exc:
@@ -383,6 +385,8 @@ async def _validate_signature(
 
     try:
         signer, results, verifier = _verify_crypto(data, index, xades, candidates)
+    except etree.DocumentInvalid as exc:
+        return _off_schema(data, index, xades, candidates, exc)
     except _SignedPropertiesError as exc:
         reason = f"XAdES signing certificate: {exc}"
         return _failed(Indication.INDETERMINATE, SubIndication.NO_SIGNING_CERTIFICATE_FOUND, reason, candidates[0])
@@ -417,6 +421,30 @@ async def _validate_signature(
     others = [c for c in certs if c is not signer]
     result = await _trusted_result(signer, others, store, timing)
     return _Outcome(replace(result, signing_time=_signing_time(results)), parts, covered)
+
+
+def _off_schema(
+    data: bytes, index: int, xades: bool, candidates: list[_Signer], invalid: etree.DocumentInvalid
+) -> _Outcome:
+    """A signature the XML Signature (or XAdES) schema refuses: refused all the same, but a changed reference or a
+    broken value, when the check without the schema finds one, is said first (what a clerk needs to know)."""
+    detail = invalid.error_log.last_error.message if invalid.error_log.last_error else str(invalid)
+    reason = (
+        f"the signature does not follow the {'XAdES' if xades else 'XML Signature'} schema ({one_line(detail, 160)})"
+    )
+    try:
+        _verify_crypto(data, index, xades, candidates, schema=False)
+    except InvalidDigest as exc:
+        result = _result(Indication.TOTAL_FAILED, SubIndication.HASH_FAILURE, signer=candidates[0], reason=str(exc))
+        return _Outcome(result.with_warnings(reason))
+    except cryptography.exceptions.InvalidSignature as exc:
+        result = _result(
+            Indication.TOTAL_FAILED, SubIndication.SIG_CRYPTO_FAILURE, signer=candidates[0], reason=_crypto_reason(exc)
+        )
+        return _Outcome(result.with_warnings(reason))
+    except Exception:  # noqa: BLE001 - nothing more to learn: the schema's reason stands
+        logger.debug("XML signature %d off schema and unreadable without it", index)
+    return _failed(Indication.INDETERMINATE, SubIndication.FORMAT_FAILURE, reason, candidates[0])
 
 
 def _missing_signer(certs: list[_Signer]) -> str:
