@@ -5,9 +5,11 @@
   free ``<stem>-N.har`` (an import never replaces a cassette);
 * ``import-vcr FILE [--into DIR]``: the same for a VCR.py YAML cassette (read with ``yaml.safe_load`` only: a
   cassette is untrusted input, and a YAML tag that would build a Python object is refused);
-* ``export-har DIR [--out FILE]``: every exchange of a directory as one HAR 1.2 document (stdout without ``--out``);
+* ``export-har DIR [--out FILE]``: every exchange of a directory as one HAR 1.2 document (stdout without ``--out``),
+  with the pages of every cassette (a page id another cassette already uses gets ``-2``, ``-3``...);
 * ``show DIR [--json]``: a table of the exchanges;
-* ``redact DIR``: apply the current redaction settings again to every cassette of ``DIR``, in place.
+* ``redact DIR``: apply the current redaction settings again to every cassette of ``DIR``, in place (its comment
+  and pages kept).
 
 ``DIR`` defaults to the ``[recording] directory`` of ``--config`` (``cassettes``).
 """
@@ -31,7 +33,16 @@ from rich.progress import Progress
 from ..config import ConfigError
 from ..errors import EXIT_OK, UsageError
 from ..recording.bodies import decoded_response
-from ..recording.har import Exchange, HarError, dumps_har, har_files, load_har, write_har, write_new_file
+from ..recording.har import (
+    Exchange,
+    HarDocument,
+    HarError,
+    dumps_har,
+    har_files,
+    read_har,
+    write_har,
+    write_new_file,
+)
 from ..recording.settings import RecordingSettings
 from ..settings import load_settings
 
@@ -86,18 +97,45 @@ def _progress(total: int) -> Progress:
     return Progress(console=Console(stderr=True), transient=True, disable=not show)
 
 
-def _load(directory: str) -> list[Exchange]:
+def _read(directory: str) -> list[HarDocument]:
     try:
         files = har_files(directory)
-        exchanges: list[Exchange] = []
+        documents: list[HarDocument] = []
         with _progress(len(files)) as progress:
             task = progress.add_task("Reading cassettes", total=len(files))
             for path in files:
-                exchanges.extend(load_har(path))
+                documents.append(read_har(path))
                 progress.advance(task)
-        return exchanges
+        return documents
     except HarError as exc:
         raise UsageError(str(exc)) from None
+
+
+def _load(directory: str) -> list[Exchange]:
+    return [exchange for document in _read(directory) for exchange in document.exchanges]
+
+
+def _merged(documents: list[HarDocument]) -> tuple[list[Exchange], list[dict[str, Any]]]:
+    """The exchanges and pages of several cassettes as one document's: a page id taken by an earlier cassette with
+    another page is renamed (``page_1-2``), with the ``pageref`` of its cassette's entries."""
+    exchanges: list[Exchange] = []
+    pages: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        renamed: dict[str, str] = {}
+        for page in document.pages:
+            wanted = str(page["id"])
+            new = next(
+                name
+                for name in itertools.chain([wanted], (f"{wanted}-{n}" for n in itertools.count(2)))
+                if name not in pages or pages[name] == {**page, "id": name}
+            )
+            renamed[wanted] = new
+            pages[new] = {**page, "id": new}
+        exchanges.extend(
+            exchange.with_(pageref=renamed[exchange.pageref]) if exchange.pageref in renamed else exchange
+            for exchange in document.exchanges
+        )
+    return exchanges, list(pages.values())
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -245,11 +283,12 @@ def run_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{source}: no such file")
     if args.format == "har":
         try:
-            exchanges = load_har(source)
+            document = read_har(source)
         except HarError as exc:
             raise UsageError(str(exc)) from None
     else:
-        exchanges = load_vcr(source)
+        document = HarDocument(load_vcr(source))
+    exchanges = document.exchanges
     directory = _directory(args, settings)
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"--into {directory}: not a directory")
@@ -268,7 +307,10 @@ def run_import(args: argparse.Namespace) -> int:
     # A cassette already there is never replaced: the import takes the next free name (capture-2.har) and says so.
     wanted = directory / f"{source.stem}.har"
     candidates = (directory / f"{source.stem}-{n}.har" for n in itertools.count(2))
-    data = dumps_har(redacted, comment=f"imported from {source.name}")
+    comment = f"imported from {source.name}"
+    if document.comment:  # the capture's own comment, redacted as free text
+        comment += f": {redactor.text(document.comment, cookies)}"
+    data = dumps_har(redacted, comment=comment, pages=[redactor.page(page) for page in document.pages])
     try:
         target = write_new_file(itertools.chain([wanted], candidates), data)
     except OSError as exc:
@@ -283,8 +325,8 @@ def _reason(exc: Exception) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    exchanges = _load(args.directory)
-    data = dumps_har(exchanges, comment=f"exported from {Path(args.directory).name}")
+    exchanges, pages = _merged(_read(args.directory))
+    data = dumps_har(exchanges, comment=f"exported from {Path(args.directory).name}", pages=pages)
     if args.out:
         out = Path(args.out)
         if out.is_dir():
@@ -343,11 +385,17 @@ def run_redact(args: argparse.Namespace) -> int:
         task = progress.add_task("Redacting cassettes", total=len(files))
         for path in files:
             try:
-                exchanges = load_har(path)
+                document = read_har(path)
             except HarError as exc:
                 raise UsageError(str(exc)) from None
+            exchanges = document.exchanges
             cookies = redactor.cookie_values(exchanges)
-            write_har(path, [redactor.exchange(exchange, cookies) for exchange in exchanges])
+            write_har(
+                path,
+                [redactor.exchange(exchange, cookies) for exchange in exchanges],
+                comment=redactor.text(document.comment, cookies) if document.comment else None,  # "imported from …"
+                pages=[redactor.page(page) for page in document.pages],
+            )
             total += len(exchanges)
             progress.advance(task)
     print(f"{total} exchange(s) in {len(files)} file(s) redacted")

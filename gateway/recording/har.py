@@ -12,12 +12,19 @@ UTF-8 text with U+FFFD for the bytes that are not, with its exact bytes in the c
 body is kept decoded, as HAR 1.2 says: :func:`~gateway.recording.bodies.decoded_response` drops ``Content-Encoding``
 and decodes a body some tool stored still encoded. A failed exchange (no response: connection refused, timeout)
 is an entry with ``response.status`` 0 and our custom field ``response._error`` naming the httpx exception.
+
+HAR's optional standard fields are kept from reading to writing: ``log.pages`` (:class:`HarDocument`), each entry's
+``pageref``, ``serverIPAddress``, ``connection``, ``comment``, the request's and response's ``cookies``, the recorded
+``timings`` and the response's own ``httpVersion``. A field of the wrong type is dropped when read (the written file
+stays valid HAR 1.2), but for a ``serverIPAddress`` that is not an IP address, kept as the custom field
+``_serverIPAddress``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import itertools
 import json
 import os
@@ -34,6 +41,7 @@ from .bodies import bytes_to_text, decoded_response, text_to_bytes
 __all__ = [
     "HAR_VERSION",
     "Exchange",
+    "HarDocument",
     "HarError",
     "dump_har",
     "dumps_har",
@@ -42,6 +50,8 @@ __all__ = [
     "load_directory",
     "load_har",
     "loads_har",
+    "read_har",
+    "reads_har",
     "write_har",
     "write_new_file",
 ]
@@ -50,6 +60,8 @@ HAR_VERSION = "1.2"
 CREATOR = {"name": "dvc-gateway", "version": "0.1.0"}
 
 Headers = tuple[tuple[str, str], ...]
+#: HAR ``cookies`` objects (name, value, path, domain, expires, httpOnly, secure, comment).
+Cookies = tuple[Mapping[str, Any], ...]
 
 _TEXT_TYPES = ("json", "xml", "text/", "javascript", "x-www-form-urlencoded", "html", "csv", "yaml")
 
@@ -77,6 +89,15 @@ class Exchange:
     error: str | None = None  # "ConnectError: ..." for a failed exchange (status 0)
     source: str = ""  # where it was read from ("file.har#3"); not written
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of the entry we do not model (kept on rewrite)
+    # HAR's optional standard fields, kept as recorded ("" / () / None: absent).
+    pageref: str = ""
+    server_ip: str = ""  # serverIPAddress
+    connection: str = ""
+    comment: str = ""
+    request_cookies: Cookies = ()
+    response_cookies: Cookies = ()
+    timings: Mapping[str, Any] | None = None  # the recorded timings (send, wait, receive required)
+    response_http_version: str = ""  # the response's httpVersion when it differs from the request's
 
     def header(self, name: str, *, response: bool = False) -> str | None:
         wanted = name.lower()
@@ -152,7 +173,7 @@ def exchange_to_entry(exchange: Exchange) -> dict[str, Any]:
         "method": exchange.method,
         "url": exchange.url,
         "httpVersion": exchange.http_version,
-        "cookies": [],
+        "cookies": [dict(cookie) for cookie in exchange.request_cookies],
         "headers": _headers(exchange.request_headers),
         "queryString": _query(exchange.url),
         "headersSize": _headers_size(exchange.request_headers),
@@ -165,8 +186,8 @@ def exchange_to_entry(exchange: Exchange) -> dict[str, Any]:
     response: dict[str, Any] = {
         "status": exchange.status,
         "statusText": exchange.status_text,
-        "httpVersion": exchange.http_version,
-        "cookies": [],
+        "httpVersion": exchange.response_http_version or exchange.http_version,
+        "cookies": [dict(cookie) for cookie in exchange.response_cookies],
         "headers": _headers(exchange.response_headers),
         "content": {
             "size": len(exchange.response_body),
@@ -182,24 +203,36 @@ def exchange_to_entry(exchange: Exchange) -> dict[str, Any]:
     elapsed = round(max(exchange.time_ms, 0.0), 3)
     entry: dict[str, Any] = {
         **{k: v for k, v in exchange.extra.items() if k.startswith("_")},
+        **({"pageref": exchange.pageref} if exchange.pageref else {}),
         "startedDateTime": exchange.started or now_iso(),
         "time": elapsed,
         "request": request,
         "response": response,
         "cache": {},
-        "timings": {"blocked": -1, "dns": -1, "connect": -1, "send": 0, "wait": elapsed, "receive": 0, "ssl": -1},
+        "timings": dict(exchange.timings)
+        if exchange.timings
+        else {"blocked": -1, "dns": -1, "connect": -1, "send": 0, "wait": elapsed, "receive": 0, "ssl": -1},
     }
+    for key, value in (
+        ("serverIPAddress", exchange.server_ip),
+        ("connection", exchange.connection),
+        ("comment", exchange.comment),
+    ):
+        if value:
+            entry[key] = value
     if exchange.upstream:
         entry["_upstream"] = exchange.upstream
     return entry
 
 
-def dump_har(exchanges: Iterable[Exchange], *, comment: str | None = None) -> dict[str, Any]:
-    """A HAR 1.2 document holding ``exchanges``."""
+def dump_har(
+    exchanges: Iterable[Exchange], *, comment: str | None = None, pages: Iterable[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """A HAR 1.2 document holding ``pages`` (HAR ``log.pages`` objects) and ``exchanges``."""
     log: dict[str, Any] = {
         "version": HAR_VERSION,
         "creator": dict(CREATOR),
-        "pages": [],
+        "pages": [dict(page) for page in pages],
         "entries": [exchange_to_entry(exchange) for exchange in exchanges],
     }
     if comment:
@@ -207,13 +240,22 @@ def dump_har(exchanges: Iterable[Exchange], *, comment: str | None = None) -> di
     return {"log": log}
 
 
-def dumps_har(exchanges: Iterable[Exchange], *, comment: str | None = None) -> bytes:
-    return json.dumps(dump_har(exchanges, comment=comment), ensure_ascii=False, indent=1).encode("utf-8")
+def dumps_har(
+    exchanges: Iterable[Exchange], *, comment: str | None = None, pages: Iterable[Mapping[str, Any]] = ()
+) -> bytes:
+    document = dump_har(exchanges, comment=comment, pages=pages)
+    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
 
 
-def write_har(path: str | os.PathLike[str], exchanges: Iterable[Exchange], *, comment: str | None = None) -> int:
+def write_har(
+    path: str | os.PathLike[str],
+    exchanges: Iterable[Exchange],
+    *,
+    comment: str | None = None,
+    pages: Iterable[Mapping[str, Any]] = (),
+) -> int:
     """Write ``exchanges`` to ``path`` atomically (a reader never sees half a file); the number of bytes written."""
-    return write_bytes_atomically(Path(path), dumps_har(exchanges, comment=comment))
+    return write_bytes_atomically(Path(path), dumps_har(exchanges, comment=comment, pages=pages))
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> int:
@@ -330,6 +372,70 @@ def _check_unicode(value: Any, where: str) -> None:
             stack.extend(item)
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _read_cookies(value: Any) -> Cookies:
+    """HAR ``cookies``: those with a name, their fields of the type HAR 1.2 gives them (others dropped)."""
+    if not isinstance(value, list):
+        return ()
+    cookies = []
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            continue
+        cookie: dict[str, Any] = {"name": item["name"], "value": _text(item.get("value"))}
+        for key in ("path", "domain", "expires", "comment"):
+            if isinstance(item.get(key), str):
+                cookie[key] = item[key]
+        if "expires" in item and item["expires"] is None:
+            cookie["expires"] = None
+        for key in ("httpOnly", "secure"):
+            if isinstance(item.get(key), bool):
+                cookie[key] = item[key]
+        cookies.append(cookie)
+    return tuple(cookies)
+
+
+def _read_timings(value: Any) -> dict[str, Any] | None:
+    """HAR ``timings`` with ``send``, ``wait`` and ``receive`` numbers (else ``None``: written from ``time``)."""
+    if not isinstance(value, Mapping) or not all(_number(value.get(key)) for key in ("send", "wait", "receive")):
+        return None
+    keys = ("blocked", "dns", "connect", "send", "wait", "receive", "ssl")
+    timings: dict[str, Any] = {key: value[key] for key in keys if _number(value.get(key))}
+    if isinstance(value.get("comment"), str):
+        timings["comment"] = value["comment"]
+    return timings
+
+
+def _server_ip(value: Any) -> str | None:
+    """An IPv4 or IPv6 address as HAR 1.2 wants it (Chrome writes ``[::1]``), or ``None`` (a zone, ``%7``, too)."""
+    if not isinstance(value, str) or "%" in value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip().strip("[]")))
+    except ValueError:
+        return None
+
+
+def _read_page(page: Any) -> dict[str, Any] | None:
+    """A HAR page with the fields HAR 1.2 requires (``title`` and ``pageTimings`` filled in), or ``None``."""
+    if not isinstance(page, Mapping) or not isinstance(page.get("id"), str):
+        return None
+    result = {key: value for key, value in page.items() if isinstance(key, str)}
+    result["startedDateTime"] = _text(page.get("startedDateTime")) or now_iso()
+    result["title"] = _text(page.get("title"))
+    timings = page.get("pageTimings")
+    result["pageTimings"] = {
+        key: value
+        for key, value in (timings.items() if isinstance(timings, Mapping) else ())
+        if (key in ("onContentLoad", "onLoad") and _number(value)) or (key == "comment" and isinstance(value, str))
+    }
+    if not isinstance(result.get("comment", ""), str):
+        del result["comment"]
+    return result
+
+
 def entry_to_exchange(entry: Any, where: str) -> Exchange:
     """The :class:`Exchange` of a HAR entry; ``where`` names it in errors (``"capture.har: entry 3"``)."""
     if not isinstance(entry, Mapping):
@@ -368,6 +474,12 @@ def entry_to_exchange(entry: Any, where: str) -> Exchange:
     response_headers, response_body = decoded_response(response_headers, response_body, har=True)
     elapsed = entry.get("time", 0)
     error = response.get("_error")
+    extra = {k: v for k, v in entry.items() if isinstance(k, str) and k.startswith("_") and k != "_upstream"}
+    server_ip = _server_ip(entry.get("serverIPAddress"))
+    if server_ip is None and entry.get("serverIPAddress"):
+        extra["_serverIPAddress"] = entry["serverIPAddress"]  # not an IP address: kept, outside HAR's field
+    http_version = str(request.get("httpVersion") or "HTTP/1.1")
+    response_version = response.get("httpVersion")
     return Exchange(
         method=method.upper(),
         url=url,
@@ -379,16 +491,40 @@ def entry_to_exchange(entry: Any, where: str) -> Exchange:
         response_body=response_body,
         started=str(entry.get("startedDateTime") or ""),
         time_ms=float(elapsed) if isinstance(elapsed, int | float) and not isinstance(elapsed, bool) else 0.0,
-        http_version=str(request.get("httpVersion") or "HTTP/1.1"),
+        http_version=http_version,
         upstream=str(entry.get("_upstream") or ""),
         error=str(error) if error else None,
         source=where,
-        extra={k: v for k, v in entry.items() if isinstance(k, str) and k.startswith("_") and k != "_upstream"},
+        extra=extra,
+        pageref=entry["pageref"] if isinstance(entry.get("pageref"), str) else "",
+        server_ip=server_ip or "",
+        connection=entry["connection"] if isinstance(entry.get("connection"), str) else "",
+        comment=entry["comment"] if isinstance(entry.get("comment"), str) else "",
+        request_cookies=_read_cookies(request.get("cookies")),
+        response_cookies=_read_cookies(response.get("cookies")),
+        timings=_read_timings(entry.get("timings")),
+        response_http_version=response_version
+        if isinstance(response_version, str) and response_version and response_version != http_version
+        else "",
     )
+
+
+@dataclass(frozen=True)
+class HarDocument:
+    """A HAR document as read: its exchanges, its pages (``log.pages``) and its ``log.comment``."""
+
+    exchanges: list[Exchange]
+    pages: tuple[Mapping[str, Any], ...] = ()
+    comment: str | None = None
 
 
 def loads_har(data: str | bytes | Mapping[str, Any], source: str = "HAR") -> list[Exchange]:
     """The exchanges of a HAR document (text, bytes or already parsed)."""
+    return reads_har(data, source).exchanges
+
+
+def reads_har(data: str | bytes | Mapping[str, Any], source: str = "HAR") -> HarDocument:
+    """A HAR document (text, bytes or already parsed): exchanges, pages and comment."""
     if isinstance(data, str | bytes):
         try:
             document = json.loads(data)
@@ -404,17 +540,27 @@ def loads_har(data: str | bytes | Mapping[str, Any], source: str = "HAR") -> lis
     entries = log.get("entries")
     if not isinstance(entries, list):
         raise HarError(f"{source}: log.entries must be a list")
-    return [entry_to_exchange(entry, f"{source}: entry {index}") for index, entry in enumerate(entries)]
+    exchanges = [entry_to_exchange(entry, f"{source}: entry {index}") for index, entry in enumerate(entries)]
+    pages = log.get("pages")
+    _check_unicode(pages, f"{source}: log.pages")
+    read = [_read_page(page) for page in (pages if isinstance(pages, list) else [])]
+    comment = log.get("comment")
+    return HarDocument(exchanges, tuple(page for page in read if page), comment if isinstance(comment, str) else None)
 
 
 def load_har(path: str | os.PathLike[str]) -> list[Exchange]:
     """The exchanges of a HAR file."""
+    return read_har(path).exchanges
+
+
+def read_har(path: str | os.PathLike[str]) -> HarDocument:
+    """A HAR file: exchanges, pages and comment."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise HarError(f"{path}: {exc.strerror or exc}") from None
-    return loads_har(data, str(path.name))
+    return reads_har(data, str(path.name))
 
 
 def har_files(directory: str | os.PathLike[str]) -> list[Path]:

@@ -14,6 +14,9 @@ a redacted ``Cookie``/``Set-Cookie`` header wherever else it appears in the exch
 answers; and, in any remaining text, Vietnamese ID numbers (9 or 12 digits, not a UUID's last group), phone numbers
 (0 or 84 followed by 9-10 digits) and e-mail addresses. Only what is redacted changes: a URL's segments and query
 parameters and a form's fields stay as recorded otherwise; a form body that is not ``name=value`` pairs is text.
+HAR's ``cookies`` arrays get what their header gets: each value of a redacted ``Cookie``/``Set-Cookie`` header's
+array becomes its placeholder (and is redacted elsewhere like the header's cookie values); comments and page titles
+are free text.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import os
 import re
 import secrets
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from lxml import etree
 from adapters.xmlguard import hardened_parser
 
 from .bodies import bodiless, bytes_to_text, text_to_bytes
-from .har import Exchange, Headers
+from .har import Cookies, Exchange, Headers
 
 __all__ = [
     "DEFAULT_REDACT_HEADERS",
@@ -233,7 +236,41 @@ class Redactor:
                 lower = name.lower()
                 if lower in _COOKIE_HEADERS and lower in self.headers:
                     found |= cookie_values(value, set_cookie=lower == "set-cookie")
+            found |= self._array_values(exchange)
         return frozenset(found)
+
+    def _array_values(self, exchange: Exchange) -> set[str]:
+        """The values of HAR ``cookies`` arrays whose header (``Cookie``, ``Set-Cookie``) is redacted."""
+        found: set[str] = set()
+        for name, cookies in (("cookie", exchange.request_cookies), ("set-cookie", exchange.response_cookies)):
+            if name in self.headers:
+                for cookie in cookies:
+                    found |= cookie_values(f"{cookie.get('name')}={cookie.get('value') or ''}", set_cookie=False)
+        return found
+
+    def cookies(self, cookies: Cookies, header: str, known: Known = frozenset()) -> Cookies:
+        """A HAR ``cookies`` array redacted as its header is: each value a placeholder when ``header`` (``cookie`` or
+        ``set-cookie``) is redacted, else free text; comments are free text."""
+        redacted = []
+        for cookie in cookies:
+            item = dict(cookie)
+            value = str(item.get("value") or "")
+            item["value"] = self.placeholder(value) if value and header in self.headers else self.text(value, known)
+            if isinstance(item.get("comment"), str):
+                item["comment"] = self.text(item["comment"], known)
+            redacted.append(item)
+        return tuple(redacted)
+
+    def page(self, page: Mapping[str, Any]) -> dict[str, Any]:
+        """A HAR page (``log.pages``) with its title and comments redacted as free text."""
+        result = dict(page)
+        for key in ("title", "comment"):
+            if isinstance(result.get(key), str):
+                result[key] = self.text(result[key])
+        timings = result.get("pageTimings")
+        if isinstance(timings, Mapping) and isinstance(timings.get("comment"), str):
+            result["pageTimings"] = {**timings, "comment": self.text(timings["comment"])}
+        return result
 
     def learn_url(self, url: str) -> set[str]:
         query = urllib.parse.urlsplit(url).query
@@ -429,12 +466,15 @@ class Redactor:
         url, request_headers, request_body, known = self.redact_request(
             exchange.url, exchange.request_headers, exchange.request_body
         )
-        known = known | elsewhere | self.learn_headers(exchange.response_headers)
+        known = known | elsewhere | self.learn_headers(exchange.response_headers) | self._array_values(exchange)
         known = known | self.learn_body(exchange.response_body, exchange.response_type)
         response_body = self.redact_body(exchange.response_body, exchange.response_type, known) or b""
         response_headers = self.redact_headers(exchange.response_headers, known)
         if not bodiless(exchange.method, exchange.status):
             response_headers = _fix_length(response_headers, response_body)
+        timings = exchange.timings
+        if timings and isinstance(timings.get("comment"), str):
+            timings = {**timings, "comment": self.text(timings["comment"], known)}
         return exchange.with_(
             url=url,
             request_headers=_fix_length(request_headers, request_body),
@@ -442,6 +482,10 @@ class Redactor:
             response_headers=response_headers,
             response_body=response_body,
             error=self.text(exchange.error, known) if exchange.error else None,
+            comment=self.text(exchange.comment, known),
+            request_cookies=self.cookies(exchange.request_cookies, "cookie", known),
+            response_cookies=self.cookies(exchange.response_cookies, "set-cookie", known),
+            timings=timings,
         )
 
 

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .bodies import bodiless
 from .match import NoMatch
-from .transport import FaultRule, RecordingSettings, Replayer
+from .transport import FaultRule, RecordingSettings, Replayer, interim_reason
 
 __all__ = ["create_replay_app"]
 
@@ -87,7 +87,7 @@ class _ReplayApp:
             )
         await answer.aread()
         if answer.status_code < 200:
-            return _unsupported(f"{request.method} {request.url.path}: {_interim(answer.status_code)}")
+            return _unsupported(f"{request.method} {request.url.path}: {interim_reason(answer.status_code)}")
         no_body = bodiless(request.method, answer.status_code)
         response = Response(b"" if no_body else answer.content, status_code=answer.status_code)
         if no_body:
@@ -103,12 +103,6 @@ class _ReplayApp:
                 response.raw_headers.append((lower, _CONTROL.sub(b" ", value)))
         response.raw_headers.append((b"x-replay", b"hit"))
         return response
-
-
-def _interim(status: int) -> str:
-    if status == 101:
-        return "the recorded answer is 101 Switching Protocols (a WebSocket handshake); WebSockets are not replayed"
-    return f"the recorded answer is an interim {status} without a final answer; it cannot be replayed"
 
 
 def _unsupported(detail: str) -> Response:

@@ -6,7 +6,9 @@
 * :func:`replay_wrapper`: answers from the directory's cassettes, never touching the network (the inner transport
   is ignored). The live request is redacted with the directory's salt before matching, so it matches its redacted
   recording. Optional replay of the recorded latency (``replay_latency``: a factor, 1 = as recorded) and injected
-  faults (:class:`FaultRule`). A request nothing answers raises :class:`~gateway.recording.match.NoMatch`.
+  faults (:class:`FaultRule`). A request nothing answers raises :class:`~gateway.recording.match.NoMatch`; one
+  answered by a recorded 1xx (a WebSocket handshake's ``101 Switching Protocols``, which replay cannot give) raises
+  :class:`Unsupported`, a ``NoMatch`` too, as ``replay serve`` answers both with ``501``.
 * :func:`install` puts the wrapper a :class:`~gateway.recording.settings.RecordingSettings` asks for on a factory.
 """
 
@@ -37,7 +39,7 @@ from .har import (
     now_iso,
     write_bytes_atomically,
 )
-from .match import ReplayIndex
+from .match import NoMatch, ReplayIndex
 from .redact import Redactor
 from .settings import FaultRule, RecordingSettings
 
@@ -47,7 +49,9 @@ __all__ = [
     "RecordingTransport",
     "ReplayTransport",
     "Replayer",
+    "Unsupported",
     "install",
+    "interim_reason",
     "recording_wrapper",
     "replay_wrapper",
     "response_of",
@@ -313,13 +317,29 @@ def response_of(exchange: Exchange, request: httpx.Request) -> httpx.Response:
     )
 
 
+class Unsupported(NoMatch):
+    """The recorded answer is one replay cannot give (a 1xx: a WebSocket handshake's 101); a :class:`NoMatch`, so it
+    is reported as a miss is (a permanent failure: the outbox parks the message at once, with this reason)."""
+
+
+def interim_reason(status: int) -> str:
+    """Why a recorded 1xx answer is not replayed, in one line."""
+    if status == 101:
+        return "the recorded answer is 101 Switching Protocols (a WebSocket handshake); WebSockets are not replayed"
+    return f"the recorded answer is an interim {status} without a final answer; it cannot be replayed"
+
+
 class ReplayTransport(httpx.AsyncBaseTransport):
     def __init__(self, replayer: Replayer, upstream: str) -> None:
         self.replayer = replayer
         self.upstream = upstream
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self.replayer.answer(request, self.upstream)
+        response = await self.replayer.answer(request, self.upstream)
+        if response.status_code < 200:
+            await response.aclose()
+            raise Unsupported(f"{request.method} {request.url}: {interim_reason(response.status_code)}")
+        return response
 
 
 def replay_wrapper(
