@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from gateway.workers import CLOSED, OPEN, CircuitBreakers, CircuitBreakerSetting
 from tests.servers import ServerThread
 from tests.soap_support import dossier
 from tests.test_daemon import ADMIN_TOKEN, OUTBOUND_TOKEN, PORTAL_TOKEN, daemon_beside, submission
+from tests.test_faults_network import Clock, enqueue
 
 AGENCY = "000.00.23.H38"
 TOKEN = "retry-after-test-token"
@@ -103,16 +105,6 @@ def test_the_retry_waits_for_the_upstream_but_never_past_the_longest_backoff() -
 # End to end: the outbox and real agencies
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-        self.mono = 1000.0
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-        self.mono += seconds
-
-
 class Refusing:
     """An ASGI app answering its first ``refusals`` POSTs with ``status`` and ``Retry-After: retry`` (whose value may
     be computed at each answer), and passing everything else to ``app``."""
@@ -152,19 +144,6 @@ class Deliver:
         await self.client.deliver(dossier(message.payload["code"]), message.idempotency_key)
 
 
-def enqueue(db: Database, code: str, clock: Clock) -> int:
-    with db.unit_of_work() as session:
-        message = outbox.enqueue(
-            session,
-            kind="retry_after.test",
-            target=TARGET,
-            payload={"code": code},
-            idempotency_key=outbox.message_key(code, "deliver"),
-            not_before=clock.now,
-        )
-        return message.id
-
-
 def row(db: Database, message_id: int) -> tuple[str, int, datetime]:
     with db.unit_of_work() as session:
         message = outbox.get(session, message_id)
@@ -186,85 +165,86 @@ def worker_for(db: Database, dispatcher: Any, clock: Clock, max_seconds: float =
     )
 
 
-def client_settings(url: str) -> ClientSettings:
-    return ClientSettings(base_url=url, address_policy=AddressPolicy(allow_private=True), timeout_seconds=5)
+@asynccontextmanager
+async def agency_at(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """``app`` served on 127.0.0.1, and a client to it from the real factory (bearer token, short timeouts)."""
+    with ServerThread(app) as server:
+        settings = ClientSettings(
+            base_url=server.base_url, address_policy=AddressPolicy(allow_private=True), timeout_seconds=5
+        )
+        async with ClientFactory().client(TARGET, settings, auth=bearer(TOKEN)) as http:
+            yield http, server.base_url
 
 
 async def test_a_rest_agency_rate_limiting_is_left_alone_as_long_as_it_asked(db: Database) -> None:
-    clock = Clock()
+    clock = Clock(now=NOW)
     app = Refusing(agency_sim.create_app(token=TOKEN), 429, "120")
-    with ServerThread(app) as server:
-        factory = ClientFactory()
-        async with factory.client(TARGET, client_settings(server.base_url), auth=bearer(TOKEN)) as http:
-            worker = worker_for(db, Deliver(RestOneStopClient(http, agency_code=AGENCY)), clock)
-            first = enqueue(db, f"{AGENCY}-261203-0001", clock)
-            second = enqueue(db, f"{AGENCY}-261203-0002", clock)
-            worker.batch = worker.max_in_flight = 1
+    async with agency_at(app) as (http, _url):
+        worker = worker_for(db, Deliver(RestOneStopClient(http, agency_code=AGENCY)), clock)
+        first = enqueue(db, TARGET, f"{AGENCY}-261203-0001", clock)
+        second = enqueue(db, TARGET, f"{AGENCY}-261203-0002", clock)
+        worker.batch = worker.max_in_flight = 1
 
-            assert await worker.run_once() == 1
-            state, attempts, due = row(db, first)
-            assert (state, attempts) == (outbox.PENDING, 1)
-            assert due == NOW + timedelta(seconds=120)  # not the 1 s backoff: what the agency asked
-            assert worker.breaker_state(TARGET) == OPEN
+        assert await worker.run_once() == 1
+        state, attempts, due = row(db, first)
+        assert (state, attempts) == (outbox.PENDING, 1)
+        assert due == NOW + timedelta(seconds=120)  # not the 1 s backoff: what the agency asked
+        assert worker.breaker_state(TARGET) == OPEN
 
-            # Within the wait nothing is sent to the agency, the other message included (its attempts not spent).
-            clock.advance(119)
-            assert await worker.run_once() == 0
-            assert row(db, second)[:2] == (outbox.PENDING, 0)
-            assert app.posts == 1
+        # Within the wait nothing is sent to the agency, the other message included (its attempts not spent).
+        clock.advance(119)
+        assert await worker.run_once() == 0
+        assert row(db, second)[:2] == (outbox.PENDING, 0)
+        assert app.posts == 1
 
-            # After it, both are delivered.
-            clock.advance(2)
-            worker.batch = worker.max_in_flight = 2
-            assert await worker.run_once() == 2
-            assert row(db, first)[0] == row(db, second)[0] == outbox.DONE
-            assert worker.breaker_state(TARGET) == CLOSED
-            assert app.posts == 3
+        # After it, both are delivered.
+        clock.advance(2)
+        worker.batch = worker.max_in_flight = 2
+        assert await worker.run_once() == 2
+        assert row(db, first)[0] == row(db, second)[0] == outbox.DONE
+        assert worker.breaker_state(TARGET) == CLOSED
+        assert app.posts == 3
 
 
 async def test_a_soap_agency_unavailable_until_a_date_is_retried_after_it(db: Database) -> None:
-    clock = Clock()
+    clock = Clock(now=NOW)
     # An HTTP date is read against the real clock (the answer's own time), to the second.
     until = lambda: email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)  # noqa: E731
     app = Refusing(create_soap_app(token=TOKEN), 503, until)
-    with ServerThread(app) as server:
-        factory = ClientFactory()
-        async with factory.client(TARGET, client_settings(server.base_url), auth=bearer(TOKEN)) as http:
-            soap = SoapOneStopClient(
-                http,
-                agency_code=AGENCY,
-                wsdl=f"{server.base_url}/soap?wsdl",
-                address_policy=AddressPolicy(allow_private=True),
-            )
-            worker = worker_for(db, Deliver(soap), clock)
-            message = enqueue(db, f"{AGENCY}-261203-0003", clock)
+    async with agency_at(app) as (http, base_url):
+        soap = SoapOneStopClient(
+            http,
+            agency_code=AGENCY,
+            wsdl=f"{base_url}/soap?wsdl",
+            address_policy=AddressPolicy(allow_private=True),
+        )
+        worker = worker_for(db, Deliver(soap), clock)
+        message = enqueue(db, TARGET, f"{AGENCY}-261203-0003", clock)
 
-            assert await worker.run_once() == 1
-            state, attempts, due = row(db, message)
-            assert (state, attempts) == (outbox.PENDING, 1)
-            assert NOW + timedelta(seconds=290) <= due <= NOW + timedelta(seconds=300)
-            assert worker.breaker_state(TARGET) == OPEN
+        assert await worker.run_once() == 1
+        state, attempts, due = row(db, message)
+        assert (state, attempts) == (outbox.PENDING, 1)
+        assert NOW + timedelta(seconds=290) <= due <= NOW + timedelta(seconds=300)
+        assert worker.breaker_state(TARGET) == OPEN
 
-            clock.advance(301)
-            assert await worker.run_once() == 1
-            assert row(db, message)[0] == outbox.DONE
+        clock.advance(301)
+        assert await worker.run_once() == 1
+        assert row(db, message)[0] == outbox.DONE
 
 
 async def test_a_wait_longer_than_the_longest_backoff_is_cut_to_it(db: Database) -> None:
-    clock = Clock()
+    clock = Clock(now=NOW)
     app = Refusing(agency_sim.create_app(token=TOKEN), 503, "86400")
-    with ServerThread(app) as server:
-        factory = ClientFactory()
-        async with factory.client(TARGET, client_settings(server.base_url), auth=bearer(TOKEN)) as http:
-            worker = worker_for(db, Deliver(RestOneStopClient(http, agency_code=AGENCY)), clock, max_seconds=60)
-            message = enqueue(db, f"{AGENCY}-261203-0004", clock)
+    async with agency_at(app) as (http, _url):
+        worker = worker_for(db, Deliver(RestOneStopClient(http, agency_code=AGENCY)), clock, max_seconds=60)
+        message = enqueue(db, TARGET, f"{AGENCY}-261203-0004", clock)
 
-            assert await worker.run_once() == 1
-            assert row(db, message)[2] == NOW + timedelta(seconds=60)
-            clock.advance(61)
-            assert worker.breaker_state(TARGET) != OPEN
-            assert await worker.run_once() == 1
-            assert row(db, message)[0] == outbox.DONE
+        assert await worker.run_once() == 1
+        assert row(db, message)[2] == NOW + timedelta(seconds=60)
+        clock.advance(61)
+        assert worker.breaker_state(TARGET) != OPEN
+        assert await worker.run_once() == 1
+        assert row(db, message)[0] == outbox.DONE
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -288,7 +268,7 @@ async def test_the_postal_client_retries_itself_only_within_its_own_longest_wait
 
 
 def test_a_hold_outlasts_a_success_already_under_way() -> None:
-    clock = Clock()
+    clock = Clock(now=NOW)
     breakers = CircuitBreakers(CircuitBreakerSettings(), monotonic=lambda: clock.mono)
     breakers.hold(TARGET, 60)
     breakers.success(TARGET)  # a delivery sent before the agency asked to be left alone
