@@ -88,11 +88,17 @@ def apply_memory_limit(budget_bytes: int) -> int | None:
     current = _address_space()
     if current is None:
         return None
-    limit = current + budget_bytes
-    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    return _soft_limit(resource.RLIMIT_AS, current + budget_bytes)
+
+
+def _soft_limit(which: int, limit: int) -> int:
+    """Set resource ``which``'s soft limit to ``limit``, or to its hard limit when that is lower; the limit set."""
+    import resource
+
+    _soft, hard = resource.getrlimit(which)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    resource.setrlimit(which, (limit, hard))
     return limit
 
 
@@ -114,12 +120,7 @@ def apply_cpu_limit(seconds: float) -> int | None:
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    limit = max(1, math.ceil(usage.ru_utime + usage.ru_stime + seconds))
-    _soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
-    return limit
+    return _soft_limit(resource.RLIMIT_CPU, max(1, math.ceil(usage.ru_utime + usage.ru_stime + seconds)))
 
 
 def lift_cpu_limit() -> None:
