@@ -26,6 +26,7 @@ from rich.progress import Progress
 from adapters.http import ClientSettings, default_factory
 from adapters.netguard import AddressPolicy
 from adapters.onestop.soap import WsdlError, WsdlLimits, reference_document
+from adapters.onestop.soap.explain import TOO_DEEP
 from adapters.onestop.suggest import suggest_mapping
 from adapters.onestop.wsdlinspect import (
     ABSOLUTE_PATH,
@@ -200,7 +201,7 @@ def run_suggest(args: argparse.Namespace) -> int:
         print(f"dvc-gateway: error: {found.source}: {exc.message}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     except RecursionError:
-        reason = "its schemas refer to each other too deeply to be read"
+        reason = TOO_DEEP
         print(f"dvc-gateway: error: {found.source}: {reason}", file=sys.stderr)
         return EXIT_CHECK_FAILED
     json.dump(suggestion.as_json(), sys.stdout, ensure_ascii=False, indent=2)

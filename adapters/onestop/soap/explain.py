@@ -15,7 +15,11 @@ from lxml import etree
 
 from adapters.onestop.soap.errors import one_line
 
-__all__ = ["explain", "qname_of"]
+__all__ = ["TOO_DEEP", "explain", "qname_of"]
+
+#: What a description whose types chain or loop too deep for the reader is told (circular model groups, or a chain
+#: of a few hundred nested named types).
+TOO_DEEP = "its types refer to one another too deeply to be read (a circular definition, or a very long chain)"
 
 _ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 _CLARK = re.compile(r"\{([^}]*)\}([A-Za-z_][\w.\-]*)")
@@ -89,7 +93,7 @@ def _unexpected(exc: BaseException) -> str:
             "that is not where WSDL 1.1 expects it)"
         )
     if isinstance(exc, RecursionError):
-        return "its schemas refer to each other too deeply to be read"
+        return TOO_DEEP
     if isinstance(exc, AttributeError) and "NoneType" in detail:
         return "something it refers to is missing (a message, part, port type or type that is not defined)"
     if isinstance(exc, IndexError):
