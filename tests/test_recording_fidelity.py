@@ -39,14 +39,14 @@ def _websocket_entry() -> dict[str, Any]:
     return item
 
 
+def websocket_capture(tmp_path: Path) -> Path:
+    """A capture of a WebSocket handshake beside a plain answer, imported into a cassette directory."""
+    health = entry("https://socket.example/health", content={"size": 2, "mimeType": "text/plain", "text": "ok"})
+    return import_har(tmp_path, har(_websocket_entry(), health))
+
+
 def test_a_websocket_handshake_is_kept_and_refused_by_replay_without_hanging(tmp_path: Path) -> None:
-    into = import_har(
-        tmp_path,
-        har(
-            _websocket_entry(),
-            entry("https://socket.example/health", content={"size": 2, "mimeType": "text/plain", "text": "ok"}),
-        ),
-    )
+    into = websocket_capture(tmp_path)
     (stored,) = [e for e in load_directory(into) if e.status == 101]
     assert stored.extra["_webSocketMessages"][0]["data"] == "hello"  # the import keeps the entry and its frames
     with ServerThread(create_replay_app(into)) as server, httpx.Client(trust_env=False, timeout=10) as client:

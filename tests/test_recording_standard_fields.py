@@ -18,7 +18,7 @@ from gateway.recording.match import NoMatch
 from gateway.recording.redact import Redactor, directory_salt
 from gateway.recording.transport import Unsupported, replay_wrapper
 from tests.test_recording_bodies import entry, har, import_har
-from tests.test_recording_fidelity import _websocket_entry
+from tests.test_recording_fidelity import websocket_capture
 
 SESSION = "A544AC9566974D92A17F703769CEC2E6"
 CSRF = "OTc1MzcwMzMxNjQ4MjE0"
@@ -163,13 +163,7 @@ def test_cassette_redact_keeps_the_comment_and_the_pages(tmp_path: Path) -> None
 
 
 def test_the_in_process_transport_refuses_a_recorded_websocket_handshake(tmp_path: Path) -> None:
-    into = import_har(
-        tmp_path,
-        har(
-            _websocket_entry(),
-            entry("https://socket.example/health", content={"size": 2, "mimeType": "text/plain", "text": "ok"}),
-        ),
-    )
+    into = websocket_capture(tmp_path)
     wrapper = replay_wrapper(into)
 
     async def ask(url: str) -> httpx.Response:
