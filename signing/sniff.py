@@ -17,7 +17,7 @@ from typing import Literal
 
 from asn1crypto import cms, pem
 
-from .containers import signed_container
+from .containers import SignedContainer, signed_container
 from .limits import BASE64_CMS, carries_cms_signature, carries_pdf_signature
 from .reasons import explain
 from .report import Format
@@ -37,6 +37,7 @@ __all__ = [
     "reconcile_content_type",
     "signature_format",
     "sniff_content_type",
+    "validator_for",
 ]
 
 OCTET_STREAM = "application/octet-stream"
@@ -202,30 +203,39 @@ def detect_format(data: bytes, filename: str = "") -> SignatureFormat:
 _XADES_NAMESPACES = (b"http://uri.etsi.org/01903/v1.3.2#", b"http://uri.etsi.org/01903/v1.4.1#")
 
 
-def signature_format(data: bytes, filename: str = "", detached_signature: bytes | None = None) -> Format:
-    """The signature format of the validator ``data`` goes to (as :func:`signing.verify.verify_document` routes it),
-    judged from the bytes alone: ``pades``, ``cades`` (a detached signature too), ``xades`` when an XML document
-    names the XAdES namespace, else ``xmldsig``, the container's for a signed ASiC or OpenDocument file; ``none``
-    for a file of no signature format."""
-    if detached_signature is not None:
-        return Format.CADES
+def validator_for(data: bytes, filename: str = "") -> tuple[str, SignedContainer | None]:
+    """Which validator ``data`` goes to: ``pdf``, ``cms``, ``xml``, ``container`` (a signed ASiC or OpenDocument
+    file, returned too), or ``other`` (no signature format). A file of no known type yet carrying a signature
+    structure (a PDF with a mangled header, a corrupt CMS blob) goes to the validator that reports it broken, never
+    ``other``; known types (an image, an office file that may embed a signed PDF) are not searched."""
     kind = detect_format(data, filename)
-    if kind == "pdf":
-        return Format.PADES
-    if kind == "cms":
-        return Format.CADES
-    if kind == "xml":
-        return Format.XADES if any(namespace in data for namespace in _XADES_NAMESPACES) else Format.XMLDSIG
+    if kind != "other":
+        return kind, None
     sniffed = sniff_content_type(data)
     if sniffed in ZIP_TYPES:
         container = signed_container(data)
-        return container.format if container is not None else Format.NONE
+        return ("container", container) if container is not None else ("other", None)
     if sniffed == OCTET_STREAM:
         if carries_pdf_signature(data):
-            return Format.PADES
+            return "pdf", None
         if carries_cms_signature(data, filename):
-            return Format.CADES
-    return Format.NONE
+            return "cms", None
+    return "other", None
+
+
+def signature_format(data: bytes, filename: str = "", detached_signature: bytes | None = None) -> Format:
+    """The signature format of the validator ``data`` goes to (:func:`validator_for`), judged from the bytes alone:
+    ``pades``, ``cades`` (a detached signature too), ``xades`` when an XML document names the XAdES namespace, else
+    ``xmldsig``, the container's for a signed ASiC or OpenDocument file; ``none`` for a file of no signature
+    format."""
+    if detached_signature is not None:
+        return Format.CADES
+    kind, container = validator_for(data, filename)
+    if container is not None:
+        return container.format
+    if kind == "xml":
+        return Format.XADES if any(namespace in data for namespace in _XADES_NAMESPACES) else Format.XMLDSIG
+    return {"pdf": Format.PADES, "cms": Format.CADES}.get(kind, Format.NONE)
 
 
 def canonical_content_type(value: str) -> str:

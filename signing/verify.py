@@ -16,12 +16,11 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from .containers import signed_container
-from .limits import DEFAULT_BUDGET, DEFAULT_LIMITS, Budget, Limits, carries_cms_signature, carries_pdf_signature
+from .limits import DEFAULT_BUDGET, DEFAULT_LIMITS, Budget, Limits
 from .reasons import explain
 from .report import Format, SignatureReport, failed_report
 from .sandbox import SandboxPool
-from .sniff import OCTET_STREAM, ZIP_TYPES, detect_format, signature_format, sniff_content_type
+from .sniff import signature_format, validator_for
 from .trust import TrustSettings, TrustStore
 
 logger = logging.getLogger(__name__)
@@ -67,20 +66,9 @@ async def _verify(
         from .cms import validate_cms
 
         return await validate_cms(detached_signature, store, content=data, file=filename)
-    kind = detect_format(data, filename)
-    sniffed = sniff_content_type(data) if kind == "other" else None
-    if sniffed in ZIP_TYPES:
-        container = signed_container(data)
-        if container is not None:  # signed, but not a format this validator reads: never `unsigned`
-            return failed_report(filename, container.format, container.reason())
-    if sniffed == OCTET_STREAM:
-        # Of no known type, yet carrying a signature structure (a PDF with a mangled header, a corrupt CMS blob): it
-        # goes to the validator that reports it broken, never `unsigned`. Known types (an image, an office file that
-        # may embed a signed PDF) are not searched.
-        if carries_pdf_signature(data):
-            kind = "pdf"
-        elif carries_cms_signature(data, filename):
-            kind = "cms"
+    kind, container = validator_for(data, filename)
+    if container is not None:  # signed, but not a format this validator reads: never `unsigned`
+        return failed_report(filename, container.format, container.reason())
     if kind == "pdf":
         from .pdf import validate_pdf
 
