@@ -27,7 +27,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from adapters import jsonguard
@@ -267,31 +267,41 @@ def import_procedures(session: Session, specs: Sequence[ProcedureSpec]) -> tuple
                 setattr(row, key, value)
             updated += 1
     session.flush()
+    session.info.pop(_SPECS, None)  # looked up before this import: read again
     return created, updated
 
 
-#: ``Session.info`` key: the catalogue entries built in this session, by code, each with the row and the column
-#: values it was built from.
+#: ``Session.info`` key: the catalogue entries looked up in this session, by code (``None``: not in the catalogue).
 _SPECS = "procedure_specs"
+_TABLE = Procedure.__table__
+#: One catalogue row's columns (a plain statement, built once).
+_ROW = select(*(_TABLE.c[key] for key in _COLUMNS)).where(_TABLE.c.code == bindparam("code"))
+#: The entries built in this process, by code, with the column values each was built from: an entry is built again
+#: only when its row's values differ. At most one per procedure of the catalogue.
+_BUILT: dict[str, tuple[tuple[Any, ...], ProcedureSpec]] = {}
 
 
 def get_procedure(session: Session, code: str) -> ProcedureSpec | None:
     """The catalogue entry ``code``, or ``None`` when it is not in the catalogue.
 
-    Built once per session while its row is unchanged: the entry is reused only when the session returns the same
-    row with the very same column values (a value set or loaded again is a new object, so a change made in the
-    session or a refresh from the database builds it anew). The entry is immutable.
+    Read once per session, with one plain statement: later look-ups in the session answer what the first one read,
+    as the session's identity map would (:func:`import_procedures` in the same session forgets them, so an entry
+    changed there is seen at once). The entry is immutable, and built again only when its row's values changed.
     """
-    row = session.get(Procedure, code)
-    if row is None:
-        return None
-    values = tuple(getattr(row, key) for key in _COLUMNS)
-    specs = session.info.setdefault(_SPECS, {})
-    cached = specs.get(code)
-    if cached is not None and cached[0] is row and all(a is b for a, b in zip(cached[1], values, strict=True)):
-        return cached[2]
-    spec = ProcedureSpec.model_validate(dict(zip(_COLUMNS, values, strict=True)))
-    specs[code] = (row, values, spec)  # the values held: their identities stay unique while cached
+    specs: dict[str, ProcedureSpec | None] = session.info.setdefault(_SPECS, {})
+    if code in specs:
+        return specs[code]
+    row = session.execute(_ROW, {"code": code}).first()
+    spec = None
+    if row is not None:
+        values = tuple(row)
+        built = _BUILT.get(code)
+        if built is not None and built[0] == values:
+            spec = built[1]
+        else:
+            spec = ProcedureSpec.model_validate(dict(zip(_COLUMNS, values, strict=True)))
+            _BUILT[code] = (values, spec)
+    specs[code] = spec
     return spec
 
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from gateway.catalogue import (
     CatalogueError,
@@ -256,6 +257,27 @@ def test_an_entry_changed_in_the_same_session_is_seen_at_once(db):
         assert get_procedure(session, "1.009794").processing_days == 20
         session.expire_all()  # loaded again from the database
         assert get_procedure(session, "1.009794").processing_days == 20
+
+
+def test_an_entry_changed_behind_the_gateway_is_seen_by_the_next_session(db):
+    # Entries are built once per process and reused while their row is unchanged: a change made by another process
+    # (here a plain UPDATE) is seen by the next unit of work, never by one that already read the entry.
+    specs = load_catalogue(EXAMPLE)
+    with db.unit_of_work() as session:
+        import_procedures(session, specs)
+    with db.unit_of_work() as session:
+        first = get_procedure(session, "1.009794")
+        assert get_procedure(session, "1.009794") is first
+    with db.unit_of_work() as session:
+        assert get_procedure(session, "1.009794") is first  # unchanged: not built again
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE procedures SET processing_days = 21 WHERE code = '1.009794'"))
+    with db.unit_of_work() as session:
+        assert get_procedure(session, "1.009794").processing_days == 21
+    with db.engine.begin() as connection:
+        connection.execute(text("DELETE FROM procedures WHERE code = '1.009794'"))
+    with db.unit_of_work() as session:
+        assert get_procedure(session, "1.009794") is None
 
 
 def test_round_trip_keeps_every_field(db):

@@ -67,6 +67,20 @@ def test_a_dossier_with_a_file_keeps_the_fingerprint_of_the_canonical_body() -> 
     assert other is not None and other.fingerprint != context.fingerprint
 
 
+@settings(max_examples=200, deadline=None)
+@given(documents)
+def test_a_small_body_and_a_large_one_are_fingerprinted_alike(document: Any) -> None:
+    # Bodies without files are fingerprinted from their canonical JSON built whole, the others as it is built: a key
+    # stored either way must match its repeat.
+    keys = [
+        IdempotencyContext.of(Principal("portal"), "k", "POST", "/api/v1/dossiers", document, large=large)
+        for large in (False, True)
+    ]
+    assert keys[0] is not None and keys[1] is not None
+    assert keys[0].fingerprint == keys[1].fingerprint
+    assert keys[0].fingerprint == hashlib.sha256(b"POST /api/v1/dossiers\n" + canonical_json(document)).hexdigest()
+
+
 def test_documents_json_itself_would_refuse_are_refused_alike() -> None:
     for document in ({1: "a", "b": 2}, {"a": {1, 2}}, [object()]):
         try:

@@ -120,14 +120,19 @@ class IdempotencyContext:
 
     @classmethod
     def of(
-        cls, principal: Principal, key: str | None, method: str, path: str, document: Any
+        cls, principal: Principal, key: str | None, method: str, path: str, document: Any, *, large: bool = True
     ) -> IdempotencyContext | None:
+        """The key's context; the fingerprint of a ``large`` body (one with files) is fed to the hash as it is built,
+        a small one's canonical JSON is built whole by the JSON encoder (the same bytes, faster when small)."""
         if key is None:
             return None
         if _KEY_RE.match(key) is None:
             raise Invalid([problem("Idempotency-Key", "must be 1 to 200 visible ASCII characters")])
         digest = hashlib.sha256(f"{method} {path}\n".encode())
-        hash_canonical_json(digest, document)
+        if large:
+            hash_canonical_json(digest, document)
+        else:
+            digest.update(canonical_json(document))
         return cls(principal=principal.name, key=key, fingerprint=digest.hexdigest())
 
     @classmethod
@@ -139,7 +144,7 @@ class IdempotencyContext:
         if key is None:
             return None
         if not large:
-            return cls.of(principal, key, method, path, document)
+            return cls.of(principal, key, method, path, document, large=False)
         return await anyio.to_thread.run_sync(partial(cls.of, principal, key, method, path, document))
 
     def lookup(self, session: Session) -> tuple[int, dict[str, Any]] | None:

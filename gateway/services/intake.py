@@ -44,7 +44,7 @@ from gateway.services.context import Context, Render
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
 from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.services.signers import check_signers, mismatch_warnings
-from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry, Procedure
+from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry
 from gateway.store.written import write_new
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -302,9 +302,6 @@ def _take_in(
     render: Render,
 ) -> tuple[int, dict[str, Any]]:
     session = uow.session
-    # Held for the whole unit of work: the session's identity map keeps rows only while they are referenced, and
-    # the checks, the flows and the rendering each look the procedure up.
-    session.info.setdefault("pinned", []).append(session.get(Procedure, sub.procedure_code))
     spec, errors = check_catalogue(session, sub)  # again (or first), now inside the transaction
     if errors or spec is None:
         raise Invalid(errors)
