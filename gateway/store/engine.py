@@ -160,13 +160,13 @@ def make_engine(url: str = DEFAULT_URL, *, echo: bool = False) -> Engine:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         path = sqlite_file(url)
-        pool: dict[str, int] = {}
+        pool: dict[str, Any] = {}
         if path is not None:
             create_folder(url)
             parsed = parsed.set(database=str(path))
             # As many kept connections as a busy process uses at once (its event loop's database threads), so that
             # connections are not opened, set up and closed again under load.
-            pool = {"pool_size": 10, "max_overflow": 20}
+            pool = {"pool_size": 10, "max_overflow": 20, "pool_use_lifo": True}
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **pool)
         engine.dialect.statement_compiler = _SQLiteCompiler
         event.listen(engine, "connect", _sqlite_pragmas)
