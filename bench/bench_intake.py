@@ -143,7 +143,7 @@ def run_inline() -> None:
 def serve(config_path: str, profile: str | None) -> None:
     """Run the API and the floor on a free port until SIGTERM; print its URL."""
     from gateway.api.app import create_app
-    from gateway.daemon import listen_socket, serve_asgi
+    from gateway.daemon import listen_socket, serve_asgi, settle_after_start
     from gateway.logging import setup_logging
     from gateway.runtime import Runtime
     from gateway.settings import load_settings
@@ -164,6 +164,7 @@ def serve(config_path: str, profile: str | None) -> None:
     sock = listen_socket("127.0.0.1", 0)
 
     def ready(url: str) -> None:
+        settle_after_start()  # as ``dvc-gateway serve`` does
         print(url, flush=True)
 
     async def main() -> None:

@@ -42,6 +42,7 @@ from .serving import (
     listen_socket,
     run_together,
     serve_asgi,
+    settle_after_start,
     signals_to,
     uvicorn_server,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "listen_socket",
     "run_daemon",
     "serve_asgi",
+    "settle_after_start",
 ]
 
 log = logging.getLogger("gateway.daemon")

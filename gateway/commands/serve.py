@@ -116,15 +116,16 @@ def _run(args: argparse.Namespace, *, api: bool) -> int:
     for text in warnings:
         log.warning(text)
 
+    # The daemon (the composition root, the API) is loaded once the configuration is known good: a refused one is
+    # answered without it.
+    from ..daemon import run_daemon, settle_after_start
+
     def ready(url: str | None) -> None:
+        settle_after_start()
         if url is not None:
             print(f"dvc-gateway listening on {url}", flush=True)
         else:
             print("dvc-gateway worker running", flush=True)
-
-    # The daemon (the composition root, the API) is loaded once the configuration is known good: a refused one is
-    # answered without it.
-    from ..daemon import run_daemon
 
     try:
         asyncio.run(run_daemon(runtime, api=api, workers=True, on_ready=ready))
