@@ -44,6 +44,7 @@ from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
 from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
+from gateway.daemon import settle_after_start  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
@@ -267,6 +268,7 @@ async def delivered(sim_url: str) -> int:
 
 async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     runtime = await prepare(work, sim_url, count)
+    settle_after_start()  # as ``dvc-gateway worker`` does once running
     try:
         items = await pending(runtime)
         size = len(floor_envelope(items[0][0].idempotency_key, items[0][1]))
