@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.api_support import BACKENDS, Gateway, gateway_client, open_runtime, signing_section
+from tests.api_support import Gateway, gateway_client, open_runtime, signing_section
+from tests.databases import BACKENDS
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.api import create_app
 from gateway.catalogue import import_procedures, load_catalogue, parse_catalogue
@@ -26,8 +24,8 @@ from gateway.registry import RegistrySettings, register, validate_registration
 from gateway.runtime import Runtime
 from gateway.settings import Settings
 from gateway.store.database import Database
+from tests.databases import postgres_schema_url
 from tests.documents import make_pdf
-from tests.test_outbox import PG_ENV, PG_SKIP, postgres_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "procedures.json"
@@ -258,12 +256,6 @@ async def gateway_client(runtime: Runtime) -> AsyncIterator[Gateway]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
         yield Gateway(runtime=runtime, clock=clock, client=client, app=app)
-
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql", marks=pytest.mark.skipif(not os.environ.get(PG_ENV), reason=PG_SKIP)),
-]
 
 
 def signing_section(pki: Any) -> dict[str, Any]:

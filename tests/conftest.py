@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from gateway.store.database import Database
+from tests.databases import open_database
 from tests.pki import PKIServer, TestPKI, build_pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +104,14 @@ def _migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield
     finally:
         database.upgrade = real
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty SQLite database in the test's folder (``gw.db``). Modules that run on PostgreSQL too, or
+    need rows in it first, define their own."""
+    with open_database("sqlite", tmp_path) as database:
+        yield database
 
 
 @pytest.fixture

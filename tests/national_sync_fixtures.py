@@ -18,6 +18,7 @@ from gateway.outbox import RetryPolicy
 from gateway.simulators.national_portal import NationalPortalSimulator
 from gateway.simulators.national_portal import create_app as create_portal
 from gateway.workers import CircuitBreakerSettings, OutboxWorker
+from tests.databases import BACKENDS, postgres_schema_url
 from tests.national_sync_support import (
     DSTCODE,
     MADONVI,
@@ -31,7 +32,6 @@ from tests.national_sync_support import (
     portal_section,
 )
 from tests.servers import ServerThread
-from tests.test_outbox import BACKENDS, postgres_schema_url
 
 __all__ = ["database_url", "delivery", "gw", "gw_off", "portal_server", "sim"]
 

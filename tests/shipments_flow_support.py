@@ -32,7 +32,6 @@ from gateway.store.models import OutboxMessage, utcnow
 from gateway.workers import OutboxWorker
 from tests.api_support import (
     AGENCY,
-    BACKENDS,
     JOINT,
     PROCEDURE,
     Gateway,
@@ -41,6 +40,7 @@ from tests.api_support import (
     registration,
     submission,
 )
+from tests.databases import BACKENDS
 from tests.servers import ServerThread, admin_post
 
 __all__ = ["_agency_thread", "agency_server", "any_flow", "flow", "postal_server", "postal_sim", "secret_file"]

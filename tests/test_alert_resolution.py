@@ -20,7 +20,8 @@ from gateway.runtime import Runtime
 from gateway.services.watch import watch_items
 from gateway.store.models import OutboxMessage
 from gateway.workers import OutboxWorker
-from tests.api_support import AGENCY3, AGENCY3_AUTH, BACKENDS, PORTAL, gateway_client, open_runtime, registration
+from tests.api_support import AGENCY3, AGENCY3_AUTH, PORTAL, gateway_client, open_runtime, registration
+from tests.databases import BACKENDS
 from tests.servers import ServerThread
 from tests.test_citizens import QUESTION, _register
 from tests.test_watch import CALENDAR, Receiver, _at

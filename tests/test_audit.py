@@ -14,7 +14,7 @@ from gateway import audit
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry
 from tests.api_support import Gateway
-from tests.test_outbox import BACKENDS, open_database
+from tests.databases import BACKENDS, open_database
 
 pytest_plugins = ("tests.api_fixtures",)  # the gw, any_gw and signed_gw fixtures
 

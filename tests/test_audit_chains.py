@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, update
 from gateway import audit
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry
-from tests.test_outbox import BACKENDS, PG_ENV, PG_SKIP, open_database
+from tests.databases import BACKENDS, PG_ENV, PG_SKIP, open_database
 
 AT = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 

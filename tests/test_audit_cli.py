@@ -16,7 +16,7 @@ from gateway.cli import main
 from gateway.store.database import Database
 from gateway.store.models import AuditEntry, OutboxMessage
 from tests.api_support import AGENCY_AUTH, PORTAL, Gateway
-from tests.test_outbox import BACKENDS, open_database
+from tests.databases import BACKENDS, open_database
 
 pytest_plugins = ("tests.api_fixtures",)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -73,14 +72,6 @@ def test_the_quiet_bus_handles_nothing() -> None:
     uow.emit(change(previous=None))
     uow.publish()
     assert uow.events == [] and change(previous=None).is_intake
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database.connect(f"sqlite:///{tmp_path}/bus.db")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def _enqueue(event: ChangeRecorded, uow: UnitOfWork) -> None:

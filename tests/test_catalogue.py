@@ -18,7 +18,6 @@ from gateway.catalogue import (
     load_catalogue,
     parse_catalogue,
 )
-from gateway.store.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "procedures.json"
@@ -53,14 +52,6 @@ def write(tmp_path: Path, entries, name: str = "procedures.json") -> Path:
     path = tmp_path / name
     path.write_text(entries if isinstance(entries, str) else json.dumps(entries, ensure_ascii=False), "utf-8")
     return path
-
-
-@pytest.fixture
-def db(tmp_path) -> Database:
-    database = Database.connect(f"sqlite:///{tmp_path / 'gw.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 # --- loading ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 from gateway.cli import main
 from gateway.store.database import Database
 from gateway.store.engine import describe, head_revision, upgrade
-from tests.test_outbox import postgres_schema_url
+from tests.databases import postgres_schema_url
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOGUE = ROOT / "examples" / "procedures.json"

@@ -22,14 +22,6 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def db(tmp_path: Path, config: Path) -> Database:
-    database = Database.connect(f"sqlite:///{tmp_path / 'gw.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
 def enqueue(
     db: Database,
     code: str,

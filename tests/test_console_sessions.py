@@ -22,13 +22,13 @@ from gateway.store.database import Database
 from gateway.store.models import ConsoleSessionRecord
 from tests.api_support import (
     ADMIN_TOKEN,
-    BACKENDS,
     PORTAL_TOKEN,
     Clock,
     database_url,
     prepare_database,
     settings_for,
 )
+from tests.databases import BACKENDS
 from tests.test_console import _csrf, _login
 
 SECRET = "console-signing-key-0123456789abcdef"  # shared by the processes, as a deployment of several must

@@ -41,8 +41,8 @@ from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.database import Database
 from gateway.store.models import Dossier, utcnow
 from tests.core_support import submit
+from tests.databases import BACKENDS, postgres_schema_url
 from tests.documents import make_pdf
-from tests.test_outbox import BACKENDS, postgres_schema_url
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -21,7 +21,7 @@ from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from gateway.store.database import CommitPlace, Database
-from tests.test_outbox import BACKENDS, open_database
+from tests.databases import BACKENDS, open_database
 
 #: How long the first writer waits for the second one to start: on SQLite the wait always runs out (it only makes
 #: room for a second writer that should not start); on PostgreSQL it ends when the second starts.

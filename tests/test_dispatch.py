@@ -36,8 +36,8 @@ from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.models import utcnow
 from gateway.workers import MessageView, OutboxWorker
 from tests.core_support import reconfigured, submit
+from tests.databases import BACKENDS, open_database
 from tests.documents import make_pdf
-from tests.test_outbox import BACKENDS, open_database
 
 AGENCY = "000.00.23.H38"
 PROCEDURE = "1.009794"

@@ -186,14 +186,6 @@ class Dispatcher:
         await self.operations[message.target](message)
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.connect(f"sqlite:///{tmp_path / 'gateway.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
-
-
 @asynccontextmanager
 async def upstream(kind: Kind, simulator: list[Any] | None = None) -> AsyncIterator[tuple[FaultProxy, Operation]]:
     """``kind``'s simulator behind a fault proxy, and the adapter operation that reaches it through the proxy; the

@@ -45,7 +45,6 @@ from gateway.workers import MessageView, OutboxWorker
 from tests.api_support import (
     AGENCY,
     AGENCY_AUTH,
-    BACKENDS,
     JOINT,
     PERSONAL_STRINGS,
     PORTAL,
@@ -55,6 +54,7 @@ from tests.api_support import (
     registration,
     submission,
 )
+from tests.databases import BACKENDS
 from tests.servers import ServerThread
 
 pytest_plugins = ("tests.api_fixtures",)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from gateway.store.keys import shared_key
 from gateway.store.models import GatewayKey
-from tests.test_outbox import BACKENDS, open_database
+from tests.databases import BACKENDS, open_database
 
 pytestmark = pytest.mark.parametrize("kind", BACKENDS)
 

@@ -25,8 +25,9 @@ from gateway.runtime import Runtime
 from gateway.services.changes import find_dossier, record_change, record_step
 from gateway.store.models import HistoryEntry
 from gateway.unit_of_work import UnitOfWork
-from tests.api_support import BACKENDS, open_runtime, submission
+from tests.api_support import open_runtime, submission
 from tests.core_support import submit
+from tests.databases import BACKENDS
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 

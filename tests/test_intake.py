@@ -31,7 +31,6 @@ from gateway.store.models import (
 from tests.api_support import (
     AGENCY,
     AGENCY3,
-    BACKENDS,
     NOW,
     PERSONAL_STRINGS,
     PROCEDURE,
@@ -42,6 +41,7 @@ from tests.api_support import (
     pdf,
     submission,
 )
+from tests.databases import BACKENDS
 from tests.intake_support import count, counts
 
 pytest_plugins = ("tests.api_fixtures",)  # the gw, any_gw and signed_gw fixtures

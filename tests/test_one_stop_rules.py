@@ -37,7 +37,6 @@ from tests.api_support import (
     AGENCY2_AUTH,
     AGENCY3,
     AGENCY3_AUTH,
-    BACKENDS,
     JOINT,
     PORTAL,
     PROCEDURE,
@@ -51,6 +50,7 @@ from tests.api_support import (
     signing_section,
     submission,
 )
+from tests.databases import BACKENDS
 from tests.documents import sign_pdf
 from tests.fakes import context_for, move, open_store, submit
 from tests.test_flow_postal import order_messages, postal_settings, steps

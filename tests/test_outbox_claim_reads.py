@@ -21,7 +21,8 @@ from sqlalchemy import event, insert, select, text, update
 from gateway import outbox
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage
-from tests.test_outbox import BACKENDS, LEASE, NOW, open_database
+from tests.databases import BACKENDS, open_database
+from tests.test_outbox import LEASE, NOW
 
 #: Delivered messages (the past: the lowest ids), then open ones, each of a dossier of its own.
 PAST, OPEN = 1600, 400

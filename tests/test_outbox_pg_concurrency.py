@@ -27,7 +27,7 @@ import pytest
 from gateway import outbox
 from gateway.store.database import Database
 from gateway.workers import MessageView, OutboxWorker
-from tests.test_outbox import PG_ENV, PG_SKIP, postgres_schema_url
+from tests.databases import PG_ENV, PG_SKIP, postgres_schema_url
 
 pytestmark = pytest.mark.skipif(not os.environ.get(PG_ENV), reason=PG_SKIP)
 

@@ -37,7 +37,8 @@ from gateway.simulators.national_payment import DEFAULT_SECRET as NATIONAL_SECRE
 from gateway.simulators.payment import PaymentSimulator
 from gateway.store.database import Database
 from gateway.store.models import Dossier, Payment
-from tests.api_support import BACKENDS, Clock, open_runtime
+from tests.api_support import Clock, open_runtime
+from tests.databases import BACKENDS
 from tests.servers import ServerThread
 from tests.test_fees_flow import FEE, RETURN_URL, SECRET, Flow, agency_sim, point_agency_at
 from tests.test_national_payment import pay, platforms

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from gateway.store.engine import make_engine
-from tests.api_support import PG_ENV, PG_SKIP
+from tests.databases import PG_ENV, PG_SKIP
 
 pytestmark = pytest.mark.skipif(not os.environ.get(PG_ENV), reason=PG_SKIP)
 

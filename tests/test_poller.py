@@ -28,7 +28,8 @@ from gateway.simulators.agency import create_app as create_rest_simulator
 from gateway.simulators.soap_agency import create_soap_app
 from gateway.store.database import Database
 from gateway.store.models import AgencyPoll
-from tests.api_support import AGENCY, BACKENDS, JOINT, NOW, PROCEDURE, Gateway, gateway_client, open_runtime
+from tests.api_support import AGENCY, JOINT, NOW, PROCEDURE, Gateway, gateway_client, open_runtime
+from tests.databases import BACKENDS
 from tests.servers import ServerThread, admin_post
 from tests.test_soap_end_to_end import deliver_all
 

@@ -24,6 +24,7 @@ from gateway.simulators.agency import create_app as create_simulator
 from gateway.store.models import Dossier
 from gateway.views import agency_document
 from gateway.workers import MessageView, OutboxWorker
+from tests.databases import BACKENDS, open_database
 from tests.test_dispatch import (
     AGENCY,
     CATALOGUE,
@@ -34,7 +35,6 @@ from tests.test_dispatch import (
     serve,
     submit_dossier,
 )
-from tests.test_outbox import BACKENDS, open_database
 
 
 @pytest.fixture(params=BACKENDS)

@@ -24,7 +24,6 @@ from gateway.registry import (
     validate_registration,
 )
 from gateway.settings import Settings
-from gateway.store.database import Database
 
 KNOWN = {"1.009794", "2.001610"}
 STRICT = RegistrySettings()
@@ -496,14 +495,6 @@ def test_a_rest_check_of_nothing_listening():
 
 
 # --- storage ----------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = Database.connect(f"sqlite:///{tmp_path / 'gw.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def test_register_list_show_replace_remove(db):

@@ -36,7 +36,7 @@ from tests.api_support import (
     prepare_database,
     settings_for,
 )
-from tests.test_outbox import PG_ENV, PG_SKIP
+from tests.databases import PG_ENV, PG_SKIP
 
 
 def _counts(db: Database) -> dict[str, Any]:

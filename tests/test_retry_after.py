@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,14 +126,6 @@ class Refusing:
                 await send({"type": "http.response.body", "body": b"busy, come back later"})
                 return
         await self.app(scope, receive, send)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.connect(f"sqlite:///{tmp_path / 'gateway.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 class Deliver:

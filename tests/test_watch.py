@@ -27,7 +27,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.sections import CalendarSection, office_calendar
 from gateway.services.watch import counts_by_agency, watch_items
 from gateway.workers import OutboxWorker
-from tests.api_support import ADMIN, AGENCY, BACKENDS, PERSONAL_STRINGS, gateway_client, open_runtime
+from tests.api_support import ADMIN, AGENCY, PERSONAL_STRINGS, gateway_client, open_runtime
+from tests.databases import BACKENDS
 from tests.servers import ServerThread
 
 CALENDAR = office_calendar(CalendarSection())

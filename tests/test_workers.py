@@ -25,7 +25,7 @@ from gateway.sections import OutboxSection
 from gateway.store.database import Database
 from gateway.store.models import OutboxMessage, utcnow
 from gateway.workers import CircuitBreakerSettings, MessageView, OutboxWorker
-from tests.test_outbox import BACKENDS, open_database
+from tests.databases import BACKENDS, open_database
 
 QUICK_RETRY = RetryPolicy(max_attempts=5, initial_seconds=0.001, max_seconds=0.001, jitter_seconds=0)
 

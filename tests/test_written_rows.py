@@ -19,7 +19,8 @@ from gateway.runtime import Runtime
 from gateway.services.files import store_blob
 from gateway.store.models import Component, Dossier, Fee, HistoryEntry
 from gateway.store.written import ADDED, append_new, write_new
-from tests.api_support import AGENCY, BACKENDS, PROCEDURE, open_runtime
+from tests.api_support import AGENCY, PROCEDURE, open_runtime
+from tests.databases import BACKENDS
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 COLLECTIONS = ("components", "fees", "history")
