@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import event, func, select
 
 from gateway import audit
+from gateway.cli import main
 from gateway.domain.codes import parse_dossier_code
 from gateway.services.intake import allocate_code
 from gateway.store.models import (
@@ -31,6 +33,7 @@ from gateway.store.models import (
 from tests.api_support import (
     AGENCY,
     AGENCY3,
+    EXAMPLES,
     NOW,
     PERSONAL_STRINGS,
     PROCEDURE,
@@ -309,3 +312,30 @@ async def test_a_dossier_with_files_is_written_off_the_event_loop(gw: Gateway) -
     finally:
         event.remove(gw.db.engine, "before_cursor_execute", noted)
     assert threads and threading.get_ident() not in threads
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The catalogue changed while the gateway runs
+
+
+@pytest.mark.parametrize("backend", [p for p in BACKENDS])
+async def test_a_catalogue_imported_while_the_gateway_runs_applies_to_the_next_dossier(
+    backend: str, tmp_path: Path
+) -> None:
+    # The gateway keeps each catalogue entry it built while the entry's row is unchanged: an import by the CLI (its
+    # own connection) must reach the very next dossier, and nothing before it.
+    with open_runtime(backend, tmp_path) as runtime:
+        async for gw in gateway_client(runtime):
+            before = await gw.submitted()
+            entries = json.loads(EXAMPLES.read_text(encoding="utf-8"))
+            for entry in entries:
+                if entry["code"] == PROCEDURE:
+                    entry["processing_days"] += 10
+            changed = tmp_path / "catalogue.json"
+            changed.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+            config = tmp_path / "cli.toml"
+            config.write_text(f"[database]\nurl = {json.dumps(runtime.settings.database.url)}\n", encoding="utf-8")
+            assert main(["procedure", "import", str(changed), "--config", str(config)]) == 0
+            after = await gw.submitted()
+    assert before["submitted_at"] == after["submitted_at"]  # the test's clock stands still
+    assert after["due_at"] > before["due_at"]
