@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import cpu_seconds  # noqa: E402
+from bench.support import child_env, cpu_seconds  # noqa: E402
 
 AGENCY = "000.00.23.H38"
 PORTAL_TOKEN = "bench-portal-token-0123456789"
@@ -353,7 +353,7 @@ def main() -> None:
         else:
             database_url, label = f"sqlite:///{work / 'gateway.db'}", "SQLite WAL"
         config, pdf = prepare(work, database_url)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+        env = child_env()
         command = [sys.executable, __file__, "--serve", str(config)]
         if args.profile:
             command += ["--profile", str(Path(args.profile).absolute())]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import start_simulator  # noqa: E402
+from bench.support import child_env, start_simulator  # noqa: E402
 
 #: Four agencies, so that a long run stays within each agency's 9,999 dossier codes of a day.
 AGENCIES = ["000.00.23.H38", "000.00.24.H38", "000.00.25.H38", "000.00.26.H38"]
@@ -122,7 +121,7 @@ role = "portal"
 
 
 def start_gateway(work: Path, config: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    env = child_env()
     command = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
     with (work / "gateway.log").open("wb") as log:  # the gateway's own log lines, kept out of the way
         process = subprocess.Popen(command, stdout=log, stderr=log, env=env, cwd=work)

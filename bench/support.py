@@ -12,7 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Cpu", "cpu_seconds", "profiled", "start_simulator"]
+__all__ = ["ROOT", "Cpu", "child_env", "cpu_seconds", "profiled", "start_simulator"]
+
+
+#: The tree these benchmarks belong to: what their child processes import, whatever is installed.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a benchmark's child process: this one's, without the gateway's own settings
+    (``DVC_GATEWAY_…``), and importing the gateway from this tree (a copy of the repository measures itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 @contextlib.contextmanager
@@ -34,7 +46,7 @@ def profiled(path: str | None) -> Iterator[None]:
 
 def start_simulator(work: Path, *arguments: str) -> tuple[subprocess.Popen[str], str]:
     """``dvc-gateway simulate agency --port 0 ARGUMENTS`` in ``work``, and the URL it listens on."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
+    env = child_env()
     command = [sys.executable, "-m", "gateway", "simulate", "agency", "--port", "0", *arguments]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=work)
     assert process.stdout is not None
