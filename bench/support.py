@@ -12,18 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ROOT", "Cpu", "child_env", "cpu_seconds", "profiled", "start_simulator"]
+__all__ = ["Cpu", "child_env", "cpu_seconds", "profiled", "start_simulator"]
 
 
 #: The tree these benchmarks belong to: what their child processes import, whatever is installed.
-ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def child_env() -> dict[str, str]:
     """The environment of a benchmark's child process: this one's, without the gateway's own settings
     (``DVC_GATEWAY_…``), and importing the gateway from this tree (a copy of the repository measures itself)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVC_GATEWAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
