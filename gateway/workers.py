@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from adapters.errors import UpstreamError
@@ -76,12 +77,14 @@ class MessageView:
     prepared: Any = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, message: OutboxMessage) -> MessageView:
+    def of(cls, message: OutboxMessage | Row[Any]) -> MessageView:
+        """The snapshot of a message: a mapped object (its payload copied) or a row a claim returned (whose payload
+        is already its own)."""
         return cls(
             id=message.id,
             kind=message.kind,
             target=message.target,
-            payload=copy.deepcopy(message.payload),
+            payload=message.payload if isinstance(message, Row) else copy.deepcopy(message.payload),
             idempotency_key=message.idempotency_key,
             attempts=message.attempts,
             ordering_key=message.ordering_key,

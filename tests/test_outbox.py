@@ -121,6 +121,20 @@ def test_claim_takes_due_messages_in_id_order_and_sets_the_lease(db: Database) -
     assert claim(db, "w3", now=NOW + timedelta(seconds=10)) == [later]  # the leases still hold
 
 
+def test_a_claim_and_its_completion_agree_with_the_objects_of_their_unit_of_work(db: Database) -> None:
+    with db.unit_of_work() as session:
+        message = outbox.enqueue(
+            session, kind="deliver", target="A", payload={}, idempotency_key="same-unit", not_before=NOW + LEASE
+        )
+        message.next_attempt_at = NOW  # a change not yet flushed
+        [claimed] = outbox.claim(session, worker_id="w1", limit=5, lease=LEASE, now=NOW)
+        assert (claimed.id, claimed.state, claimed.attempts) == (message.id, "in_flight", 1)
+        assert (message.state, message.claimed_by, message.attempts) == ("in_flight", "w1", 1)
+        assert outbox.complete_many(session, "w1", {message.id: 1}, now=NOW) == {message.id}
+        assert (message.state, message.done_at, message.lease_until) == ("done", NOW, None)
+    assert row(db, message.id).state == "done"
+
+
 def test_messages_of_one_dossier_are_claimed_one_at_a_time_in_order(db: Database) -> None:
     d1 = [add(db, f"D1:{step}", dossier="D1") for step in ("deliver", "supplement", "withdraw")]
     d2 = add(db, "D2:deliver", dossier="D2")
