@@ -146,6 +146,7 @@ def serve(config_path: str, profile: str | None) -> None:
     from gateway.daemon import listen_socket, serve_asgi, settle_after_start
     from gateway.logging import setup_logging
     from gateway.runtime import Runtime
+    from gateway.serving import run_loop
     from gateway.settings import load_settings
     from gateway.store.database import Database
 
@@ -173,7 +174,7 @@ def serve(config_path: str, profile: str | None) -> None:
     try:
         if profiler is not None:
             profiler.start()
-        asyncio.run(main())
+        run_loop(main(), event_loop=settings.server.event_loop)  # as ``dvc-gateway serve`` runs, floor included
     finally:
         if profiler is not None and profile:
             profiler.stop()

@@ -41,6 +41,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from gateway import outbox  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
+from gateway.serving import run_loop  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import OutboxMessage, utcnow  # noqa: E402
 from gateway.workers import MessageView, OutboxWorker  # noqa: E402
@@ -121,7 +122,7 @@ async def worker_async(url: str, upstream: str, in_flight: int) -> None:
 
 def worker_main(url: str, upstream: str, in_flight: int) -> None:
     setup_logging("ERROR")
-    asyncio.run(worker_async(url, upstream, in_flight))
+    run_loop(worker_async(url, upstream, in_flight))  # as ``dvc-gateway worker`` runs
 
 
 # ----------------------------------------------------------------------------------------------------------------------

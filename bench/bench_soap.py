@@ -49,6 +49,7 @@ from gateway.logging import setup_logging  # noqa: E402
 from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
 from gateway.runtime import Runtime  # noqa: E402
+from gateway.serving import run_loop  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import Dossier, utcnow  # noqa: E402
@@ -306,7 +307,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-soap-") as tmp:
         process, sim_url = start_simulator(Path(tmp), "--protocol", "soap")
         try:
-            asyncio.run(run(Path(tmp), sim_url, count, Cpu(process.pid), args.profile))
+            # Both sides on the event loop ``dvc-gateway worker`` runs on (``[server] event_loop``, uvloop by default).
+            run_loop(run(Path(tmp), sim_url, count, Cpu(process.pid), args.profile))
         finally:
             process.terminate()
             process.wait(timeout=60)

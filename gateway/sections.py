@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, Strict, ValidationInfo, field_validator
 
@@ -82,14 +82,16 @@ Port = Annotated[int, Strict(), Field(ge=0, le=65535)]
 
 
 class ServerSection(Section):
-    """``[server]``: where the API listens (port 0: a free one), the largest request body and decoded file, and
-    whether ``/metrics`` answers without an admin token."""
+    """``[server]``: where the API listens (port 0: a free one), the largest request body and decoded file, whether
+    ``/metrics`` answers without an admin token, and the event loop ``serve`` and ``worker`` run on (``auto``:
+    uvloop where it is installed, else asyncio's own)."""
 
     host: Text = "127.0.0.1"
     port: Port = 8080
     max_body_bytes: PositiveInt = DEFAULT_MAX_BODY_BYTES
     max_file_bytes: PositiveInt = DEFAULT_MAX_FILE_BYTES
     public_metrics: Flag = False
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
 
 class DatabaseSection(Section):

@@ -16,7 +16,6 @@ lines on stderr. SIGTERM or SIGINT stops it gracefully (exit code 0).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -26,7 +25,7 @@ from ..config import CONFIG_ENV, ConfigError
 from ..errors import EXIT_OK, UsageError
 from ..logging import setup_logging
 from ..runtime import Runtime
-from ..serving import DaemonError
+from ..serving import DaemonError, event_loop_factory, run_loop
 from ..settings import Settings, load_settings
 from .db import Notice, config_argument, open_database, print_notice
 
@@ -102,6 +101,10 @@ def start_warnings(settings: Settings, *, configured: bool, dev: bool, api: bool
 
 def _run(args: argparse.Namespace, *, api: bool) -> int:
     settings, configured = configuration(args)
+    try:
+        event_loop_factory(settings.server.event_loop)
+    except DaemonError as exc:
+        raise UsageError(str(exc)) from None
     notices: list[str] = []
     # Every mistake in what the configuration names is reported first; then what it leaves out.
     runtime = open_runtime(settings, notice=notices.append)
@@ -128,7 +131,7 @@ def _run(args: argparse.Namespace, *, api: bool) -> int:
             print("dvc-gateway worker running", flush=True)
 
     try:
-        asyncio.run(run_daemon(runtime, api=api, workers=True, on_ready=ready))
+        run_loop(run_daemon(runtime, api=api, workers=True, on_ready=ready), event_loop=settings.server.event_loop)
     except DaemonError as exc:
         raise UsageError(str(exc)) from None
     finally:
