@@ -66,7 +66,7 @@ def event_loop_factory(name: str = "auto") -> Callable[[], asyncio.AbstractEvent
             import uvloop
         except ImportError:
             if name == "uvloop":
-                raise DaemonError('[server] event_loop is "uvloop", but uvloop is not installed') from None
+                raise DaemonError("[server] event_loop: uvloop is not installed (install it, or choose auto)") from None
         else:
             return uvloop.new_event_loop
     return asyncio.new_event_loop
