@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import sys
 import tempfile
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import Cpu, profiled, start_simulator  # noqa: E402
+from bench.support import Cpu, delivered, floor_phase, profiled, reset_simulator, start_simulator  # noqa: E402
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -116,16 +117,6 @@ async def documents(runtime: Runtime) -> list[tuple[str, dict[str, Any]]]:
     return await runtime.db.run(read)
 
 
-async def reset(sim_url: str) -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        (await client.post(f"{sim_url}/_sim/reset")).raise_for_status()
-
-
-async def delivered(sim_url: str) -> int:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
-
-
 async def floor_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> float:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
@@ -167,15 +158,6 @@ async def gateway_rate(runtime: Runtime, count: int) -> float:
     return count / elapsed
 
 
-async def floor_phase(sim_url: str, pairs: list[tuple[str, dict[str, Any]]], cpu: Cpu, name: str) -> float:
-    """The floor's rate, measured as the phase ``name`` on a simulator reset first."""
-    await reset(sim_url)
-    with cpu.phase(name):
-        rate = await floor_rate(sim_url, pairs)
-    assert await delivered(sim_url) == len(pairs)
-    return rate
-
-
 async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     runtime = await prepare(work, sim_url, count)
     settle_after_start()  # as ``dvc-gateway worker`` does once running
@@ -184,12 +166,13 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         size = len(json.dumps(pairs[0][1]).encode())
         print(f"delivery of {count} dossiers (~{size / 1000:.0f} kB each) to the agency simulator at {sim_url}")
         print(f"({CONCURRENCY} concurrent deliveries; gateway: outbox on SQLite WAL + worker + REST adapter)")
-        before = await floor_phase(sim_url, pairs, cpu, "floor (httpx direct), before")
-        await reset(sim_url)
+        floor_run = functools.partial(floor_rate, sim_url, pairs)
+        before = await floor_phase(sim_url, floor_run, count, cpu, "floor (httpx direct), before")
+        await reset_simulator(sim_url)
         with profiled(profile), cpu.phase("gateway (outbox)"):
             gateway = await gateway_rate(runtime, count)
         assert await delivered(sim_url) == count
-        after = await floor_phase(sim_url, pairs, cpu, "floor (httpx direct), after")
+        after = await floor_phase(sim_url, floor_run, count, cpu, "floor (httpx direct), after")
         floor = 2 / (1 / before + 1 / after)  # both runs' messages over both runs' time
         print(f"{'':<30}{'messages/s':>12}")
         print(f"{'gateway (outbox)':<30}{gateway:>12.1f}")

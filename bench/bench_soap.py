@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import json
 import sys
 import tempfile
@@ -40,7 +41,7 @@ import httpx  # noqa: E402
 from lxml import etree  # noqa: E402
 from lxml.builder import ElementMaker  # noqa: E402
 
-from bench.support import Cpu, profiled, start_simulator  # noqa: E402
+from bench.support import Cpu, delivered, floor_phase, profiled, reset_simulator, start_simulator  # noqa: E402
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -258,25 +259,6 @@ async def outbox_rate(runtime: Runtime, count: int) -> float:
     return count / elapsed
 
 
-async def reset(sim_url: str) -> None:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        (await client.post(f"{sim_url}/_sim/reset")).raise_for_status()
-
-
-async def delivered(sim_url: str) -> int:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
-
-
-async def floor_phase(sim_url: str, items: list[tuple[MessageView, dict[str, Any]]], cpu: Cpu, name: str) -> float:
-    """The floor's rate, measured as the phase ``name`` on a simulator reset first."""
-    await reset(sim_url)
-    with cpu.phase(name):
-        rate = await floor_rate(sim_url, items)
-    assert await delivered(sim_url) == len(items)
-    return rate
-
-
 async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     runtime = await prepare(work, sim_url, count)
     settle_after_start()  # as ``dvc-gateway worker`` does once running
@@ -285,16 +267,17 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         size = len(floor_envelope(items[0][0].idempotency_key, items[0][1]))
         print(f"SOAP delivery of {count} dossiers (TiepNhanHoSo ~{size / 1000:.0f} kB each) to {sim_url}/soap")
         print(f"({CONCURRENCY} concurrent deliveries; the simulator validates every request against hoso.xsd)")
-        before = await floor_phase(sim_url, items, cpu, "floor (lxml + httpx), before")
-        await reset(sim_url)
+        floor_run = functools.partial(floor_rate, sim_url, items)
+        before = await floor_phase(sim_url, floor_run, count, cpu, "floor (lxml + httpx), before")
+        await reset_simulator(sim_url)
         with cpu.phase("gateway (dispatcher)"):
             through_dispatcher = await dispatcher_rate(runtime, items)
         assert await delivered(sim_url) == count
-        await reset(sim_url)
+        await reset_simulator(sim_url)
         with profiled(profile), cpu.phase("gateway (outbox + dispatcher)"):
             through_outbox = await outbox_rate(runtime, count)
         assert await delivered(sim_url) == count
-        after = await floor_phase(sim_url, items, cpu, "floor (lxml + httpx), after")
+        after = await floor_phase(sim_url, floor_run, count, cpu, "floor (lxml + httpx), after")
         floor = 2 / (1 / before + 1 / after)  # both runs' deliveries over both runs' time
         print(f"{'':<30}{'deliveries/s':>14}{'ratio':>8}")
         print(f"{'gateway (outbox + dispatcher)':<30}{through_outbox:>14.1f}{through_outbox / floor:>7.2f}x")

@@ -1,4 +1,5 @@
-"""What several benchmarks share: profiling a block with pyinstrument, and starting a simulator as a process."""
+"""What several benchmarks share: profiling a block with pyinstrument, starting a simulator as a process, resetting
+it and counting what it received, and measuring a floor against it."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Cpu", "child_env", "cpu_seconds", "profiled", "start_simulator"]
+import httpx
+
+__all__ = [
+    "Cpu",
+    "child_env",
+    "cpu_seconds",
+    "delivered",
+    "floor_phase",
+    "profiled",
+    "reset_simulator",
+    "start_simulator",
+]
 
 
 #: The tree these benchmarks belong to: what their child processes import, whatever is installed.
@@ -99,3 +111,24 @@ class Cpu:
                 f"{name:<30}{self.own[name] * 1000 / count:>10.2f}{self.simulator[name] * 1000 / count:>11.2f}"
             )
         return "\n".join(lines)
+
+
+async def reset_simulator(sim_url: str) -> None:
+    """Forget what the agency simulator received (its dossiers, effects and idempotency keys)."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        (await client.post(f"{sim_url}/_sim/reset")).raise_for_status()
+
+
+async def delivered(sim_url: str) -> int:
+    """How many dossiers the agency simulator has taken in since its last reset."""
+    async with httpx.AsyncClient(trust_env=False) as client:
+        return int((await client.get(f"{sim_url}/_sim/state")).json()["effects"].get("deliver", 0))
+
+
+async def floor_phase(sim_url: str, floor: Callable[[], Awaitable[float]], count: int, cpu: Cpu, name: str) -> float:
+    """The rate ``floor()`` measures, as the phase ``name`` on a simulator reset first; it must deliver ``count``."""
+    await reset_simulator(sim_url)
+    with cpu.phase(name):
+        rate = await floor()
+    assert await delivered(sim_url) == count
+    return rate
