@@ -14,9 +14,9 @@ the IPv4 address they carry, and legacy IPv4 spellings (``2852039166``, ``0xa9fe
 resolvers read them as.
 
 :meth:`AddressPolicy.check_host` screens a host name before it is accepted (the agency registry); the transport from
-:func:`guarded_transport` resolves host names itself and checks the address it actually connects to, so redirects
-and DNS rebinding (a name that resolves to a public address when registered and to a private one later) cannot get
-around the policy. A name with any refused address is refused outright.
+:func:`adapters.connections.guarded_transport` resolves host names itself and checks the addresses it connects to,
+so redirects and DNS rebinding (a name that resolves to a public address when registered and to a private one later)
+cannot get around the policy. A name with any refused address is refused outright.
 """
 
 from __future__ import annotations
@@ -30,24 +30,19 @@ from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
-
-from adapters.netstream import KeptSocketStream
 
 __all__ = [
     "BLOCKED_NETWORKS",
     "AddressPolicy",
     "BlockedAddressError",
-    "GuardedNetworkBackend",
-    "GuardedTransport",
     "IPAddress",
     "IPNetwork",
     "RefusedConnectError",
     "UnresolvableHostError",
-    "guarded_transport",
     "is_blocked_address",
     "parse_address",
+    "resolve_addresses",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -77,8 +72,9 @@ class UnresolvableHostError(BlockedAddressError):
     """A host name that could not be resolved (so it could not be screened) when it was checked."""
 
 
-class RefusedConnectError(httpcore.ConnectError, BlockedAddressError):
-    """Raised by the guarded network backend; httpx re-raises it as ``httpx.ConnectError`` caused by this one."""
+class RefusedConnectError(BlockedAddressError):
+    """A connection refused where it was about to be made; the guarded transport raises ``httpx.ConnectError`` caused
+    by this one."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -220,8 +216,8 @@ class AddressPolicy:
             self.check_address(name, name)
             return
         try:
-            addresses = await _resolve(name, port, timeout)
-        except httpcore.ConnectError as exc:
+            addresses = await resolve_addresses(name, port, timeout)
+        except httpx.ConnectError as exc:
             raise UnresolvableHostError(str(exc)) from exc
         for address in addresses:
             self.check_address(name, address)
@@ -261,135 +257,21 @@ def _resolve_blocking(host: str, port: int, timeout: float) -> list[str]:
     return addresses
 
 
-async def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
-    """The distinct addresses of ``host`` in resolver order (an IP literal resolves to itself)."""
+async def resolve_addresses(host: str, port: int, timeout: float | None) -> list[str]:
+    """The distinct addresses of ``host`` in resolver order (an IP literal resolves to itself).
+
+    Failures are ``httpx.ConnectTimeout`` and ``httpx.ConnectError``, as for a connection that could not be made.
+    """
     loop = asyncio.get_running_loop()  # the gateway runs on asyncio (zeep, pyhanko-certvalidator)
     try:
         infos = await asyncio.wait_for(
             loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP), timeout
         )
     except TimeoutError as exc:
-        raise httpcore.ConnectTimeout(f"Resolving {host} timed out") from exc
+        raise httpx.ConnectTimeout(f"Resolving {host} timed out") from exc
     except (OSError, UnicodeError, ValueError) as exc:
-        raise httpcore.ConnectError(f"Cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise httpx.ConnectError(f"Cannot resolve {host}: {getattr(exc, 'strerror', None) or exc}") from exc
     addresses = _distinct_addresses(infos)
     if not addresses:
-        raise httpcore.ConnectError(f"{host} has no address")
+        raise httpx.ConnectError(f"{host} has no address")
     return addresses
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Connect-time enforcement
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that resolves host names itself and connects only to addresses ``policy`` allows.
-
-    The check is made on the address actually connected to, so it covers redirects and names that resolve (or
-    re-resolve) to a refused address. A name with any refused address is refused outright, before any connection.
-    TLS still verifies the original host name (httpcore passes it as the server name after connecting). Its streams
-    keep their socket at hand (:class:`~adapters.netstream.KeptSocketStream`).
-    """
-
-    def __init__(self, policy: AddressPolicy) -> None:
-        self.policy = policy
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await _resolve(host, port, timeout)
-        for address in addresses:
-            reason = self.policy.refuses(address)
-            if reason is not None:
-                raise RefusedConnectError(f"Refusing to connect to {host}: {reason}")
-        last_error: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                stream = await self._inner.connect_tcp(
-                    address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-            else:
-                return KeptSocketStream(stream)
-        raise last_error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise RefusedConnectError("Refusing to connect to a Unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-_FORBIDDEN_TRANSPORT_KWARGS = frozenset({"proxy", "uds", "trust_env"})
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's own HTTP transport, connecting through :class:`GuardedNetworkBackend`.
-
-    httpx does not take a network backend as a parameter, so the connection pool httpx builds is replaced by the same
-    pool built with the guarded backend; request and response handling stay httpx's.
-    """
-
-    def __init__(
-        self,
-        policy: AddressPolicy,
-        *,
-        verify: Any = True,
-        cert: Any = None,
-        http1: bool = True,
-        http2: bool = False,
-        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
-        local_address: str | None = None,
-        retries: int = 0,
-        socket_options: Iterable[Any] | None = None,
-    ) -> None:
-        # One ssl context for both pools: the one httpx would build (a given context is used as it is).
-        ssl_context = httpx.create_ssl_context(verify=verify, cert=cert, trust_env=False)
-        super().__init__(
-            verify=ssl_context,
-            trust_env=False,
-            http1=http1,
-            http2=http2,
-            limits=limits,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-        )
-        if not isinstance(self._pool, httpcore.AsyncConnectionPool):  # pragma: no cover - httpx internals changed
-            raise RuntimeError("Unsupported httpx version: cannot install the guarded network backend")
-        self.policy = policy
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=http1,
-            http2=http2,
-            local_address=local_address,
-            retries=retries,
-            socket_options=socket_options,
-            network_backend=GuardedNetworkBackend(policy),
-        )
-
-
-def guarded_transport(policy: AddressPolicy, **httpx_transport_kwargs: Any) -> httpx.AsyncBaseTransport:
-    """An ``httpx.AsyncHTTPTransport`` that connects only to addresses ``policy`` allows (checked at connect time).
-
-    ``httpx_transport_kwargs`` are those of ``httpx.AsyncHTTPTransport`` (``verify``, ``cert``, ``limits``,
-    ``http1``, ``http2``, ``retries``, ``local_address``, ``socket_options``); proxies, Unix sockets and settings
-    from the environment are refused (a proxy would connect on our behalf, out of the guard's sight).
-    """
-    forbidden = _FORBIDDEN_TRANSPORT_KWARGS & httpx_transport_kwargs.keys()
-    if forbidden:
-        raise ValueError(f"guarded_transport does not support {', '.join(sorted(forbidden))}")
-    return GuardedTransport(policy, **httpx_transport_kwargs)

@@ -18,10 +18,10 @@ The URLs fetched here come from certificates and CRLs inside untrusted documents
   operating system's trust store, never ``certifi``.
 
 One backend lives as long as the :class:`~signing.trust.TrustStore` that made it, and may serve validations run in
-different event loops (each ``asyncio.run`` in a worker thread has its own). An ``httpx.AsyncClient`` belongs to the
-loop it is used in, so the backend keeps one client per running loop; connections are not kept alive between
-requests, so a client whose loop has ended holds no socket and is simply dropped. The caches, on the other hand,
-belong to the backend and are shared by every loop and thread (:mod:`signing.fetchcache`):
+different event loops (each ``asyncio.run`` in a worker thread has its own). An HTTP client belongs to the loop it is
+used in, and fetches are few (their answers are cached), so each download has a client of its own, closed when it
+ends: no connection outlives its request. The caches, on the other hand, belong to the backend and are shared by
+every loop and thread (:mod:`signing.fetchcache`):
 
 * OCSP responses per certificate (issuer name and key, serial number, responder URLs), reused until their
   ``nextUpdate``;
@@ -45,7 +45,8 @@ from asn1crypto import crl, ocsp, x509
 from pyhanko_certvalidator.fetchers.api import FetcherBackend, Fetchers, FetchLimits
 from pyhanko_certvalidator.fetchers.common_utils import FetchBudget, FetchKind
 
-from adapters.netguard import BLOCKED_NETWORKS, AddressPolicy, guarded_transport, is_blocked_address
+from adapters.connections import guarded_transport
+from adapters.netguard import BLOCKED_NETWORKS, AddressPolicy, is_blocked_address
 
 from .fetchcache import ExpiringCache
 from .fetchjobs import HttpxCertificateFetcher, HttpxCRLFetcher, HttpxOCSPFetcher
@@ -112,7 +113,6 @@ class HttpxFetcherBackend(FetcherBackend):
         self.max_response_bytes = max_response_bytes
         self.user_agent = user_agent
         self._lock = threading.Lock()
-        self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
         self._ssl_context: ssl.SSLContext | None = None
         self.ocsp_cache: ExpiringCache[Hashable, ocsp.OCSPResponse] = ExpiringCache()
         self.crl_cache: ExpiringCache[str, crl.CertificateList] = ExpiringCache(max_size=_CRL_CACHE_MAX_BYTES)
@@ -130,20 +130,7 @@ class HttpxFetcherBackend(FetcherBackend):
         )
 
     async def close(self) -> None:
-        """Close every HTTP client: this loop's now, those of other running loops on their own loop."""
-        try:
-            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        with self._lock:
-            clients = list(self._clients.items())
-            self._clients.clear()
-        for loop, client in clients:
-            if loop is current:
-                await client.aclose()
-            elif not loop.is_closed() and loop.is_running():
-                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-            # a client of a finished loop holds no connection (no keep-alive): nothing to release
+        """Nothing to release: each download has an HTTP client of its own, closed when it ends."""
 
     def clear_cache(self) -> None:
         """Forget every fetched OCSP response, CRL and certificate."""
@@ -153,36 +140,25 @@ class HttpxFetcherBackend(FetcherBackend):
 
     # -- HTTP ----------------------------------------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
-        """The HTTP client of the running event loop (created on first use; those of closed loops are dropped)."""
-        loop = asyncio.get_running_loop()
+    def _new_client(self) -> httpx.AsyncClient:
+        """An HTTP client for one download, on the running event loop (close it after)."""
         with self._lock:
-            for stale in [other for other in self._clients if other.is_closed()]:
-                del self._clients[stale]
-            client = self._clients.get(loop)
-            if client is None:
-                if self._ssl_context is None:
-                    # The operating system's trust store; never certifi, never SSL_CERT_FILE & co. from the env.
-                    self._ssl_context = ssl.create_default_context()
-                # No idle connection outlives its request, so a client left behind by a finished event loop holds
-                # no socket: the backend can drop such clients without closing them.
-                transport = guarded_transport(
-                    _FETCH_POLICY,
-                    verify=self._ssl_context,
-                    limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=0),
-                    http1=True,
-                    http2=False,
-                )
-                client = httpx.AsyncClient(
-                    transport=transport,
-                    timeout=httpx.Timeout(self.timeout_seconds),
-                    follow_redirects=True,
-                    max_redirects=MAX_REDIRECTS,
-                    trust_env=False,
-                    headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
-                )
-                self._clients[loop] = client
-            return client
+            if self._ssl_context is None:
+                # The operating system's trust store; never certifi, never SSL_CERT_FILE & co. from the env.
+                self._ssl_context = ssl.create_default_context()
+        transport = guarded_transport(
+            _FETCH_POLICY,
+            verify=self._ssl_context,
+            limits=httpx.Limits(max_connections=_MAX_CONNECTIONS, max_keepalive_connections=0),
+        )
+        return httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(self.timeout_seconds),
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+            trust_env=False,
+            headers={"User-Agent": self.user_agent, "Accept-Encoding": "identity"},
+        )
 
     async def download(
         self,
@@ -209,7 +185,10 @@ class HttpxFetcherBackend(FetcherBackend):
         logger.info("Fetching %s from %s", kind.name, url)
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                async with self._client().stream(method, target, headers=headers, content=content) as response:
+                async with (
+                    self._new_client() as client,
+                    client.stream(method, target, headers=headers, content=content) as response,
+                ):
                     if not response.is_success:
                         raise error(f"{url} answered HTTP {response.status_code}")
                     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()

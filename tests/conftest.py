@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohappyeyeballs
 import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from gateway.store.database import Database
+from tests import network_mock  # noqa: F401  (respx answers at the gateway's transport)
 from tests.databases import open_database
 from tests.pki import PKIServer, TestPKI, build_pki
 
@@ -127,3 +129,17 @@ def flushes() -> Iterator[list[Session]]:
         yield seen
     finally:
         event.remove(Session, "before_flush", before_flush)
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every address the gateway's HTTP transport really connects to (after its own address checks)."""
+    attempts: list[str] = []
+    real = aiohappyeyeballs.start_connection
+
+    async def record(addr_infos: list[Any], *args: Any, **kwargs: Any) -> Any:
+        attempts.extend(str(info[4][0]) for info in addr_infos)
+        return await real(addr_infos, *args, **kwargs)
+
+    monkeypatch.setattr(aiohappyeyeballs, "start_connection", record)
+    return attempts

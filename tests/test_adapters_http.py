@@ -11,6 +11,7 @@ import httpx
 import pytest
 import respx
 
+from adapters.connections import GuardedTransport
 from adapters.errors import AuthError, BadResponseError, TransientError
 from adapters.http import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -27,7 +28,7 @@ from adapters.http import (
     raise_for_status,
     settings_from_document,
 )
-from adapters.netguard import AddressPolicy, GuardedTransport
+from adapters.netguard import AddressPolicy
 from tests.adapters_http_support import BASE, settings
 
 TOKEN_URL = "https://sso.example.vn/oauth2/token"
@@ -69,8 +70,8 @@ async def test_client_settings_are_applied():
         assert limited.upstream == "agency:000.00.23.H38"
         guarded = limited.inner
         assert isinstance(guarded, GuardedTransport) and guarded.policy is policy
-        assert guarded._pool._max_connections == 5
-        assert guarded._pool._max_keepalive_connections == 2
+        assert guarded.limits.max_connections == 5
+        assert guarded.limits.max_keepalive_connections == 2
 
 
 def test_settings_defaults_and_validation():

@@ -152,6 +152,27 @@ async def test_mutual_tls_presents_the_client_certificate(tls_pki, mtls_server):
                 await client.get("/")
 
 
+async def test_tls_verifies_the_name_asked_for_not_the_address_connected_to(tls_pki, mtls_server, monkeypatch):
+    port = mtls_server.rsplit(":", 1)[1]
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real("127.0.0.1" if host == "motcua.test" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client_id = tls_pki["client"]
+    identity = {"client_cert": (client_id.cert_path, client_id.key_path), "address_policy": LOCAL}
+    named = ClientSettings(base_url=f"https://localhost:{port}", verify=str(tls_pki["ca"].cert_path), **identity)
+    async with ClientFactory().client("agency:mtls", named) as client:
+        assert (await client.get("/")).json() == {"client": "dvc-gateway H38"}  # "localhost" is in the certificate
+    # The same server and address under a name its certificate does not carry.
+    other = ClientSettings(base_url=f"https://motcua.test:{port}", verify=str(tls_pki["ca"].cert_path), **identity)
+    async with ClientFactory().client("agency:mtls", other) as client:
+        with pytest.raises(TransientError, match=r"TLS failure.*(hostname|match)"):
+            with map_http_errors("agency:mtls"):
+                await client.get("/")
+
+
 def test_client_key_with_a_password_and_unreadable_keys(tls_pki):
     client_id: Identity = tls_pki["client"]
     encrypted = tls_pki["dir"] / "encrypted.key"

@@ -8,12 +8,12 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpcore
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.connections import guarded_transport
 from adapters.errors import PermanentError
 from adapters.http import map_http_errors
 from adapters.netguard import (
@@ -21,7 +21,6 @@ from adapters.netguard import (
     AddressPolicy,
     BlockedAddressError,
     UnresolvableHostError,
-    guarded_transport,
     is_blocked_address,
     parse_address,
 )
@@ -238,20 +237,6 @@ def local_server() -> Iterator[int]:
     server.shutdown()
     server.server_close()
     thread.join(timeout=5)
-
-
-@pytest.fixture
-def connections(monkeypatch) -> list[str]:
-    """Every address the guarded backend really connects to (after its checks)."""
-    attempts: list[str] = []
-    real = httpcore.AnyIOBackend.connect_tcp
-
-    async def record(self, host, port, *args, **kwargs):
-        attempts.append(host)
-        return await real(self, host, port, *args, **kwargs)
-
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", record)
-    return attempts
 
 
 async def _get(policy: AddressPolicy, url: str) -> httpx.Response:

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
+from adapters.connections import guarded_transport
 from adapters.http.settings import USER_AGENT, ClientSettings, build_ssl_context
 from adapters.http.transport import LimitedTransport
-from adapters.netguard import guarded_transport
 
 __all__ = ["ClientFactory", "TransportWrapper", "default_factory"]
 
