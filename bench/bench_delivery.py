@@ -12,8 +12,11 @@ child process. The gateway side runs here on a SQLite database (WAL) holding N s
 
 The floor runs before the gateway and again after it. It prints messages per second for each and the ratio: the
 gateway's rate over the floor's, both floor runs taken together (1.00 = as fast as the floor; the target is 0.6),
-so that a machine whose speed changes during the run weighs on both sides alike. The simulator is reset between
-runs. ``--profile FILE`` writes a pyinstrument report of the gateway's run (the event loop's thread) to FILE.
+so that a machine whose speed changes during the run weighs on both sides alike. The gateway's clients go out on
+aiohttp's connections (``adapters.connections``), whose HTTP/1.1 costs less than httpx's own: for reference, the
+same documents posted with aiohttp alone are measured last, and the gateway's share of that rate printed too. The
+simulator is reset between runs. ``--profile FILE`` writes a pyinstrument report of the gateway's run (the event
+loop's thread) to FILE.
 
 Run: ``.venv/bin/python bench/bench_delivery.py [--quick] [--profile FILE]``
 """
@@ -134,6 +137,27 @@ async def floor_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> f
         return len(pairs) / (time.perf_counter() - start)
 
 
+async def aiohttp_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> float:
+    """The reference: aiohttp alone (the connections the gateway's clients go out on) posting the same documents."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    bodies = iter([(key, json.dumps(doc, ensure_ascii=False).encode("utf-8")) for key, doc in pairs])
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(sim_url, connector=connector) as session:
+
+        async def worker() -> None:
+            for key, content in bodies:
+                async with session.post("/dossiers", data=content, headers={**headers, "Idempotency-Key": key}) as r:
+                    await r.read()
+                    if r.status != 201:
+                        raise RuntimeError(f"reference: HTTP {r.status}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        return len(pairs) / (time.perf_counter() - start)
+
+
 async def gateway_rate(runtime: Runtime, count: int) -> float:
     dispatcher = Composition(runtime)
     policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
@@ -173,12 +197,16 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
             gateway = await gateway_rate(runtime, count)
         assert await delivered(sim_url) == count
         after = await floor_phase(sim_url, floor_run, count, cpu, "floor (httpx direct), after")
+        reference_run = functools.partial(aiohttp_rate, sim_url, pairs)
+        reference = await floor_phase(sim_url, reference_run, count, cpu, "aiohttp direct (reference)")
         floor = 2 / (1 / before + 1 / after)  # both runs' messages over both runs' time
         print(f"{'':<30}{'messages/s':>12}")
         print(f"{'gateway (outbox)':<30}{gateway:>12.1f}")
         print(f"{'floor (httpx direct), before':<30}{before:>12.1f}")
         print(f"{'floor (httpx direct), after':<30}{after:>12.1f}")
+        print(f"{'aiohttp direct (reference)':<30}{reference:>12.1f}")
         print(f"ratio {gateway / floor:.2f}x the floor (target >= 0.6x; 1.00 = as fast as posting directly)")
+        print(f"(and {gateway / reference:.2f}x of aiohttp posting alone, the connections the gateway goes out on)")
         print(cpu.report(count))
     finally:
         runtime.close()

@@ -44,7 +44,7 @@ __all__ = ["QUIET_LOGGERS", "JsonFormatter", "scrub", "setup_logging"]
 #: Loggers that would write personal data (certificate subjects) at levels below ERROR.
 QUIET_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
 #: Loggers that are too chatty for a daemon's INFO level.
-_CHATTY_LOGGERS = ("httpx", "httpcore", "alembic", "sqlalchemy", "asyncio", "multipart")
+_CHATTY_LOGGERS = ("httpx", "httpcore", "aiohttp", "alembic", "sqlalchemy", "asyncio", "multipart")
 
 _RESERVED = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys() | {"message", "asctime", "taskName"}

@@ -172,11 +172,20 @@ async def test_a_compressed_answer_is_decoded_by_httpx_when_asked_for(serve):
 
 async def test_cookies_an_upstream_sets_are_sent_back_by_the_client(serve):
     server = await serve(answer(headers=("Set-Cookie: route=b2; Path=/",)))
+    quiet = await serve(answer())
     async with client(server.url) as http:
         await http.get("/first")
         await http.get("/second")
+        http.cookies = {"lang": "vi"}  # a jar set by the caller works the same way
+        await http.get("/third")
     assert "cookie" not in _headers(server.requests[0][0])
     assert _headers(server.requests[1][0])["cookie"] == ["route=b2"]
+    assert _headers(server.requests[2][0])["cookie"] == ["lang=vi"]
+    async with client(quiet.url) as http:
+        await http.get("/first")
+        await http.get("/second")
+        assert not http.cookies
+    assert ["cookie" in _headers(head) for head, _ in quiet.requests] == [False, False]
 
 
 async def _closes(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from adapters.http.auth import BasicAuth, BearerAuth, OAuth2ClientCredentials, SecretSource, basic, bearer
 from adapters.http.documents import auth_from_document, client_cert_from_document, settings_from_document
 from adapters.http.errors import error_for_response, json_body, map_http_errors, raise_for_status, retry_after
-from adapters.http.factory import ClientFactory, TransportWrapper, default_factory
+from adapters.http.factory import ClientFactory, GatewayClient, TransportWrapper, default_factory
 from adapters.http.settings import ClientSettings, build_ssl_context
 from adapters.http.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -27,6 +27,7 @@ __all__ = [
     "BearerAuth",
     "ClientFactory",
     "ClientSettings",
+    "GatewayClient",
     "LimitedTransport",
     "OAuth2ClientCredentials",
     "ResponseTooLargeError",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 
@@ -16,12 +18,38 @@ from adapters.connections import guarded_transport
 from adapters.http.settings import USER_AGENT, ClientSettings, build_ssl_context
 from adapters.http.transport import LimitedTransport
 
-__all__ = ["ClientFactory", "TransportWrapper", "default_factory"]
+__all__ = ["ClientFactory", "GatewayClient", "TransportWrapper", "default_factory"]
 
 logger = logging.getLogger(__name__)
 
 #: ``(inner transport, upstream name) -> transport``: one link of the transport chain.
 TransportWrapper = Callable[[httpx.AsyncBaseTransport, str], httpx.AsyncBaseTransport]
+
+
+class _Cookies(httpx.Cookies):
+    """httpx's cookie jar, which leaves alone the answers that set no cookie (most of them): httpx would build a
+    request and a response in the standard library's shape for each answer, to find nothing in it."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "Set-Cookie" in response.headers or "Set-Cookie2" in response.headers:
+            super().extract_cookies(response)
+
+
+class GatewayClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` the factory builds: httpx's own, with a cookie jar that keeps cookies as httpx's
+    does, for less work per answer."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = self._cookies
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: httpx.Cookies | CookieJar | dict[str, str] | list[tuple[str, str]]) -> None:
+        self._cookies = _Cookies(cookies)
 
 
 class ClientFactory:
@@ -82,7 +110,7 @@ class ClientFactory:
             logger.warning("TLS certificate verification is disabled for upstream %s", upstream)
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **settings.headers}
         logger.debug("HTTP client for upstream %s at %s", upstream, settings.base_url)
-        return httpx.AsyncClient(
+        return GatewayClient(
             base_url=settings.base_url,
             transport=self.transport(upstream, settings),
             timeout=settings.timeout(),

@@ -165,6 +165,11 @@ class RestOneStopClient:
         self.mapping = RestMapping.parse(mapping)
         self.upstream = upstream or f"agency:{agency_code}"
         self._owns_client = False
+        # The operations whose path names no dossier, as whole URLs: httpx then parses no URL per request.
+        self._urls = {
+            operation: client.build_request("POST", self.mapping.path(operation)).url
+            for operation in ("deliver", "question")
+        }
 
     @classmethod
     def from_document(
@@ -208,7 +213,7 @@ class RestOneStopClient:
     async def deliver(self, dossier: Mapping[str, Any], idempotency_key: str) -> DeliveryReceipt:
         """``POST /dossiers``: 2xx is acceptance, and so is 409 (the agency already has the dossier)."""
         code = _checked_code(dossier.get("code"))
-        response = await self._send("POST", self.mapping.path("deliver"), dossier, idempotency_key)
+        response = await self._send("POST", self._urls["deliver"], dossier, idempotency_key)
         if response.status_code == 409:
             body = self._lenient_object(response)
             duplicate = True
@@ -278,13 +283,17 @@ class RestOneStopClient:
     async def send_question(self, question: Mapping[str, Any], idempotency_key: str) -> Acknowledgement:
         """``POST /questions`` with the question (``id``, ``agency_code``, ``procedure_code``, ``question``,
         ``asked_at``, ``answer_by``, ``answer_path``): a citizen's question for the agency to answer."""
-        response = await self._send("POST", self.mapping.path("question"), question, idempotency_key)
+        response = await self._send("POST", self._urls["question"], question, idempotency_key)
         return self._acknowledgement(str(question.get("id", "")), response)
 
     # -- plumbing ------------------------------------------------------------------------------------------------------
 
     async def _send(
-        self, method: str, path: str, payload: Mapping[str, Any] | None = None, idempotency_key: str | None = None
+        self,
+        method: str,
+        path: str | httpx.URL,
+        payload: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> httpx.Response:
         headers = {"Accept": "application/json"}
         content = None
