@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import requests
 import zeep.exceptions
 from lxml import etree
 from zeep.transports import AsyncTransport
@@ -131,6 +132,19 @@ class GatewayAsyncTransport(AsyncTransport):
         response = await self.post(address, message, headers)
         self._screen(response, ENVELOPE_VERSIONS.get(expected, "1.1"))
         return self.new_response(response)
+
+    def new_response(self, response: httpx.Response) -> requests.Response:
+        """The answer as zeep reads it (a ``requests.Response``). zeep's own conversion also parses the answer's
+        cookies into a jar nothing reads, which costs as much as the rest of the conversion; they are parsed here
+        only when the answer sets some."""
+        converted = requests.Response()
+        converted._content = response.content
+        converted.status_code = response.status_code
+        converted.headers = response.headers  # type: ignore[assignment]  # zeep reads it as a mapping
+        if "Set-Cookie" in response.headers:
+            converted.cookies = response.cookies  # type: ignore[assignment]  # as zeep's own conversion does
+        converted.encoding = response.encoding
+        return converted
 
     def _screen(self, response: httpx.Response, version: str) -> None:
         """Refuse, before zeep parses it, an answer that is not a SOAP envelope of the version we spoke."""
