@@ -30,7 +30,7 @@ from gateway.domain.deadlines import FINISHING_STATUSES, Deadlines, is_overdue, 
 from gateway.domain.labels import STATUS_LABELS_VI, SUSPENSION_FINAL_LABEL_VI
 from gateway.domain.status import TERMINAL_STATUSES, Status, national_code
 from gateway.domain.times import iso
-from gateway.flows.payment.view import payment_status, payment_view
+from gateway.flows.payment.view import payment_status, payment_view, payments_by_dossier
 from gateway.flows.postal.view import shipments_view
 from gateway.services.changes import deadlines_of, history_pairs, hops_of
 from gateway.services.ratings import rating_of, rating_view
@@ -254,7 +254,8 @@ def _load_parts(session: Session, dossier: Dossier) -> None:
 def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) -> list[dict[str, Any]]:
     """The dossiers as the agencies receive them (``docs/agency-rest-contract.md``): one document per (dossier, agency
     code) pair, in order, files in base64, with the agency's own deadline (``agency_due_at``) and where the fees stand
-    (``payment``). The files of every dossier are read in one query, and so are their procedures' fee rules."""
+    (``payment``). The files of every dossier are read in one query, and so are their procedures' fee rules and
+    their payments."""
     for dossier, _agency in wanted:
         _load_parts(session, dossier)
     current = {id(dossier): current_components(dossier) for dossier, _agency in wanted}
@@ -268,13 +269,16 @@ def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) ->
     blobs = _blobs(session, shas)
     codes = sorted({dossier.procedure_code for dossier, _agency in wanted})
     after_result = {code: flag for code, flag in session.execute(_FEES_AFTER_RESULT, {"codes": codes})} if codes else {}
+    payments = payments_by_dossier(session, [dossier for dossier, _agency in wanted])
     return [
         _agency_document(
-            session,
             dossier,
             agency,
             _agency_components(current[id(dossier)], blobs),
-            after_result.get(dossier.procedure_code),
+            {
+                **payment_status(session, dossier, payments=payments.get(dossier.id, [])),
+                "fees_after_result": bool(after_result.get(dossier.procedure_code)),
+            },
         )
         for dossier, agency in wanted
     ]
@@ -287,7 +291,7 @@ def agency_document(session: Session, dossier: Dossier, *, agency_code: str | No
 
 
 def _agency_document(
-    session: Session, dossier: Dossier, agency: str, components: list[dict[str, Any]], fees_after_result: bool | None
+    dossier: Dossier, agency: str, components: list[dict[str, Any]], payment: dict[str, Any]
 ) -> dict[str, Any]:
     return {
         "code": dossier.code,
@@ -308,6 +312,6 @@ def _agency_document(
         "delivery_address": dossier.delivery_address,
         "components": components,
         "fees": _fees(dossier),
-        "payment": {**payment_status(session, dossier), "fees_after_result": bool(fees_after_result)},
+        "payment": payment,
         "extra": dossier.extra or {},
     }

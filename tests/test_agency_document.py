@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 
 from gateway.store.database import Database
 from gateway.store.models import Blob, Component, Dossier, Fee, HistoryEntry, Payment, Procedure
-from gateway.views import agency_document
+from gateway.views import agency_document, agency_documents
 
 LEAD = "000.00.23.H38"
 SECOND = "000.00.24.H38"
@@ -192,3 +192,38 @@ def test_components_fees_and_files_are_read_in_a_few_queries(db: Database) -> No
     assert len(document["components"]) == 3
     assert sum("FROM blobs" in s for s in statements) == 1
     assert sum("FROM components" in s or "JOIN components" in s for s in statements) == 1
+
+
+def test_a_batch_reads_every_dossiers_payments_in_one_query(db: Database) -> None:
+    """Documents rendered together (a claimed batch) have each their own payment status, from one read of payments."""
+    with db.unit_of_work() as session:
+        unpaid = _dossier()
+        unpaid.code, unpaid.components, unpaid.history = "000.00.23.H38-261201-0008", [], []
+        free = _dossier()
+        free.code, free.components, free.history = "000.00.23.H38-261201-0009", [], []
+        free.fees = [Fee(code="LP3", name="Miễn phí", amount=0)]
+        session.add_all([unpaid, free])
+        session.flush()
+        session.add(Payment(dossier_id=unpaid.id, provider="vnpay", reference="PAY-9", amount=1, status="failed"))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with db.unit_of_work() as session:
+        dossiers = {d.code: d for d in session.scalars(select(Dossier))}
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            documents = agency_documents(
+                session,
+                [(dossiers[CODE], SECOND), (dossiers[unpaid.code], LEAD), (dossiers[free.code], LEAD)],
+            )
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+    assert [document["payment"] for document in documents] == [
+        EXPECTED["payment"],
+        {"status": "unpaid", "unpaid_amount": 150_000, "reference": None, "fees_after_result": True},
+        {"status": "none", "unpaid_amount": 0, "reference": None, "fees_after_result": True},
+    ]
+    assert documents[0] == EXPECTED
+    assert sum("FROM payments" in s for s in statements) == 1
