@@ -31,6 +31,9 @@ class ClientSettings:
     :param timeout_seconds: read, write and pool timeouts (each socket operation).
     :param connect_timeout_seconds: connection timeout (name resolution and TCP connect, TLS handshake included).
     :param total_timeout_seconds: deadline of one whole exchange, response body included (``None``: none).
+    :param max_connections: connections open at once to the upstream (requests beyond wait for one to be free).
+    :param max_keepalive: ``0`` closes each connection after its exchange; any other value keeps idle connections
+        (as many as are open, up to ``max_connections``) for ``keepalive_expiry_seconds`` to be used again.
     :param verify: ``True`` (the operating system's trust store), ``False`` (no verification: tests only), the path
         of a CA bundle file or directory, or an ``ssl.SSLContext`` used as it is.
     :param client_cert: ``(certificate file, private key file)`` for mutual TLS.
