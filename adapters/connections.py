@@ -91,8 +91,8 @@ def _translated(exc: BaseException, request: httpx.Request) -> httpx.TransportEr
         return httpx.RemoteProtocolError(f"malformed or incomplete answer: {message}", request=request)
     if isinstance(exc, aiohttp.NonHttpUrlClientError):
         return httpx.UnsupportedProtocol(message, request=request)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return httpx.ConnectError(f"invalid address: {message}", request=request)
+    if isinstance(exc, aiohttp.InvalidURL):  # never sendable: a request to mend, not to retry
+        return httpx.LocalProtocolError(f"invalid address: {message}", request=request)
     if isinstance(exc, ssl.SSLError):
         return httpx.ReadError(f"TLS failure: {exc.reason or type(exc).__name__}", request=request)
     if isinstance(exc, aiohttp.ClientError | OSError):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from adapters.connections import guarded_transport
-from adapters.errors import TransientError
+from adapters.errors import PermanentError, TransientError
 from adapters.http import ClientFactory, ClientSettings, map_http_errors
 from adapters.netguard import AddressPolicy
 
@@ -239,6 +239,16 @@ async def test_a_port_nobody_listens_on_is_a_connect_error():
         with pytest.raises(TransientError, match="cannot reach the upstream"):
             with map_http_errors("agency:test"):
                 await http.get("/x")
+
+
+async def test_an_address_aiohttp_cannot_use_is_a_request_to_mend_not_to_retry(serve):
+    server = await serve(answer())
+    port = server.url.rsplit(":", 1)[1]
+    async with client(f"http://127.1:{port}") as http:  # allowed (loopback), but not in its canonical spelling
+        with pytest.raises(PermanentError, match=r"invalid request: invalid address: 127\.1"):
+            with map_http_errors("agency:test"):
+                await http.get("/x")
+    assert server.requests == []
 
 
 async def test_a_request_the_upstream_never_reads_times_out(serve):
