@@ -39,7 +39,16 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from bench.support import Cpu, delivered, floor_phase, profiled, reset_simulator, start_simulator  # noqa: E402
+from bench.support import (  # noqa: E402
+    Cpu,
+    both_runs,
+    delivered,
+    floor_phase,
+    profiled,
+    rate_table,
+    reset_simulator,
+    start_simulator,
+)
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -199,12 +208,14 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         after = await floor_phase(sim_url, floor_run, count, cpu, "floor (httpx direct), after")
         reference_run = functools.partial(aiohttp_rate, sim_url, pairs)
         reference = await floor_phase(sim_url, reference_run, count, cpu, "aiohttp direct (reference)")
-        floor = 2 / (1 / before + 1 / after)  # both runs' messages over both runs' time
-        print(f"{'':<30}{'messages/s':>12}")
-        print(f"{'gateway (outbox)':<30}{gateway:>12.1f}")
-        print(f"{'floor (httpx direct), before':<30}{before:>12.1f}")
-        print(f"{'floor (httpx direct), after':<30}{after:>12.1f}")
-        print(f"{'aiohttp direct (reference)':<30}{reference:>12.1f}")
+        floor = both_runs(before, after)
+        rows = [
+            ("gateway (outbox)", gateway),
+            ("floor (httpx direct), before", before),
+            ("floor (httpx direct), after", after),
+            ("aiohttp direct (reference)", reference),
+        ]
+        print(rate_table("messages/s", rows))
         print(f"ratio {gateway / floor:.2f}x the floor (target >= 0.6x; 1.00 = as fast as posting directly)")
         print(f"(and {gateway / reference:.2f}x of aiohttp posting alone, the connections the gateway goes out on)")
         print(cpu.report(count))

@@ -41,7 +41,16 @@ import httpx  # noqa: E402
 from lxml import etree  # noqa: E402
 from lxml.builder import ElementMaker  # noqa: E402
 
-from bench.support import Cpu, delivered, floor_phase, profiled, reset_simulator, start_simulator  # noqa: E402
+from bench.support import (  # noqa: E402
+    Cpu,
+    both_runs,
+    delivered,
+    floor_phase,
+    profiled,
+    rate_table,
+    reset_simulator,
+    start_simulator,
+)
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
 from gateway.bootstrap import Composition  # noqa: E402
@@ -278,12 +287,14 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
             through_outbox = await outbox_rate(runtime, count)
         assert await delivered(sim_url) == count
         after = await floor_phase(sim_url, floor_run, count, cpu, "floor (lxml + httpx), after")
-        floor = 2 / (1 / before + 1 / after)  # both runs' deliveries over both runs' time
-        print(f"{'':<30}{'deliveries/s':>14}{'ratio':>8}")
-        print(f"{'gateway (outbox + dispatcher)':<30}{through_outbox:>14.1f}{through_outbox / floor:>7.2f}x")
-        print(f"{'gateway (dispatcher)':<30}{through_dispatcher:>14.1f}{through_dispatcher / floor:>7.2f}x")
-        print(f"{'floor (lxml + httpx), before':<30}{before:>14.1f}{before / floor:>7.2f}x")
-        print(f"{'floor (lxml + httpx), after':<30}{after:>14.1f}{after / floor:>7.2f}x")
+        floor = both_runs(before, after)
+        rows = [
+            ("gateway (outbox + dispatcher)", through_outbox),
+            ("gateway (dispatcher)", through_dispatcher),
+            ("floor (lxml + httpx), before", before),
+            ("floor (lxml + httpx), after", after),
+        ]
+        print(rate_table("deliveries/s", rows, floor=floor))
         print(f"ratio {through_outbox / floor:.2f}x the floor through the outbox (target >= 0.5x; 1.00 = as fast)")
         print(cpu.report(count))
     finally:

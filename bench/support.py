@@ -17,11 +17,13 @@ import httpx
 
 __all__ = [
     "Cpu",
+    "both_runs",
     "child_env",
     "cpu_seconds",
     "delivered",
     "floor_phase",
     "profiled",
+    "rate_table",
     "reset_simulator",
     "start_simulator",
 ]
@@ -111,6 +113,20 @@ class Cpu:
                 f"{name:<30}{self.own[name] * 1000 / count:>10.2f}{self.simulator[name] * 1000 / count:>11.2f}"
             )
         return "\n".join(lines)
+
+
+def both_runs(before: float, after: float) -> float:
+    """The rate of two runs of one floor taken together (both runs' messages over both runs' time)."""
+    return 2 / (1 / before + 1 / after)
+
+
+def rate_table(unit: str, rows: list[tuple[str, float]], *, floor: float | None = None) -> str:
+    """One line per ``(name, rate)`` under a header naming ``unit``; with ``floor``, each rate's ratio to it too."""
+    ratio = floor is not None
+    lines = [f"{'':<30}{unit:>14}" + (f"{'ratio':>8}" if ratio else "")]
+    for name, rate in rows:
+        lines.append(f"{name:<30}{rate:>14.1f}" + (f"{rate / floor:>7.2f}x" if floor is not None else ""))
+    return "\n".join(lines)
 
 
 async def reset_simulator(sim_url: str) -> None:
