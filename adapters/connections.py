@@ -32,6 +32,8 @@ __all__ = ["GuardedResolver", "GuardedTransport", "guarded_transport"]
 #: Headers aiohttp would add of its own accord (httpx has already set those the request carries).
 _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+#: The longest status or header line taken from an answer (aiohttp's own limit is 8,190 bytes).
+_MAX_HEADER_LINE = 32 * 1024
 
 
 class GuardedResolver(AbstractResolver):
@@ -169,6 +171,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=False,  # httpx decodes by Content-Encoding
                 trust_env=False,
+                # Long header lines (a big cookie, a policy header) as httpx's parser took them; the head stays bounded.
+                max_line_size=_MAX_HEADER_LINE,
+                max_field_size=_MAX_HEADER_LINE,
             )
         return self._session
 

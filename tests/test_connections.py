@@ -148,6 +148,20 @@ async def test_the_answer_keeps_its_status_reason_version_and_repeated_headers(s
     assert response.json() == {"ok": True}
 
 
+async def test_a_long_header_line_is_taken_and_a_huge_one_refused(serve):
+    policy = "default-src 'self'; " + "; ".join(f"script-src-{n} https://cdn{n}.example.vn" for n in range(300))
+    assert 8_190 < len(policy) < 32 * 1024
+    server = await serve(answer(headers=(f"Content-Security-Policy: {policy}",)))
+    async with client(server.url) as http:
+        response = await http.get("/x")
+    assert response.headers["Content-Security-Policy"] == policy
+    huge = await serve(answer(headers=("X-Huge: " + "a" * (64 * 1024),)))
+    async with client(huge.url) as http:
+        with pytest.raises(TransientError, match="the connection broke"):
+            with map_http_errors("agency:test"):
+                await http.get("/x")
+
+
 async def test_connections_are_kept_alive_unless_none_may_be(serve):
     server = await serve(answer())
     async with client(server.url) as http:
