@@ -17,7 +17,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import httpx
@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
-from adapters.netguard import AddressPolicy, BlockedAddressError, RefusedConnectError, parse_address, resolve_addresses
+from adapters.netguard import AddressPolicy, BlockedAddressError, parse_address, resolve_addresses
 
 __all__ = ["GuardedResolver", "GuardedTransport", "guarded_transport"]
 
@@ -47,10 +47,7 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         # aiohttp bounds the whole connection, this resolution included, with the request's connect timeout.
         addresses = await resolve_addresses(host, port, None)
-        for address in addresses:
-            reason = self.policy.refuses(address)
-            if reason is not None:
-                raise RefusedConnectError(f"Refusing to connect to {host}: {reason}")
+        self.policy.check_connection(host, addresses)
         return [
             {
                 "hostname": host,
@@ -70,6 +67,14 @@ class GuardedResolver(AbstractResolver):
 def _seconds(*parts: float | None) -> float | None:
     """The sum of ``parts``, or ``None`` (no limit) when any of them is ``None``."""
     return None if any(part is None for part in parts) else sum(part for part in parts if part is not None)
+
+
+def _reraise(exc: BaseException, request: httpx.Request) -> NoReturn:
+    """Raise the httpx exception ``exc`` means (:func:`_translated`), or ``exc`` itself when it means none."""
+    translated = _translated(exc, request)
+    if translated is None:
+        raise exc
+    raise translated from exc
 
 
 def _translated(exc: BaseException, request: httpx.Request) -> httpx.TransportError | None:
@@ -115,10 +120,7 @@ class _ResponseStream(httpx.AsyncByteStream):
             try:
                 chunk = await content.readany()
             except (aiohttp.ClientError, OSError) as exc:
-                translated = _translated(exc, self._request)
-                if translated is None:  # pragma: no cover - every aiohttp failure is translated
-                    raise
-                raise translated from exc
+                _reraise(exc, self._request)
             if not chunk:
                 return
             yield chunk
@@ -180,7 +182,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport is closed")
-        self._check_literal(request)
         timeouts = request.extensions.get("timeout", {})
         connect, read = timeouts.get("connect"), timeouts.get("read")
         pool, write = timeouts.get("pool"), timeouts.get("write")
@@ -195,6 +196,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # whole send, up to the answer's head, is capped as well, since aiohttp has no timeout for writes.
         scope = asyncio.timeout(_seconds(pool, connect, write, read))
         try:
+            literal = parse_address(request.url.host)  # aiohttp connects to a literal address without resolving it
+            if literal is not None:
+                self.policy.check_connection(request.url.host, [literal])
             async with scope:
                 response = await self._session_now().request(
                     request.method,
@@ -212,15 +216,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         except TimeoutError as exc:
             if scope.expired() and not isinstance(exc, aiohttp.ServerTimeoutError):
                 raise httpx.WriteTimeout("the request could not be sent in time", request=request) from exc
-            translated = _translated(exc, request)
-            if translated is None:
-                raise
-            raise translated from exc
+            _reraise(exc, request)
         except (aiohttp.ClientError, OSError, BlockedAddressError) as exc:
-            translated = _translated(exc, request)
-            if translated is None:  # pragma: no cover - every aiohttp failure is translated
-                raise
-            raise translated from exc
+            _reraise(exc, request)
         version = response.version
         label = "HTTP/1.1" if version is None else f"HTTP/{version.major}.{version.minor}"
         extensions: dict[str, Any] = {"http_version": label.encode("ascii")}
@@ -232,16 +230,6 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             stream=_ResponseStream(response, request),
             extensions=extensions,
         )
-
-    def _check_literal(self, request: httpx.Request) -> None:
-        """Refuse a literal address the policy refuses, in any spelling (aiohttp does not resolve literals)."""
-        address = parse_address(request.url.host)
-        if address is None:
-            return
-        reason = self.policy.refuses(address)
-        if reason is not None:
-            refused = RefusedConnectError(f"Refusing to connect to {request.url.host}: {reason}")
-            raise httpx.ConnectError(str(refused), request=request) from refused
 
     async def aclose(self) -> None:
         self._closed = True

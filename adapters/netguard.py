@@ -188,6 +188,14 @@ class AddressPolicy:
             return _non_public_reason(candidates[0])
         return None
 
+    def check_connection(self, host: str, addresses: Iterable[IPAddress | str]) -> None:
+        """Raise :class:`RefusedConnectError` when any of ``addresses`` (where ``host`` would be connected to) is
+        refused: a connection is made only when every address is allowed."""
+        for address in addresses:
+            reason = self.refuses(address)
+            if reason is not None:
+                raise RefusedConnectError(f"Refusing to connect to {host}: {reason}")
+
     def check_address(self, host: str, address: str) -> None:
         """Raise :class:`BlockedAddressError` when ``address`` (``host`` resolved) is refused."""
         reason = self.refuses(address)
