@@ -122,8 +122,7 @@ def both_runs(before: float, after: float) -> float:
 
 def rate_table(unit: str, rows: list[tuple[str, float]], *, floor: float | None = None) -> str:
     """One line per ``(name, rate)`` under a header naming ``unit``; with ``floor``, each rate's ratio to it too."""
-    ratio = floor is not None
-    lines = [f"{'':<30}{unit:>14}" + (f"{'ratio':>8}" if ratio else "")]
+    lines = [f"{'':<30}{unit:>14}" + (f"{'ratio':>8}" if floor is not None else "")]
     for name, rate in rows:
         lines.append(f"{name:<30}{rate:>14.1f}" + (f"{rate / floor:>7.2f}x" if floor is not None else ""))
     return "\n".join(lines)
