@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from zeep.wsdl.messages.soap import SoapMessage
 
 from adapters.errors import AuthError, BadResponseError
 from adapters.http import ClientFactory
@@ -334,16 +335,50 @@ def test_dossier_conversion_checks() -> None:
         dossier_to_hoso({**dossier(), "fees": [{"code": "LP1", "amount": -5}]})
 
 
-async def test_concurrent_calls_share_one_service_proxy(
+async def test_plain_calls_skip_zeeps_value_objects(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests of the reference service are rendered from the values directly (see
+    ``tests/test_adapters_soap_envelopes.py``); zeep checks each answer (faults, envelope) but leaves its payload to
+    the adapter, which reads it once."""
+    converted: list[str] = []
+    original = SoapMessage.deserialize
+
+    def deserialize(message: SoapMessage, envelope: object) -> object:
+        converted.append(message.operation.name)
+        return original(message, envelope)
+
+    built_by_zeep: list[str] = []
+    create = SoapMessage.serialize
+
+    def serialize(message: SoapMessage, *args: object, **kwargs: object) -> object:
+        built_by_zeep.append(message.operation.name)
+        return create(message, *args, **kwargs)
+
+    monkeypatch.setattr(SoapMessage, "deserialize", deserialize)
+    monkeypatch.setattr(SoapMessage, "serialize", serialize)
+    client = soap_client(http, agency.base_url)
+    receipt = await client.deliver(dossier(), f"{CODE}:deliver")
+    assert receipt.agency_reference == "SIM-000001" and receipt.status == "submitted" and not receipt.duplicate
+    status = await client.get_status(CODE)
+    assert status.dossier_code == CODE and status.status == "submitted" and status.at is not None
+    with pytest.raises(SoapFaultError) as missing:
+        await client.get_status(f"{AGENCY}-261123-0404")
+    assert missing.value.business_code == "KHONG_TIM_THAY"
+    assert converted == [] and built_by_zeep == []
+    assert assert_requests_valid(sim) == 3
+
+
+async def test_concurrent_calls_share_one_zeep_client(
     http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
 ) -> None:
     client = soap_client(http, agency.base_url)
     codes = [f"{AGENCY}-261123-{n:04d}" for n in range(1, 5)]
     receipts = await asyncio.gather(*(client.deliver(dossier(code), f"{code}:deliver") for code in codes))
     assert [r.dossier_code for r in receipts] == codes and not any(r.duplicate for r in receipts)
-    proxy = client._service
-    assert proxy is not None
+    built = client._zeep
+    assert built is not None
     assert (await client.get_status(codes[0])).dossier_code == codes[0]
-    assert client._service is proxy  # built once per loaded description, not per call
+    assert client._zeep is built  # built once per loaded description, not per call
     assert sorted(sim.core.dossiers) == codes
     assert assert_requests_valid(sim) == 5

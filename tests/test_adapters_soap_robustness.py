@@ -40,7 +40,7 @@ from tests.adapters_soap_support import (
     version_mapping,
 )
 from tests.servers import ServerThread
-from tests.soap_support import AGENCY, SOAP11, dossier, faults, sim_state
+from tests.soap_support import AGENCY, SOAP11, SOAP12, dossier, faults, sim_state
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Robustness
@@ -176,6 +176,52 @@ def failing_app() -> Starlette:
         return Response("Service Unavailable", status_code=503, media_type="text/plain")
 
     return Starlette(routes=[Route("/soap", post, methods=["POST"])])
+
+
+MTOM_BOUNDARY = "MIMEBoundary_dvc_0001"
+
+
+def mtom_app(upstream: str, *, answer_version: str | None = None) -> Starlette:
+    """An agency answering in MTOM (``multipart/related``): the simulator's answer as the root part, its envelope
+    turned into ``answer_version``'s when given."""
+
+    async def post(request: Request) -> Response:
+        forwarded = {name: request.headers[name] for name in ("content-type", "soapaction", "authorization")}
+        async with httpx.AsyncClient() as client:
+            answered = await client.post(upstream, content=await request.body(), headers=forwarded)
+        root = answered.content
+        if answer_version == "1.2":
+            root = root.replace(SOAP11.encode(), SOAP12.encode())
+        part = (
+            f'--{MTOM_BOUNDARY}\r\nContent-Type: application/xop+xml; charset=UTF-8; type="text/xml"\r\n'
+            "Content-Transfer-Encoding: binary\r\nContent-ID: <root.message@dvc>\r\n\r\n"
+        ).encode()
+        media = (
+            f'multipart/related; type="application/xop+xml"; start="<root.message@dvc>"; start-info="text/xml"; '
+            f'boundary="{MTOM_BOUNDARY}"'
+        )
+        body = part + root + f"\r\n--{MTOM_BOUNDARY}--\r\n".encode()
+        return Response(body, status_code=answered.status_code, media_type=media)
+
+    return Starlette(routes=[Route("/soap", post, methods=["POST"])])
+
+
+async def test_an_mtom_answer_is_read_from_its_root_part(
+    http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread
+) -> None:
+    with ServerThread(mtom_app(f"{agency.base_url}/soap")) as mtom:
+        client = soap_client(http, agency.base_url, endpoint=f"{mtom.base_url}/soap")
+        receipt = await client.deliver(dossier(), f"{CODE}:deliver")
+        assert receipt.agency_reference == "SIM-000001" and receipt.status == "submitted"
+        assert (await client.get_status(CODE)).status == "submitted"
+        with pytest.raises(SoapFaultError) as missing:  # a fault in the root part
+            await client.get_status(f"{AGENCY}-261123-0404")
+        assert missing.value.business_code == "KHONG_TIM_THAY"
+    with ServerThread(mtom_app(f"{agency.base_url}/soap", answer_version="1.2")) as other:
+        client = soap_client(http, agency.base_url, endpoint=f"{other.base_url}/soap")
+        with pytest.raises(BadResponseError, match="does not match the service description") as refused:
+            await client.get_status(CODE)
+        assert "\n" not in str(refused.value) and len(str(refused.value)) < 300
 
 
 async def test_http_errors(http: httpx.AsyncClient, sim: SoapAgencySimulator, agency: ServerThread) -> None:

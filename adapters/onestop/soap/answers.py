@@ -1,8 +1,9 @@
 """Reading an operation's answer: the payload element checked, parsed by zeep's own types, faults turned into errors.
 
 :class:`AnswerCheck` is the zeep plugin that checks the answer's payload element and keeps the envelope in the
-call's :class:`~adapters.onestop.soap.transport.CallRecord`; :func:`read_payload` parses that payload and
-:func:`fault_error` says what a SOAP fault means (a business rejection, refused credentials, transient or not).
+call's :class:`~adapters.onestop.soap.transport.CallRecord`; :class:`PayloadLeftToRead` lets zeep process the
+answer without converting its payload; :func:`read_payload` parses that payload and :func:`fault_error` says what a
+SOAP fault means (a business rejection, refused credentials, transient or not).
 """
 
 from __future__ import annotations
@@ -22,11 +23,16 @@ from adapters.onestop.soap.errors import SoapFaultError, one_line
 from adapters.onestop.soap.mapping import SoapMapping
 from adapters.onestop.soap.transport import CURRENT_CALL, CallRecord
 
-__all__ = ["AnswerCheck", "fault_error", "read_payload"]
+__all__ = ["AnswerCheck", "PayloadLeftToRead", "fault_error", "read_payload"]
 
 _SECURITY_FAULTS = frozenset(
     {"FailedAuthentication", "InvalidSecurity", "InvalidSecurityToken", "FailedCheck", "SecurityTokenUnavailable"}
 )
+
+
+def _body(envelope: etree._Element) -> etree._Element | None:
+    """The envelope's ``Body`` (in the envelope's namespace), if it has one."""
+    return next(envelope.iterchildren(f"{{{etree.QName(envelope).namespace}}}Body"), None)
 
 
 def _expected_answer(operation: Any) -> etree.QName | None:
@@ -51,8 +57,7 @@ class AnswerCheck(Plugin):
         call = self.call if self.call is not None else CURRENT_CALL.get()
         if call is not None:
             call.envelope = envelope
-        namespace = etree.QName(envelope).namespace
-        body = envelope.find(f"{{{namespace}}}Body")
+        body = _body(envelope)
         if body is None:
             raise BadResponseError("the SOAP answer has no Body", upstream=self.upstream)
         children = [child for child in body if isinstance(child.tag, str)]
@@ -73,12 +78,36 @@ class AnswerCheck(Plugin):
         return envelope, http_headers
 
 
+class PayloadLeftToRead:
+    """A zeep operation as zeep's processing of an answer sees it, without the conversion of the answer's payload.
+
+    Handed to ``binding.process_reply`` in place of ``operation``: zeep still parses the answer, applies the
+    plugins (:class:`AnswerCheck` keeps the envelope), raises its faults and checks the envelope's name, but does
+    not turn the payload (and the answer's SOAP headers) into its unwrapped value objects, which nothing reads:
+    :func:`read_payload` parses the payload by the same types from the kept envelope.
+    """
+
+    __slots__ = ("_envelope", "_operation")
+
+    def __init__(self, operation: Any) -> None:
+        self._operation = operation
+        self._envelope = etree.QName(operation.nsmap["soap-env"], "Envelope").text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._operation, name)
+
+    def process_reply(self, envelope: etree._Element) -> None:
+        if envelope.tag != self._envelope:
+            raise zeep.exceptions.XMLSyntaxError(
+                f"the answer's root element is {one_line(str(envelope.tag), 120)}, not {self._envelope}"
+            )
+
+
 def read_payload(operation: Any, envelope: etree._Element | None, *, upstream: str) -> dict[str, Any]:
     """The answer's payload as a dict (their names), parsed by zeep's own types without zeep's unwrapping."""
     if envelope is None:  # accepted without an answer (202)
         return {}
-    namespace = etree.QName(envelope).namespace
-    body = envelope.find(f"{{{namespace}}}Body")
+    body = _body(envelope)
     children = [child for child in body if isinstance(child.tag, str)] if body is not None else []
     message = operation.output
     if not children or message is None or message.body is None:

@@ -14,12 +14,11 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import zeep
 import zeep.exceptions
-from zeep.proxy import AsyncServiceProxy
 from zeep.wsse.username import UsernameToken
 
 from adapters.errors import BadResponseError, PermanentError, TransientError, UpstreamError
@@ -27,9 +26,10 @@ from adapters.http import ClientFactory, default_factory, map_http_errors
 from adapters.http import settings_from_document as _settings_from_document
 from adapters.netguard import AddressPolicy
 from adapters.onestop.port import Acknowledgement, AgencyStatus, DeliveryReceipt
-from adapters.onestop.soap.answers import AnswerCheck, fault_error, read_payload
+from adapters.onestop.soap.answers import AnswerCheck, PayloadLeftToRead, fault_error, read_payload
 from adapters.onestop.soap.documents import ZEEP_SETTINGS
 from adapters.onestop.soap.dossier import aware, checked_code, checked_key, component, dossier_to_hoso, text
+from adapters.onestop.soap.envelopes import RequestShape, build_request, request_shape
 from adapters.onestop.soap.errors import SoapFaultError, WsdlError, one_line
 from adapters.onestop.soap.fetch import WsdlLimits
 from adapters.onestop.soap.loader import LoadedWsdl, WsdlLoader
@@ -84,10 +84,11 @@ class SoapOneStopClient:
     ``http`` comes from :meth:`adapters.http.ClientFactory.client` (the agency's settings and auth, whose
     ``max_response_bytes`` caps each answer); it fetches the service description and carries every operation, and
     is not closed by this object unless it was made by :meth:`from_document`. The description is loaded at the first
-    call (or by :meth:`load`) through ``wsdl_loader``, once per loader for each WSDL URL; the client then binds one
-    :class:`zeep.proxy.AsyncServiceProxy` over the chosen port (``zeep.AsyncClient.create_service()`` would return a
-    sync proxy) with this client's credentials, ``endpoint`` (when registered) as the address, which every call
-    (concurrent ones included) shares.
+    call (or by :meth:`load`) through ``wsdl_loader``, once per loader for each WSDL URL; the client then builds one
+    ``zeep.AsyncClient`` with this client's credentials, which every call (concurrent ones included) shares over the
+    chosen port's binding, with ``endpoint`` (when registered) as the address. Each call does what zeep's service
+    proxy does, except that zeep does not convert the answer's payload: :func:`~adapters.onestop.soap.answers.
+    read_payload` reads it by the same types.
 
     A fault whose detail carries ``LoiNghiepVu`` is a :class:`~adapters.onestop.soap.errors.SoapFaultError`
     (``DA_TON_TAI`` to a delivery means "already there" and counts as delivered); ``soap:Server``/``env:Receiver``
@@ -136,7 +137,8 @@ class SoapOneStopClient:
         self._owns_client = False
         self._loaded: LoadedWsdl | None = None
         self._binding: Any = None
-        self._service: tuple[LoadedWsdl, AsyncServiceProxy] | None = None
+        self._zeep: tuple[LoadedWsdl, zeep.AsyncClient] | None = None
+        self._operations: dict[str, tuple[RequestShape | None, PayloadLeftToRead]] = {}
         self.address: str | None = None
         self.soap_version: str | None = None
         self.port_name: str | None = None
@@ -234,11 +236,11 @@ class SoapOneStopClient:
         self._loaded = loaded
         return loaded
 
-    def _proxy(self, loaded: LoadedWsdl) -> AsyncServiceProxy:
-        """The service proxy of this client (built once per loaded description): this client's transport and
+    def _zeep_client(self, loaded: LoadedWsdl) -> zeep.AsyncClient:
+        """The zeep client of this client (built once per loaded description): this client's transport and
         credentials; each call records into its task's :data:`~adapters.onestop.soap.transport.CURRENT_CALL`."""
-        if self._service is not None and self._service[0] is loaded:
-            return self._service[1]
+        if self._zeep is not None and self._zeep[0] is loaded:
+            return self._zeep[1]
         client = zeep.AsyncClient(
             wsdl=loaded.document,
             wsse=self._wsse,
@@ -246,10 +248,21 @@ class SoapOneStopClient:
             plugins=[AnswerCheck(self.upstream)],
             settings=ZEEP_SETTINGS,
         )
-        # Not client.create_service(): inherited from the sync client, it returns a sync ServiceProxy.
-        proxy = AsyncServiceProxy(client, self._binding, address=self.address)
-        self._service = (loaded, proxy)
-        return proxy
+        self._zeep = (loaded, client)
+        self._operations = {}
+        return client
+
+    async def _send(self, loaded: LoadedWsdl, name: str, operation: Any, parameters: Mapping[str, Any]) -> None:
+        """What zeep's service proxy does for a call, with the answer's payload left to :func:`read_payload`."""
+        client = self._zeep_client(loaded)
+        prepared = self._operations.get(name)
+        if prepared is None:
+            prepared = self._operations[name] = (request_shape(operation), PayloadLeftToRead(operation))
+        shape, reading = prepared
+        address = cast(str, self.address)
+        envelope, headers = build_request(self._binding, operation, shape, parameters, client=client, address=address)
+        response = await client.transport.post_xml(address, envelope, headers)
+        self._binding.process_reply(client, reading, response)
 
     async def _call(self, operation: str, values: Mapping[str, Any]) -> dict[str, Any]:
         """Call ``operation`` with ``values`` (reference names); the answer's payload in reference names."""
@@ -263,7 +276,7 @@ class SoapOneStopClient:
         token = CURRENT_CALL.set(call)
         try:
             with map_http_errors(self.upstream):
-                await self._proxy(loaded)[name](**parameters)
+                await self._send(loaded, name, zeep_operation, parameters)
         except UpstreamError:
             raise
         except zeep.exceptions.Fault as fault:

@@ -113,7 +113,10 @@ class SoapMapping:
         return theirs
 
     def outbound(self, value: Any) -> Any:
-        """``value`` (dicts and lists, reference names) with element names renamed to theirs, at any depth."""
+        """``value`` (dicts and lists, reference names) with element names renamed to theirs, at any depth
+        (``value`` itself when no name is renamed)."""
+        if not self.fields:
+            return value
         if isinstance(value, Mapping):
             return {self.name(key): self.outbound(item) for key, item in value.items()}
         if isinstance(value, list | tuple):
@@ -121,7 +124,10 @@ class SoapMapping:
         return value
 
     def inbound(self, value: Any) -> Any:
-        """``value`` with their element names renamed to the reference names, at any depth."""
+        """``value`` with their element names renamed to the reference names, at any depth (``value`` itself when
+        no name is renamed)."""
+        if not self.fields:
+            return value
         if isinstance(value, Mapping):
             return {self.reference_name(key): self.inbound(item) for key, item in value.items()}
         if isinstance(value, list | tuple):

@@ -6,6 +6,7 @@ The client picks its port with :func:`select_port` and sends only what the agenc
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -103,10 +104,24 @@ def element_paths(xsd_type: Any, *, depth: int = 8) -> dict[tuple[str, ...], boo
     return paths
 
 
+#: The child elements of each complex type :func:`fit` has met, by name (kept while the type lives).
+_FIT_CHILDREN: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _children_by_name(xsd_type: Any) -> dict[str, Any]:
+    if getattr(xsd_type, "_element", None) is None:  # no child elements (simple types are not even hashable)
+        return {}
+    children = _FIT_CHILDREN.get(xsd_type)
+    if children is None:
+        children = {name: element for name, element, _required in type_children(xsd_type)}
+        _FIT_CHILDREN[xsd_type] = children
+    return children
+
+
 def fit(value: Any, xsd_type: Any) -> Any:
     """``value`` reduced to what ``xsd_type`` declares (the agency's schema decides what is sent)."""
     if isinstance(value, Mapping):
-        children = {name: element for name, element, _required in type_children(xsd_type)}
+        children = _children_by_name(xsd_type)
         if not children:
             return value
         fitted = {}

@@ -134,16 +134,22 @@ class GatewayAsyncTransport(AsyncTransport):
         return self.new_response(response)
 
     def new_response(self, response: httpx.Response) -> requests.Response:
-        """The answer as zeep reads it (a ``requests.Response``). zeep's own conversion also parses the answer's
-        cookies into a jar nothing reads, which costs as much as the rest of the conversion; they are parsed here
-        only when the answer sets some."""
+        """The answer as zeep reads it (a ``requests.Response``).
+
+        zeep's own conversion also parses the answer's cookies into a jar nothing reads, and its charset, which zeep
+        reads only to split a ``multipart/related`` (MTOM) answer into parts: each costs as much as the rest of the
+        conversion. Here the cookies are parsed only when the answer sets some, and the charset only for a
+        multipart answer (lxml reads an envelope's encoding from the XML itself).
+        """
         converted = requests.Response()
         converted._content = response.content
         converted.status_code = response.status_code
-        converted.headers = response.headers  # type: ignore[assignment]  # zeep reads it as a mapping
-        if "Set-Cookie" in response.headers:
+        headers = response.headers
+        converted.headers = headers  # type: ignore[assignment]  # zeep reads it as a mapping
+        if "Set-Cookie" in headers:
             converted.cookies = response.cookies  # type: ignore[assignment]  # as zeep's own conversion does
-        converted.encoding = response.encoding
+        if "multipart/" in headers.get("Content-Type", "").lower():
+            converted.encoding = response.encoding
         return converted
 
     def _screen(self, response: httpx.Response, version: str) -> None:
