@@ -173,6 +173,37 @@ async def test_tls_verifies_the_name_asked_for_not_the_address_connected_to(tls_
                 await client.get("/")
 
 
+async def test_clients_share_a_tls_context_until_its_files_change(tls_pki, mtls_server, tmp_path):
+    client_id = tls_pki["client"]
+    bundle = tmp_path / "trusted.pem"
+    bundle.write_bytes(Path(tls_pki["ca"].cert_path).read_bytes())
+
+    def mtls() -> ClientSettings:
+        return ClientSettings(
+            base_url=mtls_server,
+            verify=str(bundle),
+            client_cert=(client_id.cert_path, client_id.key_path),
+            address_policy=LOCAL,
+        )
+
+    first, second = mtls(), mtls()
+    before = build_ssl_context(first)
+    assert build_ssl_context(second) is before  # loaded once
+    assert build_ssl_context(settings()) is build_ssl_context(settings())  # the system store too
+    async with ClientFactory().client("agency:mtls", first) as client:
+        assert (await client.get("/")).json() == {"client": "dvc-gateway H38"}
+
+    other_ca = issue_cert(None, "other-ca", tmp_path, ca=True, subject_cn="Another CA")
+    replaced = tmp_path / "replaced.pem"
+    replaced.write_bytes(Path(other_ca.cert_path).read_bytes())
+    replaced.replace(bundle)  # as a bundle is updated: the new file renamed over the old
+    assert build_ssl_context(second) is not before  # loaded again
+    async with ClientFactory().client("agency:mtls", mtls()) as client:
+        with pytest.raises(TransientError, match="TLS"):  # the server's CA is no longer trusted
+            with map_http_errors("agency:mtls"):
+                await client.get("/")
+
+
 def test_client_key_with_a_password_and_unreadable_keys(tls_pki):
     client_id: Identity = tls_pki["client"]
     encrypted = tls_pki["dir"] / "encrypted.key"

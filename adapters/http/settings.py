@@ -6,11 +6,15 @@ system's trust store, a CA bundle or a given context, and an optional client cer
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -90,11 +94,65 @@ class ClientSettings:
         )
 
 
+#: The TLS contexts built, by what they were built from (:func:`_context_key`); most recently used last.
+_CONTEXTS: OrderedDict[tuple[Any, ...], ssl.SSLContext] = OrderedDict()
+_CONTEXTS_KEPT = 32
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _file_state(path: str | os.PathLike[str] | None) -> tuple[int, int, int] | None:
+    """What says a trust or key file changed on disk (``None``: no such file)."""
+    if path is None:
+        return None
+    try:
+        state = os.stat(path)
+    except OSError:
+        return None
+    return state.st_ino, state.st_size, state.st_mtime_ns
+
+
+def _context_key(settings: ClientSettings, verify: bool | str | os.PathLike[str]) -> tuple[Any, ...]:
+    """What the context of ``settings`` is built from, files' states included: a CA bundle, client certificate or
+    key replaced on disk (or the system store updated) makes another key, so the next client loads it afresh."""
+    if verify is True:
+        paths = ssl.get_default_verify_paths()  # SSL_CERT_FILE and SSL_CERT_DIR included
+        trust: tuple[Any, ...] = ("system", paths.cafile, _file_state(paths.cafile), paths.capath)
+    elif verify is False:
+        trust = ("none",)
+    else:
+        trust = ("path", str(verify), _file_state(verify))
+    if settings.client_cert is None:
+        return trust
+    certfile, keyfile = (str(part) for part in settings.client_cert)
+    password = settings.client_key_password() if settings.client_key_password is not None else None
+    secret = hashlib.sha256(password.encode()).hexdigest() if password is not None else None
+    return (*trust, certfile, _file_state(certfile), keyfile, _file_state(keyfile), secret)
+
+
 def build_ssl_context(settings: ClientSettings) -> ssl.SSLContext:
-    """The TLS context ``settings`` describe (trust, verification, client certificate)."""
+    """The TLS context ``settings`` describe (trust, verification, client certificate).
+
+    Contexts are shared by the clients whose settings load the same files in the same state: loading the system's
+    trust store costs about 20 ms of CPU, which a context built for each client (each agency registration, each
+    command's clients) spent again and again on the event loop's thread."""
     verify = settings.verify
     if isinstance(verify, ssl.SSLContext):
         return verify
+    key = _context_key(settings, verify)
+    with _CONTEXTS_LOCK:
+        context = _CONTEXTS.get(key)
+        if context is not None:
+            _CONTEXTS.move_to_end(key)
+            return context
+    context = _new_ssl_context(settings, verify)
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[key] = context
+        while len(_CONTEXTS) > _CONTEXTS_KEPT:
+            _CONTEXTS.popitem(last=False)
+    return context
+
+
+def _new_ssl_context(settings: ClientSettings, verify: bool | str | os.PathLike[str]) -> ssl.SSLContext:
     if verify is True:
         # The operating system's store (update-ca-certificates & co.), where a province adds its own CAs.
         context = ssl.create_default_context()
