@@ -7,16 +7,17 @@ SQLite database (WAL) holding N submitted dossiers, each with its ``agency.deliv
 
 - *gateway (dispatcher)*: :meth:`GatewayDispatcher.dispatch` for each message: the dossier and the agency's
   registration read from the database, the agency document built (files in base64), then the
-  :class:`~adapters.onestop.soap.SoapOneStopClient` (zeep over httpx, the WSDL loaded once beforehand) builds
+  :class:`~adapters.onestop.soap.SoapOneStopClient` (zeep over httpx, the WSDL loaded at the first delivery) builds
   ``TiepNhanHoSo``, posts it (SSRF guard, size cap, answer screening) and parses the answer;
 - *gateway (outbox)*: the same behind an :class:`~gateway.workers.OutboxWorker` (claims, outcomes recorded);
 - *floor*: for the same documents, the ``TiepNhanHoSo`` envelope built with lxml and posted with a plain
   ``httpx.AsyncClient`` (same concurrency, same idempotency keys), the answer's status checked, nothing else.
 
-The floor runs first and again last. It prints deliveries per second for each and the ratios: the gateway's rate
-over the floor's, both floor runs taken together (1.00 = as fast as the floor; the target through the outbox is
-0.5). The simulator is reset between runs. ``--profile FILE`` writes a
-pyinstrument report of the run through the outbox (the event loop's thread) to FILE.
+Each side delivers its first 16 messages untimed (connections, caches, the first statements compiled, the gateway's
+agency client built and its WSDL loaded), then the N others timed. The floor runs first and again last. It prints
+deliveries per second for each and the ratios: the gateway's rate over the floor's, both floor runs taken together
+(1.00 = as fast as the floor; the target through the outbox is 0.5). The simulator is reset between runs.
+``--profile FILE`` writes a pyinstrument report of the run through the outbox (the event loop's thread) to FILE.
 
 Run: ``.venv/bin/python bench/bench_soap.py [--quick] [--profile FILE]``
 """
@@ -30,7 +31,7 @@ import functools
 import json
 import sys
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,9 @@ from lxml import etree  # noqa: E402
 from lxml.builder import ElementMaker  # noqa: E402
 
 from bench.support import (  # noqa: E402
+    WARMUP,
     Cpu,
+    after_warmup,
     both_runs,
     delivered,
     floor_phase,
@@ -50,6 +53,7 @@ from bench.support import (  # noqa: E402
     rate_table,
     reset_simulator,
     start_simulator,
+    worker_rate,
 )
 from gateway import messages, outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
@@ -192,10 +196,9 @@ def floor_envelope(key: str, doc: dict[str, Any]) -> bytes:
 async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]]) -> float:
     headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{MC}#TiepNhanHoSo"'}
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    items = iter(work)
     async with httpx.AsyncClient(base_url=sim_url, timeout=60, limits=limits, trust_env=False) as client:
 
-        async def worker() -> None:
+        async def worker(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
             for message, doc in items:
                 response = await client.post(
                     "/soap", content=floor_envelope(message.idempotency_key, doc), headers=headers
@@ -203,73 +206,45 @@ async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]
                 if response.status_code != 200:
                     raise RuntimeError(f"floor: HTTP {response.status_code}")
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return len(work) / (time.perf_counter() - start)
+        async def deliver(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
+            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
+
+        return await after_warmup(work, deliver)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The gateway
 
 
-async def warm(dispatcher: Composition, runtime: Runtime) -> None:
-    """Load the WSDL once (as the first delivery of a running gateway would), outside the timing."""
-    from adapters.onestop.soap import SoapOneStopClient
-    from gateway.registry import get_agency
-
-    def read(session: Any) -> dict[str, Any]:
-        registration = get_agency(session, AGENCY)
-        assert registration is not None
-        return registration.document()
-
-    async with dispatcher.agency_clients.use(AGENCY, await runtime.db.run(read)) as client:
-        assert isinstance(client, SoapOneStopClient)
-        await client.load()
-
-
 async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[str, Any]]]) -> float:
     dispatcher = Composition(runtime)
     try:
-        await warm(dispatcher, runtime)
-        items = iter(work)
 
-        async def worker() -> None:
+        async def worker(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
             for message, _doc in items:
                 await dispatcher.dispatch(message)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return len(work) / (time.perf_counter() - start)
+        async def deliver(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
+            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
+
+        return await after_warmup(work, deliver)
     finally:
         await dispatcher.aclose()
 
 
-async def outbox_rate(runtime: Runtime, count: int) -> float:
+async def outbox_rate(runtime: Runtime, total: int) -> float:
     dispatcher = Composition(runtime)
-    await warm(dispatcher, runtime)
     policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
     worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)
-    stop = asyncio.Event()
-    start = time.perf_counter()
-    task = asyncio.create_task(worker.run(stop))
     try:
-        while worker.counters["delivered"] + worker.counters["dead"] < count:
-            if task.done():
-                task.result()
-                raise RuntimeError("the worker stopped")
-            await asyncio.sleep(0.002)
-        elapsed = time.perf_counter() - start
+        return await worker_rate(worker, total)
     finally:
-        stop.set()
-        await task
         await dispatcher.aclose()
-    if worker.counters["dead"]:
-        raise RuntimeError(f"{worker.counters['dead']} messages dead")
-    return count / elapsed
 
 
 async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
-    runtime = await prepare(work, sim_url, count)
+    total = count + WARMUP
+    runtime = await prepare(work, sim_url, total)
     settle_after_start()  # as ``dvc-gateway worker`` does once running
     try:
         items = await pending(runtime)
@@ -277,16 +252,16 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         print(f"SOAP delivery of {count} dossiers (TiepNhanHoSo ~{size / 1000:.0f} kB each) to {sim_url}/soap")
         print(f"({CONCURRENCY} concurrent deliveries; the simulator validates every request against hoso.xsd)")
         floor_run = functools.partial(floor_rate, sim_url, items)
-        before = await floor_phase(sim_url, floor_run, count, cpu, "floor (lxml + httpx), before")
+        before = await floor_phase(sim_url, floor_run, total, cpu, "floor (lxml + httpx), before")
         await reset_simulator(sim_url)
         with cpu.phase("gateway (dispatcher)"):
             through_dispatcher = await dispatcher_rate(runtime, items)
-        assert await delivered(sim_url) == count
+        assert await delivered(sim_url) == total
         await reset_simulator(sim_url)
         with profiled(profile), cpu.phase("gateway (outbox + dispatcher)"):
-            through_outbox = await outbox_rate(runtime, count)
-        assert await delivered(sim_url) == count
-        after = await floor_phase(sim_url, floor_run, count, cpu, "floor (lxml + httpx), after")
+            through_outbox = await outbox_rate(runtime, total)
+        assert await delivered(sim_url) == total
+        after = await floor_phase(sim_url, floor_run, total, cpu, "floor (lxml + httpx), after")
         floor = both_runs(before, after)
         rows = [
             ("gateway (outbox + dispatcher)", through_outbox),
@@ -296,7 +271,7 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         ]
         print(rate_table("deliveries/s", rows, floor=floor))
         print(f"ratio {through_outbox / floor:.2f}x the floor through the outbox (target >= 0.5x; 1.00 = as fast)")
-        print(cpu.report(count))
+        print(cpu.report(total))
     finally:
         runtime.close()
 

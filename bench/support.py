@@ -3,6 +3,7 @@ it and counting what it received, and measuring a floor against it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -12,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -147,3 +149,39 @@ async def floor_phase(sim_url: str, floor: Callable[[], Awaitable[float]], count
         rate = await floor()
     assert await delivered(sim_url) == count
     return rate
+
+
+#: Messages each side delivers before its timed part: connections opened, caches filled, statements compiled, as in a
+#: client or a gateway that has been running for a while. The rates are those of the messages after them.
+WARMUP = 16
+
+
+async def after_warmup(items: list[Any], deliver: Callable[[Iterator[Any]], Awaitable[None]]) -> float:
+    """``deliver`` the first :data:`WARMUP` items, then the others timed: their rate."""
+    await deliver(iter(items[:WARMUP]))
+    start = time.perf_counter()
+    await deliver(iter(items[WARMUP:]))
+    return (len(items) - WARMUP) / (time.perf_counter() - start)
+
+
+async def worker_rate(worker: Any, total: int) -> float:
+    """The rate of an outbox worker over the messages it delivers after its first :data:`WARMUP`, of ``total``."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    start = 0.0
+    try:
+        # The worker's own counters: polling the database here would compete with the worker for it.
+        while (done := worker.counters["delivered"] + worker.counters["dead"]) < total:
+            if task.done():
+                task.result()
+                raise RuntimeError("the worker stopped")
+            if not start and done >= WARMUP:
+                start = time.perf_counter()
+            await asyncio.sleep(0.002)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop.set()
+        await task
+    if worker.counters["dead"]:
+        raise RuntimeError(f"{worker.counters['dead']} messages dead")
+    return (total - WARMUP) / elapsed
