@@ -186,9 +186,10 @@ def test_generated_dossiers_are_zeeps_own_bytes(extra: dict[str, Any]) -> None:
 # -- what is not plain is zeep's to build ---------------------------------------------------------------------------
 
 
-def ping_document(content: str, head: str = "") -> Any:
+def ping_document(content: str, head: str = "", input_attributes: str = "") -> Any:
     """A document/literal description with one operation ``Ping`` whose input element has ``content`` (a
-    ``complexType``'s inside); ``head`` adds top-level schema components."""
+    ``complexType``'s inside); ``head`` adds top-level schema components, ``input_attributes`` attributes of the
+    operation's input."""
     url = "https://agency.example.vn/ping.wsdl"
     text = f"""<?xml version="1.0" encoding="UTF-8"?>
 <wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/"
@@ -201,7 +202,7 @@ def ping_document(content: str, head: str = "") -> Any:
   </xs:schema></wsdl:types>
   <wsdl:message name="In"><wsdl:part name="parameters" element="tns:Ping"/></wsdl:message>
   <wsdl:message name="Out"><wsdl:part name="parameters" element="tns:Pong"/></wsdl:message>
-  <wsdl:portType name="PT"><wsdl:operation name="Ping"><wsdl:input message="tns:In"/>
+  <wsdl:portType name="PT"><wsdl:operation name="Ping"><wsdl:input message="tns:In" {input_attributes}/>
     <wsdl:output message="tns:Out"/></wsdl:operation></wsdl:portType>
   <wsdl:binding name="B" type="tns:PT"><soap:binding style="document" transport="http://schemas.xmlsoap.org/soap/http"/>
     <wsdl:operation name="Ping"><soap:operation soapAction="urn:t#Ping"/><wsdl:input><soap:body use="literal"/>
@@ -266,6 +267,17 @@ def test_only_plain_requests_are_rendered_directly(content: str, head: str, dire
         values = {"a": "x"} if "tns:Node" not in content else {"n": {"v": 1, "next": {"v": 2, "next": {"v": 3}}}}
         client = zeep_client(document)
         assert built(binding, operation, values, client) == by_zeep(binding, operation, values, client)
+
+
+def test_a_ws_addressing_request_is_zeeps_to_build() -> None:
+    action = 'xmlns:wsam="http://www.w3.org/2007/05/addressing/metadata" wsam:Action="urn:t#Ping"'
+    document = ping_document('<xs:sequence><xs:element name="a" type="xs:string"/></xs:sequence>', "", action)
+    binding = select_port(document).binding
+    operation = binding._operations["Ping"]
+    assert operation.abstract.wsa_action == "urn:t#Ping" and request_shape(operation) is None
+    client = zeep_client(document)
+    envelope, _headers = build_request(binding, operation, None, {"a": "x"}, client=client, address=ADDRESS)
+    assert b"urn:t#Ping" in etree.tostring(envelope)  # zeep's WS-Addressing headers
 
 
 @pytest.mark.parametrize(
