@@ -312,3 +312,25 @@ def test_missing_required_elements_are_refused_in_zeeps_words(name: str, values:
     client = zeep_client(REFERENCE)
     direct, zeeps = built(binding, operation, values, client), by_zeep(binding, operation, values, client)
     assert direct == zeeps
+
+
+def test_a_long_chain_of_types_is_rendered_as_zeep_renders_it() -> None:
+    depth = 40
+    head = "".join(
+        f'<xs:complexType name="T{i}"><xs:sequence><xs:element name="c" type="tns:T{i + 1}" minOccurs="0"/>'
+        "</xs:sequence></xs:complexType>"
+        for i in range(depth)
+    )
+    head += f'<xs:complexType name="T{depth}"><xs:sequence><xs:element name="v" type="xs:string"/></xs:sequence>'
+    head += "</xs:complexType>"
+    document = ping_document('<xs:sequence><xs:element name="n" type="tns:T0"/></xs:sequence>', head)
+    binding = select_port(document).binding
+    operation = binding._operations["Ping"]
+    value: dict[str, Any] = {"v": "đáy"}
+    for _ in range(depth):
+        value = {"c": value}
+    values = {"n": value}
+    shape = request_shape(operation)
+    assert shape is not None and shape.fits(values)
+    client = zeep_client(document)
+    assert built(binding, operation, values, client) == by_zeep(binding, operation, values, client)

@@ -56,7 +56,10 @@ class RequestShape:
 
     def fits(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` are plain for this shape (else zeep builds the request)."""
-        return _fits(values, self._root)
+        try:
+            return _fits(values, self._root)
+        except RecursionError:
+            return False
 
 
 def _element(element: XsdElement, node: _Node, seen: dict[int, _Node]) -> bool:
@@ -117,7 +120,10 @@ def request_shape(operation: Any) -> RequestShape | None:
         return None
     if not isinstance(message.body, XsdElement) or type(message.body) is not XsdElement:
         return None
-    root = _compile(message.body.type, {})
+    try:
+        root = _compile(message.body.type, {})
+    except RecursionError:  # nested deeper than the interpreter's stack: zeep's own building
+        return None
     return RequestShape(root) if root is not None else None
 
 
