@@ -87,8 +87,9 @@ class SoapOneStopClient:
     call (or by :meth:`load`) through ``wsdl_loader``, once per loader for each WSDL URL; the client then builds one
     ``zeep.AsyncClient`` with this client's credentials, which every call (concurrent ones included) shares over the
     chosen port's binding, with ``endpoint`` (when registered) as the address. Each call does what zeep's service
-    proxy does, except that zeep does not convert the answer's payload: :func:`~adapters.onestop.soap.answers.
-    read_payload` reads it by the same types.
+    proxy does, but a plain request is rendered from its values (:mod:`adapters.onestop.soap.envelopes`) and the
+    answer's payload is left to :func:`~adapters.onestop.soap.answers.read_payload`, which reads it by the same
+    types.
 
     A fault whose detail carries ``LoiNghiepVu`` is a :class:`~adapters.onestop.soap.errors.SoapFaultError`
     (``DA_TON_TAI`` to a delivery means "already there" and counts as delivered); ``soap:Server``/``env:Receiver``
@@ -253,7 +254,8 @@ class SoapOneStopClient:
         return client
 
     async def _send(self, loaded: LoadedWsdl, name: str, operation: Any, parameters: Mapping[str, Any]) -> None:
-        """What zeep's service proxy does for a call, with the answer's payload left to :func:`read_payload`."""
+        """What zeep's service proxy does for a call: the request built by :func:`build_request`, the answer
+        processed by zeep with its payload left to :func:`read_payload`."""
         client = self._zeep_client(loaded)
         prepared = self._operations.get(name)
         if prepared is None:

@@ -2,10 +2,11 @@
 
 zeep turns a call's values into its value objects and then renders those into the envelope; the value objects cost
 about as much as the rendering. For a request whose types are plain (sequences of elements, choices between single
-elements, no wildcards, attributes, groups, defaults or SOAP-encoded arrays) and whose values are plain too (dicts
-for complex elements, lists only where an element repeats, at most one alternative of a choice), zeep renders the
-dicts themselves into the same document: :func:`build_request` does that, and hands any other request to zeep's own
-building. ``tests/test_adapters_soap_envelopes.py`` holds both ways to the same bytes.
+elements; no wildcards, attributes, groups, defaults, SOAP-encoded arrays, optional or repeated sequences) and
+whose values are plain too (dicts for complex elements, lists only where an element repeats, at most one alternative
+of a choice, every required element given), zeep renders the dicts themselves into the same document:
+:func:`build_request` does that, and hands any other request to zeep's own building.
+``tests/test_adapters_soap_envelopes.py`` holds both ways to the same bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime
 import decimal
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import zeep
@@ -31,6 +33,7 @@ __all__ = ["RequestShape", "build_request", "request_shape"]
 _SIMPLE_VALUES = (str, int, float, bytes, decimal.Decimal, datetime.date, datetime.time)
 
 
+@dataclass(slots=True)
 class _Node:
     """A plain complex type as the direct rendering needs it: each child element's name → (repeats, its own node
     or ``None`` for a simple type); the elements that must be given; the names of each choice (of which at most one
@@ -38,26 +41,21 @@ class _Node:
 
     Values without an element that must be given are left to zeep, whose refusal then names the element's path."""
 
-    __slots__ = ("children", "choices", "required")
-
-    def __init__(self) -> None:
-        self.children: dict[str, tuple[bool, _Node | None]] = {}
-        self.required: list[str] = []
-        self.choices: list[tuple[tuple[str, ...], bool]] = []
+    children: dict[str, tuple[bool, _Node | None]] = field(default_factory=dict)
+    required: list[str] = field(default_factory=list)
+    choices: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
 class RequestShape:
     """What :func:`request_shape` learned of an operation's input: the plain type of its body element."""
 
-    __slots__ = ("_root",)
-
-    def __init__(self, root: _Node) -> None:
-        self._root = root
+    root: _Node
 
     def fits(self, values: Mapping[str, Any]) -> bool:
         """Whether ``values`` are plain for this shape (else zeep builds the request)."""
         try:
-            return _fits(values, self._root)
+            return _fits(values, self.root)
         except RecursionError:
             return False
 
