@@ -26,7 +26,6 @@ Run: ``.venv/bin/python bench/bench_delivery.py [--quick] [--profile FILE]``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import functools
 import json
@@ -146,10 +145,7 @@ async def floor_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> f
                 if response.status_code != 201:
                     raise RuntimeError(f"floor: HTTP {response.status_code}")
 
-        async def deliver(items: Iterator[tuple[str, bytes]]) -> None:
-            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
-
-        return await after_warmup(bodies, deliver)
+        return await after_warmup(bodies, worker, CONCURRENCY)
 
 
 async def aiohttp_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) -> float:
@@ -168,10 +164,7 @@ async def aiohttp_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) ->
                     if r.status != 201:
                         raise RuntimeError(f"reference: HTTP {r.status}")
 
-        async def deliver(items: Iterator[tuple[str, bytes]]) -> None:
-            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
-
-        return await after_warmup(bodies, deliver)
+        return await after_warmup(bodies, worker, CONCURRENCY)
 
 
 async def gateway_rate(runtime: Runtime, total: int) -> float:

@@ -25,7 +25,6 @@ Run: ``.venv/bin/python bench/bench_soap.py [--quick] [--profile FILE]``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import functools
 import json
@@ -206,10 +205,7 @@ async def floor_rate(sim_url: str, work: list[tuple[MessageView, dict[str, Any]]
                 if response.status_code != 200:
                     raise RuntimeError(f"floor: HTTP {response.status_code}")
 
-        async def deliver(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
-            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
-
-        return await after_warmup(work, deliver)
+        return await after_warmup(work, worker, CONCURRENCY)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -224,10 +220,7 @@ async def dispatcher_rate(runtime: Runtime, work: list[tuple[MessageView, dict[s
             for message, _doc in items:
                 await dispatcher.dispatch(message)
 
-        async def deliver(items: Iterator[tuple[MessageView, dict[str, Any]]]) -> None:
-            await asyncio.gather(*(worker(items) for _ in range(CONCURRENCY)))
-
-        return await after_warmup(work, deliver)
+        return await after_warmup(work, worker, CONCURRENCY)
     finally:
         await dispatcher.aclose()
 

@@ -156,11 +156,17 @@ async def floor_phase(sim_url: str, floor: Callable[[], Awaitable[float]], count
 WARMUP = 16
 
 
-async def after_warmup(items: list[Any], deliver: Callable[[Iterator[Any]], Awaitable[None]]) -> float:
-    """``deliver`` the first :data:`WARMUP` items, then the others timed: their rate."""
-    await deliver(iter(items[:WARMUP]))
+async def after_warmup(items: list[Any], worker: Callable[[Iterator[Any]], Awaitable[None]], concurrency: int) -> float:
+    """``concurrency`` copies of ``worker`` deliver the first :data:`WARMUP` items between them, then the others,
+    timed: their rate."""
+
+    async def deliver(part: list[Any]) -> None:
+        shared = iter(part)
+        await asyncio.gather(*(worker(shared) for _ in range(concurrency)))
+
+    await deliver(items[:WARMUP])
     start = time.perf_counter()
-    await deliver(iter(items[WARMUP:]))
+    await deliver(items[WARMUP:])
     return (len(items) - WARMUP) / (time.perf_counter() - start)
 
 
