@@ -34,6 +34,10 @@ _AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 #: The longest status or header line taken from an answer (aiohttp's own limit is 8,190 bytes).
 _MAX_HEADER_LINE = 32 * 1024
+#: Bodies declared this small (and not compressed) are read with their head and handed over read: their
+#: connection goes back to the pool at once, and httpx's reading of a body, chunk by chunk through the transport
+#: chain's streams, is spared.
+_READ_WITH_HEAD = 64 * 1024
 
 
 class GuardedResolver(AbstractResolver):
@@ -107,6 +111,14 @@ def _translated(exc: BaseException, request: httpx.Request) -> httpx.TransportEr
     return None
 
 
+def _read_with_head(request: httpx.Request, response: aiohttp.ClientResponse) -> bool:
+    """Whether ``response``'s body is small enough to read at once (see :data:`_READ_WITH_HEAD`)."""
+    length = response.content_length
+    if length is None or length > _READ_WITH_HEAD or request.method == "HEAD":
+        return False
+    return response.headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
+
+
 class _ResponseStream(httpx.AsyncByteStream):
     """The body of an aiohttp response, as httpx reads it; closing it returns or drops the connection."""
 
@@ -137,6 +149,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         CA bundle's path, as httpx takes them.
     :param limits: ``max_connections`` bounds the pool, ``keepalive_expiry`` how long an idle connection is kept;
         ``max_keepalive_connections=0`` closes every connection after its exchange.
+
+    A body declared at most 64 KiB long and not compressed is read with the answer's head (the response's stream
+    then holds it whole); any other body is streamed from the connection as the caller reads it.
 
     The connection pool belongs to the event loop of the first request; use the transport on that loop only.
     """
@@ -224,6 +239,19 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         extensions: dict[str, Any] = {"http_version": label.encode("ascii")}
         if response.reason:
             extensions["reason_phrase"] = response.reason.encode("latin-1", errors="replace")
+        if _read_with_head(request, response):
+            try:
+                body = await response.read()
+            except (aiohttp.ClientError, OSError) as exc:
+                _reraise(exc, request)
+            finally:
+                response.release()  # read whole: back to the pool; else (failed, cancelled) closed
+            return httpx.Response(
+                status_code=response.status,
+                headers=list(response.raw_headers),
+                stream=httpx.ByteStream(body),
+                extensions=extensions,
+            )
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),

@@ -14,6 +14,7 @@ import pytest
 from adapters.connections import guarded_transport
 from adapters.errors import PermanentError, TransientError
 from adapters.http import ClientFactory, ClientSettings, map_http_errors
+from adapters.http.transport import ResponseTooLargeError, response_limit
 from adapters.netguard import AddressPolicy
 
 LOCAL = AddressPolicy(allow_private=True)
@@ -175,6 +176,27 @@ async def test_connections_are_kept_alive_unless_none_may_be(serve):
     assert closing.connections == 3
 
 
+async def test_a_small_answer_is_handed_over_read_and_a_large_one_streamed(serve):
+    small = await serve(answer(body=b'{"ok": true}'))
+    large = await serve(answer(body=b'"' + b"a" * 100_000 + b'"'))
+    transport = guarded_transport(LOCAL)
+    try:
+        response = await transport.handle_async_request(httpx.Request("GET", f"{small.url}/x"))
+        assert isinstance(response.stream, httpx.ByteStream)  # read with its head, whole
+        assert [chunk async for chunk in response.aiter_raw()] == [b'{"ok": true}']
+        streamed = await transport.handle_async_request(httpx.Request("GET", f"{large.url}/x"))
+        assert not isinstance(streamed.stream, httpx.ByteStream)
+        assert len(await streamed.aread()) == 100_002
+        await streamed.aclose()
+    finally:
+        await transport.aclose()
+    async with client(small.url) as http:  # through the size cap and deadline, as read
+        assert (await http.get("/x")).json() == {"ok": True}
+        with pytest.raises(ResponseTooLargeError):
+            await http.get("/x", extensions=response_limit(5))
+    assert small.connections == 2 and large.connections == 1
+
+
 async def test_a_compressed_answer_is_decoded_by_httpx_when_asked_for(serve):
     packed = gzip.compress(b'{"text": "' + b"a" * 1000 + b'"}')
     server = await serve(answer(body=packed, headers=("Content-Encoding: gzip",)))
@@ -212,6 +234,13 @@ async def _cut_short(head: bytes, reader: asyncio.StreamReader, writer: asyncio.
     return False
 
 
+async def _stalls(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{"partial')
+    await writer.drain()
+    await reader.read()  # the rest never comes
+    return False
+
+
 async def _garbled(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
     writer.write(b"SMTP ready\r\n\r\n")
     await writer.drain()
@@ -230,6 +259,7 @@ async def _silent(head: bytes, reader: asyncio.StreamReader, writer: asyncio.Str
         (_cut_short, httpx.RemoteProtocolError, "the connection broke"),
         (_garbled, httpx.RemoteProtocolError, "the connection broke"),
         (_silent, httpx.ReadTimeout, "timed out waiting for the response"),
+        (_stalls, httpx.ReadTimeout, "timed out waiting for the response"),
     ],
 )
 async def test_each_broken_exchange_is_the_httpx_error_that_means_it(serve, reply, exception, meaning):

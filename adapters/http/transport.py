@@ -115,7 +115,8 @@ class LimitedTransport(httpx.AsyncBaseTransport):
     passes the cap, while streaming (both with :class:`ResponseTooLargeError`). A request carrying
     :func:`response_limit`'s extension is held to the lower of that limit and ``max_response_bytes``. A response
     compressed although ``Accept-Encoding: identity`` was asked for is refused (the cap counts bytes on the wire, and
-    a compressed body may expand a thousandfold).
+    a compressed body may expand a thousandfold). A response whose body the transport below read whole within the
+    deadline (a small body: :class:`~adapters.connections.GuardedTransport`) is passed on as it is.
     """
 
     def __init__(
@@ -151,6 +152,8 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         except BaseException:
             await response.aclose()
             raise
+        if isinstance(response.stream, httpx.ByteStream) and not response.is_stream_consumed:
+            return response  # a body read whole with its head, within the deadline, as long as it said (checked)
         stream = _LimitedStream(
             response.stream,  # type: ignore[arg-type]  # an async transport's response stream is async
             limit=limit,
