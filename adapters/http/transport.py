@@ -108,6 +108,15 @@ class _LimitedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+def _read_whole(response: httpx.Response) -> bool:
+    """Whether the transport below read ``response``'s body whole, of the length its head declares."""
+    return (
+        isinstance(response.stream, httpx.ByteStream)
+        and not response.is_stream_consumed
+        and response.headers.get("Content-Length", "").strip().isdigit()
+    )
+
+
 class LimitedTransport(httpx.AsyncBaseTransport):
     """Caps response bodies at ``max_response_bytes`` and whole exchanges at ``total_timeout_seconds``.
 
@@ -152,8 +161,8 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         except BaseException:
             await response.aclose()
             raise
-        if isinstance(response.stream, httpx.ByteStream) and not response.is_stream_consumed:
-            return response  # a body read whole with its head, within the deadline, as long as it said (checked)
+        if _read_whole(response):
+            return response  # its body read with its head, within the deadline, as long as it said (checked)
         stream = _LimitedStream(
             response.stream,  # type: ignore[arg-type]  # an async transport's response stream is async
             limit=limit,
