@@ -228,15 +228,17 @@ async def _closes(head: bytes, reader: asyncio.StreamReader, writer: asyncio.Str
     return False
 
 
+_PARTIAL = b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{"partial'
+
+
 async def _cut_short(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{"partial')
+    writer.write(_PARTIAL)
     await writer.drain()
     return False
 
 
 async def _stalls(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-    writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/json\r\n\r\n{"partial')
-    await writer.drain()
+    await _cut_short(head, reader, writer)
     await reader.read()  # the rest never comes
     return False
 
