@@ -322,3 +322,19 @@ def test_only_http_1_1_without_proxies_is_accepted():
     with pytest.raises(TypeError, match="retries"):
         guarded_transport(LOCAL, retries=3)
     assert guarded_transport(LOCAL, http1=True, http2=False).policy is LOCAL
+
+
+async def _not_modified(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    # A 304 may declare the length of the body it does not carry (RFC 9110, 8.6); a HEAD's answer too.
+    writer.write(b'HTTP/1.1 304 Not Modified\r\nContent-Length: 1234\r\nETag: "v1"\r\n\r\n')
+    await writer.drain()
+    return True
+
+
+async def test_answers_without_a_body_are_not_waited_for(serve):
+    server = await serve(_not_modified)
+    async with client(server.url, timeout_seconds=0.5) as http:
+        for method in ("GET", "HEAD", "GET"):
+            response = await http.request(method, "/x")
+            assert response.status_code == 304 and response.content == b""
+    assert server.connections == 1  # kept alive: nothing left unread on it
