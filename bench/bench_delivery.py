@@ -47,26 +47,23 @@ from bench.support import (  # noqa: E402
     both_runs,
     delivered,
     floor_phase,
+    outbox_rate,
     profiled,
     rate_table,
     reset_simulator,
     start_simulator,
-    worker_rate,
 )
 from gateway import outbox  # noqa: E402
 from gateway.auth import Principal  # noqa: E402
-from gateway.bootstrap import Composition  # noqa: E402
 from gateway.catalogue import import_procedures, parse_catalogue  # noqa: E402
 from gateway.daemon import settle_after_start  # noqa: E402
 from gateway.logging import setup_logging  # noqa: E402
-from gateway.outbox import RetryPolicy  # noqa: E402
 from gateway.registry import Registration, register  # noqa: E402
 from gateway.runtime import Runtime  # noqa: E402
 from gateway.serving import run_loop  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 from gateway.store.database import Database  # noqa: E402
 from gateway.store.models import Dossier, utcnow  # noqa: E402
-from gateway.workers import OutboxWorker  # noqa: E402
 from tests.core_support import submit  # noqa: E402
 from tests.documents import make_pdf  # noqa: E402
 
@@ -167,16 +164,6 @@ async def aiohttp_rate(sim_url: str, pairs: list[tuple[str, dict[str, Any]]]) ->
         return await after_warmup(bodies, worker, CONCURRENCY)
 
 
-async def gateway_rate(runtime: Runtime, total: int) -> float:
-    dispatcher = Composition(runtime)
-    policy = RetryPolicy(concurrency_per_agency=CONCURRENCY)
-    worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * CONCURRENCY, max_in_flight=CONCURRENCY)
-    try:
-        return await worker_rate(worker, total)
-    finally:
-        await dispatcher.aclose()
-
-
 async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | None = None) -> None:
     total = count + WARMUP
     runtime = await prepare(work, sim_url, total)
@@ -190,7 +177,7 @@ async def run(work: Path, sim_url: str, count: int, cpu: Cpu, profile: str | Non
         before = await floor_phase(sim_url, floor_run, total, cpu, "floor (httpx direct), before")
         await reset_simulator(sim_url)
         with profiled(profile), cpu.phase("gateway (outbox)"):
-            gateway = await gateway_rate(runtime, total)
+            gateway = await outbox_rate(runtime, total, CONCURRENCY)
         assert await delivered(sim_url) == total
         after = await floor_phase(sim_url, floor_run, total, cpu, "floor (httpx direct), after")
         reference_run = functools.partial(aiohttp_rate, sim_url, pairs)

@@ -170,8 +170,24 @@ async def after_warmup(items: list[Any], worker: Callable[[Iterator[Any]], Await
     return (len(items) - WARMUP) / (time.perf_counter() - start)
 
 
-async def worker_rate(worker: Any, total: int) -> float:
-    """The rate of an outbox worker over the messages it delivers after its first :data:`WARMUP`, of ``total``."""
+async def outbox_rate(runtime: Any, total: int, concurrency: int) -> float:
+    """The rate of an outbox worker (the runtime's :class:`~gateway.bootstrap.Composition`, ``concurrency`` in
+    flight, claims of up to four times that) over the messages it delivers after its first :data:`WARMUP`, of
+    ``total``."""
+    from gateway.bootstrap import Composition
+    from gateway.outbox import RetryPolicy
+    from gateway.workers import OutboxWorker
+
+    dispatcher = Composition(runtime)
+    policy = RetryPolicy(concurrency_per_agency=concurrency)
+    worker = OutboxWorker(runtime.db, dispatcher, policy=policy, batch=4 * concurrency, max_in_flight=concurrency)
+    try:
+        return await _worker_rate(worker, total)
+    finally:
+        await dispatcher.aclose()
+
+
+async def _worker_rate(worker: Any, total: int) -> float:
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     start = 0.0
