@@ -38,6 +38,8 @@ _MAX_HEADER_LINE = 32 * 1024
 #: connection goes back to the pool at once, and httpx's reading of a body, chunk by chunk through the transport
 #: chain's streams, is spared.
 _READ_WITH_HEAD = 64 * 1024
+#: The most hosts a transport remembers as let through (an agency's client speaks to one or two).
+_HOSTS_REMEMBERED = 64
 
 
 class GuardedResolver(AbstractResolver):
@@ -170,6 +172,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self.local_address = local_address
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        #: Hosts of requests already let through: names (the resolver checks them) and allowed literal addresses.
+        self._hosts_let_through: set[str] = set()
 
     def _session_now(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -211,9 +215,7 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         # whole send, up to the answer's head, is capped as well, since aiohttp has no timeout for writes.
         scope = asyncio.timeout(_seconds(pool, connect, write, read))
         try:
-            literal = parse_address(request.url.host)  # aiohttp connects to a literal address without resolving it
-            if literal is not None:
-                self.policy.check_connection(request.url.host, [literal])
+            self._check_literal(request.url.host)
             async with scope:
                 response = await self._session_now().request(
                     request.method,
@@ -258,6 +260,18 @@ class GuardedTransport(httpx.AsyncBaseTransport):
             stream=_ResponseStream(response, request),
             extensions=extensions,
         )
+
+    def _check_literal(self, host: str) -> None:
+        """Refuse ``host`` when it is a literal address the policy refuses: aiohttp connects to a literal address
+        without resolving it. The policy does not change, so each host is judged once (a refused one every time)."""
+        if host in self._hosts_let_through:
+            return
+        literal = parse_address(host)
+        if literal is not None:
+            self.policy.check_connection(host, [literal])
+        if len(self._hosts_let_through) >= _HOSTS_REMEMBERED:
+            self._hosts_let_through.clear()
+        self._hosts_let_through.add(host)
 
     async def aclose(self) -> None:
         self._closed = True

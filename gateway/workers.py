@@ -220,7 +220,7 @@ class _Recorded:
     view: MessageView
     outcome: _Outcome
     seconds: float
-    written: anyio.Event = field(default_factory=anyio.Event)
+    written: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 #: The most outcomes recorded in one unit of work.
@@ -293,7 +293,7 @@ class OutboxWorker:
         self._semaphores: dict[str, anyio.Semaphore] = {}
         self._in_flight: dict[int, MessageView] = {}
         self._wake: anyio.Event | None = None
-        self._claim_lock = anyio.Lock()
+        self._claim_lock = anyio.Lock(fast_acquire=True)
         self._outcomes: list[_Recorded] = []
         self._recording = False
         #: Starts deliveries of messages claimed beside recorded outcomes (set while :meth:`run` loops).
@@ -439,7 +439,8 @@ class OutboxWorker:
     def _semaphore(self, target: str) -> anyio.Semaphore:
         semaphore = self._semaphores.get(target)
         if semaphore is None:
-            semaphore = self._semaphores[target] = anyio.Semaphore(self.concurrency_per_target)
+            # Taken without a pass through the event loop when free: the delivery awaits right after.
+            semaphore = self._semaphores[target] = anyio.Semaphore(self.concurrency_per_target, fast_acquire=True)
         return semaphore
 
     async def _deliver(self, view: MessageView) -> None:
@@ -460,11 +461,13 @@ class OutboxWorker:
             await self._record(view, outcome, seconds)
         finally:
             self._in_flight.pop(view.id, None)
-            self.notify()
+            if self._refill is None:  # stopping, or one batch: the loop waits for the last delivery
+                self.notify()
 
     async def _dispatch(self, view: MessageView) -> _Outcome:
         try:
-            with anyio.fail_after(self.delivery_timeout):
+            # asyncio's own timeout (the workers run on asyncio's loops): a cancel scope costs several times more.
+            async with asyncio.timeout(self.delivery_timeout):
                 await self.dispatcher.dispatch(view)
         except TimeoutError as exc:
             detail = str(exc) or f"no answer within {self.delivery_timeout:g} s"
@@ -529,6 +532,8 @@ class OutboxWorker:
             if claimed and self._refill is not None:  # else: released with the worker's other claims at the end
                 self._hold(claimed)
                 self._refill(claimed)
+            if len(claimed) < free:  # slots left free: the loop claims again, now or at its next poll
+                self.notify()
         for item in batch:
             if item.view.id in states:
                 self._recorded(item, states[item.view.id])

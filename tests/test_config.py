@@ -294,6 +294,21 @@ def test_secret_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         SecretRef("file:missing", base_dir=tmp_path).resolve()
 
 
+def test_secret_files_are_read_whole_and_anew(tmp_path: Path) -> None:
+    """A secret's file is read to its end (a key or certificate bundle can be long), in UTF-8, and again at every
+    use: a rotated secret is used at once."""
+    long_secret = "é" + "k" * 200_000
+    (tmp_path / "long").write_text(f"{long_secret}\n", encoding="utf-8")
+    assert resolve_secret(f"file:{tmp_path / 'long'}") == long_secret
+    (tmp_path / "token").write_text("first\n")
+    reference = SecretRef("file:token", base_dir=tmp_path)
+    assert reference.resolve() == "first"
+    (tmp_path / "token").write_text("second\n")
+    assert reference.resolve() == "second"
+    with pytest.raises(ConfigError, match=r"cannot read .*: Is a directory"):
+        resolve_secret(f"file:{tmp_path}")
+
+
 def test_secret_files_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
     (tmp_path / "postal-secret").write_text("shared-secret\n")
     settings = settings_of({"postal": POSTAL}, tmp_path)

@@ -273,6 +273,27 @@ async def test_literal_addresses_in_any_spelling_are_refused_at_connect_time(con
     assert connections == []
 
 
+async def test_one_transport_judges_every_request_it_sends(fake_dns, local_server, connections):
+    """A transport remembers the hosts it let through, never the ones it refused: a refused address is refused at
+    every request, and a name is resolved and judged at every new connection."""
+    async with httpx.AsyncClient(transport=guarded_transport(DEFAULT), timeout=5) as client:
+        for _ in range(3):
+            with pytest.raises(httpx.ConnectError, match="loopback"):
+                await client.get("http://2130706433:9/")
+            with pytest.raises(httpx.ConnectError, match="metadata"):
+                await client.get("http://169.254.169.254/")
+    assert connections == []
+    fake_dns["motcua.test"] = [["127.0.0.1"], ["169.254.169.254"]]
+    transport = guarded_transport(PRIVATE_OK, limits=httpx.Limits(max_keepalive_connections=0))
+    async with httpx.AsyncClient(transport=transport, timeout=5) as client:
+        for _ in range(2):
+            assert (await client.get(f"http://127.0.0.1:{local_server}/")).status_code == 200
+        assert (await client.get(f"http://motcua.test:{local_server}/")).status_code == 200
+        with pytest.raises(httpx.ConnectError, match="metadata"):
+            await client.get(f"http://motcua.test:{local_server}/")
+    assert connections == ["127.0.0.1", "127.0.0.1", "127.0.0.1"]
+
+
 async def test_allowed_names_connect_to_the_resolved_address_with_the_original_host(
     fake_dns, local_server, connections
 ):

@@ -336,15 +336,17 @@ async def test_stop_lets_in_flight_deliveries_finish_within_the_grace(db: Databa
     agencies = FakeAgencies()
     agencies.behaviour["A"] = slow
     add(db, "k")
-    w = worker(db, agencies, shutdown_grace=30)
+    # The last delivery's end wakes the stopping worker: it does not wait for its next poll, a minute away.
+    w = worker(db, agencies, shutdown_grace=30, poll_interval=60)
     stop = anyio.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(w.run, stop)
-        await started.wait()
-        stop.set()
-        await anyio.sleep(0.05)
-        add(db, "after-stop")  # not claimed any more
-        proceed.set()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(w.run, stop)
+            await started.wait()
+            stop.set()
+            await anyio.sleep(0.05)
+            add(db, "after-stop")  # not claimed any more
+            proceed.set()
     after = rows(db)
     assert after["k"].state == "done"
     assert (after["after-stop"].state, after["after-stop"].attempts) == ("pending", 0)
