@@ -21,7 +21,6 @@ token are never logged nor shown in a ``repr``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
+from adapters import jsonbody
 from adapters.errors import AuthError, BadResponseError, PermanentError, TransientError
 from adapters.http import SecretSource, json_body, map_http_errors, raise_for_status
 from adapters.national_portal import wire
@@ -328,7 +328,7 @@ class NationalPortalClient:
         raise AuthError(f"login refused (error_code {code})", upstream=self.upstream)
 
     async def _post(self, path: str, body: Mapping[str, Any]) -> httpx.Response:
-        content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        content = jsonbody.encode(body)
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/json; charset=utf-8",

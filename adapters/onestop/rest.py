@@ -19,7 +19,6 @@ An agency whose system differs registers a ``mapping``: other paths per operatio
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from adapters import jsonbody
 from adapters.errors import BadResponseError
 from adapters.http import ClientFactory, default_factory, json_body, map_http_errors, raise_for_status
 from adapters.http import settings_from_document as _settings_from_document
@@ -301,7 +301,7 @@ class RestOneStopClient:
             headers["Idempotency-Key"] = _checked_key(idempotency_key)
         if payload is not None:
             body = self.mapping.outbound(payload)
-            content = json.dumps(body, ensure_ascii=False, allow_nan=False, default=_json_default).encode("utf-8")
+            content = jsonbody.encode(body, default=_json_default)
             headers["Content-Type"] = "application/json"
         with map_http_errors(self.upstream):
             return await self._client.request(method, path, content=content, headers=headers)

@@ -21,7 +21,6 @@ addresses are never logged.
 
 from __future__ import annotations
 
-import json
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from adapters import jsonbody
 from adapters.errors import BadResponseError, TransientError
 from adapters.http import json_body, map_http_errors, raise_for_status
 from adapters.postal.webhook import (
@@ -161,7 +161,7 @@ class PostalClient:
             "receiver": _check_party(receiver, "receiver"),
             "items": _check_items(items),
         }
-        body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        body = jsonbody.encode(payload)
         headers = {"Idempotency-Key": _check_key(idempotency_key), "Content-Type": "application/json"}
 
         async def attempt() -> Order:
