@@ -14,14 +14,15 @@ Times are rendered in ISO 8601 in Vietnam's time with its offset, to the second 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import namedtuple
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pybase64
-from sqlalchemy import bindparam, select
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import Session
 
 from gateway.auth import Principal
 from gateway.catalogue import ProcedureSpec, get_procedure
@@ -30,15 +31,22 @@ from gateway.domain.deadlines import FINISHING_STATUSES, Deadlines, is_overdue, 
 from gateway.domain.labels import STATUS_LABELS_VI, SUSPENSION_FINAL_LABEL_VI
 from gateway.domain.status import TERMINAL_STATUSES, Status, national_code
 from gateway.domain.times import iso
-from gateway.flows.payment.view import payment_status, payment_view, payments_by_dossier
+from gateway.flows.payment.view import fees_status, payment_status, payment_view, payments_by_dossier
 from gateway.flows.postal.view import shipments_view
 from gateway.services.changes import deadlines_of, history_pairs, hops_of
+from gateway.services.payments import unpaid_of
 from gateway.services.ratings import rating_of, rating_view
-from gateway.services.supplements import current_components
-from gateway.store.models import Blob, Component, Dossier, HistoryEntry, Payment, Procedure, Rating, Shipment
+from gateway.services.supplements import current_components, current_of
+from gateway.store.models import Blob, Component, Dossier, Fee, HistoryEntry, Payment, Procedure, Rating, Shipment
 from gateway.store.written import added_nothing_of
 
-__all__ = ["agency_document", "agency_documents", "can_read", "dossier_view", "lookup_view"]
+__all__ = [
+    "agency_document",
+    "agency_documents",
+    "can_read",
+    "dossier_view",
+    "lookup_view",
+]
 
 
 def can_read(principal: Principal, dossier: Dossier) -> bool:
@@ -89,8 +97,8 @@ def _hops(dossier: Dossier, deadlines: Deadlines | None, calendar: OfficeCalenda
     ]
 
 
-def _fees(dossier: Dossier) -> list[dict[str, Any]]:
-    return [{"code": f.code, "name": f.name, "amount": f.amount, "paid": f.paid} for f in dossier.fees]
+def _fee_items(fees: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"code": f.code, "name": f.name, "amount": f.amount, "paid": f.paid} for f in fees]
 
 
 def _parts(session: Session, dossier: Dossier, created: bool) -> dict[str, Any]:
@@ -154,7 +162,7 @@ def dossier_view(
             }
             for c in current_components(dossier)
         ],
-        "fees": _fees(dossier),
+        "fees": _fee_items(dossier.fees),
         "fees_after_result": spec.fees_after_result if spec is not None else False,
         "payment_status": parts["payment_status"],
         "payment": parts["payment"],
@@ -191,30 +199,79 @@ def _label(dossier: Dossier, spec: ProcedureSpec | None) -> str:
     return STATUS_LABELS_VI[Status(dossier.status)]
 
 
-# The agency documents' statements, built once (only their parameters change from one batch to the next).
-_BLOBS = select(Blob.sha256, Blob.content).where(Blob.sha256.in_(bindparam("shas", expanding=True)))
-_FEES_AFTER_RESULT = select(Procedure.code, Procedure.fees_after_result).where(
-    Procedure.code.in_(bindparam("codes", expanding=True))
+# -- what agencies receive ---------------------------------------------------------------------------------------------
+
+#: The columns of a component an agency document reads.
+_COMPONENT_COLUMNS = (
+    "code",
+    "name",
+    "filename",
+    "content_type",
+    "size",
+    "sha256",
+    "revision",
+    "current",
+    "detached_signature_sha256",
+    "originals_check_required",
+    "verification",
 )
-_WITH_PARTS = (
-    select(Dossier)
-    .where(Dossier.id == bindparam("id"))
-    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
+_Component = namedtuple("_Component", (*_COMPONENT_COLUMNS, "content", "detached_signature"))  # type: ignore[misc]
+_DOSSIERS = Dossier.__table__
+_COMPONENTS = Component.__table__
+_FILES = Blob.__table__.alias("files")
+_SIGNATURES = Blob.__table__.alias("signatures")
+#: The dossiers of a batch by code, with their procedure's fee rule and every revision of their components (one row
+#: each, or one row without any), the current ones with their files; built once, as the two below.
+_DOSSIER_ROWS = (
+    select(
+        _DOSSIERS,
+        Procedure.fees_after_result,
+        _COMPONENTS.c.id.label("component_id"),
+        *(_COMPONENTS.c[name].label(f"component_{name}") for name in _COMPONENT_COLUMNS),
+        _FILES.c.content.label("component_content"),
+        _SIGNATURES.c.content.label("component_detached_signature"),
+    )
+    .outerjoin(Procedure, Procedure.code == _DOSSIERS.c.procedure_code)
+    .outerjoin(_COMPONENTS, _COMPONENTS.c.dossier_id == _DOSSIERS.c.id)
+    .outerjoin(_FILES, and_(_COMPONENTS.c.current, _FILES.c.sha256 == _COMPONENTS.c.sha256))
+    .outerjoin(
+        _SIGNATURES, and_(_COMPONENTS.c.current, _SIGNATURES.c.sha256 == _COMPONENTS.c.detached_signature_sha256)
+    )
+    .where(_DOSSIERS.c.code.in_(bindparam("codes", expanding=True)))
+    .order_by(_DOSSIERS.c.id, _COMPONENTS.c.id)
 )
+#: Their fees, and the history's details of those an agency other than their lead receives.
+_FEE_ROWS = (
+    select(Fee.dossier_id, Fee.code, Fee.name, Fee.amount, Fee.paid)
+    .where(Fee.dossier_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Fee.dossier_id, Fee.id)
+)
+_DETAILS_ROWS = (
+    select(HistoryEntry.dossier_id, HistoryEntry.details)
+    .where(HistoryEntry.dossier_id.in_(bindparam("ids", expanding=True)))
+    .order_by(HistoryEntry.dossier_id, HistoryEntry.id)
+)
+#: Where the dossier's own columns end in a row of :data:`_DOSSIER_ROWS`, and its procedure's begins.
+_DOSSIER_WIDTH = len(_DOSSIERS.columns)
 
 
-def _blobs(session: Session, shas: set[str]) -> dict[str, bytes]:
-    """The contents of the blobs ``shas``, in one query."""
-    if not shas:
-        return {}
-    return {sha: content for sha, content in session.execute(_BLOBS, {"shas": sorted(shas)})}
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A dossier as its agency documents are rendered from it: its row (with its procedure's ``fees_after_result``),
+    every revision of its components (oldest first, the current ones with their files), its fees, and its history's
+    details when an agency other than its lead receives it."""
+
+    row: Any
+    components: list[Any]
+    fees: list[Any]
+    details: list[Any]
 
 
 def _base64(content: bytes | None) -> str | None:
     return pybase64.b64encode_as_string(content) if content else None
 
 
-def _agency_components(current: Sequence[Component], blobs: Mapping[str, bytes]) -> list[dict[str, Any]]:
+def _agency_components(components: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             "code": c.code,
@@ -224,75 +281,76 @@ def _agency_components(current: Sequence[Component], blobs: Mapping[str, bytes])
             "size": c.size,
             "sha256": c.sha256,
             "revision": c.revision,
-            "content_base64": _base64(blobs.get(c.sha256)) or "",
-            "detached_signature_base64": _base64(blobs.get(c.detached_signature_sha256 or "")),
+            "content_base64": _base64(c.content) or "",
+            "detached_signature_base64": _base64(c.detached_signature),
             "originals_check_required": c.originals_check_required,
             "verification": c.verification,
         }
-        for c in current
+        for c in current_of(components)
     ]
 
 
-def _agency_due_at(dossier: Dossier, agency_code: str) -> str | None:
+def _agency_due_at(read: _Read, agency_code: str) -> str | None:
     """The agency's own deadline: the one recorded when the dossier was last handed to it (liên thông), the due
     date for the lead."""
-    if agency_code != dossier.lead_agency_code:
-        for entry in reversed(dossier.history):
-            details = entry.details or {}
+    if agency_code != read.row.lead_agency_code:
+        for details in reversed(read.details):
+            details = details or {}
             if details.get("transfer_to") == agency_code and isinstance(details.get("transfer_due_at"), str):
                 return str(details["transfer_due_at"])
-    return iso(dossier.due_at)
+    return iso(read.row.due_at)
 
 
-def _load_parts(session: Session, dossier: Dossier) -> None:
-    """Read the components and fees of ``dossier`` in one query when they are not loaded yet."""
-    unloaded = sa_inspect(dossier).unloaded
-    if dossier.id is not None and ("components" in unloaded or "fees" in unloaded):
-        session.scalars(_WITH_PARTS, {"id": dossier.id}).unique().all()
-
-
-def agency_documents(session: Session, wanted: Sequence[tuple[Dossier, str]]) -> list[dict[str, Any]]:
-    """The dossiers as the agencies receive them (``docs/agency-rest-contract.md``): one document per (dossier, agency
-    code) pair, in order, files in base64, with the agency's own deadline (``agency_due_at``) and where the fees stand
-    (``payment``). The files of every dossier are read in one query, and so are their procedures' fee rules and
-    their payments."""
-    for dossier, _agency in wanted:
-        _load_parts(session, dossier)
-    current = {id(dossier): current_components(dossier) for dossier, _agency in wanted}
-    shas = {
-        sha
-        for components in current.values()
-        for component in components
-        for sha in (component.sha256, component.detached_signature_sha256)
-        if sha is not None
+def _reads(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[str, _Read]:
+    """The dossiers of ``wanted`` (dossier code, agency code) as their documents are rendered from them, by code,
+    in two or three queries whatever their number."""
+    reads: dict[str, _Read] = {}
+    for row in session.execute(_DOSSIER_ROWS, {"codes": sorted({code for code, _agency in wanted})}):
+        read = reads.get(row.code)
+        if read is None:
+            read = reads[row.code] = _Read(row, [], [], [])
+        if row.component_id is not None:
+            read.components.append(_Component._make(row[_DOSSIER_WIDTH + 2 :]))
+    by_id = {read.row.id: read for read in reads.values()}
+    if by_id:
+        for fee in session.execute(_FEE_ROWS, {"ids": sorted(by_id)}):
+            by_id[fee.dossier_id].fees.append(fee)
+    elsewhere = {
+        reads[code].row.id for code, agency in wanted if code in reads and agency != reads[code].row.lead_agency_code
     }
-    blobs = _blobs(session, shas)
-    codes = sorted({dossier.procedure_code for dossier, _agency in wanted})
-    after_result = {code: flag for code, flag in session.execute(_FEES_AFTER_RESULT, {"codes": codes})} if codes else {}
-    payments = payments_by_dossier(session, [dossier for dossier, _agency in wanted])
-    return [
-        _agency_document(
-            dossier,
-            agency,
-            _agency_components(current[id(dossier)], blobs),
-            {
-                **payment_status(session, dossier, payments=payments.get(dossier.id, [])),
-                "fees_after_result": bool(after_result.get(dossier.procedure_code)),
-            },
-        )
-        for dossier, agency in wanted
-    ]
+    if elsewhere:
+        for entry in session.execute(_DETAILS_ROWS, {"ids": sorted(elsewhere)}):
+            by_id[entry.dossier_id].details.append(entry.details)
+    return reads
+
+
+def agency_documents(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The dossiers as the agencies receive them (``docs/agency-rest-contract.md``), by (dossier code, agency code):
+    files in base64, with the agency's own deadline (``agency_due_at``) and where the fees stand (``payment``). A
+    whole batch is read in a few queries, as plain rows (what the outbox's reading ahead needs); a pair whose
+    dossier does not exist is left out. What the session holds but has not written yet is not seen."""
+    if not wanted:
+        return {}
+    reads = _reads(session, wanted)
+    owing = {read.row.id for read in reads.values() if unpaid_of(read.fees)}
+    payments = payments_by_dossier(session, owing)
+    return {
+        (code, agency): _agency_document(reads[code], agency, payments.get(reads[code].row.id, []))
+        for code, agency in wanted
+        if code in reads
+    }
 
 
 def agency_document(session: Session, dossier: Dossier, *, agency_code: str | None = None) -> dict[str, Any]:
-    """The dossier as an agency's one-stop system receives it (see :func:`agency_documents`); ``agency_code``: the
-    receiving agency, the dossier's own by default."""
-    return agency_documents(session, [(dossier, agency_code or dossier.agency_code)])[0]
+    """The dossier as an agency's one-stop system receives it (see :func:`agency_documents`), the session's changes
+    written first; ``agency_code``: the receiving agency, the dossier's own by default."""
+    session.flush()
+    pair = (dossier.code, agency_code or dossier.agency_code)
+    return agency_documents(session, [pair])[pair]
 
 
-def _agency_document(
-    dossier: Dossier, agency: str, components: list[dict[str, Any]], payment: dict[str, Any]
-) -> dict[str, Any]:
+def _agency_document(read: _Read, agency: str, payments: Sequence[Payment]) -> dict[str, Any]:
+    dossier = read.row
     return {
         "code": dossier.code,
         "procedure_code": dossier.procedure_code,
@@ -305,13 +363,13 @@ def _agency_document(
         "received_at": iso(dossier.received_at),
         "acknowledge_by": iso(dossier.acknowledge_by),
         "due_at": iso(dossier.due_at),
-        "agency_due_at": _agency_due_at(dossier, agency),
+        "agency_due_at": _agency_due_at(read, agency),
         "calendar_version": dossier.calendar_version,
         "originals_check_required": dossier.originals_check_required,
         "return_method": dossier.return_method,
         "delivery_address": dossier.delivery_address,
-        "components": components,
-        "fees": _fees(dossier),
-        "payment": payment,
+        "components": _agency_components(read.components),
+        "fees": _fee_items(read.fees),
+        "payment": {**fees_status(read.fees, payments), "fees_after_result": bool(dossier.fees_after_result)},
         "extra": dossier.extra or {},
     }

@@ -9,9 +9,10 @@ reused.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,7 +99,25 @@ def online_payment(terms: PaymentTerms | None, sign: SignPayment | None) -> Onli
 
 def unpaid(dossier: Dossier) -> list[Fee]:
     """The dossier's fees still to pay (a zero fee is never paid online)."""
-    return [fee for fee in dossier.fees if not fee.paid and fee.amount > 0]
+    return unpaid_of(dossier.fees)
+
+
+class FeeLike(Protocol):
+    """A dossier's fee, as an object or a row."""
+
+    @property
+    def amount(self) -> int: ...
+
+    @property
+    def paid(self) -> bool: ...
+
+
+FeeT = TypeVar("FeeT", bound=FeeLike)
+
+
+def unpaid_of(fees: Iterable[FeeT]) -> list[FeeT]:
+    """Of a dossier's ``fees``, those still to pay (a zero fee is never paid online)."""
+    return [fee for fee in fees if not fee.paid and fee.amount > 0]
 
 
 def payments_of(session: Session, dossier: Dossier) -> list[Payment]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +38,17 @@ from gateway.validation import parse_model
 __all__ = ["Supplement", "add_supplement", "current_components", "supplement"]
 
 
+class _Revision(Protocol):
+    @property
+    def code(self) -> str: ...
+
+    @property
+    def current(self) -> bool: ...
+
+
+RevisionT = TypeVar("RevisionT", bound=_Revision)
+
+
 class Supplement(BaseModel):
     """Components added or replaced after ``supplement_requested`` (the same shape as at submission)."""
 
@@ -49,10 +60,16 @@ class Supplement(BaseModel):
 
 def current_components(dossier: Dossier) -> list[Component]:
     """The current revision of each component, in the order the codes were first submitted."""
+    return current_of(dossier.components)
+
+
+def current_of(components: Sequence[RevisionT]) -> list[RevisionT]:
+    """Of a dossier's ``components`` (every revision, oldest first: objects or rows), the current revision of each,
+    in the order the codes were first submitted."""
     first: dict[str, int] = {}
-    for index, component in enumerate(dossier.components):
+    for index, component in enumerate(components):
         first.setdefault(component.code, index)
-    return sorted((c for c in dossier.components if c.current), key=lambda c: first[c.code])
+    return sorted((c for c in components if c.current), key=lambda c: first[c.code])
 
 
 def _require_waiting(dossier: Dossier) -> None:

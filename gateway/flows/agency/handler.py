@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from adapters.errors import PermanentError
 from adapters.onestop.port import OneStopClient
@@ -28,16 +27,16 @@ from gateway.flows.payment.agency_notice import fee_paid_notice
 from gateway.registry import registered_document
 from gateway.services.context import Context
 from gateway.services.questions import agency_view
-from gateway.store.models import Dossier, Question
+from gateway.store.models import Question
 from gateway.workers import MessageView
 
 __all__ = ["AgencyDocuments", "AgencyHandler"]
 
 log = logging.getLogger("gateway.dispatch")
 
-#: Renders dossiers as the agencies receive them: one document per (dossier, agency code) pair, in order (the
-#: composition root passes the read model's function, which reads the files of the whole batch at once).
-AgencyDocuments = Callable[[Session, Sequence[tuple[Dossier, str]]], list[dict[str, Any]]]
+#: Renders dossiers as the agencies receive them, by (dossier code, agency code) pair; a pair whose dossier does not
+#: exist is left out (the composition root passes the read model's function, which reads a whole batch at once).
+AgencyDocuments = Callable[[Session, Sequence[tuple[str, str]]], dict[tuple[str, str], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -48,20 +47,6 @@ class _Work:
     protocol: str
     body: dict[str, Any] = field(default_factory=dict)
     components: list[dict[str, Any]] = field(default_factory=list)
-
-
-#: The dossier with its components and fees, in one query (what the agency document reads of it); built once.
-_DOSSIER = (
-    select(Dossier)
-    .where(Dossier.code == bindparam("code"))
-    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
-)
-#: The same for the dossiers of a claimed batch.
-_DOSSIERS = (
-    select(Dossier)
-    .where(Dossier.code.in_(bindparam("codes", expanding=True)))
-    .options(joinedload(Dossier.components), joinedload(Dossier.fees))
-)
 
 
 def _registration(session: Session, agency_code: str) -> tuple[dict[str, Any], str]:
@@ -86,10 +71,8 @@ def _read(
     registration = _registration(session, agency_code)
     if kind == messages.AGENCY_WITHDRAW:
         return _work(kind, code, agency_code, payload, registration, None)
-    dossier = session.scalars(_DOSSIER, {"code": code}).unique().one_or_none()
-    if dossier is None:
-        raise PermanentError(f"no dossier {code}", upstream=f"agency:{agency_code}")
-    return _work(kind, code, agency_code, payload, registration, documents_of(session, [(dossier, agency_code)])[0])
+    body = documents_of(session, [(code, agency_code)]).get((code, agency_code))
+    return _work(kind, code, agency_code, payload, registration, body)
 
 
 def _work(
@@ -119,18 +102,15 @@ def _work(
 
 def _read_ahead(documents_of: AgencyDocuments, session: Session, claimed: list[MessageView]) -> list[MessageView]:
     """The claimed agency messages with what their deliveries need (see :meth:`AgencyHandler.prepare`)."""
-    named: dict[int, tuple[str, ...]] = {}
+    named: dict[int, tuple[str, str]] = {}
     for message in claimed:
         try:
-            named[message.id] = _names(message, "dossier_code", "agency_code")
+            code, agency_code = _names(message, "dossier_code", "agency_code")
         except PermanentError:
             continue
+        named[message.id] = (code, agency_code)
     wanted = sorted({named[m.id] for m in claimed if m.id in named and m.kind != messages.AGENCY_WITHDRAW})
-    codes = sorted({code for code, _agency in wanted})
-    dossiers = {d.code: d for d in session.scalars(_DOSSIERS, {"codes": codes}).unique()} if codes else {}
-    pairs = [(code, agency) for code, agency in wanted if code in dossiers]
-    rendered = documents_of(session, [(dossiers[code], agency) for code, agency in pairs]) if pairs else []
-    bodies = dict(zip(pairs, rendered, strict=True))
+    bodies = documents_of(session, wanted) if wanted else {}
     registrations: dict[str, tuple[dict[str, Any], str]] = {}
     result = []
     for message in claimed:

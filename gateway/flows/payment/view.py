@@ -3,16 +3,16 @@ where the dossier's fees stand (:func:`payment_status`: ``none``, ``unpaid``, ``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from gateway.services.payments import PENDING, payments_of, unpaid
+from gateway.services.payments import PENDING, FeeLike, payments_of, unpaid, unpaid_of
 from gateway.store.models import Dossier, Payment
 
-__all__ = ["payment_status", "payment_view"]
+__all__ = ["fees_status", "payment_status", "payment_view", "payments_by_dossier"]
 
 
 def payment_view(session: Session, dossier: Dossier) -> dict[str, Any] | None:
@@ -35,32 +35,36 @@ _PAYMENTS_OF = (
 )
 
 
-def payments_by_dossier(session: Session, dossiers: Sequence[Dossier]) -> dict[int, list[Payment]]:
-    """The payments :func:`payment_status` reads, for several dossiers in one query: those of the dossiers with
-    unpaid fees, by dossier id, oldest first (the others' status needs none)."""
-    ids = sorted({dossier.id for dossier in dossiers if dossier.id is not None and unpaid(dossier)})
+def payments_by_dossier(session: Session, ids: Collection[int]) -> dict[int, list[Payment]]:
+    """The payments of the dossiers ``ids`` in one query, by dossier id (each of them), oldest first: what
+    :func:`fees_status` needs for several dossiers, of which only those with unpaid fees need any."""
     found: dict[int, list[Payment]] = {dossier_id: [] for dossier_id in ids}
-    if ids:
-        for payment in session.scalars(_PAYMENTS_OF, {"ids": ids}):
+    if found:
+        for payment in session.scalars(_PAYMENTS_OF, {"ids": sorted(found)}):
             found[payment.dossier_id].append(payment)
     return found
 
 
 def payment_status(session: Session, dossier: Dossier, *, payments: Sequence[Payment] | None = None) -> dict[str, Any]:
-    """Where the fees stand: ``status`` (``none``: no fee to pay; ``paid``: every fee paid; ``pending``: an online
-    payment of the unpaid fees is under way; ``unpaid``), ``unpaid_amount`` (int VND) and the pending payment's
-    ``reference``. ``payments``: the dossier's payments, oldest first, when the caller knows them (read otherwise)."""
-    fees = unpaid(dossier)
-    pending = None
-    if fees:
-        known = payments_of(session, dossier) if payments is None else payments
-        pending = next((p for p in reversed(known) if p.status == PENDING), None)
-    if not fees:
-        status = "paid" if any(fee.amount > 0 for fee in dossier.fees) else "none"
+    """Where the dossier's fees stand (:func:`fees_status`). ``payments``: the dossier's payments, oldest first, when
+    the caller knows them (read otherwise, and only when some fee is unpaid)."""
+    if payments is None:
+        payments = payments_of(session, dossier) if unpaid(dossier) else []
+    return fees_status(dossier.fees, payments)
+
+
+def fees_status(fees: Sequence[FeeLike], payments: Sequence[Payment]) -> dict[str, Any]:
+    """Where a dossier's ``fees`` stand, given its ``payments`` (oldest first): ``status`` (``none``: no fee to pay;
+    ``paid``: every fee paid; ``pending``: an online payment of the unpaid fees is under way; ``unpaid``),
+    ``unpaid_amount`` (int VND) and the pending payment's ``reference``."""
+    owed = unpaid_of(fees)
+    pending = next((p for p in reversed(payments) if p.status == PENDING), None) if owed else None
+    if not owed:
+        status = "paid" if any(fee.amount > 0 for fee in fees) else "none"
     else:
         status = "pending" if pending is not None else "unpaid"
     return {
         "status": status,
-        "unpaid_amount": sum(fee.amount for fee in fees),
+        "unpaid_amount": sum(fee.amount for fee in owed),
         "reference": pending.reference if pending is not None else None,
     }
