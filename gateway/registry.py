@@ -454,13 +454,14 @@ def registered_document(session: Session, code: str) -> tuple[dict[str, Any], st
     protocol, None when it is not registered; :class:`pydantic.ValidationError` when the stored one is invalid.
 
     What deliveries read for every message: each distinct stored document is validated once (the answer is shared:
-    read it, never change it)."""
-    stored = session.scalar(_STORED_DOCUMENT, {"code": code})
+    read it, never change it). It reads what is written: a registration changed in ``session`` is seen once flushed."""
+    stored = session.connection().execute(_STORED_DOCUMENT, {"code": code}).scalar()
     return None if stored is None else _validated_document(stored)
 
 
 #: The stored registration document's JSON text, as it is (the key of the validated documents' cache); built once.
-_STORED_DOCUMENT = select(cast(Agency.document, SqlText)).where(Agency.code == bindparam("code"))
+_AGENCIES = Agency.__table__
+_STORED_DOCUMENT = select(cast(_AGENCIES.c.document, SqlText)).where(_AGENCIES.c.code == bindparam("code"))
 
 
 @functools.lru_cache(maxsize=256)

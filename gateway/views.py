@@ -217,6 +217,7 @@ _COMPONENT_COLUMNS = (
 )
 _Component = namedtuple("_Component", (*_COMPONENT_COLUMNS, "content", "detached_signature"))  # type: ignore[misc]
 _DOSSIERS = Dossier.__table__
+_PROCEDURES = Procedure.__table__
 _COMPONENTS = Component.__table__
 _FILES = Blob.__table__.alias("files")
 _SIGNATURES = Blob.__table__.alias("signatures")
@@ -225,13 +226,13 @@ _SIGNATURES = Blob.__table__.alias("signatures")
 _DOSSIER_ROWS = (
     select(
         _DOSSIERS,
-        Procedure.fees_after_result,
+        _PROCEDURES.c.fees_after_result,
         _COMPONENTS.c.id.label("component_id"),
         *(_COMPONENTS.c[name].label(f"component_{name}") for name in _COMPONENT_COLUMNS),
         _FILES.c.content.label("component_content"),
         _SIGNATURES.c.content.label("component_detached_signature"),
     )
-    .outerjoin(Procedure, Procedure.code == _DOSSIERS.c.procedure_code)
+    .outerjoin(_PROCEDURES, _PROCEDURES.c.code == _DOSSIERS.c.procedure_code)
     .outerjoin(_COMPONENTS, _COMPONENTS.c.dossier_id == _DOSSIERS.c.id)
     .outerjoin(_FILES, and_(_COMPONENTS.c.current, _FILES.c.sha256 == _COMPONENTS.c.sha256))
     .outerjoin(
@@ -241,15 +242,17 @@ _DOSSIER_ROWS = (
     .order_by(_DOSSIERS.c.id, _COMPONENTS.c.id)
 )
 #: Their fees, and the history's details of those an agency other than their lead receives.
+_FEES = Fee.__table__
 _FEE_ROWS = (
-    select(Fee.dossier_id, Fee.code, Fee.name, Fee.amount, Fee.paid)
-    .where(Fee.dossier_id.in_(bindparam("ids", expanding=True)))
-    .order_by(Fee.dossier_id, Fee.id)
+    select(_FEES.c.dossier_id, _FEES.c.code, _FEES.c.name, _FEES.c.amount, _FEES.c.paid)
+    .where(_FEES.c.dossier_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_FEES.c.dossier_id, _FEES.c.id)
 )
+_HISTORY = HistoryEntry.__table__
 _DETAILS_ROWS = (
-    select(HistoryEntry.dossier_id, HistoryEntry.details)
-    .where(HistoryEntry.dossier_id.in_(bindparam("ids", expanding=True)))
-    .order_by(HistoryEntry.dossier_id, HistoryEntry.id)
+    select(_HISTORY.c.dossier_id, _HISTORY.c.details)
+    .where(_HISTORY.c.dossier_id.in_(bindparam("ids", expanding=True)))
+    .order_by(_HISTORY.c.dossier_id, _HISTORY.c.id)
 )
 #: Where the dossier's own columns end in a row of :data:`_DOSSIER_ROWS`, and its procedure's begins.
 _DOSSIER_WIDTH = len(_DOSSIERS.columns)
@@ -304,8 +307,9 @@ def _agency_due_at(read: _Read, agency_code: str) -> str | None:
 def _reads(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[str, _Read]:
     """The dossiers of ``wanted`` (dossier code, agency code) as their documents are rendered from them, by code,
     in two or three queries whatever their number."""
+    connection = session.connection()  # plain statements: the ORM's handling of them costs as much as they do
     reads: dict[str, _Read] = {}
-    for row in session.execute(_DOSSIER_ROWS, {"codes": sorted({code for code, _agency in wanted})}):
+    for row in connection.execute(_DOSSIER_ROWS, {"codes": sorted({code for code, _agency in wanted})}):
         read = reads.get(row.code)
         if read is None:
             read = reads[row.code] = _Read(row, [], [], [])
@@ -313,13 +317,13 @@ def _reads(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[str, _Re
             read.components.append(_Component._make(row[_DOSSIER_WIDTH + 2 :]))
     by_id = {read.row.id: read for read in reads.values()}
     if by_id:
-        for fee in session.execute(_FEE_ROWS, {"ids": sorted(by_id)}):
+        for fee in connection.execute(_FEE_ROWS, {"ids": sorted(by_id)}):
             by_id[fee.dossier_id].fees.append(fee)
     elsewhere = {
         reads[code].row.id for code, agency in wanted if code in reads and agency != reads[code].row.lead_agency_code
     }
     if elsewhere:
-        for entry in session.execute(_DETAILS_ROWS, {"ids": sorted(elsewhere)}):
+        for entry in connection.execute(_DETAILS_ROWS, {"ids": sorted(elsewhere)}):
             by_id[entry.dossier_id].details.append(entry.details)
     return reads
 
