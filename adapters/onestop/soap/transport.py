@@ -49,6 +49,9 @@ class CallRecord:
     envelope: etree._Element | None = None
 
 
+#: The most addresses a transport keeps parsed (a service has one or two).
+_ADDRESSES_KEPT = 16
+
 #: The call the running task makes, for a transport or plugin shared by concurrent calls (each task sees its own).
 CURRENT_CALL: contextvars.ContextVar[CallRecord | None] = contextvars.ContextVar("soap_call", default=None)
 
@@ -96,6 +99,8 @@ class GatewayAsyncTransport(AsyncTransport):
         self.upstream = upstream
         self.call = call
         self._documents = dict(documents or {})
+        #: Each address posted to, parsed once (httpx parses a URL given as text at every request).
+        self._addresses: dict[str, httpx.URL] = {}
 
     def for_call(self, call: CallRecord) -> GatewayAsyncTransport:
         """This transport (same client, same documents) recording into ``call``."""
@@ -121,10 +126,18 @@ class GatewayAsyncTransport(AsyncTransport):
         if call is not None:
             call.sent = True
         with map_http_errors(self.upstream):
-            response = await self.client.post(address, content=message, headers=dict(headers))
+            response = await self.client.post(self._url(address), content=message, headers=dict(headers))
         if call is not None:
             call.status_code = response.status_code
         return response
+
+    def _url(self, address: str) -> httpx.URL:
+        url = self._addresses.get(address)
+        if url is None:
+            if len(self._addresses) >= _ADDRESSES_KEPT:
+                self._addresses.clear()
+            url = self._addresses[address] = httpx.URL(address)
+        return url
 
     async def post_xml(self, address: str, envelope: etree._Element, headers: Mapping[str, str]) -> Any:
         message = etree_to_string(envelope)
