@@ -334,3 +334,80 @@ def test_a_long_chain_of_types_is_rendered_as_zeep_renders_it() -> None:
     assert shape is not None and shape.fits(values)
     client = zeep_client(document)
     assert built(binding, operation, values, client) == by_zeep(binding, operation, values, client)
+
+
+#: A plain request of every kind the direct rendering meets: elements of other namespaces and unqualified ones, bounds
+#: on a repeated element, a choice between two elements in the middle of a sequence, nested and nillable elements,
+#: and the simple types the schemas of agencies use.
+EVERY_KIND = """<xs:sequence>
+  <xs:element name="text" type="xs:string"/>
+  <xs:element name="local" type="xs:string" form="unqualified" minOccurs="0"/>
+  <xs:element name="tags" type="xs:string" minOccurs="2" maxOccurs="3"/>
+  <xs:choice><xs:element name="byCode" type="xs:string"/><xs:element name="byTime" type="xs:dateTime"/></xs:choice>
+  <xs:element name="part" minOccurs="0" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+    <xs:element name="n" type="xs:int"/><xs:element name="note" type="xs:string" nillable="true" minOccurs="0"/>
+  </xs:sequence></xs:complexType></xs:element>
+  <xs:element name="flag" type="xs:boolean" minOccurs="0"/>
+  <xs:element name="amount" type="xs:decimal" minOccurs="0"/>
+  <xs:element name="ratio" type="xs:double" minOccurs="0"/>
+  <xs:element name="big" type="xs:long" minOccurs="0"/>
+  <xs:element name="day" type="xs:date" minOccurs="0"/>
+  <xs:element name="at" type="xs:time" minOccurs="0"/>
+  <xs:element name="file" type="xs:base64Binary" minOccurs="0"/>
+  <xs:element name="hex" type="xs:hexBinary" minOccurs="0"/>
+  <xs:element name="link" type="xs:anyURI" minOccurs="0"/>
+  <xs:element name="other" type="tns:Other" minOccurs="0"/>
+</xs:sequence>"""
+OTHER = (
+    '<xs:complexType name="Other"><xs:sequence><xs:element name="v" type="xs:string"/></xs:sequence></xs:complexType>'
+)
+ICT = timezone(timedelta(hours=7))
+
+
+@pytest.mark.parametrize(
+    ("values", "direct"),
+    [
+        ({"text": "Hồ sơ <&>", "tags": ["a", "b"], "byCode": "X"}, True),
+        ({"other": {"v": "o"}, "byCode": "X", "tags": ["b", "a"], "local": "l", "text": "t"}, True),  # any order
+        (
+            {"text": "", "local": "l", "tags": ["a", "b", "c"], "byTime": datetime(2026, 12, 5, 9, 30, tzinfo=ICT)},
+            True,
+        ),
+        (
+            {
+                "text": "t",
+                "tags": ["a", "b"],
+                "byCode": "X",
+                "part": [{"n": 1}, {"n": 2, "note": "ghi chú"}, {"n": 3, "note": None}],
+                "flag": False,
+                "amount": Decimal("150000.50"),
+                "ratio": 0.25,
+                "big": 2**40,
+                "day": datetime(2026, 12, 5).date(),
+                "at": datetime(2026, 12, 5, 8, 0, 1).time(),
+                "file": b"%PDF-1.7 \x00\xff",
+                "hex": b"\x01\xab",
+                "link": "https://motcua.example.gov.vn/a?b=1&c=2",
+                "other": {"v": "o"},
+            },
+            True,
+        ),
+        ({"text": "t", "tags": ["a", "b"], "byCode": "X", "part": {"n": 7}}, True),  # one of a repeated element
+        ({"text": "t", "tags": ["a"], "byCode": "X"}, False),  # fewer than minOccurs: zeep's refusal
+        ({"text": "t", "tags": ["a", "b", "c", "d"], "byCode": "X"}, False),  # more than maxOccurs: zeep's refusal
+        ({"text": "t", "tags": [], "byCode": "X"}, False),
+        ({"text": "t", "tags": ["a", "b"], "byCode": "X", "part": []}, True),
+        ({"text": "t", "tags": ["a", "b"], "byCode": "X", "part": [{"n": 1, "note": None}], "other": None}, True),
+        ({"text": "t", "tags": ["a", "b"], "byCode": "X", "flag": "true"}, True),  # a string where a boolean is
+        ({"text": "t", "tags": ["a", "b"], "byCode": "X", "big": "12"}, True),
+        ({"text": "t", "tags": "a", "byCode": "X"}, True),  # one value where two are needed: zeep renders it too
+    ],
+)
+def test_every_kind_of_plain_element_is_rendered_as_zeep_renders_it(values: dict[str, Any], direct: bool) -> None:
+    document = ping_document(EVERY_KIND, OTHER)
+    binding = select_port(document).binding
+    operation = binding._operations["Ping"]
+    shape = request_shape(operation)
+    assert shape is not None and shape.fits(values) is direct
+    client = zeep_client(document)
+    assert built(binding, operation, values, client) == by_zeep(binding, operation, values, client)

@@ -1,12 +1,13 @@
 """Building an operation's request: the envelope and HTTP headers zeep's service proxy would send.
 
-zeep turns a call's values into its value objects and then renders those into the envelope; the value objects cost
-about as much as the rendering. For a request whose types are plain (sequences of elements, choices between single
-elements; no wildcards, attributes, groups, defaults, SOAP-encoded arrays, optional or repeated sequences) and
-whose values are plain too (dicts for complex elements, lists only where an element repeats, at most one alternative
-of a choice, every required element given), zeep renders the dicts themselves into the same document:
-:func:`build_request` does that, and hands any other request to zeep's own building.
-``tests/test_adapters_soap_envelopes.py`` holds both ways to the same bytes.
+zeep turns a call's values into its value objects and then renders those into the envelope, checking each element
+on the way; the value objects cost about as much as the rendering. For a request whose types are plain (sequences
+of elements, choices between single elements; no wildcards, attributes, groups, defaults, SOAP-encoded arrays,
+optional or repeated sequences) and whose values are plain too (dicts for complex elements, lists only where an
+element repeats and within its bounds, at most one alternative of a choice, every required element given), there is
+nothing for those checks to refuse: :func:`build_request` writes the given elements in the schema's order, each
+simple value as its zeep type writes it (``xmlvalue``), into the same document, and hands any other request to
+zeep's own building. ``tests/test_adapters_soap_envelopes.py`` holds both ways to the same bytes.
 """
 
 from __future__ import annotations
@@ -33,15 +34,33 @@ __all__ = ["RequestShape", "build_request", "request_shape"]
 _SIMPLE_VALUES = (str, int, float, bytes, decimal.Decimal, datetime.date, datetime.time)
 
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One child element of a plain complex type, in the schema's order: its name among the values, its qualified
+    name, how many times it may occur, and its simple type (``leaf``) or its own plain type (``inner``)."""
+
+    name: str
+    qname: etree.QName
+    min_occurs: int
+    max_occurs: int | None  # None: unbounded
+    leaf: AnySimpleType | None
+    inner: _Node | None
+
+    def counts(self, number: int) -> bool:
+        """Whether ``number`` occurrences are within the element's bounds (zeep refuses others)."""
+        return number >= self.min_occurs and (self.max_occurs is None or number <= self.max_occurs)
+
+
 @dataclass(slots=True)
 class _Node:
-    """A plain complex type as the direct rendering needs it: each child element's name → (repeats, its own node
-    or ``None`` for a simple type); the elements that must be given; the names of each choice (of which at most one
-    may be given) and whether one of them must be.
+    """A plain complex type as the direct rendering needs it: its child elements by name and in the schema's order
+    (those of a choice where the choice stands); the elements that must be given; the names of each choice (of which
+    at most one may be given) and whether one of them must be.
 
     Values without an element that must be given are left to zeep, whose refusal then names the element's path."""
 
-    children: dict[str, tuple[bool, _Node | None]] = field(default_factory=dict)
+    children: dict[str, _Step] = field(default_factory=dict)
+    steps: list[_Step] = field(default_factory=list)
     required: list[str] = field(default_factory=list)
     choices: list[tuple[tuple[str, ...], bool]] = field(default_factory=list)
 
@@ -67,10 +86,16 @@ def _element(element: XsdElement, node: _Node, seen: dict[int, _Node]) -> bool:
     if element.default is not None:  # zeep fills in a default that the values lack
         return False
     xsd_type = element.type
-    child = None if isinstance(xsd_type, AnySimpleType) else _compile(xsd_type, seen)
-    if child is None and not isinstance(xsd_type, AnySimpleType):
+    leaf = xsd_type if isinstance(xsd_type, AnySimpleType) else None
+    inner = None if leaf is not None else _compile(xsd_type, seen)
+    if leaf is None and inner is None:
         return False
-    node.children[name] = (element.accepts_multiple, child)
+    least, most = element.min_occurs, element.max_occurs
+    if not isinstance(least, int) or not (most == "unbounded" or isinstance(most, int)):
+        return False
+    step = _Step(name, element.qname, least, most if isinstance(most, int) else None, leaf, inner)
+    node.children[name] = step
+    node.steps.append(step)
     return True
 
 
@@ -136,25 +161,39 @@ def _fits(value: Any, node: _Node) -> bool:
         if given > 1 or (required and not given):
             return False
     for name, item in value.items():
-        child = node.children.get(name)
-        if child is None:
+        step = node.children.get(name)
+        if step is None:
             return False
         if item is None:
             continue
-        repeats, inner = child
         if type(item) is list:
-            if not repeats:
+            if step.max_occurs == 1 or not step.counts(len(item)):
                 return False
             items = item
         else:
             items = [item]
         for each in items:
-            if inner is None:
+            if step.inner is None:
                 if not isinstance(each, _SIMPLE_VALUES):
                     return False
-            elif not _fits(each, inner):
+            elif not _fits(each, step.inner):
                 return False
     return True
+
+
+def _render(parent: etree._Element, values: Mapping[str, Any], node: _Node) -> None:
+    """Render plain ``values`` (see :func:`_fits`) under ``parent`` as zeep's elements and types render them: each
+    given element in the schema's order, a simple value as its type writes it."""
+    for step in node.steps:
+        value = values.get(step.name)
+        if value is None:
+            continue  # optional, or an alternative not chosen: every element that must be given is
+        for item in value if type(value) is list else (value,):
+            child = etree.SubElement(parent, step.qname)
+            if step.leaf is not None:
+                child.text = step.leaf.xmlvalue(item)
+            else:
+                _render(child, item, cast(_Node, step.inner))
 
 
 def build_request(
@@ -178,7 +217,7 @@ def build_request(
     envelope = soap.Envelope()
     body = soap.Body()
     envelope.append(body)
-    message.body.render(body, values)
+    _render(etree.SubElement(body, message.body.qname), values, shape.root)
     action = f'"{operation.soapaction}"' if operation.soapaction else '""'
     serialized = SerializedMessage(path=None, headers={"SOAPAction": action}, content=envelope)
     binding._set_http_headers(serialized, operation)
