@@ -254,8 +254,9 @@ _DETAILS_ROWS = (
     .where(_HISTORY.c.dossier_id.in_(bindparam("ids", expanding=True)))
     .order_by(_HISTORY.c.dossier_id, _HISTORY.c.id)
 )
-#: Where the dossier's own columns end in a row of :data:`_DOSSIER_ROWS`, and its procedure's begins.
-_DOSSIER_WIDTH = len(_DOSSIERS.columns)
+#: Where a component's columns begin in a row of :data:`_DOSSIER_ROWS`: after the dossier's own, its procedure's fee
+#: rule and the component's id.
+_COMPONENT_START = len(_DOSSIERS.columns) + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,7 @@ def _reads(session: Session, wanted: Sequence[tuple[str, str]]) -> dict[str, _Re
         if read is None:
             read = reads[row.code] = _Read(row, [], [], [])
         if row.component_id is not None:
-            read.components.append(_Component._make(row[_DOSSIER_WIDTH + 2 :]))
+            read.components.append(_Component._make(row[_COMPONENT_START:]))
     by_id = {read.row.id: read for read in reads.values()}
     if by_id:
         for fee in connection.execute(_FEE_ROWS, {"ids": sorted(by_id)}):
