@@ -50,31 +50,22 @@ def _set_aside(value: Any, copied: list[bytes]) -> Any:
             return value
         copied.append(data)
         return _Copied(len(copied) - 1)
-    if kind is dict:
-        changed = None
-        for key, item in value.items():
-            if type(item) in _WALKED:
-                new = _set_aside(item, copied)
-                if new is not item:
-                    if changed is None:
-                        changed = dict(value)
-                    changed[key] = new
-        return value if changed is None else changed
-    if kind is list or kind is tuple:
-        items = None
-        for index, item in enumerate(value):
-            if type(item) in _WALKED:
-                new = _set_aside(item, copied)
-                if new is not item:
-                    if items is None:
-                        items = list(value)
-                    items[index] = new
-        return value if items is None else items
-    return value
+    if kind not in _CONTAINERS:
+        return value
+    changed: Any = None  # a copy of the container (a tuple as a list, as json.dumps writes it) once one changes
+    for key, item in value.items() if kind is dict else enumerate(value):
+        if type(item) in _WALKED:
+            new = _set_aside(item, copied)
+            if new is not item:
+                if changed is None:
+                    changed = dict(value) if kind is dict else list(value)
+                changed[key] = new
+    return value if changed is None else changed
 
 
-#: The types whose values may hold long strings (json.dumps writes a tuple as a list).
-_WALKED = frozenset({str, dict, list, tuple})
+#: The containers walked, and the types whose values may hold long strings.
+_CONTAINERS = frozenset({dict, list, tuple})
+_WALKED = _CONTAINERS | {str}
 
 
 def _written(value: Any, default: Callable[[Any], Any] | None) -> bytes:
