@@ -49,7 +49,7 @@ BODY_MODELS: dict[str, type[BaseModel]] = {}
 #: Bodies larger than this are parsed in a worker thread.
 _PARSE_IN_THREAD = 256 * 1024
 
-_bearer = HTTPBearer(auto_error=False, description="A token configured in [[auth.tokens]]")
+_BEARER_DESCRIPTION = "A token configured in [[auth.tokens]]"
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -70,10 +70,24 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    """The caller's principal; 401 without a valid bearer token."""
+class _Bearer(HTTPBearer):
+    """The authentication dependency in one step (the OpenAPI description shows it as the ``HTTPBearer`` scheme):
+    the caller's principal, 401 without a valid bearer token, 403 when ``roles`` are given and its role is not one
+    of them."""
+
+    def __init__(self, roles: tuple[str, ...] = ()) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer", description=_BEARER_DESCRIPTION)
+        self.roles = roles
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = await authenticate(request, await super().__call__(request))
+        if self.roles and principal.role not in self.roles:
+            raise ApiError(403, f"this endpoint is for {' or '.join(self.roles)} tokens, not {principal.role}")
+        return principal
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+    """The caller's principal from the request's bearer ``credentials``; 401 without a valid token."""
     if credentials is None:
         raise _unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     tokens: TokenStore = request.app.state.tokens
@@ -84,18 +98,12 @@ async def authenticate(
     return principal
 
 
-Authenticated = Annotated[Principal, Depends(authenticate)]
+Authenticated = Annotated[Principal, Depends(_Bearer())]
 
 
 def require(*roles: str) -> Callable[..., Any]:
     """A dependency giving the principal when its role is one of ``roles`` (403 otherwise)."""
-
-    async def dependency(principal: Authenticated) -> Principal:
-        if principal.role not in roles:
-            raise ApiError(403, f"this endpoint is for {' or '.join(roles)} tokens, not {principal.role}")
-        return principal
-
-    return dependency
+    return _Bearer(roles)
 
 
 def media_type(request: Request) -> str:
