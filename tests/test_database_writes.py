@@ -150,29 +150,33 @@ def test_a_short_write_waits_for_another_connections_lock_off_the_loop(tmp_path:
             holder.execute("INSERT INTO day_sequences (agency_code, day, last) VALUES ('H', '301231', 1)")
             holder.execute("COMMIT")
 
-        began = threading.Event()
-
-        def write(session: Session) -> int:
-            began.set()
-            return _insert("W")(session)
+        off_the_loop = threading.Event()
 
         async def main() -> tuple[bool, int, int, list[str]]:
+            loop_thread = threading.get_ident()
+
+            def checked_out(*_args: object) -> None:
+                if threading.get_ident() != loop_thread:
+                    off_the_loop.set()  # the write went to a worker thread to wait for the lock
+
+            event.listen(db.engine, "checkout", checked_out)
             releaser = threading.Thread(target=let_go)
             releaser.start()
-            writing = asyncio.create_task(db.write(write, short=True))
-            # The write begins; waiting for the lock on the loop's thread, it would hold this task up until the lock
-            # is let go.
-            await asyncio.to_thread(began.wait, 30)
+            writing = asyncio.create_task(db.write(_insert("W"), short=True))
+            # Waiting for the lock on the loop's thread, the write would hold this task up until the lock is let go.
+            await asyncio.to_thread(off_the_loop.wait, 30)
             loop_ran.set()
             ran_first = not writing.done()
             worked_on = await asyncio.wait_for(writing, 60)
             releaser.join()
-            return ran_first, threading.get_ident(), worked_on, await db.run(_agencies)
+            event.remove(db.engine, "checkout", checked_out)
+            return ran_first, loop_thread, worked_on, await db.run(_agencies)
 
         try:
             ran_first, loop_thread, worked_on, stored = asyncio.run(main())
         finally:
             holder.close()
+    assert off_the_loop.is_set()
     assert ran_first
     assert worked_on != loop_thread
     assert stored == ["H", "W"]

@@ -3,27 +3,27 @@
 ``Database`` owns the engine and a session factory; ``with db.unit_of_work() as session:`` is one transaction that
 commits on success and rolls back on any error, so a change and the outbox messages it causes land together or not
 at all. Blocking SQLAlchemy calls run in worker threads from async code (``await db.run(fn)``, or
-``await db.write(fn)`` for a unit of work that writes); on SQLite a short one runs on the event loop's thread when it
-need not wait for the write lock.
+``await db.write(fn)`` for a unit of work that writes); on SQLite the short ones that come in together are committed
+together (:mod:`~gateway.store.write_groups`), on the event loop's thread when they need not wait for the write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .engine import BUSY_TIMEOUT_MS, DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
+from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
+from .write_groups import Outcome, WriteGroups, close, run_members, take_write_lock
 from .written import TRACKED, note_added
 
 T = TypeVar("T")
@@ -45,30 +45,13 @@ def lock_for_write(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _try_write_lock(session: Session) -> bool:
-    """Take SQLite's write lock (``BEGIN IMMEDIATE``) for ``session``'s new transaction if no other connection holds
-    it, without waiting: whether it was taken."""
-    raw = session.connection().connection.dbapi_connection
-    assert isinstance(raw, sqlite3.Connection)  # a SQLite session that has not begun a transaction yet
-    raw.execute("PRAGMA busy_timeout=0")
-    try:
-        raw.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorname != "SQLITE_BUSY":
-            raise
-        return False
-    finally:
-        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    return True
-
-
 @dataclass
 class CommitPlace:
-    """Where a short unit of work commits on SQLite (:meth:`Database.write`): on the event loop's thread while the
-    last commit measured there took less than ``limit`` seconds (the ``fsync`` of a fast disk), on a worker thread
-    otherwise, so that a slow disk, or a commit that checkpoints the log, does not hold up the loop. While commits
-    go to a worker thread, one in ``probe_every`` still runs on the loop's thread, to notice when they are quick
-    again (a commit timed on a worker thread would also count its waits for the interpreter's lock)."""
+    """Where a group of short units of work commits on SQLite (:meth:`Database.write`): on the event loop's thread
+    while the last commit measured there took less than ``limit`` seconds (the ``fsync`` of a fast disk), on a worker
+    thread otherwise, so that a slow disk, or a commit that checkpoints the log, does not hold up the loop. While
+    commits go to a worker thread, one in ``probe_every`` still runs on the loop's thread, to notice when they are
+    quick again (a commit timed on a worker thread would also count its waits for the interpreter's lock)."""
 
     limit: float = 0.002
     probe_every: int = 64
@@ -95,10 +78,12 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False, info={TRACKED: True})
         event.listen(self._sessions, "transient_to_pending", note_added)
         # SQLite admits one writer at a time: on it, the process's writing units of work take turns on one thread
-        # (one lane per event loop) instead of each waiting on a thread of its own in SQLite's busy handler.
+        # (one lane per event loop) instead of each waiting on a thread of its own in SQLite's busy handler, and
+        # the short ones are committed in groups (one group writer per event loop).
         self._lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] | None = (
             weakref.WeakKeyDictionary() if engine.dialect.name == "sqlite" else None
         )
+        self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, WriteGroups] = weakref.WeakKeyDictionary()
 
     @classmethod
     def connect(cls, url: str = DEFAULT_URL) -> Database:
@@ -127,13 +112,15 @@ class Database:
 
         On SQLite the process's writers run one at a time, in the order they came: the database would let only one
         of them write anyway, and the others would each hold a thread polling its busy handler (with sleeps) and
-        compete for the interpreter's lock. A ``short`` unit of work (a few statements about one dossier: nothing
-        that loops over a backlog or waits on anything but the database) runs on the event loop's thread when the
-        database's write lock is free at once, sparing the hand-off of its statements to a worker thread; its commit
-        runs there too while commits are quick (:class:`CommitPlace`). When another process holds the lock, it waits
-        for it on a worker thread like any other writer: the event loop never waits for another process. On
-        PostgreSQL, which writes concurrently, it is :meth:`run`. The transaction, its isolation and its locks are
-        the same either way.
+        compete for the interpreter's lock. ``short`` units of work (a few statements about one dossier: nothing
+        that loops over a backlog or waits on anything but the database) that come in together are committed
+        together, each in a savepoint of its own (:mod:`~gateway.store.write_groups`): one commit, one wait for
+        the disk, for the group. A group runs on the event loop's thread when the database's write lock is free at
+        once, sparing the hand-off of its statements to a worker thread; its commit runs there too while commits
+        are quick (:class:`CommitPlace`). When another process holds the lock, the group waits for it on a worker
+        thread like any other writer: the event loop never waits for another process. On PostgreSQL, which writes
+        concurrently, it is :meth:`run`. Each unit of work's changes are kept or taken back whole, and no caller
+        hears of its unit of work before the commit that keeps it.
         """
         if self._lanes is None:
             return await self._on_thread(work, None)
@@ -143,30 +130,45 @@ class Database:
             lane = self._lanes[loop] = anyio.CapacityLimiter(1)
         if not short:
             return await self._on_thread(work, lane)
-        async with lane:
-            return await self._short(work)
+        groups = self._groups.get(loop)
+        if groups is None:
+            groups = self._groups[loop] = WriteGroups(lane, self._run_group)
+        return cast(T, await groups.write(work))
 
-    async def _short(self, work: Callable[[Session], T]) -> T:
-        """A short unit of work on SQLite, the lane held (see :meth:`write`)."""
-        with self._sessions() as session:
-            if not _try_write_lock(session):
-                session.close()
-                return await self._on_thread(work, None)  # the lane is held: no other writer of this process
-            try:
-                result = work(session)
-                await self._commit(session)
-            except BaseException:
-                session.rollback()
-                raise
-            return result
+    async def _run_group(self, works: Sequence[Callable[[Session], Any]]) -> list[Outcome]:
+        """Short units of work in one transaction, the lane held (see :meth:`write`)."""
+        connection = self.engine.connect()
+        try:
+            if not take_write_lock(connection, wait=False):
+                return await anyio.to_thread.run_sync(self._run_group_waiting, works)
+            outcomes = run_members(connection, works, self._joined)
+            await self._commit(connection)
+            return outcomes
+        finally:
+            close(connection)
 
-    async def _commit(self, session: Session) -> None:
-        """Commit a short unit of work where :attr:`commit_place` says."""
+    def _run_group_waiting(self, works: Sequence[Callable[[Session], Any]]) -> list[Outcome]:
+        """:meth:`_run_group` waiting for another connection's write lock (on a worker thread)."""
+        connection = self.engine.connect()
+        try:
+            take_write_lock(connection, wait=True)
+            outcomes = run_members(connection, works, self._joined)
+            connection.commit()
+            return outcomes
+        finally:
+            close(connection)
+
+    def _joined(self, connection: Connection) -> Session:
+        """A session in a savepoint of ``connection``'s transaction (its commit releases the savepoint)."""
+        return self._sessions(bind=connection, join_transaction_mode="create_savepoint")
+
+    async def _commit(self, connection: Connection) -> None:
+        """Commit a group where :attr:`commit_place` says."""
         if not self.commit_place.on_loop():
-            await anyio.to_thread.run_sync(session.commit)
+            await anyio.to_thread.run_sync(connection.commit)
             return
         start = time.perf_counter()
-        session.commit()
+        connection.commit()
         self.commit_place.took(time.perf_counter() - start)
 
     async def _on_thread(self, work: Callable[[Session], T], limiter: anyio.CapacityLimiter | None) -> T:
