@@ -159,8 +159,8 @@ class Database:
             close(connection)
 
     def _joined(self, connection: Connection) -> Session:
-        """A session in a savepoint of ``connection``'s transaction (its commit releases the savepoint)."""
-        return self._sessions(bind=connection, join_transaction_mode="create_savepoint")
+        """A session in ``connection``'s transaction that never ends it (:func:`run_members` does)."""
+        return self._sessions(bind=connection, join_transaction_mode="rollback_only")
 
     async def _commit(self, connection: Connection) -> None:
         """Commit a group where :attr:`commit_place` says."""

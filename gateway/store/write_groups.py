@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,25 +133,31 @@ def close(connection: Connection) -> None:
 def run_members(
     connection: Connection, works: Sequence[Work], session_on: Callable[[Connection], Session]
 ) -> list[Outcome]:
-    """Run ``works`` in order in ``connection``'s transaction, each in a savepoint of its own (a session from
-    ``session_on``, joined to the transaction): what each gave. A failure that ended the transaction itself is
-    raised: the whole group is lost."""
+    """Run ``works`` in order in ``connection``'s transaction, each in a savepoint of its own (when there are more
+    than one): what each gave. ``session_on`` gives a session that uses the transaction without ending it (its
+    commit only writes what it holds, its close leaves the transaction alone). A failure that ended the
+    transaction itself is raised, and so is a lone unit of work's failure: the whole group is lost."""
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, sqlite3.Connection)
+    alone = len(works) == 1
     outcomes: list[Outcome] = []
     for work in works:
         session = session_on(connection)
         try:
+            if not alone:
+                raw.execute("SAVEPOINT unit_of_work")
             result = work(session)
-            session.commit()  # the savepoint is released: the changes wait for the group's commit
+            session.commit()  # its rows are written: they wait for the group's commit
         except Exception as exc:
-            if not raw.in_transaction:  # SQLite ended the transaction: its savepoints are gone too
-                with suppress(Exception):
-                    session.close()
+            session.close()
+            if alone or not raw.in_transaction:  # (SQLite ends a transaction on a full disk, say)
                 raise
-            session.rollback()
+            raw.execute("ROLLBACK TO unit_of_work")
+            raw.execute("RELEASE unit_of_work")
             outcomes.append((None, exc))
-        else:
-            outcomes.append((result, None))
+            continue
         session.close()
+        if not alone:
+            raw.execute("RELEASE unit_of_work")
+        outcomes.append((result, None))
     return outcomes
