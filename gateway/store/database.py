@@ -141,7 +141,11 @@ class Database:
         try:
             if not take_write_lock(connection, wait=False):
                 return await anyio.to_thread.run_sync(self._run_group_waiting, works)
-            outcomes = run_members(connection, works, self._joined)
+            outcomes: list[Outcome] = []
+            for outcome in run_members(connection, works, self._joined):
+                outcomes.append(outcome)
+                if len(outcomes) < len(works):
+                    await asyncio.sleep(0)  # the loop's other tasks run between two units of work
             await self._commit(connection)
             return outcomes
         finally:
@@ -152,7 +156,7 @@ class Database:
         connection = self.engine.connect()
         try:
             take_write_lock(connection, wait=True)
-            outcomes = run_members(connection, works, self._joined)
+            outcomes = list(run_members(connection, works, self._joined))
             connection.commit()
             return outcomes
         finally:

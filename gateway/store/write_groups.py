@@ -12,14 +12,14 @@ of its own, and one commit makes them all durable: one wait for the disk for the
   that ends the whole transaction (SQLite rolls it back on a full disk or an I/O error, say).
 - The units of work run in the order they came: a later one sees an earlier one's changes, as it would have after
   the earlier one's commit.
-- A caller that stops waiting (its task is cancelled) before its unit of work ran is left out of the group.
+- A caller that stops waiting (its task is cancelled) before its group began is left out of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,15 +132,16 @@ def close(connection: Connection) -> None:
 
 def run_members(
     connection: Connection, works: Sequence[Work], session_on: Callable[[Connection], Session]
-) -> list[Outcome]:
+) -> Iterator[Outcome]:
     """Run ``works`` in order in ``connection``'s transaction, each in a savepoint of its own (when there are more
-    than one): what each gave. ``session_on`` gives a session that uses the transaction without ending it (its
-    commit only writes what it holds, its close leaves the transaction alone). A failure that ended the
-    transaction itself is raised, and so is a lone unit of work's failure: the whole group is lost."""
+    than one), giving what each gave as it is done (a caller on the event loop lets other tasks run in between: a
+    group does not hold the loop for all its units of work at once). ``session_on`` gives a session that uses the
+    transaction without ending it (its commit only writes what it holds, its close leaves the transaction alone). A
+    failure that ended the transaction itself is raised, and so is a lone unit of work's failure: the whole group is
+    lost."""
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, sqlite3.Connection)
     alone = len(works) == 1
-    outcomes: list[Outcome] = []
     for work in works:
         session = session_on(connection)
         try:
@@ -154,10 +155,9 @@ def run_members(
                 raise
             raw.execute("ROLLBACK TO unit_of_work")
             raw.execute("RELEASE unit_of_work")
-            outcomes.append((None, exc))
+            yield None, exc
             continue
         session.close()
         if not alone:
             raw.execute("RELEASE unit_of_work")
-        outcomes.append((result, None))
-    return outcomes
+        yield result, None
