@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.store.database import Database
+from gateway.store.models import DaySequence
 from gateway.store.write_groups import MOST_IN_A_GROUP
 from tests.databases import open_database
 
@@ -86,6 +87,22 @@ def test_a_write_that_fails_is_taken_back_alone_and_its_caller_hears_why(tmp_pat
         assert isinstance(results[3], IntegrityError)
         assert results[4] == "C"
         assert asyncio.run(db.run(_agencies)) == ["A", "B", "C"]
+
+
+def test_rows_a_write_left_for_its_commit_are_written_with_its_group(tmp_path: Path) -> None:
+    """A unit of work may leave new rows in its session for the commit to write (no flush of its own): its group
+    writes them before the next unit of work runs."""
+
+    def adds(agency: str) -> Callable[[Session], str]:
+        def work(session: Session) -> str:
+            session.add(DaySequence(agency_code=agency, day="301231", last=1))
+            return agency
+
+        return work
+
+    with open_database("sqlite", tmp_path) as db:
+        assert _together(db, [adds("A"), _agencies, adds("B")]) == ["A", ["A"], "B"]
+        assert asyncio.run(db.run(_agencies)) == ["A", "B"]
 
 
 def test_a_write_sees_what_the_writes_before_it_in_its_group_changed(tmp_path: Path) -> None:
