@@ -129,6 +129,16 @@ def head(session: Session, chain: int = 0) -> str:
         return session.execute(_HEAD, {"chain": chain}).scalar() or GENESIS
 
 
+@dataclass(frozen=True)
+class Appended:
+    """An entry just added: its id, its chain, the hash it follows and its own."""
+
+    id: int
+    chain: int
+    prev_hash: str
+    hash: str
+
+
 def append(
     session: Session,
     actor: str,
@@ -137,8 +147,8 @@ def append(
     details: dict[str, Any] | None = None,
     *,
     at: datetime | None = None,
-) -> AuditEntry:
-    """Add an entry at the head of a chain (in the caller's transaction; see the module's notes)."""
+) -> Appended:
+    """Add an entry at the head of a chain (in the caller's transaction; see the module's notes): where it went."""
     details = json.loads(json.dumps(details or {}, ensure_ascii=False))  # as the JSON column will give it back
     at = (at or utcnow()).astimezone(UTC)
     chain = _lock_chain(session)
@@ -150,7 +160,7 @@ def append(
     written = cast(CursorResult[Any], session.execute(_APPEND, values))  # an INSERT gives a cursor result
     key = written.inserted_primary_key
     assert key is not None  # one row inserted
-    return AuditEntry(id=key[0], **values)
+    return Appended(id=key[0], chain=chain, prev_hash=prev_hash, hash=values["hash"])
 
 
 @dataclass(frozen=True)
