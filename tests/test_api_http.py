@@ -314,6 +314,40 @@ async def test_metrics_can_be_public(tmp_path: Path) -> None:
 # OpenAPI
 
 
+async def test_openapi_documents_the_idempotency_key_where_it_is_honoured(gw: Gateway) -> None:
+    """The portal's changes take an ``Idempotency-Key`` header: the description says so, with the path's parameters
+    first, and a repeat with the key answers the first answer."""
+    document = (await gw.client.get("/openapi.json")).json()
+    described = {
+        (path, method): [(p["name"], p["in"], p["required"]) for p in operation.get("parameters", [])]
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    key = ("Idempotency-Key", "header", False)
+    assert described == {
+        ("/api/v1/dossiers", "post"): [key],
+        ("/api/v1/dossiers/{code}/supplements", "post"): [("code", "path", True), key],
+        ("/api/v1/dossiers/{code}/withdraw", "post"): [("code", "path", True), key],
+    }
+    first = await gw.submit(key="documented-key")
+    again = await gw.submit(key="documented-key")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["code"] == first.json()["code"]
+    code = first.json()["code"]
+    withdrawals = [
+        await gw.client.post(
+            f"/api/v1/dossiers/{code}/withdraw",
+            json={"reason": "Nộp nhầm hồ sơ"},
+            headers={**PORTAL, "Idempotency-Key": "withdraw-key"},
+        )
+        for _ in range(2)
+    ]
+    assert [w.status_code for w in withdrawals] == [200, 200], withdrawals[0].text
+    assert withdrawals[1].headers["Idempotent-Replayed"] == "true"
+
+
 async def test_openapi_lists_every_route(gw: Gateway) -> None:
     response = await gw.client.get("/openapi.json")
     assert response.status_code == 200
