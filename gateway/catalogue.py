@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from adapters import jsonguard
 
 from .domain.codes import is_valid_agency_code
+from .store.memo import memo
 from .store.models import Procedure
 from .validation import validation_errors
 
@@ -267,11 +268,12 @@ def import_procedures(session: Session, specs: Sequence[ProcedureSpec]) -> tuple
                 setattr(row, key, value)
             updated += 1
     session.flush()
-    session.info.pop(_SPECS, None)  # looked up before this import: read again
+    memo(session).pop(_SPECS, None)  # looked up before this import: read again
     return created, updated
 
 
-#: ``Session.info`` key: the catalogue entries looked up in this session, by code (``None``: not in the catalogue).
+#: Memo key (:mod:`gateway.store.memo`): the catalogue entries looked up in this transaction, by code (``None``: not
+#: in the catalogue).
 _SPECS = "procedure_specs"
 _TABLE = Procedure.__table__
 #: One catalogue row's columns (a plain statement, built once).
@@ -284,11 +286,12 @@ _BUILT: dict[str, tuple[tuple[Any, ...], ProcedureSpec]] = {}
 def get_procedure(session: Session, code: str) -> ProcedureSpec | None:
     """The catalogue entry ``code``, or ``None`` when it is not in the catalogue.
 
-    Read once per session, with one plain statement: later look-ups in the session answer what the first one read,
-    as the session's identity map would (:func:`import_procedures` in the same session forgets them, so an entry
-    changed there is seen at once). The entry is immutable, and built again only when its row's values changed.
+    Read once per transaction, with one plain statement: later look-ups in the transaction answer what the first one
+    read, as a session's identity map would (kept in the transaction's memo, :mod:`gateway.store.memo`;
+    :func:`import_procedures` forgets them, so an entry changed there is seen at once). The entry is immutable, and
+    built again only when its row's values changed.
     """
-    specs: dict[str, ProcedureSpec | None] = session.info.setdefault(_SPECS, {})
+    specs: dict[str, ProcedureSpec | None] = memo(session).setdefault(_SPECS, {})
     if code in specs:
         return specs[code]
     row = session.execute(_ROW, {"code": code}).first()

@@ -48,6 +48,7 @@ from adapters import jsonguard
 from .catalogue import AgencyCode, Code, Name
 from .config import ConfigError, resolve_secret
 from .registry_urls import RegistrySettings, check_url
+from .store.memo import memo
 from .store.models import Agency
 from .validation import validation_errors
 
@@ -424,6 +425,9 @@ def endpoint_checker(settings: RegistrySettings, *, factory: Any = None) -> Endp
 # --- storage -------------------------------------------------------------------------------------------------------
 
 
+_AGENCIES = Agency.__table__
+
+
 def register(session: Session, registration: Registration, *, replace: bool = False) -> bool:
     """Store ``registration``: ``True`` when created, ``False`` when it replaced the earlier one.
 
@@ -441,7 +445,24 @@ def register(session: Session, registration: Registration, *, replace: bool = Fa
         for key, value in values.items():
             setattr(row, key, value)
     session.flush()
+    memo(session).pop(_REGISTERED_MEMO, None)
     return row is None
+
+
+#: Memo key (:mod:`gateway.store.memo`): whether agencies are registered, by code, as read in this transaction.
+_REGISTERED_MEMO = "registered_agencies"
+#: Whether an agency is registered (a plain statement, built once).
+_REGISTERED = select(_AGENCIES.c.code).where(_AGENCIES.c.code == bindparam("code"))
+
+
+def is_registered(session: Session, code: str) -> bool:
+    """Whether agency ``code`` is registered: read once per transaction (:func:`register` and :func:`remove_agency`
+    forget what was read)."""
+    known: dict[str, bool] = memo(session).setdefault(_REGISTERED_MEMO, {})
+    found = known.get(code)
+    if found is None:
+        found = known[code] = session.execute(_REGISTERED, {"code": code}).first() is not None
+    return found
 
 
 def get_agency(session: Session, code: str) -> Registration | None:
@@ -460,7 +481,6 @@ def registered_document(session: Session, code: str) -> tuple[dict[str, Any], st
 
 
 #: The stored registration document's JSON text, as it is (the key of the validated documents' cache); built once.
-_AGENCIES = Agency.__table__
 _STORED_DOCUMENT = select(cast(_AGENCIES.c.document, SqlText)).where(_AGENCIES.c.code == bindparam("code"))
 
 
@@ -482,6 +502,7 @@ def remove_agency(session: Session, code: str) -> bool:
         return False
     session.delete(row)
     session.flush()
+    memo(session).pop(_REGISTERED_MEMO, None)
     return True
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.store.database import Database
+from gateway.store.memo import memo
 from gateway.store.models import DaySequence
 from gateway.store.write_groups import MOST_IN_A_GROUP
 from tests.databases import open_database
@@ -109,6 +110,31 @@ def test_a_write_sees_what_the_writes_before_it_in_its_group_changed(tmp_path: P
     with open_database("sqlite", tmp_path) as db:
         results = _together(db, [_insert("A"), _agencies, _insert("B"), _agencies])
         assert results == ["A", ["A"], "B", ["A", "B"]]
+
+
+def test_a_groups_units_of_work_share_what_they_read_until_one_is_rolled_back(tmp_path: Path) -> None:
+    """The transaction's memo (``gateway.store.memo``) is the group's: what one unit of work read, the next may
+    reuse; a unit of work rolled back empties it, since it may hold what that one changed."""
+
+    def keeps(value: str) -> Callable[[Session], list[str]]:
+        def work(session: Session) -> list[str]:
+            seen = list(memo(session).get("read", []))
+            memo(session).setdefault("read", []).append(value)
+            return seen
+
+        return work
+
+    def keeps_then_fails(session: Session) -> None:
+        keeps("rolled back")(session)
+        raise RuntimeError("refused")
+
+    with open_database("sqlite", tmp_path) as db:
+        results = _together(db, [keeps("A"), keeps("B"), keeps_then_fails, keeps("C")])
+        assert results[:2] == [[], ["A"]]
+        assert isinstance(results[2], RuntimeError)
+        assert results[3] == []
+        # A group of its own later: a new memo.
+        assert _together(db, [keeps("D")]) == [[]]
 
 
 def test_when_the_groups_commit_fails_every_caller_hears_it_and_nothing_is_kept(tmp_path: Path) -> None:

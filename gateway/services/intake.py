@@ -26,7 +26,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
-from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,13 +37,14 @@ from gateway.domain.codes import format_dossier_code
 from gateway.domain.deadlines import compute_deadlines
 from gateway.domain.status import Status
 from gateway.errors import Invalid, Unavailable, problem
+from gateway.registry import is_registered
 from gateway.services.agency_outbox import enqueue_delivery
 from gateway.services.changes import changed
 from gateway.services.context import Context, Render
 from gateway.services.files import FileIn, PreparedFile, prepare_files, store_blob, verify_files
 from gateway.services.idempotency import Answer, IdempotencyContext, answered_before, run_idempotent
 from gateway.services.signers import check_signers, mismatch_warnings
-from gateway.store.models import Agency, Component, DaySequence, Dossier, Fee, HistoryEntry
+from gateway.store.models import Component, DaySequence, Dossier, Fee, HistoryEntry
 from gateway.store.written import write_new
 from gateway.unit_of_work import UnitOfWork
 from gateway.validation import parse_model
@@ -119,9 +119,6 @@ def _next_code(insert: Any) -> Any:
 
 #: The day's counter created or incremented, per engine (built once; the values are bound at execution).
 _NEXT_CODE = {"postgresql": _next_code(postgresql.insert), "sqlite": _next_code(sqlite.insert)}
-_AGENCIES = Agency.__table__
-#: Whether an agency is registered (a plain statement, built once).
-_REGISTERED = select(_AGENCIES.c.code).where(_AGENCIES.c.code == bindparam("code"))
 
 
 def allocate_code(session: Session, agency_code: str, now: datetime) -> str:
@@ -155,7 +152,7 @@ def check_catalogue(session: Session, sub: Submission) -> tuple[ProcedureSpec | 
                 f"agency {sub.agency_code} is not competent for procedure {spec.code} (competent: {competent})",
             )
         )
-    elif session.execute(_REGISTERED, {"code": sub.agency_code}).first() is None:
+    elif not is_registered(session, sub.agency_code):
         errors.append(problem("agency_code", f"agency {sub.agency_code} is not registered with the gateway"))
     errors += check_component_codes(spec, [(f"components[{i}]", c.code) for i, c in enumerate(sub.components)])
     given = {c.code for c in sub.components}

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
+from .memo import MEMO
 from .write_groups import Outcome, WriteGroups, close, run_members, take_write_lock
 from .written import TRACKED, note_added
 
@@ -162,9 +163,10 @@ class Database:
         finally:
             close(connection)
 
-    def _joined(self, connection: Connection) -> Session:
-        """A session in ``connection``'s transaction that never ends it (:func:`run_members` does)."""
-        return self._sessions(bind=connection, join_transaction_mode="rollback_only")
+    def _joined(self, connection: Connection, shared: dict[str, Any]) -> Session:
+        """A session in ``connection``'s transaction that never ends it (:func:`run_members` does), with the memo
+        ``shared`` by its group."""
+        return self._sessions(bind=connection, join_transaction_mode="rollback_only", info={MEMO: shared})
 
     async def _commit(self, connection: Connection) -> None:
         """Commit a group where :attr:`commit_place` says."""

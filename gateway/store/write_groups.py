@@ -131,19 +131,20 @@ def close(connection: Connection) -> None:
 
 
 def run_members(
-    connection: Connection, works: Sequence[Work], session_on: Callable[[Connection], Session]
+    connection: Connection, works: Sequence[Work], session_on: Callable[[Connection, dict[str, Any]], Session]
 ) -> Iterator[Outcome]:
     """Run ``works`` in order in ``connection``'s transaction, each in a savepoint of its own (when there are more
     than one), giving what each gave as it is done (a caller on the event loop lets other tasks run in between: a
     group does not hold the loop for all its units of work at once). ``session_on`` gives a session that uses the
-    transaction without ending it (its commit only writes what it holds, its close leaves the transaction alone). A
-    failure that ended the transaction itself is raised, and so is a lone unit of work's failure: the whole group is
-    lost."""
+    transaction without ending it (its commit only writes what it holds, its close leaves the transaction alone),
+    with the group's memo (:mod:`~gateway.store.memo`), emptied when a unit of work is rolled back. A failure that
+    ended the transaction itself is raised, and so is a lone unit of work's failure: the whole group is lost."""
     raw = connection.connection.dbapi_connection
     assert isinstance(raw, sqlite3.Connection)
     alone = len(works) == 1
+    shared: dict[str, Any] = {}
     for work in works:
-        session = session_on(connection)
+        session = session_on(connection, shared)
         try:
             if not alone:
                 raw.execute("SAVEPOINT unit_of_work")
@@ -155,6 +156,7 @@ def run_members(
                 raise
             raw.execute("ROLLBACK TO unit_of_work")
             raw.execute("RELEASE unit_of_work")
+            shared.clear()  # it may hold what the unit of work rolled back read or changed
             yield None, exc
             continue
         session.close()
