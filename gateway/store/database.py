@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .engine import DEFAULT_URL, Migration, check_schema, has_tables, is_current, make_engine, upgrade
 from .memo import MEMO
-from .write_groups import Outcome, WriteGroups, close, run_members, take_write_lock
+from .write_groups import Outcome, Work, WriteGroups, close, run_members, take_write_lock
 from .written import TRACKED, note_added
 
 T = TypeVar("T")
@@ -136,7 +136,7 @@ class Database:
             groups = self._groups[loop] = WriteGroups(lane, self._run_group)
         return cast(T, await groups.write(work))
 
-    async def _run_group(self, works: Sequence[Callable[[Session], Any]]) -> list[Outcome]:
+    async def _run_group(self, works: Sequence[Work]) -> list[Outcome]:
         """Short units of work in one transaction, the lane held (see :meth:`write`)."""
         connection = self.engine.connect()
         try:
@@ -152,7 +152,7 @@ class Database:
         finally:
             close(connection)
 
-    def _run_group_waiting(self, works: Sequence[Callable[[Session], Any]]) -> list[Outcome]:
+    def _run_group_waiting(self, works: Sequence[Work]) -> list[Outcome]:
         """:meth:`_run_group` waiting for another connection's write lock (on a worker thread)."""
         connection = self.engine.connect()
         try:
